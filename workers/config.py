@@ -1,0 +1,76 @@
+"""Settings read from the environment, once, in one place."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+MODES = ("production", "demo", "test")
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed; the message names the variable and the fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the engine needs to know about its deployment.
+
+    ``redis_url`` holds the state; the Celery broker defaults to the same server, whose keys it
+    never collides with because every state key starts with ``prefix``.
+    """
+
+    redis_url: str
+    broker_url: str
+    prefix: str
+    shards: int
+    mode: str
+    secret_key: str | None
+    drain_batch: int
+    deliver_batch_bytes: int
+
+    @property
+    def testing(self) -> bool:
+        return self.mode == "test"
+
+
+def _int(name: str, default: int, low: int, high: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value} must be between {low} and {high}")
+    return value
+
+
+def load_settings() -> Settings:
+    redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    mode = os.environ.get("AUDIENCEHUB_MODE", "production")
+    if mode not in MODES:
+        raise ConfigError(f"AUDIENCEHUB_MODE={mode!r} must be one of {', '.join(MODES)}")
+    prefix = os.environ.get("AUDIENCEHUB_PREFIX", "ah")
+    if not prefix or any(c in prefix for c in "{}: "):
+        raise ConfigError(
+            f"AUDIENCEHUB_PREFIX={prefix!r} must be non-empty without braces, ':' or spaces"
+        )
+    return Settings(
+        redis_url=redis_url,
+        broker_url=os.environ.get("AUDIENCEHUB_BROKER_URL") or redis_url,
+        prefix=prefix,
+        shards=_int("AUDIENCEHUB_SHARDS", 16, 1, 4096),
+        mode=mode,
+        secret_key=os.environ.get("AUDIENCEHUB_SECRET_KEY") or None,
+        drain_batch=_int("AUDIENCEHUB_DRAIN_BATCH", 2000, 1, 100_000),
+        deliver_batch_bytes=_int("AUDIENCEHUB_BATCH_BYTES", 1_000_000, 1_000, 16_000_000),
+    )
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    """The process-wide settings; tests that change the environment call ``settings.cache_clear``."""
+    return load_settings()

@@ -1,0 +1,1 @@
+"""Event Hubs: connection strings, SAS tokens, and the senders (REST, AMQP) behind one interface."""

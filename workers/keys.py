@@ -1,0 +1,120 @@
+"""Every Redis key name audiencehub uses, built here and nowhere else.
+
+Layout (``p`` is the configured prefix, ``k`` a shard number)::
+
+    p:meta:shards                 string  shard count the data was written with
+    p:registry:version            string  bumped on every audience/job/auth change
+    p:audiences                   hash    audience id -> definition (JSON)
+    p:audiences:slugs             hash    slug -> audience id
+    p:jobs                        hash    job id -> definition (JSON)
+    p:auths                       hash    authorization id -> encrypted definition
+    p:job:<job>:stats             hash    counters (sent, failed, ...)
+    p:job:<job>:error             string  last delivery error (JSON)
+    p:clock:offset                string  test clock offset in ns (test mode only)
+    p:faults                      hash    fault point -> remaining count (test mode only)
+
+    p:{sk}:events                 stream  accepted events and re-evaluation requests of shard k
+    p:{sk}:applied                string  id of the last stream entry committed (the shard version)
+    p:{sk}:users                  hash    user id -> profile blob
+    p:{sk}:due                    zset    user id -> next time (ms) an answer can flip
+    p:{sk}:members:<aud>          zset    user id (score 0, lexicographic) -> member of <aud>
+    p:{sk}:outbox:<job>           stream  rendered trigger messages waiting for the hub
+    p:{sk}:drain:lease            string  token of the drainer holding the shard
+    p:{sk}:drain:kick             string  set while a drain task is queued
+    p:{sk}:deliver:<job>:lease    string  token of the deliverer holding (job, shard)
+    p:{sk}:deliver:<job>:kick     string  set while a deliver task is queued
+
+Every key a shard's commit touches carries ``{sk}`` as its Redis Cluster hash tag, so the commit
+is a single-slot script and the same code runs on one server or a cluster.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+
+def shard_of(user_id: str, shards: int) -> int:
+    """Stable shard of a user: crc32 is fast, portable and identical in every process."""
+    return zlib.crc32(user_id.encode("utf-8")) % shards
+
+
+class Keys:
+    """Key builder for one deployment prefix."""
+
+    __slots__ = ("prefix",)
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    # -- global -----------------------------------------------------------------------------
+    @property
+    def shards(self) -> str:
+        return f"{self.prefix}:meta:shards"
+
+    @property
+    def registry_version(self) -> str:
+        return f"{self.prefix}:registry:version"
+
+    @property
+    def audiences(self) -> str:
+        return f"{self.prefix}:audiences"
+
+    @property
+    def audience_slugs(self) -> str:
+        return f"{self.prefix}:audiences:slugs"
+
+    @property
+    def jobs(self) -> str:
+        return f"{self.prefix}:jobs"
+
+    @property
+    def auths(self) -> str:
+        return f"{self.prefix}:auths"
+
+    def job_stats(self, job: str) -> str:
+        return f"{self.prefix}:job:{job}:stats"
+
+    def job_error(self, job: str) -> str:
+        return f"{self.prefix}:job:{job}:error"
+
+    @property
+    def clock_offset(self) -> str:
+        return f"{self.prefix}:clock:offset"
+
+    @property
+    def faults(self) -> str:
+        return f"{self.prefix}:faults"
+
+    # -- per shard ----------------------------------------------------------------------------
+    def _shard(self, shard: int) -> str:
+        return f"{self.prefix}:{{s{shard}}}"
+
+    def events(self, shard: int) -> str:
+        return f"{self._shard(shard)}:events"
+
+    def applied(self, shard: int) -> str:
+        return f"{self._shard(shard)}:applied"
+
+    def users(self, shard: int) -> str:
+        return f"{self._shard(shard)}:users"
+
+    def due(self, shard: int) -> str:
+        return f"{self._shard(shard)}:due"
+
+    def members(self, shard: int, audience: str) -> str:
+        return f"{self._shard(shard)}:members:{audience}"
+
+    def outbox(self, shard: int, job: str) -> str:
+        return f"{self._shard(shard)}:outbox:{job}"
+
+    def drain_lease(self, shard: int) -> str:
+        return f"{self._shard(shard)}:drain:lease"
+
+    def drain_kick(self, shard: int) -> str:
+        return f"{self._shard(shard)}:drain:kick"
+
+    def deliver_lease(self, shard: int, job: str) -> str:
+        return f"{self._shard(shard)}:deliver:{job}:lease"
+
+    def deliver_kick(self, shard: int, job: str) -> str:
+        return f"{self._shard(shard)}:deliver:{job}:kick"

@@ -1,0 +1,113 @@
+"""A user's profile: merged fields, event occurrences, and audience membership.
+
+The whole profile is one compact blob in the shard's ``users`` hash, so a drain reads a batch of
+users with one HMGET and writes them back inside the shard's single commit.
+"""
+
+from __future__ import annotations
+
+from bisect import insort
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+MAX_OCCURRENCES = 512
+"""Most recent occurrences kept per event name; older ones cannot matter to a window of that size."""
+
+
+@dataclass(slots=True)
+class Profile:
+    """One user, as the evaluator and the drainer see it.
+
+    Times are integer nanoseconds since the epoch. ``occurrences`` maps an event name to its
+    ascending occurrence times (for ``timewindow``). ``membership`` maps an audience id to the time
+    the user entered it; ``next_change`` maps an audience id to the next instant its answer can flip
+    with no new data (the due index holds the minimum).
+    """
+
+    user_id: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    field_ts: dict[str, int] = field(default_factory=dict)
+    created: int = 0
+    modified: int = 0
+    occurrences: dict[str, list[int]] = field(default_factory=dict)
+    membership: dict[str, int] = field(default_factory=dict)
+    next_change: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def is_new(self) -> bool:
+        return self.created == 0
+
+    def merge(self, values: dict[str, Any], ts: int) -> set[str]:
+        """Merge fields, latest event time winning per field; ``null`` removes a field.
+
+        Returns the names whose value changed, so only audiences reading them are re-evaluated.
+        A late event (older than the field's last write) never overwrites a newer value.
+        """
+        changed: set[str] = set()
+        for name, value in values.items():
+            if self.field_ts.get(name, 0) > ts:
+                continue
+            self.field_ts[name] = ts
+            if value is None:
+                if self.fields.pop(name, None) is not None:
+                    changed.add(name)
+            elif self.fields.get(name, _MISSING) != value:
+                self.fields[name] = value
+                changed.add(name)
+        self._touch(ts)
+        return changed
+
+    def record_occurrence(self, event: str, ts: int) -> None:
+        times = self.occurrences.setdefault(event, [])
+        if not times or ts >= times[-1]:
+            times.append(ts)
+        else:
+            insort(times, ts)
+        if len(times) > MAX_OCCURRENCES:
+            del times[: len(times) - MAX_OCCURRENCES]
+        self._touch(ts)
+
+    def _touch(self, ts: int) -> None:
+        if self.created == 0 or ts < self.created:
+            self.created = ts
+        if ts > self.modified:
+            self.modified = ts
+
+    def due(self) -> int | None:
+        """The earliest instant any audience answer can flip with no new data."""
+        return min(self.next_change.values()) if self.next_change else None
+
+    # -- storage ------------------------------------------------------------------------------
+    def dumps(self) -> bytes:
+        return orjson.dumps(
+            {
+                "f": self.fields,
+                "ft": self.field_ts,
+                "c": self.created,
+                "m": self.modified,
+                "o": self.occurrences,
+                "a": self.membership,
+                "n": self.next_change,
+            }
+        )
+
+    @classmethod
+    def loads(cls, user_id: str, blob: bytes | None) -> Profile:
+        if not blob:
+            return cls(user_id)
+        d = orjson.loads(blob)
+        return cls(
+            user_id,
+            fields=d["f"],
+            field_ts=d["ft"],
+            created=d["c"],
+            modified=d["m"],
+            occurrences=d["o"],
+            membership=d["a"],
+            next_change=d["n"],
+        )
+
+
+_MISSING = object()

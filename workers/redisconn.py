@@ -1,0 +1,42 @@
+"""One place that turns settings into Redis clients."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import redis
+
+from workers.config import ConfigError, Settings, settings
+from workers.keys import Keys
+
+Redis = redis.Redis
+
+
+@lru_cache(maxsize=8)
+def _client(url: str) -> Redis:
+    return redis.Redis.from_url(url, decode_responses=False, health_check_interval=30)
+
+
+def state_redis(cfg: Settings | None = None) -> Redis:
+    """The state store client (bytes in, bytes out; callers decode what they need)."""
+    return _client((cfg or settings()).redis_url)
+
+
+def keys(cfg: Settings | None = None) -> Keys:
+    return Keys((cfg or settings()).prefix)
+
+
+def check_shard_count(r: Redis, cfg: Settings | None = None) -> None:
+    """Refuse to run with a shard count other than the one the data was written with.
+
+    Users are placed by ``crc32(user_id) % shards``; a silent change would split users' state.
+    """
+    cfg = cfg or settings()
+    k = Keys(cfg.prefix)
+    r.set(k.shards, cfg.shards, nx=True)
+    stored = int(r.get(k.shards) or cfg.shards)
+    if stored != cfg.shards:
+        raise ConfigError(
+            f"AUDIENCEHUB_SHARDS={cfg.shards} but the data in {cfg.redis_url} was written with "
+            f"{stored} shards; set AUDIENCEHUB_SHARDS={stored}"
+        )

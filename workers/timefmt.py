@@ -1,0 +1,64 @@
+"""Time as integer nanoseconds since the epoch, and its RFC 3339 text.
+
+Integers keep the seed's nanosecond digits exact and make window arithmetic plain addition.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+NS_PER_MS = 1_000_000
+NS_PER_S = 1_000_000_000
+NS_PER_DAY = 86_400 * NS_PER_S
+
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
+    r"(Z|z|[+-]\d{2}:?\d{2})?$"
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def parse_rfc3339(text: str) -> int:
+    """Parse RFC 3339 (``Z`` or an offset; no offset means UTC) into ns. Raises ValueError."""
+    m = _RFC3339.match(text.strip())
+    if not m:
+        raise ValueError(f"{text!r} is not an RFC 3339 timestamp")
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    frac, zone = m.group(7), m.group(8)
+    base = datetime(year, month, day, hour, minute, min(second, 59), tzinfo=UTC)
+    ns = int((base - _EPOCH).total_seconds()) * NS_PER_S
+    if frac:
+        ns += int(frac.ljust(9, "0"))
+    if zone and zone not in ("Z", "z"):
+        sign = 1 if zone[0] == "+" else -1
+        digits = zone[1:].replace(":", "")
+        ns -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60) * NS_PER_S
+    return ns
+
+
+def format_rfc3339(ns: int) -> str:
+    """Format ns as UTC RFC 3339 with ``Z``, trailing fraction zeros trimmed (Go's RFC3339Nano)."""
+    seconds, frac = divmod(ns, NS_PER_S)
+    text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    if frac:
+        text += "." + f"{frac:09d}".rstrip("0")
+    return text + "Z"
+
+
+def far_future(ns: int) -> str:
+    """The exit of a current member: the trigger time moved to 2099, as the seed's example shows."""
+    seconds, frac = divmod(ns, NS_PER_S)
+    when = datetime.fromtimestamp(seconds, UTC)
+    day = 28 if (when.month, when.day) == (2, 29) else when.day
+    moved = when.replace(year=2099, day=day)
+    return format_rfc3339(int((moved - _EPOCH).total_seconds()) * NS_PER_S + frac)
+
+
+def ms_to_ns(ms: int | float) -> int:
+    return int(ms * NS_PER_MS)
+
+
+def ns_to_ms_ceil(ns: int) -> int:
+    """Round up, so a due time in ms is never before the exact instant it stands for."""
+    return -(-ns // NS_PER_MS)
