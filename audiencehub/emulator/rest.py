@@ -1,0 +1,436 @@
+"""The hub stand-in's REST face: the Event Hubs send contract, plus a control API under /_emulator.
+
+Send (what a real hub checks, in this order):
+
+1. fault plan (decided once the headers are in; a faulted request stores nothing)
+2. ``Authorization: SharedAccessSignature …``: key name, signature, expiry, ``sr`` covers the hub
+3. the hub exists (404), the partition exists (404), ``api-version`` / ``timeout`` are sane (400)
+4. body size ≤ ``max_batch_bytes`` (413), Content-Type (415), batch shape (400 naming index/field)
+5. store → ``201 Created``, empty body
+
+Errors on the send path use the service's XML shape, ``<Error><Code>…</Code><Detail>…</Detail>
+</Error>``, so a sender's error handling meets the same text it will meet in Azure. The control API
+(no auth: a loopback tool; it never shows keys) answers JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import re
+from collections.abc import Awaitable
+from html import escape
+from typing import Any
+from urllib.parse import unquote
+
+import orjson
+
+from audiencehub.emulator.auth import Authorizer, TokenError
+from audiencehub.emulator.faults import NO_FAULT, FaultDecision, FaultPlan, FaultSpecError
+from audiencehub.emulator.httpserver import Request, Response
+from audiencehub.emulator.store import (
+    EventStore,
+    IncomingEvent,
+    StoredEvent,
+    UnknownHub,
+)
+from workers.timefmt import format_rfc3339
+
+__all__ = [
+    "BATCH_CONTENT_TYPE",
+    "DEFAULT_MAX_BATCH_BYTES",
+    "SINGLE_CONTENT_TYPE",
+    "BadBatch",
+    "RestFace",
+    "decode_batch",
+    "event_json",
+]
+
+log = logging.getLogger("audiencehub.emulator.rest")
+
+BATCH_CONTENT_TYPE = "application/vnd.microsoft.servicebus.json"
+SINGLE_CONTENT_TYPE = "application/atom+xml"
+DEFAULT_MAX_BATCH_BYTES = 1_048_576
+MAX_READBACK = 100_000
+
+_ITEM_FIELDS = frozenset({"Body", "UserProperties", "BrokerProperties"})
+_SCALARS = (str, int, float, bool, type(None))
+_API_VERSION = re.compile(r"^\d{4}-\d{2}(-\d{2})?(-preview)?$")
+_JSON = "application/json"
+_XML = "application/xml; charset=utf-8"
+_CREATED = Response(201)
+
+
+class BadBatch(ValueError):
+    """The body is not a valid Event Hubs batch; the message names the index and field."""
+
+
+def _check_properties(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if type(value) is not dict:
+        raise BadBatch(f"{where}: must be a JSON object")
+    for name, item in value.items():
+        if not isinstance(item, _SCALARS):
+            raise BadBatch(f"{where}.{name}: must be a string, number, boolean or null")
+    return value
+
+
+def decode_batch(body: bytes) -> list[IncomingEvent]:
+    """Parse ``[{"Body": str, "UserProperties": {…}, "BrokerProperties": {…}}, …]`` strictly."""
+    try:
+        items = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadBatch(f"body is not valid JSON: {exc}") from None
+    if type(items) is not list:
+        raise BadBatch('body must be a JSON array of events ([{"Body": "…"}, …])')
+    if not items:
+        raise BadBatch("batch is empty")
+    out: list[IncomingEvent] = []
+    append = out.append
+    known = _ITEM_FIELDS
+    for index, item in enumerate(items):
+        if type(item) is not dict:
+            raise BadBatch(f"event[{index}]: must be a JSON object with a Body")
+        text = item.get("Body")
+        if type(text) is not str:
+            what = "is missing" if text is None else "must be a string"
+            raise BadBatch(f"event[{index}].Body: {what}")
+        if not item.keys() <= known:
+            extra = ", ".join(sorted(set(item) - known))
+            raise BadBatch(
+                f"event[{index}]: unknown field(s) {extra} "
+                "(expected Body, UserProperties, BrokerProperties)"
+            )
+        user = item.get("UserProperties")
+        user = {} if user is None else _check_properties(user, f"event[{index}].UserProperties")
+        broker = item.get("BrokerProperties")
+        key: str | None = None
+        if broker is None:
+            broker = {}
+        else:
+            broker = _check_properties(broker, f"event[{index}].BrokerProperties")
+            key = broker.get("PartitionKey")
+            if key is not None and type(key) is not str:
+                raise BadBatch(f"event[{index}].BrokerProperties.PartitionKey: must be a string")
+        append(IncomingEvent(text.encode("utf-8"), user, broker, key))
+    return out
+
+
+def event_json(event: StoredEvent) -> dict[str, Any]:
+    """One stored event for readback: the body as text (base64 if it is not UTF-8)."""
+    try:
+        body = event.body.decode("utf-8")
+        encoding = "utf-8"
+    except UnicodeDecodeError:
+        body = base64.b64encode(event.body).decode("ascii")
+        encoding = "base64"
+    return {
+        "seq": event.seq,
+        "partition_id": event.partition_id,
+        "partition_key": event.partition_key,
+        "body": body,
+        "body_encoding": encoding,
+        "user_properties": event.user_properties,
+        "broker_properties": event.broker_properties,
+        "received_at": format_rfc3339(event.received_at),
+        "face": event.face,
+    }
+
+
+def _media_type(value: str) -> str:
+    return value.split(";", 1)[0].strip().lower()
+
+
+def _xml_error(status: int, detail: str, headers: list[tuple[str, str]] | None = None) -> Response:
+    body = f"<Error><Code>{status}</Code><Detail>{escape(detail, quote=False)}</Detail></Error>"
+    return Response(status, body.encode("utf-8"), _XML, headers or [])
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(status, orjson.dumps(data), _JSON)
+
+
+def _json_error(status: int, message: str) -> Response:
+    return _json({"error": message}, status)
+
+
+class RestFace:
+    """Routes requests; owns nothing but references to the shared store, plan and keys."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        faults: FaultPlan,
+        auth: Authorizer,
+        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        info: dict[str, Any] | None = None,
+        faces: list[str] | None = None,
+    ) -> None:
+        self.store = store
+        self.faults = faults
+        self.auth = auth
+        self.max_batch_bytes = max_batch_bytes
+        # A body this far over the limit is refused without reading it (the connection closes).
+        self.hard_body_limit = max(4 * max_batch_bytes, 16 * 1024 * 1024)
+        self._info = info or {}
+        self._faces = faces if faces is not None else ["rest"]
+
+    # ---- the two HttpServer hooks -----------------------------------------------------------
+
+    def head(self, request: Request) -> Response | None:
+        parts = [unquote(p) for p in request.path.strip("/").split("/")] if request.path else []
+        request.state["parts"] = parts
+        send = _send_route(parts)
+        if send is not None and request.method == "POST":
+            request.state["send"] = send
+            decision = self.faults.decide("rest", send[0], "send")
+            request.state["fault"] = decision
+            if decision.drop == "after_headers" and not decision.delay_ms:
+                self._count_fault(decision)
+                self.store.count_request("rest", 0)
+                log.debug("fault: dropped connection after headers (POST %s)", request.path)
+                return Response(0, drop=True)
+        length = request.content_length
+        if length is not None and length > self.hard_body_limit:
+            if "send" in request.state:
+                self.store.count_request("rest", 413)
+            return _xml_error(
+                413,
+                f"request body of {length} bytes is far over the {self.max_batch_bytes} byte limit",
+            )
+        return None
+
+    def handle(self, request: Request) -> Response | Awaitable[Response]:
+        send = request.state.get("send")
+        if send is None:
+            return self._control(request)
+        decision: FaultDecision = request.state.get("fault", NO_FAULT)
+        if decision.delay_ms:
+            return self._delayed(request, decision)
+        return self._send(request, decision)
+
+    # ---- send -------------------------------------------------------------------------------
+
+    async def _delayed(self, request: Request, decision: FaultDecision) -> Response:
+        await asyncio.sleep(decision.delay_ms / 1000)
+        return self._send(request, decision)
+
+    def _count_fault(self, decision: FaultDecision) -> None:
+        self.store.count_fault(decision.kind)
+
+    def _send(self, request: Request, decision: FaultDecision) -> Response:
+        if decision.delay_ms:
+            self.store.count_fault("delay")
+        if decision.fails:
+            self._count_fault(decision)
+            if decision.drop is not None:
+                self.store.count_request("rest", 0)
+                log.debug("fault: dropped connection (POST %s)", request.path)
+                return Response(0, drop=True)
+            assert decision.status is not None
+            headers = []
+            if decision.retry_after is not None:
+                headers.append(("Retry-After", str(decision.retry_after)))
+            self.store.count_request("rest", decision.status)
+            log.debug("fault: answered %s (POST %s)", decision.status, request.path)
+            return _xml_error(decision.status, decision.message, headers)
+        response = self._accept(request)
+        self.store.count_request("rest", response.status)
+        if response.status != 201:
+            log.info(
+                "rejected POST %s: %s %s",
+                request.path,
+                response.status,
+                response.body[:300].decode("utf-8", "replace"),
+            )
+        return response
+
+    def _accept(self, request: Request) -> Response:
+        hub_name, partition = request.state["send"]
+        try:
+            self.auth.check(request.headers.get("authorization"), hub_name)
+        except TokenError as exc:
+            return _xml_error(401, f"authorization failed: {exc}")
+        try:
+            hub = self.store.hub(hub_name)
+        except UnknownHub:
+            return _xml_error(404, f"event hub {hub_name!r} does not exist in this namespace")
+        if partition is not None and partition not in hub.partition_ids:
+            return _xml_error(
+                404,
+                f"event hub {hub.name!r} has no partition {partition!r} "
+                f"(partitions: {', '.join(hub.partition_ids)})",
+            )
+        version = request.query.get("api-version")
+        if version is not None and not _API_VERSION.match(version):
+            return _xml_error(400, f"api-version {version!r} is not a valid version (use 2014-01)")
+        timeout = request.query.get("timeout")
+        if timeout is not None and not timeout.isdigit():
+            return _xml_error(400, f"timeout {timeout!r} must be a whole number of seconds")
+        body = request.body
+        if len(body) > self.max_batch_bytes:
+            return _xml_error(
+                413,
+                f"request body of {len(body)} bytes exceeds the maximum of "
+                f"{self.max_batch_bytes} bytes per publication",
+            )
+        media = _media_type(request.headers.get("content-type", ""))
+        try:
+            if media == BATCH_CONTENT_TYPE:
+                events = decode_batch(body)
+            elif media == SINGLE_CONTENT_TYPE:
+                events = [self._single(request)]
+            else:
+                return _xml_error(
+                    415,
+                    f"Content-Type {media or '(none)'!r} is not supported: use "
+                    f"{BATCH_CONTENT_TYPE} for a batch or "
+                    f"{SINGLE_CONTENT_TYPE};type=entry;charset=utf-8 for one event",
+                )
+        except BadBatch as exc:
+            return _xml_error(400, str(exc))
+        self.store.append(hub.name, events, "rest", partition_id=partition)
+        return _CREATED
+
+    def _single(self, request: Request) -> IncomingEvent:
+        raw = request.headers.get("brokerproperties")
+        broker: dict[str, Any] = {}
+        if raw:
+            try:
+                parsed = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise BadBatch(f"BrokerProperties header is not valid JSON: {exc}") from None
+            broker = _check_properties(parsed, "BrokerProperties")
+        key = broker.get("PartitionKey")
+        if key is not None and type(key) is not str:
+            raise BadBatch("BrokerProperties.PartitionKey: must be a string")
+        return IncomingEvent(request.body, {}, broker, key)
+
+    # ---- control API ------------------------------------------------------------------------
+
+    def _control(self, request: Request) -> Response:
+        parts: list[str] = request.state["parts"]
+        method = request.method
+        if not parts or parts == [""]:
+            return self._only(method, "GET") or _json(self._describe())
+        if parts[0] != "_emulator":
+            if len(parts) == 1:
+                return self._only(method, "GET") or self._hub_info(parts[0])
+            if _send_route(parts) is not None:
+                return _xml_error(405, "send events with POST", [("Allow", "POST")])
+            return _json_error(404, f"no such resource: {request.path}")
+        rest = parts[1:]
+        try:
+            if rest in ([], ["info"], ["health"]):
+                return self._only(method, "GET") or _json(self._describe())
+            if rest == ["stats"]:
+                return self._only(method, "GET") or _json(self.store.stats())
+            if rest == ["events"]:
+                return self._only(method, "DELETE") or self._reset(request)
+            if rest == ["faults"]:
+                return self._faults(request)
+            if rest == ["hubs"]:
+                return self._only(method, "GET") or _json(
+                    {"hubs": [self.store.hub(n).info() for n in self.store.hub_names()]}
+                )
+            if len(rest) == 2 and rest[0] == "hubs":
+                if method == "PUT":
+                    return self._create_hub(rest[1], request)
+                return self._only(method, "GET") or self._hub_info(rest[1])
+            if len(rest) == 3 and rest[0] == "hubs" and rest[2] == "events":
+                return self._only(method, "GET") or self._events(rest[1], request)
+        except UnknownHub as exc:
+            return _json_error(404, f"event hub {exc.args[0]!r} does not exist")
+        return _json_error(404, f"no such control endpoint: {request.path}")
+
+    @staticmethod
+    def _only(method: str, allowed: str) -> Response | None:
+        if method == allowed:
+            return None
+        return Response(
+            405,
+            orjson.dumps({"error": f"use {allowed}"}),
+            _JSON,
+            [("Allow", allowed)],
+        )
+
+    def _describe(self) -> dict[str, Any]:
+        return {
+            **self._info,
+            "faces": self._faces,
+            "max_batch_bytes": self.max_batch_bytes,
+            "key_names": self.auth.key_names,
+            "hubs": [self.store.hub(n).info() for n in self.store.hub_names()],
+        }
+
+    def _hub_info(self, name: str) -> Response:
+        try:
+            return _json(self.store.hub(name).info())
+        except UnknownHub:
+            return _json_error(404, f"event hub {name!r} does not exist")
+
+    def _create_hub(self, name: str, request: Request) -> Response:
+        raw = request.query.get("partitions", "4")
+        if not raw.isdigit():
+            return _json_error(400, "partitions must be a whole number")
+        try:
+            hub = self.store.create_hub(name, int(raw))
+        except ValueError as exc:
+            return _json_error(400, str(exc))
+        return _json(hub.info(), 201)
+
+    def _events(self, hub: str, request: Request) -> Response:
+        query = request.query
+        after_raw = query.get("after", "0")
+        limit_raw = query.get("limit", "1000")
+        if not after_raw.isdigit():
+            return _json_error(400, "after must be a sequence number (integer ≥ 0)")
+        if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= MAX_READBACK:
+            return _json_error(400, f"limit must be an integer from 1 to {MAX_READBACK}")
+        after = int(after_raw)
+        partition = query.get("partition")
+        events, more = self.store.events(hub, after, int(limit_raw), partition)
+        last = events[-1].seq if events else after
+        return _json({"events": [event_json(e) for e in events], "last_seq": last, "more": more})
+
+    def _reset(self, request: Request) -> Response:
+        hub = request.query.get("hub")
+        dropped = self.store.reset(hub)
+        return _json({"deleted": dropped})
+
+    def _faults(self, request: Request) -> Response:
+        method = request.method
+        if method == "GET":
+            return _json(self.faults.describe())
+        if method == "DELETE":
+            self.faults.clear()
+            return _json(self.faults.describe())
+        if method in ("PUT", "POST"):
+            try:
+                spec = orjson.loads(request.body)
+            except orjson.JSONDecodeError as exc:
+                return _json_error(400, f"fault plan is not valid JSON: {exc}")
+            try:
+                self.faults.configure(spec)
+            except FaultSpecError as exc:
+                return _json_error(400, str(exc))
+            log.info("fault plan installed: %s", orjson.dumps(self.faults.describe()).decode())
+            return _json(self.faults.describe())
+        return Response(405, b"", None, [("Allow", "GET, PUT, DELETE")])
+
+
+def _send_route(parts: list[str]) -> tuple[str, str | None] | None:
+    """``/{hub}/messages`` → (hub, None); ``/{hub}/partitions/{id}/messages`` → (hub, id)."""
+    n = len(parts)
+    if n == 2 and parts[1].lower() == "messages" and parts[0] != "_emulator":
+        return parts[0], None
+    if (
+        n == 4
+        and parts[1].lower() == "partitions"
+        and parts[3].lower() == "messages"
+        and parts[0] != "_emulator"
+    ):
+        return parts[0], parts[2]
+    return None

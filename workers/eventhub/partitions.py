@@ -1,0 +1,100 @@
+"""Which partition Event Hubs puts a partition key in, computed the way the service does.
+
+Senders that group messages by partition (REST ``/partitions/{id}/messages``, one AMQP batch per
+partition) keep the key-to-partition mapping a consumer would see from a plain partition-key send
+only if they hash exactly like the service gateway: Jenkins' lookup3 over the key's UTF-8 bytes,
+``(short)(c ^ b)``, then ``Math.Abs(hash % count)`` with C#'s truncating remainder.
+
+That is what the .NET, Java and JavaScript SDKs carry ("a direct port of the Event Hubs service
+code"). The Python SDK's buffered-mode resolver computes the same hash for ASCII keys but takes
+Python's floor modulo (``abs(h % n)`` is never negative there), so for keys whose hash is negative
+it picks a different partition (e.g. ``"7"`` on 4 partitions: service ``"3"``, Python SDK ``"1"``),
+and it hashes code points instead of UTF-8 bytes for non-ASCII keys. We follow the service.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from functools import lru_cache
+
+__all__ = ["hash_code", "partition_for_key", "partition_index"]
+
+_M = 0xFFFFFFFF
+_WORDS = struct.Struct("<III")
+
+
+def _lookup3(data: bytes) -> tuple[int, int]:
+    """Jenkins' hashlittle2 with both seeds 0: returns (c, b) as unsigned 32-bit ints."""
+    size = len(data)
+    a = b = c = (0xDEADBEEF + size) & _M
+    pos = 0
+    while size > 12:
+        w0, w1, w2 = _WORDS.unpack_from(data, pos)
+        a = (a + w0) & _M
+        b = (b + w1) & _M
+        c = (c + w2) & _M
+        # mix(a, b, c)
+        a = (a - c) & _M
+        a ^= ((c << 4) | (c >> 28)) & _M
+        c = (c + b) & _M
+        b = (b - a) & _M
+        b ^= ((a << 6) | (a >> 26)) & _M
+        a = (a + c) & _M
+        c = (c - b) & _M
+        c ^= ((b << 8) | (b >> 24)) & _M
+        b = (b + a) & _M
+        a = (a - c) & _M
+        a ^= ((c << 16) | (c >> 16)) & _M
+        c = (c + b) & _M
+        b = (b - a) & _M
+        b ^= ((a << 19) | (a >> 13)) & _M
+        a = (a + c) & _M
+        c = (c - b) & _M
+        c ^= ((b << 4) | (b >> 28)) & _M
+        b = (b + a) & _M
+        pos += 12
+        size -= 12
+    if size == 0:
+        return c, b
+    # The tail cases of lookup3 add partial little-endian words; zero padding adds the same.
+    w0, w1, w2 = _WORDS.unpack(data[pos:] + bytes(12 - size))
+    a = (a + w0) & _M
+    b = (b + w1) & _M
+    c = (c + w2) & _M
+    # final(a, b, c)
+    c ^= b
+    c = (c - (((b << 14) | (b >> 18)) & _M)) & _M
+    a ^= c
+    a = (a - (((c << 11) | (c >> 21)) & _M)) & _M
+    b ^= a
+    b = (b - (((a << 25) | (a >> 7)) & _M)) & _M
+    c ^= b
+    c = (c - (((b << 16) | (b >> 16)) & _M)) & _M
+    a ^= c
+    a = (a - (((c << 4) | (c >> 28)) & _M)) & _M
+    b ^= a
+    b = (b - (((a << 14) | (a >> 18)) & _M)) & _M
+    c ^= b
+    c = (c - (((b << 24) | (b >> 8)) & _M)) & _M
+    return c, b
+
+
+@lru_cache(maxsize=65536)
+def hash_code(key: str) -> int:
+    """The service's signed 16-bit hash of a partition key (cached: user ids repeat)."""
+    c, b = _lookup3(key.encode("utf-8"))
+    h = (c ^ b) & 0xFFFF
+    return h - 0x10000 if h & 0x8000 else h
+
+
+def partition_index(key: str, count: int) -> int:
+    """Index of the partition for ``key`` among ``count`` partitions (C#'s ``Math.Abs(h % n)``)."""
+    if count <= 0:
+        raise ValueError("an event hub has at least one partition")
+    return abs(hash_code(key)) % count
+
+
+def partition_for_key(key: str, partition_ids: Sequence[str]) -> str:
+    """The partition id the service would choose for ``key`` (ids in the hub's own order)."""
+    return partition_ids[partition_index(key, len(partition_ids))]
