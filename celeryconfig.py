@@ -1,0 +1,68 @@
+"""Every Celery setting of audiencehub, in one place.
+
+Tasks carry ids and small batches only (never a secret, never a whole profile), as JSON. Results
+are ignored: state lives in Redis structures, not in a result backend. Acks are late and a task
+whose worker died is re-queued, and every engine step is idempotent, so redelivery is harmless.
+"""
+
+from __future__ import annotations
+
+from kombu.entity import Queue
+
+from workers.config import settings
+
+_cfg = settings()
+
+VISIBILITY_TIMEOUT_S = 900
+"""Seconds before Redis hands an unacked message to another worker. It must exceed the longest
+task (``task_time_limit``), and no task is ever scheduled further ahead than this: deferred work
+lives in the due index, never in a Celery ETA."""
+
+broker_url = _cfg.broker_url
+broker_connection_retry_on_startup = True
+broker_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+result_backend_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+task_ignore_result = True
+result_backend = None
+
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 4
+task_time_limit = 300
+task_soft_time_limit = 240
+worker_send_task_events = True
+task_send_sent_event = True
+
+QUEUES = {
+    "ingest": "drains shards and takes events sent as tasks",
+    "deliver": "sends outboxes to Event Hubs",
+    "backfill": "writes existing members into job outboxes",
+    "schedule": "beat's ticks: releases due users, sweeps for stranded work",
+}
+task_queues = tuple(Queue(name) for name in QUEUES)
+task_default_queue = "ingest"
+task_routes = {
+    "audiencehub.drain_shard": {"queue": "ingest"},
+    "audiencehub.ingest_events": {"queue": "ingest"},
+    "audiencehub.deliver": {"queue": "deliver"},
+    "audiencehub.backfill": {"queue": "backfill"},
+    "audiencehub.tick": {"queue": "schedule"},
+    "audiencehub.sweep": {"queue": "schedule"},
+}
+
+beat_schedule = {
+    "release-due-users": {
+        "task": "audiencehub.tick",
+        "schedule": 1.0,
+        "options": {"expires": 5},
+    },
+    "sweep-stranded-work": {
+        "task": "audiencehub.sweep",
+        "schedule": 2.0,
+        "options": {"expires": 15},
+    },
+}

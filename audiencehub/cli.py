@@ -1,10 +1,46 @@
-"""The ``audiencehub`` command."""
+"""The ``audiencehub`` command: one group per concept, each in its own module."""
 
 from __future__ import annotations
 
 import click
 
+from audiencehub.cli_audience import audience
+from audiencehub.cli_data import clock, ingest, profile
+from audiencehub.cli_job import auth, job
+from audiencehub.cli_schedule import schedule
+from workers.secrets import new_key
+
 
 @click.group()
 def main() -> None:
     """Stream audience enter/exit triggers to Azure Event Hubs."""
+
+
+@main.command("secret-key")
+def secret_key() -> None:
+    """Print a new key for AUDIENCEHUB_SECRET_KEY (encrypts connection strings at rest)."""
+    click.echo(new_key())
+
+
+for command in (audience, auth, job, ingest, profile, clock, schedule):
+    main.add_command(command)
+
+
+def _optional_commands() -> None:
+    """Commands whose modules are built separately attach themselves when present."""
+    try:
+        from audiencehub.cli_filterql import eval_command, validate_command
+    except ImportError:
+        pass
+    else:
+        audience.add_command(validate_command, "validate")
+        audience.add_command(eval_command, "eval")
+    try:
+        from audiencehub.emulator.cli import hub_emulator
+    except ImportError:
+        pass
+    else:
+        main.add_command(hub_emulator, "hub-emulator")
+
+
+_optional_commands()

@@ -10,6 +10,10 @@ Layout (``p`` is the configured prefix, ``k`` a shard number)::
     p:auths                       hash    authorization id -> encrypted definition
     p:job:<job>:stats             hash    counters (sent, failed, ...)
     p:job:<job>:error             string  last delivery error (JSON)
+    p:job:<job>:health            hash    consecutive failures, first failure, next attempt
+    p:job:<job>:dead              stream  dead letters: messages the hub refused for good
+    p:job:<job>:backfill          string  backfill progress (JSON)
+    p:job:<job>:history           list    state changes, newest first (JSON)
     p:clock:offset                string  test clock offset in ns (test mode only)
     p:faults                      hash    fault point -> remaining count (test mode only)
 
@@ -23,6 +27,8 @@ Layout (``p`` is the configured prefix, ``k`` a shard number)::
     p:{sk}:drain:kick             string  set while a drain task is queued
     p:{sk}:deliver:<job>:lease    string  token of the deliverer holding (job, shard)
     p:{sk}:deliver:<job>:kick     string  set while a deliver task is queued
+    p:{sk}:backfill:<job>         string  backfill cursor: last user id written ("" = start)
+    p:{sk}:backfill:<job>:kick    string  set while a backfill task is queued
 
 Every key a shard's commit touches carries ``{sk}`` as its Redis Cluster hash tag, so the commit
 is a single-slot script and the same code runs on one server or a cluster.
@@ -77,6 +83,18 @@ class Keys:
     def job_error(self, job: str) -> str:
         return f"{self.prefix}:job:{job}:error"
 
+    def job_health(self, job: str) -> str:
+        return f"{self.prefix}:job:{job}:health"
+
+    def job_dead(self, job: str) -> str:
+        return f"{self.prefix}:job:{job}:dead"
+
+    def job_backfill(self, job: str) -> str:
+        return f"{self.prefix}:job:{job}:backfill"
+
+    def job_history(self, job: str) -> str:
+        return f"{self.prefix}:job:{job}:history"
+
     @property
     def clock_offset(self) -> str:
         return f"{self.prefix}:clock:offset"
@@ -118,3 +136,9 @@ class Keys:
 
     def deliver_kick(self, shard: int, job: str) -> str:
         return f"{self._shard(shard)}:deliver:{job}:kick"
+
+    def backfill_cursor(self, shard: int, job: str) -> str:
+        return f"{self._shard(shard)}:backfill:{job}"
+
+    def backfill_kick(self, shard: int, job: str) -> str:
+        return f"{self._shard(shard)}:backfill:{job}:kick"

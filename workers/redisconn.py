@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import cast
 
 import redis
 
@@ -10,6 +11,16 @@ from workers.config import ConfigError, Settings, settings
 from workers.keys import Keys
 
 Redis = redis.Redis
+StreamRows = list[tuple[bytes, dict[bytes, bytes]]]
+
+
+def stream_rows(raw: object) -> StreamRows:
+    """XRANGE's answer, typed: the client returns bytes because ``decode_responses`` is off."""
+    return cast(StreamRows, raw)
+
+
+def as_bytes(raw: object) -> bytes | None:
+    return cast(bytes | None, raw)
 
 
 @lru_cache(maxsize=8)

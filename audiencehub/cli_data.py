@@ -1,0 +1,167 @@
+"""``audiencehub ingest``, ``profile …`` and ``clock …``: data in, and a look at users."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+from audiencehub.cli_support import echo_json, friendly
+from audiencehub.context import engine
+from workers.clock import movable_clock
+from workers.entries import DATA, SCORE
+from workers.events import Invalid
+from workers.ingest import Ingestor, IngestResult, Item, ndjson_items
+from workers.keys import shard_of
+from workers.profile import Profile
+from workers.redisconn import as_bytes
+from workers.timefmt import NS_PER_DAY, NS_PER_S, format_rfc3339
+
+MAX_ERRORS_SHOWN = 50
+_UNITS = {
+    "s": NS_PER_S,
+    "m": 60 * NS_PER_S,
+    "h": 3600 * NS_PER_S,
+    "d": NS_PER_DAY,
+    "w": 7 * NS_PER_DAY,
+}
+
+
+def _report(result: IngestResult, as_json: bool) -> None:
+    if as_json:
+        echo_json(result.as_dict())
+    else:
+        err = Console(stderr=True)
+        for error in result.errors[:MAX_ERRORS_SHOWN]:
+            err.print(f"[red]rejected[/red] {error}", markup=True, highlight=False)
+        if result.rejected > MAX_ERRORS_SHOWN:
+            err.print(f"... and {result.rejected - MAX_ERRORS_SHOWN} more rejected")
+        click.echo(f"accepted {result.accepted}, rejected {result.rejected}")
+    if result.rejected:
+        sys.exit(1 if result.accepted == 0 else 2)
+
+
+def _lines(stream: BinaryIO) -> Iterator[bytes]:
+    yield from stream
+
+
+@click.command("ingest")
+@click.argument("source", type=click.Path(allow_dash=True, dir_okay=False))
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the result (with every error) as JSON."
+)
+@click.option("--scores", is_flag=True, help="Profile updates: merge fields, record no event.")
+@friendly
+def ingest(source: str, as_json: bool, scores: bool) -> None:
+    """Accept NDJSON events from FILE or '-' (stdin); one line per event.
+
+    Exit code 0 when all were accepted, 2 when some were rejected, 1 when none were accepted.
+    """
+    ingestor = Ingestor(engine())
+    kind = SCORE if scores else DATA
+    show = sys.stderr.isatty() and not as_json
+    if source == "-":
+        result = ingestor.ingest(ndjson_items(_lines(sys.stdin.buffer)), kind)
+    else:
+        size = os.path.getsize(source)
+        columns = (TextColumn("ingest"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
+        bar = Progress(*columns, disable=not show, console=Console(stderr=True))
+        with bar, bar.open(source, "rb", total=size) as handle:
+            result = ingestor.ingest(ndjson_items(_lines(handle)), kind)
+    _report(result, as_json)
+
+
+@click.group()
+def profile() -> None:
+    """Users' profiles."""
+
+
+@profile.command("show")
+@click.argument("user_id")
+@friendly
+def profile_show(user_id: str) -> None:
+    """Print a user's merged fields, event counts and memberships."""
+    e = engine()
+    blob = as_bytes(e.r.hget(e.keys.users(shard_of(user_id, e.cfg.shards)), user_id))
+    if blob is None:
+        raise click.ClickException(f"no profile for user {user_id!r}")
+    p = Profile.loads(user_id, blob)
+    slugs = {a.id: a.slug for a in e.registry.get().audiences.values()}
+    echo_json(
+        {
+            "user_id": p.user_id,
+            "_created": format_rfc3339(p.created),
+            "_modified": format_rfc3339(p.modified),
+            "fields": p.fields,
+            "events": {name: len(times) for name, times in p.occurrences.items()},
+            "audiences": {
+                slugs.get(aid, aid): {"enter": format_rfc3339(t)} for aid, t in p.membership.items()
+            },
+            "next_change": {
+                slugs.get(aid, aid): format_rfc3339(t) for aid, t in p.next_change.items()
+            },
+        }
+    )
+
+
+@profile.command("set")
+@click.argument("user_id")
+@click.argument("assignments", nargs=-1, required=True)
+@friendly
+def profile_set(user_id: str, assignments: tuple[str, ...]) -> None:
+    """Update score fields (field=value; JSON values allowed) without recording an event."""
+    import orjson
+
+    fields: dict[str, object] = {"user_id": user_id}
+    for pair in assignments:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name:
+            raise click.ClickException(f"{pair!r} is not field=value")
+        try:
+            fields[name] = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            fields[name] = raw
+    items: list[Item] = [("argument", fields, None)]
+    result = Ingestor(engine()).ingest(iter(items), SCORE)
+    if result.errors:
+        raise click.ClickException(str(result.errors[0]))
+    click.echo("accepted")
+
+
+def parse_duration(text: str) -> int:
+    try:
+        number, unit = float(text[:-1]), text[-1]
+        return int(number * _UNITS[unit])
+    except (ValueError, KeyError, IndexError):
+        raise Invalid(None, f"{text!r} is not a duration like 90s, 15m, 2h, 7d or 1w") from None
+
+
+@click.group()
+def clock() -> None:
+    """The movable clock (test mode only: AUDIENCEHUB_MODE=test)."""
+
+
+@clock.command("advance")
+@click.argument("duration")
+@friendly
+def clock_advance(duration: str) -> None:
+    """Move every process's "now" forward, e.g. ``clock advance 7d``."""
+    e = engine()
+    try:
+        delta = parse_duration(duration)
+    except Invalid as exc:
+        raise click.ClickException(exc.reason) from None
+    mc = movable_clock(e.cfg, e.r)
+    mc.advance(delta)
+    click.echo(format_rfc3339(mc.now_ns()))
+
+
+@clock.command("now")
+@friendly
+def clock_now() -> None:
+    click.echo(format_rfc3339(engine().clock.now_ns()))

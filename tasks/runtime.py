@@ -1,0 +1,76 @@
+"""Per-process engine objects, built lazily after fork and closed on shutdown.
+
+A Redis connection pool, a sender's HTTP session or SDK client must not cross a fork, so nothing
+here exists until a task first needs it in its own process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+
+from celery.signals import worker_process_shutdown
+
+from tasks.app import app
+from tasks.sender import CeleryTaskSender
+from workers.backfill import Backfills
+from workers.deliver import Deliverer, SenderPool
+from workers.drain import ShardDrainer
+from workers.engine import Engine
+from workers.ingest import Ingestor
+from workers.reevaluate import Reevaluations
+from workers.release import Releaser
+
+
+@dataclass
+class Runtime:
+    pid: int
+
+    @cached_property
+    def engine(self) -> Engine:
+        return Engine.create(CeleryTaskSender(app))
+
+    @cached_property
+    def drainer(self) -> ShardDrainer:
+        return ShardDrainer(self.engine)
+
+    @cached_property
+    def senders(self) -> SenderPool:
+        return SenderPool(self.engine)
+
+    @cached_property
+    def deliverer(self) -> Deliverer:
+        return Deliverer(self.engine, self.senders.get)
+
+    @cached_property
+    def ingestor(self) -> Ingestor:
+        return Ingestor(self.engine)
+
+    @cached_property
+    def releaser(self) -> Releaser:
+        return Releaser(self.engine)
+
+    @cached_property
+    def backfills(self) -> Backfills:
+        return Backfills(self.engine)
+
+    @cached_property
+    def reevaluations(self) -> Reevaluations:
+        return Reevaluations(self.engine)
+
+
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    global _runtime
+    if _runtime is None or _runtime.pid != os.getpid():
+        _runtime = Runtime(os.getpid())
+    return _runtime
+
+
+@worker_process_shutdown.connect
+def _close(**_: object) -> None:
+    if _runtime is not None and "senders" in _runtime.__dict__:
+        _runtime.senders.close()

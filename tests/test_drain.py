@@ -1,0 +1,150 @@
+"""The engine on a real Redis, in-process: ingest, drain, commit, outbox."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from tests.conftest import RecordingSender
+from workers.audiences import AudienceStore
+from workers.auths import AuthStore
+from workers.commit import Committer, ShardCommit
+from workers.drain import ShardDrainer
+from workers.engine import Engine
+from workers.ingest import Ingestor, list_items, ndjson_items
+from workers.jobs import Job, JobStore
+from workers.keys import shard_of
+from workers.profile import Profile
+from workers.redisconn import stream_rows
+from workers.release import Releaser
+from workers.timefmt import NS_PER_DAY, NS_PER_S, format_rfc3339, parse_rfc3339
+
+CONN = (
+    "Endpoint=sb://127.0.0.1:1/;SharedAccessKeyName=k;SharedAccessKey=a2V5;"
+    "EntityPath=h;UseDevelopmentEmulator=true"
+)
+
+
+def job_for(engine: Engine, *slugs: str) -> Job:
+    store = AudienceStore(engine.r, engine.keys)
+    auth = AuthStore(engine.r, engine.keys, engine.cfg).create("h", CONN)
+    return JobStore(engine.r, engine.keys).create("j", auth.id, [store.get(s).id for s in slugs])
+
+
+def drain_all(engine: Engine) -> None:
+    drainer = ShardDrainer(engine)
+    for shard in range(engine.cfg.shards):
+        drainer.drain(shard)
+
+
+def outbox(engine: Engine, job: Job) -> list[dict[str, object]]:
+    out = []
+    for shard in range(engine.cfg.shards):
+        for _, f in stream_rows(engine.r.xrange(engine.keys.outbox(shard, job.id))):
+            out.append(orjson.loads(f[b"b"]))
+    return out
+
+
+def profile(engine: Engine, uid: str) -> Profile:
+    shard = shard_of(uid, engine.cfg.shards)
+    return Profile.loads(uid, engine.r.hget(engine.keys.users(shard), uid))  # type: ignore[arg-type]
+
+
+def test_valid_events_are_accepted_beside_bad_ones(engine: Engine, sender: RecordingSender) -> None:
+    lines = [
+        b'{"user_id": "a", "x": 1}',
+        b"not json",
+        b'{"x": 1}',
+        b'{"user_id": "b", "_ts": false}',
+        b'{"user_id": "c", "big": "' + b"y" * 70_000 + b'"}',
+        b'{"user_id": "d"}',
+    ]
+    result = Ingestor(engine).ingest(ndjson_items(lines))
+    assert result.accepted == 2
+    assert [(e.where, e.field) for e in result.errors] == [
+        ("line 2", None),
+        ("line 3", "user_id"),
+        ("line 4", "_ts"),
+        ("line 5", None),
+    ]
+    assert sum(engine.r.xlen(engine.keys.events(s)) for s in range(engine.cfg.shards)) == 2
+    assert sorted(sender.drains) == sorted({shard_of(u, engine.cfg.shards) for u in "ad"})
+
+
+def test_drain_applies_events_once_and_writes_the_messages(engine: Engine) -> None:
+    AudienceStore(engine.r, engine.keys).create("pro", 'FILTER plan == "pro"')
+    job = job_for(engine, "pro")
+    Ingestor(engine).ingest(list_items([{"user_id": "u", "plan": "pro", "email": "e@x"}]))
+    drain_all(engine)
+    drain_all(engine)
+    messages = outbox(engine, job)
+    assert len(messages) == 1
+    assert messages[0]["data"]["segment_events"][0]["event"] == "enter"  # type: ignore[index]
+    shard = shard_of("u", engine.cfg.shards)
+    assert engine.r.xlen(engine.keys.events(shard)) == 0, "applied entries are trimmed"
+    audience = AudienceStore(engine.r, engine.keys).get("pro")
+    assert engine.r.zrange(engine.keys.members(shard, audience.id), 0, -1) == [b"u"]
+
+
+def test_the_commit_is_fenced_by_the_shard_version(engine: Engine) -> None:
+    committer = Committer(engine.r)
+    first = ShardCommit(engine.keys, 0, "", "5-0")
+    first.users["u"] = b"{}"
+    assert committer.run(first)
+    stale = ShardCommit(engine.keys, 0, "", "6-0")
+    stale.users["u"] = b"stale"
+    assert not committer.run(stale)
+    assert engine.r.hget(engine.keys.users(0), "u") == b"{}"
+    assert engine.r.get(engine.keys.applied(0)) == b"5-0"
+
+
+def test_a_time_window_exit_carries_the_instant_it_happened(engine: Engine) -> None:
+    AudienceStore(engine.r, engine.keys).create("recent", 'FILTER last_seen > "now-7d"')
+    job = job_for(engine, "recent")
+    now = engine.clock.now_ns()
+    seen = now - 7 * NS_PER_DAY + 60 * NS_PER_S
+    Ingestor(engine).ingest(list_items([{"user_id": "t", "last_seen": format_rfc3339(seen)}]))
+    drain_all(engine)
+    assert profile(engine, "t").due() == seen + 7 * NS_PER_DAY
+    engine.r.incrby(engine.keys.clock_offset, 120 * NS_PER_S)  # two minutes later
+    assert Releaser(engine).release().released == 1
+    drain_all(engine)
+    messages = outbox(engine, job)
+    assert [m["data"]["segment_events"][0]["event"] for m in messages] == ["enter", "exit"]  # type: ignore[index]
+    exit_seg = messages[1]["data"]["segment_events"][0]  # type: ignore[index]
+    assert parse_rfc3339(exit_seg["exit"]) == seen + 7 * NS_PER_DAY
+    assert messages[1]["meta"]["timestamp"] == exit_seg["exit"]  # type: ignore[index]
+    assert profile(engine, "t").due() is None
+
+
+def test_a_data_event_after_the_due_time_replays_the_exit_first(engine: Engine) -> None:
+    AudienceStore(engine.r, engine.keys).create("recent", 'FILTER last_seen > "now-7d"')
+    job = job_for(engine, "recent")
+    now = engine.clock.now_ns()
+    seen = now - 7 * NS_PER_DAY + 60 * NS_PER_S
+    Ingestor(engine).ingest(list_items([{"user_id": "t", "last_seen": format_rfc3339(seen)}]))
+    drain_all(engine)
+    engine.r.incrby(engine.keys.clock_offset, 120 * NS_PER_S)
+    later = engine.clock.now_ns()
+    Ingestor(engine).ingest(list_items([{"user_id": "t", "last_seen": format_rfc3339(later)}]))
+    drain_all(engine)  # before beat released the user
+    events = [
+        (m["data"]["segment_events"][0]["event"], m["meta"]["timestamp"])  # type: ignore[index]
+        for m in outbox(engine, job)
+    ]
+    assert [e for e, _ in events] == ["enter", "exit", "enter"]
+    assert parse_rfc3339(events[1][1]) == seen + 7 * NS_PER_DAY
+
+
+@pytest.mark.parametrize("batch", [1, 3, 1000])
+def test_batch_size_does_not_change_the_messages(engine: Engine, batch: int) -> None:
+    import dataclasses
+
+    engine.cfg = dataclasses.replace(engine.cfg, drain_batch=batch)
+    AudienceStore(engine.r, engine.keys).create("pro", 'FILTER plan == "pro"')
+    job = job_for(engine, "pro")
+    flips = [{"user_id": "f", "plan": p} for p in ["pro", "free", "pro", "free", "pro"]]
+    Ingestor(engine).ingest(list_items(flips))
+    drain_all(engine)
+    got = [m["data"]["segment_events"][0]["event"] for m in outbox(engine, job)]  # type: ignore[index]
+    assert got == ["enter", "exit", "enter", "exit", "enter"]

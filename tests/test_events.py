@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from workers.events import MAX_EVENT_BYTES, Invalid, validate
+from workers.ingest import ndjson_items
+from workers.timefmt import parse_rfc3339
+
+NOW = parse_rfc3339("2026-11-27T10:00:00Z")
+
+
+def test_a_full_event_is_normalised() -> None:
+    ev = validate(
+        {"user_id": 7, "event": "purchase", "_ts": "2026-11-26T00:00:00Z", "amount": 3}, NOW
+    )
+    assert ev.user_id == "7"
+    assert ev.name == "purchase"
+    assert ev.ts == parse_rfc3339("2026-11-26T00:00:00Z")
+    assert ev.fields == {"user_id": "7", "amount": 3}
+
+
+def test_epoch_ms_and_default_now() -> None:
+    assert validate({"user_id": "u", "_ts": 1_700_000_000_000}, NOW).ts == 1_700_000_000_000_000_000
+    assert validate({"user_id": "u"}, NOW).ts == NOW
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "reason"),
+    [
+        ({"email": "x"}, "user_id", "missing"),
+        ({"user_id": ""}, "user_id", "blank"),
+        ({"user_id": ["a"]}, "user_id", "list"),
+        ({"user_id": True}, "user_id", "bool"),
+        ({"user_id": "u", "_ts": True}, "_ts", "boolean"),
+        ({"user_id": "u", "_ts": {"a": 1}}, "_ts", "dict"),
+        ({"user_id": "u", "_ts": "last tuesday"}, "_ts", "RFC 3339"),
+        ({"user_id": "u", "_ts": 1_700_000_000_000_000}, "_ts", "1970..2100"),
+        ({"user_id": "u", "event": 5}, "event", "non-empty string"),
+        ([1, 2], None, "JSON object"),
+    ],
+)
+def test_each_bad_event_names_field_and_reason(raw: object, field: str | None, reason: str) -> None:
+    with pytest.raises(Invalid) as info:
+        validate(raw, NOW)
+    assert info.value.field == field
+    assert reason in info.value.reason
+
+
+def test_oversized_event_is_refused_with_its_size() -> None:
+    raw = {"user_id": "u", "blob": "x" * MAX_EVENT_BYTES}
+    with pytest.raises(Invalid, match="limit is 65,536"):
+        validate(raw, NOW)
+
+
+def test_ndjson_lines_report_line_numbers_and_skip_blank_lines() -> None:
+    lines = [b'{"user_id": "a"}\n', b"\n", b"{not json\n", b"x" * (MAX_EVENT_BYTES + 1)]
+    items = list(ndjson_items(lines))
+    assert [where for where, _, _ in items] == ["line 1", "line 3", "line 4"]
+    assert items[0][1] == orjson.loads(lines[0])
+    assert isinstance(items[1][1], Invalid) and "not valid JSON" in items[1][1].reason
+    assert isinstance(items[2][1], Invalid) and "bytes" in items[2][1].reason

@@ -1,0 +1,85 @@
+"""Authorizations: an Event Hub connection string, encrypted at rest and never shown again."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from workers.config import Settings
+from workers.eventhub.connstr import ConnectionString, parse_connection_string
+from workers.keys import Keys
+from workers.redisconn import Redis
+from workers.registry_store import DefinitionStore, NotFound, new_id
+from workers.secrets import secret_box
+
+
+@dataclass(frozen=True, slots=True)
+class Authorization:
+    """What may be shown of an authorization: where it points, never its key."""
+
+    id: str
+    label: str
+    namespace: str
+    hub: str
+    key_name: str
+    emulator: bool
+    created: int
+    health: str = "unknown"
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "label": self.label,
+            "namespace": self.namespace,
+            "hub": self.hub,
+            "key_name": self.key_name,
+            "emulator": self.emulator,
+            "health": self.health,
+        }
+
+
+def _from_raw(d: dict[str, Any]) -> Authorization:
+    return Authorization(
+        id=d["id"],
+        label=d["label"],
+        namespace=d["namespace"],
+        hub=d["hub"],
+        key_name=d["key_name"],
+        emulator=bool(d["emulator"]),
+        created=int(d["created"]),
+        health=d.get("health", "unknown"),
+    )
+
+
+class AuthStore(DefinitionStore):
+    def __init__(self, r: Redis, keys: Keys, cfg: Settings) -> None:
+        super().__init__(r, keys, keys.auths)
+        self._cfg = cfg
+
+    def create(self, label: str, connection_string: str, hub: str | None = None) -> Authorization:
+        conn = parse_connection_string(connection_string, hub)
+        sealed = secret_box(self._cfg).seal(conn.text()).decode("ascii")
+        auth = Authorization(
+            new_id(), label, conn.namespace, conn.hub, conn.key_name, conn.emulator, time.time_ns()
+        )
+        self.raw_put(auth.id, {**auth.public(), "created": auth.created, "sealed": sealed})
+        return auth
+
+    def get(self, id_or_label: str) -> Authorization:
+        d = self.raw_get(id_or_label)
+        if d is None:
+            d = next((x for x in self.raw_all() if x["label"] == id_or_label), None)
+        if d is None:
+            raise NotFound(f"no authorization with id or label {id_or_label!r}")
+        return _from_raw(d)
+
+    def all(self) -> list[Authorization]:
+        return sorted((_from_raw(d) for d in self.raw_all()), key=lambda a: a.label)
+
+    def connection(self, auth_id: str) -> ConnectionString:
+        """Decrypt the connection string; call only where it is used to send."""
+        d = self.raw_get(auth_id)
+        if d is None:
+            raise NotFound(f"no authorization with id {auth_id!r}")
+        return parse_connection_string(secret_box(self._cfg).open(d["sealed"].encode("ascii")))

@@ -1,0 +1,207 @@
+"""Existing Users: write every current member of a job's audiences into its outbox as ``enter``.
+
+Pages walk each shard's member indexes in user-id order after a cursor kept in the shard's slot.
+A page is committed by one script fenced by the shard version, exactly like a drain: the members
+it read are the members at that version, and if a drain committed in between (say, an exit) the
+page is redone. So a user who exits during a backfill always gets the ``exit`` after any
+backfilled ``enter``, never a stale ``enter`` after it. A crashed page is redone, never skipped.
+
+Flow control: a page is written only while the job's outbox for that shard holds fewer than
+``BACKLOG_LIMIT`` messages, so live triggers never queue behind more than that many backfilled
+ones, and nothing is held in memory beyond one page.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import cast
+
+import orjson
+
+from workers.engine import Engine
+from workers.envelope import render
+from workers.jobs import Job
+from workers.lease import Lease
+from workers.membership import Transition
+from workers.profile import Profile
+from workers.registry import Snapshot
+
+PAGE = 1000
+BACKLOG_LIMIT = 20_000
+DONE = b"done"
+LEASE_MS = 15_000
+
+_COMMIT_PAGE = """
+-- KEYS[1] applied (shard version)  KEYS[2] backfill cursor  KEYS[3] job outbox
+-- ARGV[1] expected version, ARGV[2] new cursor, then triples (user id, idempotency key, body)
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
+for i = 3, #ARGV, 3 do
+  redis.call('XADD', KEYS[3], '*', 'u', ARGV[i], 'k', ARGV[i + 1], 'b', ARGV[i + 2])
+end
+redis.call('SET', KEYS[2], ARGV[2])
+return 1
+"""
+
+
+@dataclass
+class BackfillState:
+    job: str
+    audiences: list[str]
+    started: int
+    total: int
+    finished_at: int = 0
+
+
+@dataclass
+class PageReport:
+    written: int = 0
+    done: bool = False
+    conflict: bool = False
+    throttled: bool = False
+
+
+class Backfills:
+    def __init__(self, engine: Engine) -> None:
+        self.e = engine
+        self._commit = engine.r.register_script(_COMMIT_PAGE)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self, job: Job, audiences: list[str] | None = None) -> BackfillState:
+        """Begin (or restart) a backfill of ``audiences`` (default: all of the job's)."""
+        e = self.e
+        chosen = audiences or list(job.audiences)
+        pipe = e.r.pipeline(transaction=False)
+        for shard in range(e.cfg.shards):
+            for aid in chosen:
+                pipe.zcard(e.keys.members(shard, aid))
+        state = BackfillState(job.id, chosen, time.time_ns(), int(sum(pipe.execute())))
+        pipe = e.r.pipeline(transaction=True)
+        for shard in range(e.cfg.shards):
+            pipe.delete(e.keys.backfill_cursor(shard, job.id))
+        pipe.set(e.keys.job_backfill(job.id), orjson.dumps(asdict(state)))
+        pipe.execute()
+        return state
+
+    def get(self, job_id: str) -> BackfillState | None:
+        raw = cast(bytes | None, self.e.r.get(self.e.keys.job_backfill(job_id)))
+        return BackfillState(**orjson.loads(raw)) if raw else None
+
+    def active(self, job_id: str) -> bool:
+        state = self.get(job_id)
+        return state is not None and not state.finished_at
+
+    def progress(self, job_id: str) -> tuple[int, int]:
+        """(members written, members to write) for the current or last backfill."""
+        state = self.get(job_id)
+        if state is None:
+            return 0, 0
+        raw = self.e.r.hget(self.e.keys.job_stats(job_id), "backfilled")
+        written = int(cast(bytes, raw)) if raw else 0
+        return (written, written) if state.finished_at else (written, max(state.total, written))
+
+    def advance(self, snapshot: Snapshot) -> int:
+        """Kick the next pages of every running job's backfill; mark finished ones. By beat."""
+        e = self.e
+        kicks: list[tuple[str, int]] = []
+        for job in snapshot.jobs.values():
+            if job.state != "running":
+                continue
+            state = self.get(job.id)
+            if state is None or state.finished_at:
+                continue
+            pipe = e.r.pipeline(transaction=False)
+            for shard in range(e.cfg.shards):
+                pipe.get(e.keys.backfill_cursor(shard, job.id))
+                pipe.xlen(e.keys.outbox(shard, job.id))
+            answers = pipe.execute()
+            cursors, backlogs = answers[0::2], answers[1::2]
+            if all(c == DONE for c in cursors):
+                state.finished_at = time.time_ns()
+                e.r.set(e.keys.job_backfill(job.id), orjson.dumps(asdict(state)))
+                continue
+            for shard, (cursor, backlog) in enumerate(zip(cursors, backlogs, strict=True)):
+                if cursor != DONE and backlog < BACKLOG_LIMIT:
+                    kicks.append((job.id, shard))
+        return e.kicker.backfills(kicks)
+
+    # -- pages --------------------------------------------------------------------------------
+    def run(self, job_id: str, shard: int, budget_s: float = 5.0) -> PageReport:
+        """Write pages for one (job, shard) until done, throttled or out of time."""
+        e = self.e
+        e.r.delete(e.keys.backfill_kick(shard, job_id))
+        total = PageReport()
+        lease = Lease(e.r, e.keys.backfill_cursor(shard, job_id) + ":lease", LEASE_MS)
+        if not lease.acquire():
+            return total
+        deadline = time.monotonic() + budget_s
+        try:
+            while time.monotonic() < deadline:
+                report = self.page(job_id, shard)
+                total.written += report.written
+                if report.written:
+                    e.kicker.delivers([(job_id, shard)])
+                if report.done or report.throttled:
+                    total.done, total.throttled = report.done, report.throttled
+                    break
+                lease.extend()
+        finally:
+            lease.release()
+        return total
+
+    def page(self, job_id: str, shard: int) -> PageReport:
+        e = self.e
+        k = e.keys
+        snapshot = e.registry.get()
+        job = snapshot.jobs.get(job_id)
+        state = self.get(job_id)
+        if job is None or state is None or state.finished_at or job.state != "running":
+            return PageReport(done=True)
+        audiences = [a for a in state.audiences if a in snapshot.audiences]
+        pipe = e.r.pipeline(transaction=False)
+        pipe.get(k.applied(shard))
+        pipe.get(k.backfill_cursor(shard, job_id))
+        pipe.xlen(k.outbox(shard, job_id))
+        first = pipe.execute()
+        version = first[0].decode() if first[0] else ""
+        cursor = cast(bytes | None, first[1])
+        if cursor == DONE:
+            return PageReport(done=True)
+        if first[2] >= BACKLOG_LIMIT:
+            return PageReport(throttled=True)
+        start = "(" + cursor.decode()[2:] if cursor else "-"
+        pipe = e.r.pipeline(transaction=False)
+        for aid in audiences:
+            pipe.zrangebylex(k.members(shard, aid), start, "+", start=0, num=PAGE)
+        lists = [[u.decode() for u in found] for found in pipe.execute()]
+        full = [found[-1] for found in lists if len(found) == PAGE]
+        cutoff = min(full) if full else None
+        users = sorted({u for found in lists for u in found if cutoff is None or u <= cutoff})
+        if not users:
+            ok = self._commit(keys=self._keys(shard, job_id), args=[version, DONE])
+            return PageReport(done=bool(ok), conflict=not ok)
+        blobs = cast(list[bytes | None], e.r.hmget(k.users(shard), users))
+        now = e.clock.now_ns()
+        args: list[str | bytes] = [version, "u:" + users[-1]]
+        written = 0
+        for uid, blob in zip(users, blobs, strict=True):
+            profile = Profile.loads(uid, blob)
+            moved = [
+                Transition(
+                    aid, snapshot.audiences[aid].slug, "enter", profile.membership[aid], None
+                )
+                for aid in job.audiences
+                if aid in profile.membership and aid in audiences
+            ]
+            if moved:
+                body, key = render(job, profile, moved, now)
+                args += (uid, key, body)
+                written += 1
+        if not self._commit(keys=self._keys(shard, job_id), args=args):
+            return PageReport(conflict=True)  # a drain committed meanwhile: redo from its version
+        e.r.hincrby(k.job_stats(job_id), "backfilled", written)
+        return PageReport(written=written)
+
+    def _keys(self, shard: int, job_id: str) -> list[str]:
+        k = self.e.keys
+        return [k.applied(shard), k.backfill_cursor(shard, job_id), k.outbox(shard, job_id)]

@@ -1,0 +1,87 @@
+"""Builds and runs the shard commit (``commit.lua``): one atomic, fenced, single-slot script.
+
+The fence is the shard version (the last committed stream id): a commit succeeds only if nobody
+committed since this drainer read the shard, so a stale or duplicate drainer can never apply a
+batch twice or overwrite newer profiles.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from importlib.resources import files
+
+from redis.commands.core import Script
+
+from workers.keys import Keys
+from workers.redisconn import Redis
+
+_LUA = files("workers").joinpath("commit.lua").read_text()
+
+
+def next_stream_id(entry_id: str) -> str:
+    """The smallest stream id after ``entry_id`` (for XTRIM MINID, which keeps ids >= it)."""
+    ms, seq = entry_id.split("-")
+    return f"{ms}-{int(seq) + 1}"
+
+
+@dataclass
+class ShardCommit:
+    keys: Keys
+    shard: int
+    expected: str
+    version: str
+    trim_to: str = ""
+    users: dict[str, bytes] = field(default_factory=dict)
+    due_add: dict[str, int] = field(default_factory=dict)
+    due_rem: set[str] = field(default_factory=set)
+    member_add: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    member_rem: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    outbox: dict[str, list[tuple[str, str, bytes]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+
+    def build(self) -> tuple[list[str], list[str | bytes | int]]:
+        k, s = self.keys, self.shard
+        keys: list[str] = [k.applied(s), k.events(s), k.users(s), k.due(s)]
+        args: list[str | bytes | int] = [self.expected, self.version, self.trim_to]
+        args.append(len(self.users))
+        for uid, blob in self.users.items():
+            args += (uid, blob)
+        args.append(len(self.due_add))
+        for uid, score in self.due_add.items():
+            args += (score, uid)
+        args.append(len(self.due_rem))
+        args += sorted(self.due_rem)
+        audiences = sorted(set(self.member_add) | set(self.member_rem))
+        args.append(len(audiences))
+        for aid in audiences:
+            keys.append(k.members(s, aid))
+            args.append(len(keys))
+            adds = self.member_add.get(aid, [])
+            args.append(len(adds))
+            for uid in adds:
+                args += (0, uid)
+            rems = self.member_rem.get(aid, [])
+            args.append(len(rems))
+            args += rems
+        jobs = sorted(self.outbox)
+        args.append(len(jobs))
+        for job in jobs:
+            keys.append(k.outbox(s, job))
+            args.append(len(keys))
+            records = self.outbox[job]
+            args.append(len(records))
+            for uid, key, body in records:
+                args += (uid, key, body)
+        return keys, args
+
+
+class Committer:
+    def __init__(self, r: Redis) -> None:
+        self._script: Script = r.register_script(_LUA)
+
+    def run(self, commit: ShardCommit) -> bool:
+        keys, args = commit.build()
+        result = self._script(keys=keys, args=args)
+        return bool(result == 1)

@@ -1,0 +1,194 @@
+"""Drain a shard: apply its pending entries to profiles, find who moved, commit it all at once.
+
+One drainer per shard at a time (a lease), each batch fenced by the shard version, so per-user
+order holds and a replayed batch is skipped. A batch is: read entries -> load their users ->
+for each entry in order, replay time-driven flips up to now, apply the entry, evaluate the
+audiences it can affect -> render one message per (job, user, instant) -> one atomic commit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from workers import faults
+from workers.commit import Committer, ShardCommit, next_stream_id
+from workers.engine import Engine
+from workers.entries import DATA, REEVALUATE, Entry
+from workers.envelope import render
+from workers.lease import Lease
+from workers.membership import Transition, catch_up, evaluate, forget_unknown
+from workers.profile import Profile
+from workers.redisconn import as_bytes, stream_rows
+from workers.registry import ALWAYS_CHANGED, Snapshot
+from workers.release import record_lateness
+from workers.timefmt import NS_PER_MS, ns_to_ms_ceil
+
+LEASE_MS = 15_000
+
+
+@dataclass
+class DrainReport:
+    shard: int
+    batches: int = 0
+    entries: int = 0
+    transitions: int = 0
+    messages: int = 0
+    conflicts: int = 0
+    lateness_ms: list[int] = field(default_factory=list)
+    more: bool = False
+    jobs: set[str] = field(default_factory=set)
+
+
+class ShardDrainer:
+    def __init__(self, engine: Engine) -> None:
+        self.e = engine
+        self._committer = Committer(engine.r)
+
+    def drain(self, shard: int, budget_s: float = 5.0) -> DrainReport:
+        """Drain until the shard is empty or the time budget is spent (then ask for another run)."""
+        e = self.e
+        report = DrainReport(shard)
+        e.r.delete(e.keys.drain_kick(shard))
+        deadline = time.monotonic() + budget_s
+        while True:
+            lease = Lease(e.r, e.keys.drain_lease(shard), LEASE_MS)
+            if not lease.acquire():
+                return report  # the holder re-checks for new entries after it lets go
+            try:
+                while time.monotonic() < deadline:
+                    if not self._batch(shard, report):
+                        break
+                    lease.extend()
+            finally:
+                lease.release()
+            # Checked after letting go, so an entry whose kick found the lease taken is seen here.
+            pending = bool(e.r.xlen(e.keys.events(shard)))
+            if not pending:
+                return report
+            if time.monotonic() >= deadline:
+                report.more = True
+                e.kicker.drains([shard])
+                return report
+
+    def _batch(self, shard: int, report: DrainReport) -> bool:
+        """Apply one batch; False when there was nothing to apply."""
+        e = self.e
+        k = e.keys
+        pipe = e.r.pipeline(transaction=False)
+        pipe.get(k.applied(shard))
+        pipe.get(k.registry_version)
+        applied_raw, version_raw = pipe.execute()
+        applied = applied_raw.decode() if (applied_raw := as_bytes(applied_raw)) else ""
+        start = f"({applied}" if applied else "-"
+        rows = stream_rows(
+            e.r.xrange(k.events(shard), min=start, max="+", count=e.cfg.drain_batch)
+        )
+        if not rows:
+            return False
+        snapshot = e.registry.get(int(version_raw or 0))
+        now = e.clock.now_ns()
+        entries: list[Entry] = []
+        for count, (_, fields) in enumerate(rows, start=1):
+            entries += Entry.decode(fields[b"d"])
+            if len(entries) >= e.cfg.drain_batch:  # pages expand to many users: cap the batch
+                rows = rows[:count]
+                break
+        last_id = rows[-1][0].decode()
+        commit = ShardCommit(k, shard, applied, last_id, next_stream_id(last_id))
+
+        user_ids = list(dict.fromkeys(entry.user_id for entry in entries))
+        blobs: list[bytes | None] = e.r.hmget(k.users(shard), user_ids)  # type: ignore[assignment]
+        profiles = {
+            uid: Profile.loads(uid, blob) for uid, blob in zip(user_ids, blobs, strict=True)
+        }
+        before = {uid: set(p.membership) for uid, p in profiles.items()}
+        for p in profiles.values():
+            forget_unknown(p, snapshot)
+
+        flips: list[int] = []
+        offset = now - time.time_ns()  # the test clock's offset; zero in production
+        at = now - 1
+        for entry in entries:
+            # Each entry gets its own processing instant, strictly increasing, so an enter and
+            # an exit applied in one batch keep distinct, ordered times.
+            at = max(time.time_ns() + offset, at + 1)
+            profile = profiles[entry.user_id]
+            for flip, changes in catch_up(profile, snapshot, at):
+                flips.append(flip)
+                self._emit(commit, snapshot, profile, changes, flip, report)
+            changes = self._apply(profile, entry, snapshot, at)
+            if changes:
+                self._emit(commit, snapshot, profile, changes, at, report)
+
+        for uid, profile in profiles.items():
+            commit.users[uid] = profile.dumps()
+            due = profile.due()
+            if due is None:
+                commit.due_rem.add(uid)
+            else:
+                commit.due_add[uid] = ns_to_ms_ceil(due)
+            after = set(profile.membership)
+            for aid in after - before[uid]:
+                commit.member_add[aid].append(uid)
+            for aid in before[uid] - after:
+                if aid in snapshot.audiences:
+                    commit.member_rem[aid].append(uid)
+
+        faults.fire(e.cfg, e.r, "drain.before_commit")
+        if not self._committer.run(commit):
+            report.conflicts += 1
+            return True  # someone else committed first; re-read from their version
+        faults.fire(e.cfg, e.r, "drain.after_commit")
+        if flips:
+            record_lateness(e, [(e.clock.now_ns() - at) // NS_PER_MS for at in flips])
+        report.batches += 1
+        report.entries += len(entries)
+        jobs = set(commit.outbox)
+        report.jobs |= jobs
+        e.kicker.delivers((job, shard) for job in jobs)
+        return True
+
+    @staticmethod
+    def _apply(profile: Profile, entry: Entry, snapshot: Snapshot, now: int) -> list[Transition]:
+        if entry.kind == REEVALUATE:
+            if entry.audiences:
+                targets = [
+                    snapshot.audiences[a] for a in entry.audiences if a in snapshot.audiences
+                ]
+            else:
+                targets = list(snapshot.audiences.values())
+            return evaluate(profile, targets, now)
+        new = profile.is_new
+        created = profile.created
+        changed = profile.merge(entry.fields or {}, entry.ts)
+        if entry.kind == DATA and entry.name:
+            profile.record_occurrence(entry.name, entry.ts)
+        changed.add(ALWAYS_CHANGED)
+        if profile.created != created:
+            changed.add("_created")
+        if new:
+            return evaluate(profile, snapshot.audiences.values(), now)
+        return evaluate(profile, snapshot.affected(changed, entry.name), now)
+
+    @staticmethod
+    def _emit(
+        commit: ShardCommit,
+        snapshot: Snapshot,
+        profile: Profile,
+        changes: list[Transition],
+        at: int,
+        report: DrainReport,
+    ) -> None:
+        """Queue one message per job whose audiences moved, holding all of them at once."""
+        report.transitions += len(changes)
+        per_job: dict[str, list[Transition]] = defaultdict(list)
+        for t in changes:
+            for job in snapshot.jobs_by_audience.get(t.audience, ()):
+                if t.event in job.events:
+                    per_job[job.id].append(t)
+        for job_id, moved in per_job.items():
+            body, key = render(snapshot.jobs[job_id], profile, moved, at)
+            commit.outbox[job_id].append((profile.user_id, key, body))
+            report.messages += 1

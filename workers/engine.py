@@ -1,0 +1,35 @@
+"""One object per process holding what every engine call needs, built after fork."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from workers.clock import Clock, clock_for
+from workers.config import Settings, settings
+from workers.keys import Keys
+from workers.kicks import Kicker, NoSender, TaskSender
+from workers.redisconn import Redis, check_shard_count, state_redis
+from workers.registry import RegistryCache
+
+
+@dataclass
+class Engine:
+    cfg: Settings
+    r: Redis
+    keys: Keys
+    clock: Clock
+    kicker: Kicker
+    registry: RegistryCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.registry = RegistryCache(self.r, self.keys)
+
+    @classmethod
+    def create(
+        cls, sender: TaskSender | None = None, cfg: Settings | None = None, r: Redis | None = None
+    ) -> Engine:
+        cfg = cfg or settings()
+        r = r if r is not None else state_redis(cfg)
+        check_shard_count(r, cfg)
+        keys = Keys(cfg.prefix)
+        return cls(cfg, r, keys, clock_for(cfg, r), Kicker(r, keys, sender or NoSender()))

@@ -1,0 +1,69 @@
+"""What a shard stream carries: data events, profile score updates and re-evaluation requests.
+
+All three go through the user's shard so the shard's drainer stays the only writer of that user.
+Each stream entry has one field, ``d``, holding the JSON below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+Kind = Literal["e", "s", "r"]
+DATA: Kind = "e"
+SCORE: Kind = "s"
+REEVALUATE: Kind = "r"
+PAGE = "R"
+"""A page of re-evaluations (``{"k": "R", "u": [ids], "a": [audiences]}``): one stream entry for
+a thousand users, so re-checking a whole audience costs few entries."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One unit of work for a user.
+
+    ``e``: a data event (fields merged, occurrence recorded); ``s``: a score update (fields merged,
+    no occurrence); ``r``: re-check the user's audiences now (``audiences`` empty = every audience).
+    """
+
+    kind: Kind
+    user_id: str
+    ts: int = 0
+    name: str | None = None
+    fields: dict[str, Any] | None = None
+    audiences: tuple[str, ...] = ()
+
+    def encode(self) -> bytes:
+        d: dict[str, Any] = {"k": self.kind, "u": self.user_id}
+        if self.kind == REEVALUATE:
+            if self.audiences:
+                d["a"] = list(self.audiences)
+        else:
+            d["t"] = self.ts
+            d["f"] = self.fields or {}
+            if self.name:
+                d["n"] = self.name
+        return orjson.dumps(d)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> list[Entry]:
+        """The entries one stream entry stands for (several for a page)."""
+        d = orjson.loads(raw)
+        if d["k"] == PAGE:
+            audiences = tuple(d.get("a", ()))
+            return [cls(REEVALUATE, uid, audiences=audiences) for uid in d["u"]]
+        return [cls(
+            kind=d["k"],
+            user_id=d["u"],
+            ts=d.get("t", 0),
+            name=d.get("n"),
+            fields=d.get("f"),
+            audiences=tuple(d.get("a", ())),
+            )
+        ]
+
+
+def encode_page(user_ids: list[str], audiences: list[str]) -> bytes:
+    return orjson.dumps({"k": PAGE, "u": user_ids, "a": audiences})

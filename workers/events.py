@@ -1,0 +1,113 @@
+"""Incoming events: what a valid one looks like, and a clear error for each bad one.
+
+An event is a JSON object with a user id (``user_id`` by default), an optional ``event`` name, an
+optional ``_ts`` (RFC 3339 text or epoch milliseconds; default: now) and any other fields, which
+are merged into the user's profile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from workers.timefmt import NS_PER_MS, parse_rfc3339
+
+MAX_EVENT_BYTES = 64 * 1024
+USER_ID_FIELD = "user_id"
+EVENT_FIELD = "event"
+TS_FIELD = "_ts"
+_MIN_TS = 0
+_MAX_TS = 4_102_444_800_000 * NS_PER_MS  # 2100-01-01: anything later is a unit mistake
+
+
+@dataclass(frozen=True, slots=True)
+class EventError:
+    """Why one input item was refused; ``where`` is a line number (CLI) or an index (lists)."""
+
+    where: str
+    field: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        field = f" field {self.field!r}:" if self.field else ""
+        return f"{self.where}:{field} {self.reason}"
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"at": self.where, "field": self.field, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A validated data event, ready to be appended to its user's shard stream."""
+
+    user_id: str
+    name: str | None
+    ts: int
+    fields: dict[str, Any]
+
+
+class Invalid(ValueError):
+    def __init__(self, field: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
+def _user_id(raw: dict[str, Any], field: str) -> str:
+    value = raw.get(field)
+    if value is None:
+        raise Invalid(field, "is missing; every event needs the user it belongs to")
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise Invalid(field, f"must be a string or an integer, not {type(value).__name__}")
+    text = str(value)
+    if not text.strip() or len(text) > 256:
+        raise Invalid(field, "must be 1 to 256 characters and not blank")
+    return text
+
+
+def parse_ts(value: Any, now: int) -> int:
+    """``_ts`` as ns: RFC 3339 text or epoch ms (int or float); absent means ``now``."""
+    if value is None:
+        return now
+    if isinstance(value, bool):
+        raise Invalid(TS_FIELD, "must be RFC 3339 text or epoch milliseconds, not a boolean")
+    if isinstance(value, int | float):
+        ts = int(value * NS_PER_MS)
+    elif isinstance(value, str):
+        try:
+            ts = parse_rfc3339(value)
+        except ValueError:
+            raise Invalid(
+                TS_FIELD, f"{value[:40]!r} is not RFC 3339 (e.g. 2026-11-27T09:30:00Z)"
+            ) from None
+    else:
+        raise Invalid(
+            TS_FIELD, f"must be RFC 3339 text or epoch milliseconds, not {type(value).__name__}"
+        )
+    if not _MIN_TS <= ts < _MAX_TS:
+        raise Invalid(TS_FIELD, f"{value!r} is outside 1970..2100 (epoch milliseconds expected)")
+    return ts
+
+
+def validate(raw: Any, now: int, size: int | None = None, user_field: str = USER_ID_FIELD) -> Event:
+    """Turn one decoded JSON value into an Event, or raise Invalid naming the field and reason."""
+    if not isinstance(raw, dict):
+        raise Invalid(None, f"an event must be a JSON object, not {type(raw).__name__}")
+    if size is None:
+        size = len(orjson.dumps(raw))
+    if size > MAX_EVENT_BYTES:
+        raise Invalid(None, f"event is {size:,} bytes; the limit is {MAX_EVENT_BYTES:,}")
+    user_id = _user_id(raw, user_field)
+    name = raw.get(EVENT_FIELD)
+    if name is not None and (not isinstance(name, str) or not name):
+        raise Invalid(EVENT_FIELD, "must be a non-empty string naming what happened")
+    ts = parse_ts(raw.get(TS_FIELD), now)
+    fields = {k: v for k, v in raw.items() if k not in (EVENT_FIELD, TS_FIELD)}
+    fields.pop(user_field, None)
+    fields[USER_ID_FIELD] = user_id
+    for key in fields:
+        if not key or len(key) > 256:
+            raise Invalid(key[:40] or "(empty)", "field names must be 1 to 256 characters")
+    return Event(user_id, name, ts, fields)

@@ -1,0 +1,37 @@
+"""Fault injection points for crash tests, armed through Redis and only in test mode.
+
+``fire(point)`` is a no-op in production. In test mode a test arms a point with a count
+(``HSET p:faults drain.after_commit 1``); the next ``count`` passes through that point kill the
+process with SIGKILL, exactly as a crash would, so tests can prove nothing is lost or doubled.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from workers.config import Settings
+from workers.keys import Keys
+from workers.redisconn import Redis
+
+POINTS = (
+    "drain.before_commit",
+    "drain.after_commit",
+    "deliver.after_send",
+)
+
+
+def fire(cfg: Settings, r: Redis, point: str) -> None:
+    if not cfg.testing:
+        return
+    key = Keys(cfg.prefix).faults
+    if r.hincrby(key, point, -1) >= 0:
+        os.kill(os.getpid(), signal.SIGKILL)
+    else:
+        r.hdel(key, point)
+
+
+def arm(cfg: Settings, r: Redis, point: str, count: int = 1) -> None:
+    if point not in POINTS:
+        raise ValueError(f"unknown fault point {point!r}; known: {', '.join(POINTS)}")
+    r.hset(Keys(cfg.prefix).faults, point, count)

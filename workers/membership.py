@@ -1,0 +1,74 @@
+"""Membership: evaluate audiences for a profile at an instant and record who moved in or out.
+
+``evaluate`` is the one place membership changes. ``catch_up`` replays the instants at which
+answers flip with no new data (window ends, date math), so each exit or enter carries the moment
+it actually happened, whether beat released the user on time or a data event got there first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from workers.profile import Profile
+from workers.registry import LiveAudience, Snapshot
+
+MAX_CATCH_UP_STEPS = 10_000
+"""Guard against a filter whose next change never moves forward; far above any real need."""
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    audience: str
+    slug: str
+    event: Literal["enter", "exit"]
+    enter: int
+    exit: int | None
+
+
+def evaluate(profile: Profile, audiences: Iterable[LiveAudience], at: int) -> list[Transition]:
+    changes: list[Transition] = []
+    for a in audiences:
+        inside = a.filter.matches(profile, at)
+        entered = profile.membership.get(a.id)
+        if inside and entered is None:
+            profile.membership[a.id] = at
+            changes.append(Transition(a.id, a.slug, "enter", at, None))
+        elif not inside and entered is not None:
+            del profile.membership[a.id]
+            changes.append(Transition(a.id, a.slug, "exit", entered, at))
+        flip = a.filter.next_change(profile, at) if a.filter.time_dependent else None
+        if flip is None or flip <= at:
+            profile.next_change.pop(a.id, None)
+        else:
+            profile.next_change[a.id] = flip
+    return changes
+
+
+def catch_up(
+    profile: Profile, snapshot: Snapshot, until: int
+) -> list[tuple[int, list[Transition]]]:
+    """Apply every time-driven flip due at or before ``until``, each at its own instant."""
+    steps: list[tuple[int, list[Transition]]] = []
+    for _ in range(MAX_CATCH_UP_STEPS):
+        if not profile.next_change:
+            break
+        at = min(profile.next_change.values())
+        if at > until:
+            break
+        due = [aid for aid, t in profile.next_change.items() if t == at]
+        live = [snapshot.audiences[aid] for aid in due if aid in snapshot.audiences]
+        for aid in due:
+            profile.next_change.pop(aid, None)
+        changes = evaluate(profile, live, at)
+        if changes:
+            steps.append((at, changes))
+    return steps
+
+
+def forget_unknown(profile: Profile, snapshot: Snapshot) -> None:
+    """Drop state about audiences that were deleted, so they neither fire nor linger."""
+    for table in (profile.membership, profile.next_change):
+        for aid in [aid for aid in table if aid not in snapshot.audiences]:
+            del table[aid]

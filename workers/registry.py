@@ -1,0 +1,88 @@
+"""The compiled view of audiences and jobs that drainers evaluate against.
+
+Loading and compiling every audience costs milliseconds, so each process keeps one snapshot and
+reloads it only when the registry version (bumped by every definition change) moves.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from workers.audiences import AudienceStore
+from workers.filterql import Filter, compile_set
+from workers.jobs import Job, JobStore
+from workers.keys import Keys
+from workers.redisconn import Redis
+
+ALWAYS_CHANGED = "_modified"
+
+
+@dataclass(frozen=True, slots=True)
+class LiveAudience:
+    id: str
+    slug: str
+    filter: Filter
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    version: int
+    audiences: dict[str, LiveAudience]
+    jobs: dict[str, Job]
+    jobs_by_audience: dict[str, tuple[Job, ...]]
+    by_field: dict[str, tuple[LiveAudience, ...]] = field(default_factory=dict)
+    by_event: dict[str, tuple[LiveAudience, ...]] = field(default_factory=dict)
+
+    def affected(self, changed: Iterable[str], event: str | None) -> list[LiveAudience]:
+        """Audiences whose answer can depend on what just changed; the rest cannot flip."""
+        found: dict[str, LiveAudience] = {}
+        for name in changed:
+            for a in self.by_field.get(name, ()):
+                found[a.id] = a
+        if event is not None:
+            for a in self.by_event.get(event, ()):
+                found[a.id] = a
+        return list(found.values())
+
+
+def build_snapshot(r: Redis, keys: Keys, version: int) -> Snapshot:
+    defs = AudienceStore(r, keys).all()
+    compiled = compile_set({a.slug: a.filter for a in defs})
+    audiences = {a.id: LiveAudience(a.id, a.slug, compiled[a.slug]) for a in defs}
+    jobs = {j.id: j for j in JobStore(r, keys).all() if j.collecting}
+    by_audience: dict[str, list[Job]] = defaultdict(list)
+    for job in jobs.values():
+        for aid in job.audiences:
+            by_audience[aid].append(job)
+    by_field: dict[str, list[LiveAudience]] = defaultdict(list)
+    by_event: dict[str, list[LiveAudience]] = defaultdict(list)
+    for a in audiences.values():
+        for name in a.filter.fields:
+            by_field[name].append(a)
+        for name in a.filter.events:
+            by_event[name].append(a)
+    return Snapshot(
+        version,
+        audiences,
+        jobs,
+        {k: tuple(v) for k, v in by_audience.items()},
+        {k: tuple(v) for k, v in by_field.items()},
+        {k: tuple(v) for k, v in by_event.items()},
+    )
+
+
+class RegistryCache:
+    def __init__(self, r: Redis, keys: Keys) -> None:
+        self._r = r
+        self._keys = keys
+        self._snapshot: Snapshot | None = None
+
+    def get(self, version: int | None = None) -> Snapshot:
+        """The snapshot for ``version`` (read from Redis when not given), rebuilt only on change."""
+        if version is None:
+            version = int(self._r.get(self._keys.registry_version) or 0)
+        if self._snapshot is None or self._snapshot.version != version:
+            self._snapshot = build_snapshot(self._r, self._keys, version)
+        return self._snapshot
