@@ -1,20 +1,27 @@
-"""``audiencehub job …`` and ``audiencehub auth …``: where triggers go."""
+"""``audiencehub job …`` and ``audiencehub auth …``: where triggers go, and how it is going."""
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 
 import click
-import orjson
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
 
 from audiencehub.cli_support import echo_json, friendly
 from audiencehub.context import engine
 from workers.audiences import AudienceStore
 from workers.auths import AuthStore
-from workers.jobs import DEFAULT_FIELDS, STATES, Job, JobStore
-from workers.redisconn import as_bytes
-from workers.timefmt import format_rfc3339
+from workers.dead_letters import DeadLetters
+from workers.job_control import JobControl
+from workers.job_setup import add_audience, backfill_preview, check_authorization, create_job
+from workers.job_status import job_status
+from workers.jobs import DEFAULT_FAILURE_PERIOD_S, DEFAULT_FIELDS, DEFAULT_MAX_BATCH_BYTES, JobStore
+from workers.registry_store import NotFound
 
 
 def _auths() -> AuthStore:
@@ -25,6 +32,12 @@ def _auths() -> AuthStore:
 def _jobs() -> JobStore:
     e = engine()
     return JobStore(e.r, e.keys)
+
+
+def _status(job_ref: str) -> dict[str, object]:
+    e = engine()
+    slugs = {a.id: a.slug for a in AudienceStore(e.r, e.keys).all()}
+    return job_status(e, _jobs().get(job_ref), slugs)
 
 
 def read_connection_string(value: str | None, env: str | None) -> str:
@@ -46,6 +59,7 @@ def read_connection_string(value: str | None, env: str | None) -> str:
     return value
 
 
+# -- authorizations ----------------------------------------------------------------------------
 @click.group()
 def auth() -> None:
     """Authorizations: Event Hub connection strings, encrypted at rest, never shown again."""
@@ -75,40 +89,40 @@ def auth_list() -> None:
 @click.argument("auth_ref")
 @friendly
 def auth_show(auth_ref: str) -> None:
+    """Namespace, hub, key name and health; never the key."""
     echo_json(_auths().get(auth_ref).public())
 
 
-def job_status(job: Job) -> dict[str, object]:
-    e = engine()
-    raw_stats: dict[bytes, bytes] = e.r.hgetall(e.keys.job_stats(job.id))  # type: ignore[assignment]
-    stats = {k.decode(): int(v) for k, v in raw_stats.items()}
-    pipe = e.r.pipeline(transaction=False)
-    for shard in range(e.cfg.shards):
-        pipe.xlen(e.keys.outbox(shard, job.id))
-    backlog = sum(pipe.execute())
-    error = as_bytes(e.r.get(e.keys.job_error(job.id)))
-    slugs = {a.id: a.slug for a in AudienceStore(e.r, e.keys).all()}
-    return {
-        "id": job.id,
-        "label": job.label,
-        "state": job.state,
-        "state_meaning": STATES[job.state],
-        "reason": job.reason,
-        "audiences": [{"id": a, "slug": slugs.get(a, "?")} for a in job.audiences],
-        "fields": list(job.fields),
-        "events": list(job.events),
-        "transport": job.transport,
-        "created": format_rfc3339(job.created),
-        "sent": stats.get("sent", 0),
-        "send_errors": stats.get("send_errors", 0),
-        "backlog": backlog,
-        "last_error": orjson.loads(error) if error else None,
-    }
+@auth.command("test")
+@click.argument("auth_ref")
+@friendly
+def auth_test(auth_ref: str) -> None:
+    """Check send permission against the hub (an empty batch: nothing is sent)."""
+    ok, detail = check_authorization(engine(), auth_ref)
+    click.echo(("healthy: " if ok else "unhealthy: ") + detail)
+    if not ok:
+        sys.exit(1)
 
 
+@auth.command("delete")
+@click.argument("auth_ref")
+@friendly
+def auth_delete(auth_ref: str) -> None:
+    """Delete an authorization; refused while a job that is not stopped uses it."""
+    target = _auths().get(auth_ref)
+    using = [j.id for j in _jobs().all() if j.auth_id == target.id and j.state != "stopped"]
+    _auths().delete(target.id, using)
+    click.echo(f"deleted {target.id}")
+
+
+# -- jobs ---------------------------------------------------------------------------------------
 @click.group()
 def job() -> None:
     """Export jobs: audiences -> an Event Hub."""
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
 @job.command("create")
@@ -118,9 +132,15 @@ def job() -> None:
 @click.option("--auth", "auth_ref", default=None, help="An authorization id or label.")
 @click.option("--connection-string", "connection_string", default=None, help="'-' reads stdin.")
 @click.option("--connection-string-env", "env", default=None)
+@click.option("--existing-users", is_flag=True, help="Backfill current members now.")
 @click.option("--fields", default=",".join(DEFAULT_FIELDS), show_default=True)
 @click.option("--events", default="enter,exit", show_default=True)
 @click.option("--transport", type=click.Choice(["rest", "amqp"]), default="rest")
+@click.option("--max-batch-bytes", type=int, default=DEFAULT_MAX_BATCH_BYTES, show_default=True,
+              help="Hub limit per batch: 262144 on Basic, 1000000 on Standard and up.")  # fmt: skip
+@click.option("--failure-period", "failure_period_s", type=int, default=DEFAULT_FAILURE_PERIOD_S,
+              show_default=True, help="Seconds of hub errors before the job fails.")  # fmt: skip
+@click.option("--dry-run", is_flag=True, help="Report what a backfill would send; create nothing.")
 @friendly
 def job_create(
     label: str,
@@ -129,27 +149,36 @@ def job_create(
     auth_ref: str | None,
     connection_string: str | None,
     env: str | None,
+    existing_users: bool,
     fields: str,
     events: str,
     transport: str,
+    max_batch_bytes: int,
+    failure_period_s: int,
+    dry_run: bool,
 ) -> None:
     """Start a job that sends its audiences' enters and exits; prints the job id."""
     e = engine()
-    store = AudienceStore(e.r, e.keys)
-    audience_ids = [store.get(ref).id for ref in audiences]
+    if dry_run:
+        echo_json(backfill_preview(e, list(audiences)))
+        return
     if auth_ref:
         auth_id = _auths().get(auth_ref).id
     else:
         text = read_connection_string(connection_string, env)
         auth_id = _auths().create(f"{label} hub", text).id
-    created = _jobs().create(
+    created = create_job(
+        e,
         label,
         auth_id,
-        audience_ids,
-        fields=tuple(f.strip() for f in fields.split(",") if f.strip()),
-        events=tuple(x.strip() for x in events.split(",") if x.strip()),
+        list(audiences),
+        existing_users=existing_users,
+        fields=_csv(fields),
+        events=_csv(events),
         transport=transport,
         description=description,
+        max_batch_bytes=max_batch_bytes,
+        failure_period_s=failure_period_s,
     )
     click.echo(created.id)
 
@@ -158,11 +187,125 @@ def job_create(
 @friendly
 def job_list() -> None:
     for j in _jobs().all():
-        click.echo(f"{j.id}  {j.state:<11} {j.label}")
+        status = _status(j.id)
+        click.echo(f"{j.id}  {status['state']:<11} backlog {status['backlog']:<7} {j.label}")
 
 
 @job.command("show")
 @click.argument("job_ref")
+@click.option("--history", is_flag=True, help="Also list state changes.")
 @friendly
-def job_show(job_ref: str) -> None:
-    echo_json(job_status(_jobs().get(job_ref)))
+def job_show(job_ref: str, history: bool) -> None:
+    """State, audiences, counts, backlog, oldest unsent age, last error, throughput."""
+    status = _status(job_ref)
+    if history:
+        status["history"] = JobControl(engine()).history(str(status["id"]))
+    echo_json(status)
+
+
+@job.command("pause")
+@click.argument("job_ref")
+@friendly
+def job_pause(job_ref: str) -> None:
+    """Stop sending; triggers keep collecting in the outbox."""
+    click.echo(JobControl(engine()).pause(job_ref).state)
+
+
+@job.command("resume")
+@click.argument("job_ref")
+@friendly
+def job_resume(job_ref: str) -> None:
+    """Send again (after a pause, or after fixing what made the job fail)."""
+    click.echo(JobControl(engine()).resume(job_ref).state)
+
+
+@job.command("stop")
+@click.argument("job_ref")
+@friendly
+def job_stop(job_ref: str) -> None:
+    """End the job for good: no new triggers are collected."""
+    click.echo(JobControl(engine()).stop(job_ref).state)
+
+
+@job.command("add-audience")
+@click.argument("job_ref")
+@click.argument("audience_ref")
+@click.option("--existing-users", is_flag=True, help="Backfill this audience's current members.")
+@friendly
+def job_add_audience(job_ref: str, audience_ref: str, existing_users: bool) -> None:
+    echo_json(add_audience(engine(), job_ref, audience_ref, existing_users).as_dict())
+
+
+@job.command("deadletters")
+@click.argument("job_ref")
+@click.option("--count", default=100, show_default=True)
+@friendly
+def job_deadletters(job_ref: str, count: int) -> None:
+    """Messages the hub refused for good, with the reason."""
+    job_id = _jobs().get(job_ref).id
+    entries = DeadLetters(engine()).entries(job_id, count)
+    echo_json([{"id": d.id, "user_id": d.user_id, "reason": d.reason, "at": d.at,
+                "idempotency_key": d.idempotency_key} for d in entries])  # fmt: skip
+
+
+@job.command("replay")
+@click.argument("job_ref")
+@click.argument("ids", nargs=-1)
+@click.option("--all", "replay_all", is_flag=True)
+@friendly
+def job_replay(job_ref: str, ids: tuple[str, ...], replay_all: bool) -> None:
+    """Put dead letters back in the outbox (all, or by id)."""
+    if not ids and not replay_all:
+        raise click.ClickException("give dead letter ids, or --all")
+    job_id = _jobs().get(job_ref).id
+    count = DeadLetters(engine()).replay(job_id, None if replay_all else list(ids))
+    click.echo(f"replayed {count}")
+
+
+@job.command("watch")
+@click.argument("job_ref")
+@click.option("--interval", default=1.0, show_default=True)
+@click.option("--until-idle", is_flag=True, help="Exit once backfilled and the backlog is empty.")
+@friendly
+def job_watch(job_ref: str, interval: float, until_idle: bool) -> None:
+    """A live view: state, counts, backlog and the backfill progress bar."""
+    job_id = _jobs().get(job_ref).id
+    bar = Progress(TextColumn("backfill"), BarColumn(), MofNCompleteColumn())
+    task = bar.add_task("backfill", total=1)
+    try:
+        with Live(console=Console(), refresh_per_second=4) as live:
+            while True:
+                try:
+                    status = _status(job_id)
+                except NotFound:
+                    raise click.ClickException(f"job {job_id} disappeared") from None
+                backfill = status["backfill"]
+                assert isinstance(backfill, dict)
+                bar.update(task, completed=backfill["written"], total=max(backfill["total"], 1))
+                live.update(Group(_table(status), bar))
+                idle = not backfill["active"] and status["backlog"] == 0
+                if until_idle and idle:
+                    return
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+
+
+def _table(status: dict[str, object]) -> Table:
+    table = Table(title=f"job {status['label']} ({status['id']})", show_header=False)
+    counts = status["counts"]
+    assert isinstance(counts, dict)
+    rows = [
+        ("state", f"{status['state']}: {status['state_meaning']}"),
+        ("sent", counts["sent"]),
+        ("backfilled", counts["backfilled"]),
+        ("failed attempts", counts["failed"]),
+        ("dead-lettered", counts["dead_lettered"]),
+        ("backlog", status["backlog"]),
+        ("oldest unsent", f"{status['oldest_unsent_age_s']} s"),
+        ("throughput", f"{status['throughput_per_s_last_minute']} msg/s (last minute)"),
+        ("last error", status["last_error"] or "-"),
+    ]
+    for name, value in rows:
+        table.add_row(name, str(value))
+    return table

@@ -101,7 +101,7 @@ def test_the_commit_is_fenced_by_the_shard_version(engine: Engine) -> None:
 def test_a_time_window_exit_carries_the_instant_it_happened(engine: Engine) -> None:
     AudienceStore(engine.r, engine.keys).create("recent", 'FILTER last_seen > "now-7d"')
     job = job_for(engine, "recent")
-    now = engine.clock.now_ns()
+    now = engine.clock.now_ns() // NS_PER_S * NS_PER_S  # FilterQL compares dates in seconds
     seen = now - 7 * NS_PER_DAY + 60 * NS_PER_S
     Ingestor(engine).ingest(list_items([{"user_id": "t", "last_seen": format_rfc3339(seen)}]))
     drain_all(engine)
@@ -120,7 +120,7 @@ def test_a_time_window_exit_carries_the_instant_it_happened(engine: Engine) -> N
 def test_a_data_event_after_the_due_time_replays_the_exit_first(engine: Engine) -> None:
     AudienceStore(engine.r, engine.keys).create("recent", 'FILTER last_seen > "now-7d"')
     job = job_for(engine, "recent")
-    now = engine.clock.now_ns()
+    now = engine.clock.now_ns() // NS_PER_S * NS_PER_S  # FilterQL compares dates in seconds
     seen = now - 7 * NS_PER_DAY + 60 * NS_PER_S
     Ingestor(engine).ingest(list_items([{"user_id": "t", "last_seen": format_rfc3339(seen)}]))
     drain_all(engine)

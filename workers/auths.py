@@ -10,7 +10,7 @@ from workers.config import Settings
 from workers.eventhub.connstr import ConnectionString, parse_connection_string
 from workers.keys import Keys
 from workers.redisconn import Redis
-from workers.registry_store import DefinitionStore, NotFound, new_id
+from workers.registry_store import Conflict, DefinitionStore, NotFound, new_id
 from workers.secrets import secret_box
 
 
@@ -83,3 +83,22 @@ class AuthStore(DefinitionStore):
         if d is None:
             raise NotFound(f"no authorization with id {auth_id!r}")
         return parse_connection_string(secret_box(self._cfg).open(d["sealed"].encode("ascii")))
+
+    def delete(self, auth_id: str, jobs_using: list[str]) -> None:
+        """Remove an authorization; refused while a job that is not stopped uses it."""
+        if jobs_using:
+            raise Conflict(
+                f"authorization {auth_id} is used by job(s) {', '.join(jobs_using)}; "
+                "stop them first (audiencehub job stop JOB)"
+            )
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hdel(self.hash_key, auth_id)
+        pipe.incr(self.keys.registry_version)
+        pipe.execute()
+
+    def set_health(self, auth_id: str, health: str) -> None:
+        d = self.raw_get(auth_id)
+        if d is None:
+            raise NotFound(f"no authorization with id {auth_id!r}")
+        d["health"] = health
+        self.raw_put(auth_id, d)

@@ -1,0 +1,163 @@
+"""Existing Users backfill, in-process on a real Redis: pages, fencing, order, flow control."""
+
+from __future__ import annotations
+
+import random
+
+import orjson
+import pytest
+
+from workers import backfill as backfill_module
+from workers.audiences import AudienceStore
+from workers.auths import AuthStore
+from workers.backfill import Backfills
+from workers.drain import ShardDrainer
+from workers.engine import Engine
+from workers.ingest import Ingestor, list_items
+from workers.job_setup import backfill_preview, create_job
+from workers.jobs import Job
+from workers.keys import shard_of
+from workers.profile import Profile
+from workers.redisconn import stream_rows
+
+CONN = (
+    "Endpoint=sb://127.0.0.1:1/;SharedAccessKeyName=k;SharedAccessKey=a2V5;"
+    "EntityPath=h;UseDevelopmentEmulator=true"
+)
+
+
+def drain(engine: Engine) -> None:
+    for shard in range(engine.cfg.shards):
+        ShardDrainer(engine).drain(shard)
+
+
+def populate(engine: Engine, users: int) -> None:
+    store = AudienceStore(engine.r, engine.keys)
+    store.create("even", "FILTER n % 2 == 0")
+    store.create("small", "FILTER n < 30")
+    Ingestor(engine).ingest(list_items([{"user_id": f"u{i:03d}", "n": i} for i in range(users)]))
+    drain(engine)
+
+
+def job_with_backfill(engine: Engine) -> Job:
+    auth = AuthStore(engine.r, engine.keys, engine.cfg).create("h", CONN)
+    return create_job(engine, "j", auth.id, ["even", "small"], existing_users=True)
+
+
+def outbox_by_user(engine: Engine, job: Job) -> dict[str, list[list[tuple[str, str]]]]:
+    out: dict[str, list[list[tuple[str, str]]]] = {}
+    for shard in range(engine.cfg.shards):
+        for _, f in stream_rows(engine.r.xrange(engine.keys.outbox(shard, job.id))):
+            body = orjson.loads(f[b"b"])
+            segs = sorted((s["event"], s["slug"]) for s in body["data"]["segment_events"])
+            out.setdefault(body["data"]["user_id"], []).append(segs)
+    return out
+
+
+def run_backfill(engine: Engine, job: Job) -> None:
+    backfills = Backfills(engine)
+    for _ in range(1000):
+        backfills.advance(engine.registry.get())
+        for shard in range(engine.cfg.shards):
+            backfills.run(job.id, shard)
+        if not backfills.active(job.id):
+            return
+    raise AssertionError("backfill did not finish")
+
+
+def test_every_member_is_sent_once_with_all_its_audiences(engine: Engine) -> None:
+    populate(engine, 60)
+    preview = backfill_preview(engine, ["even", "small"])
+    assert [a["members"] for a in preview["audiences"]] == [30, 30]
+    job = job_with_backfill(engine)
+    assert Backfills(engine).active(job.id)
+    run_backfill(engine, job)
+    sent = outbox_by_user(engine, job)
+    members = {f"u{i:03d}" for i in range(60) if i % 2 == 0 or i < 30}
+    assert set(sent) == members
+    assert sent["u002"] == [[("enter", "even"), ("enter", "small")]]
+    assert sent["u003"] == [[("enter", "small")]]
+    assert sent["u040"] == [[("enter", "even")]]
+    assert Backfills(engine).progress(job.id) == (len(members), len(members))
+
+
+def test_backfilled_enter_carries_the_stored_enter_time(engine: Engine) -> None:
+    populate(engine, 4)
+    job = job_with_backfill(engine)
+    run_backfill(engine, job)
+    shard = shard_of("u002", engine.cfg.shards)
+    blob = engine.r.hget(engine.keys.users(shard), "u002")
+    profile = Profile.loads("u002", blob)  # type: ignore[arg-type]
+    rows = stream_rows(engine.r.xrange(engine.keys.outbox(shard, job.id)))
+    body = next(orjson.loads(f[b"b"]) for _, f in rows if f[b"u"] == b"u002")
+    even = AudienceStore(engine.r, engine.keys).get("even").id
+    seg = next(s for s in body["data"]["segment_events"] if s["id"] == even)
+    from workers.timefmt import format_rfc3339
+
+    assert seg["enter"] == format_rfc3339(profile.membership[even])
+    assert seg["exit"].startswith("2099-")
+
+
+def test_live_changes_during_backfill_never_leave_a_stale_enter_last(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backfill_module, "PAGE", 7)
+    populate(engine, 120)
+    job = job_with_backfill(engine)
+    rng = random.Random(5)
+    backfills = Backfills(engine)
+    final: dict[str, int] = {f"u{i:03d}": i for i in range(120)}
+    while backfills.active(job.id):
+        backfills.advance(engine.registry.get())
+        shard = rng.randrange(engine.cfg.shards)
+        backfills.page(job.id, shard)
+        changes = []
+        for _ in range(5):
+            uid = f"u{rng.randrange(120):03d}"
+            final[uid] = rng.randrange(200)
+            changes.append({"user_id": uid, "n": final[uid]})
+        Ingestor(engine).ingest(list_items(changes))
+        drain(engine)
+    sent = outbox_by_user(engine, job)
+    for uid, n in final.items():
+        for slug, member in (("even", n % 2 == 0), ("small", n < 30)):
+            events = [event for message in sent.get(uid, []) for event, s in message if s == slug]
+            if member:
+                assert events and events[-1] == "enter", f"{uid} in {slug}: {events}"
+            else:
+                assert not events or events[-1] == "exit", f"{uid} not in {slug}: {events}"
+
+
+def test_the_backlog_limit_pauses_pages(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backfill_module, "PAGE", 5)
+    monkeypatch.setattr(backfill_module, "BACKLOG_LIMIT", 5)
+    populate(engine, 200)
+    job = job_with_backfill(engine)
+    shard = 0
+    report = Backfills(engine).run(job.id, shard)
+    assert report.throttled and not report.done
+    assert 5 <= engine.r.xlen(engine.keys.outbox(shard, job.id)) < 10
+
+
+def test_a_page_is_refused_when_a_drain_commits_between_its_read_and_its_write(
+    engine: Engine,
+) -> None:
+    populate(engine, 10)
+    job = job_with_backfill(engine)
+    backfills = Backfills(engine)
+    shard = shard_of("u002", engine.cfg.shards)
+    original = backfills._commit
+
+    def drain_first(*args: object, **kwargs: object) -> object:
+        Ingestor(engine).ingest(list_items([{"user_id": "u002", "n": 41}]))  # leaves both
+        ShardDrainer(engine).drain(shard)
+        return original(*args, **kwargs)
+
+    backfills._commit = drain_first  # type: ignore[method-assign]
+    report = backfills.page(job.id, shard)
+    assert report.conflict and report.written == 0
+    backfills._commit = original  # type: ignore[method-assign]
+    while not backfills.page(job.id, shard).done:
+        pass
+    sent = outbox_by_user(engine, job)
+    assert sent["u002"] == [[("exit", "even"), ("exit", "small")]]

@@ -1,0 +1,177 @@
+"""Delivery against the hub stand-in over real sockets: batching, backoff, auth failure, dead
+letters, replay. The deliverer runs in-process; Redis and the hub are real."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from audiencehub.processes import HubEmulator
+from workers.audiences import AudienceStore
+from workers.auths import AuthStore
+from workers.dead_letters import DeadLetters
+from workers.deliver import Deliverer, DeliverReport, SenderPool
+from workers.drain import ShardDrainer
+from workers.engine import Engine
+from workers.ingest import Ingestor, list_items
+from workers.job_control import JobControl
+from workers.job_health import JobHealth
+from workers.job_setup import create_job
+from workers.jobs import Job, JobStore
+
+
+@pytest.fixture
+def small_hub(workdir: Path) -> Iterator[HubEmulator]:
+    """A stand-in that refuses batches over 4 KB, like a much smaller tier."""
+    emulator = HubEmulator(workdir, extra=["--max-batch-bytes", "4096"])
+    emulator.start()
+    yield emulator
+    emulator.stop()
+
+
+def faults(hub: HubEmulator, plan: object) -> None:
+    requests.put(f"{hub.base_url}/_emulator/faults", json=plan, timeout=5).raise_for_status()
+
+
+def setup(engine: Engine, hub: HubEmulator, users: int, **job_options: object) -> Job:
+    AudienceStore(engine.r, engine.keys).create("all", "FILTER EXISTS email")
+    auth = AuthStore(engine.r, engine.keys, engine.cfg).create("hub", hub.connection_string)
+    job = create_job(engine, "j", auth.id, ["all"], **job_options)
+    events = [
+        {"user_id": f"u{i:04d}", "email": f"u{i}@x.io", "pad": "p" * 300} for i in range(users)
+    ]
+    Ingestor(engine).ingest(list_items(events))
+    drainer = ShardDrainer(engine)
+    for shard in range(engine.cfg.shards):
+        drainer.drain(shard)
+    return job
+
+
+def deliver_all(engine: Engine, job: Job, pool: SenderPool) -> list[DeliverReport]:
+    deliverer = Deliverer(engine, pool.get)
+    return [deliverer.deliver(job.id, shard) for shard in range(engine.cfg.shards)]
+
+
+def backlog(engine: Engine, job: Job) -> int:
+    return sum(int(engine.r.xlen(engine.keys.outbox(s, job.id))) for s in range(engine.cfg.shards))
+
+
+def test_batches_never_exceed_the_limit_and_everything_arrives(
+    engine: Engine, hub: HubEmulator
+) -> None:
+    job = setup(engine, hub, 120, max_batch_bytes=20_000)
+    pool = SenderPool(engine)
+    reports = deliver_all(engine, job, pool)
+    assert sum(r.sent for r in reports) == 120
+    assert sum(r.batches for r in reports) > 120 * 450 // 20_000  # many batches, not one
+    assert backlog(engine, job) == 0
+    assert len(hub.events()) == 120
+    pool.close()
+
+
+def test_throttling_puts_the_job_to_sleep_and_keeps_everything(
+    engine: Engine, hub: HubEmulator
+) -> None:
+    job = setup(engine, hub, 20)
+    faults(hub, {"status": 503, "count": 100, "retry_after": 1})
+    pool = SenderPool(engine)
+    reports = deliver_all(engine, job, pool)
+    assert any("throttled" in r.error for r in reports)
+    assert backlog(engine, job) == 20
+    assert (
+        JobControl(engine).shown_state(JobStore(engine.r, engine.keys).get(job.id), False)
+        == "sleeping"
+    )
+    assert JobHealth(engine.r, engine.keys).get(job.id).retry_at > time.time_ns()
+    requests.delete(f"{hub.base_url}/_emulator/faults", timeout=5)
+    time.sleep(
+        max(0.0, (JobHealth(engine.r, engine.keys).get(job.id).retry_at - time.time_ns()) / 1e9)
+    )
+    deliver_all(engine, job, pool)
+    assert backlog(engine, job) == 0 and len(hub.events()) == 20
+    assert JobHealth(engine.r, engine.keys).get(job.id).failures == 0
+    pool.close()
+
+
+def test_unauthorized_fails_the_job_keeps_the_backlog_and_resume_sends_it(
+    engine: Engine, hub: HubEmulator
+) -> None:
+    job = setup(engine, hub, 10)
+    faults(hub, {"status": 401, "count": 1})
+    pool = SenderPool(engine)
+    deliver_all(engine, job, pool)
+    failed = JobStore(engine.r, engine.keys).get(job.id)
+    assert failed.state == "failed" and failed.reason.startswith("authorization rejected")
+    assert backlog(engine, job) == 10
+    deliver_all(engine, job, pool)  # a failed job does not send
+    assert hub.events() == []
+    JobControl(engine).resume(job.id)
+    deliver_all(engine, job, pool)
+    assert len(hub.events()) == 10
+    pool.close()
+
+
+def test_errors_longer_than_the_failure_period_fail_the_job(
+    engine: Engine, hub: HubEmulator
+) -> None:
+    job = setup(engine, hub, 3, failure_period_s=1)
+    faults(hub, {"status": 500})
+    pool = SenderPool(engine)
+    health = JobHealth(engine.r, engine.keys)
+    deadline = time.monotonic() + 20
+    while JobStore(engine.r, engine.keys).get(job.id).state != "failed":
+        assert time.monotonic() < deadline, "the job never failed"
+        engine.r.hset(engine.keys.job_health(job.id), "retry_at", 0)  # skip the backoff wait
+        deliver_all(engine, job, pool)
+        time.sleep(0.3)
+    assert "longer than 1s" in JobStore(engine.r, engine.keys).get(job.id).reason
+    assert health.get(job.id).failures >= 2
+    assert backlog(engine, job) == 3
+    pool.close()
+
+
+def test_a_message_too_large_for_the_hub_is_dead_lettered_and_the_rest_sent(
+    engine: Engine, small_hub: HubEmulator
+) -> None:
+    AudienceStore(engine.r, engine.keys).create("all", "FILTER EXISTS email")
+    auth = AuthStore(engine.r, engine.keys, engine.cfg).create("hub", small_hub.connection_string)
+    job = create_job(engine, "j", auth.id, ["all"], fields=("user_id", "email", "bio"))
+    events = [{"user_id": f"s{i}", "email": "a@b.c"} for i in range(6)]
+    events[3]["bio"] = "x" * 6000  # bigger than the 4 KB hub on its own
+    Ingestor(engine).ingest(list_items(events))
+    for shard in range(engine.cfg.shards):
+        ShardDrainer(engine).drain(shard)
+    pool = SenderPool(engine)
+    reports = deliver_all(engine, job, pool)
+    assert sum(r.dead for r in reports) == 1
+    assert sorted(e["partition_key"] for e in small_hub.events()) == ["s0", "s1", "s2", "s4", "s5"]
+    dead = DeadLetters(engine).entries(job.id)
+    assert [d.user_id for d in dead] == ["s3"]
+    assert "413" in dead[0].reason
+    assert backlog(engine, job) == 0
+    pool.close()
+
+
+def test_dead_letters_replay_into_the_outbox(engine: Engine, hub: HubEmulator) -> None:
+    job = setup(engine, hub, 2)
+    faults(hub, {"status": 400, "message": "bad property"})
+    pool = SenderPool(engine)
+    deliver_all(engine, job, pool)
+    letters = DeadLetters(engine)
+    dead = letters.entries(job.id)
+    assert sorted(d.user_id for d in dead) == ["u0000", "u0001"]
+    assert all("bad property" in d.reason for d in dead)
+    assert backlog(engine, job) == 0 and hub.events() == []
+    requests.delete(f"{hub.base_url}/_emulator/faults", timeout=5)
+    assert letters.replay(job.id, [dead[0].id]) == 1
+    deliver_all(engine, job, pool)
+    assert [e["partition_key"] for e in hub.events()] == [dead[0].user_id]
+    assert letters.replay(job.id) == 1
+    deliver_all(engine, job, pool)
+    assert sorted(e["partition_key"] for e in hub.events()) == ["u0000", "u0001"]
+    assert letters.count(job.id) == 0
+    pool.close()

@@ -1,0 +1,100 @@
+"""Creating jobs and changing their audiences: the steps the seed's configuration screen takes.
+
+Shared by the CLI and the HTTP API so both behave the same: create (optionally with the Existing
+Users backfill), dry run, add an audience to a running job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from workers.audiences import AudienceStore
+from workers.auths import AuthStore
+from workers.backfill import Backfills
+from workers.engine import Engine
+from workers.eventhub.rest import RestSender
+from workers.eventhub.sender import HubError
+from workers.job_control import JobControl
+from workers.jobs import Job, JobStore
+from workers.registry_store import Conflict
+
+
+def member_counts(engine: Engine, audience_ids: list[str]) -> dict[str, int]:
+    e = engine
+    pipe = e.r.pipeline(transaction=False)
+    for aid in audience_ids:
+        for shard in range(e.cfg.shards):
+            pipe.zcard(e.keys.members(shard, aid))
+    counts = pipe.execute()
+    n = e.cfg.shards
+    return {aid: sum(counts[i * n : (i + 1) * n]) for i, aid in enumerate(audience_ids)}
+
+
+def backfill_preview(engine: Engine, audience_refs: list[str]) -> dict[str, Any]:
+    """How many users an Existing Users backfill would send, per audience, creating nothing."""
+    store = AudienceStore(engine.r, engine.keys)
+    audiences = [store.get(ref) for ref in audience_refs]
+    counts = member_counts(engine, [a.id for a in audiences])
+    return {
+        "audiences": [{"id": a.id, "slug": a.slug, "members": counts[a.id]} for a in audiences],
+        "messages_at_most": sum(counts.values()),
+        "note": "a user in several of these audiences gets one message holding all of them",
+    }
+
+
+def create_job(
+    engine: Engine,
+    label: str,
+    auth_id: str,
+    audience_refs: list[str],
+    existing_users: bool = False,
+    **options: Any,
+) -> Job:
+    store = AudienceStore(engine.r, engine.keys)
+    ids = [store.get(ref).id for ref in audience_refs]
+    AuthStore(engine.r, engine.keys, engine.cfg).get(auth_id)
+    job = JobStore(engine.r, engine.keys).create(
+        label, auth_id, ids, existing_users=existing_users, **options
+    )
+    control = JobControl(engine)
+    control.record(job.id, "running", "created")
+    if existing_users:
+        Backfills(engine).start(job)
+        control.record(job.id, "backfilling", "existing users backfill started")
+    return job
+
+
+def add_audience(engine: Engine, job_ref: str, audience_ref: str, existing_users: bool) -> Job:
+    """Add an audience to a job; with ``existing_users`` backfill only that audience."""
+    jobs = JobStore(engine.r, engine.keys)
+    job = jobs.get(job_ref)
+    audience = AudienceStore(engine.r, engine.keys).get(audience_ref)
+    if audience.id in job.audiences:
+        raise Conflict(f"job {job.id} already exports audience {audience.slug!r}")
+    backfills = Backfills(engine)
+    if existing_users and backfills.active(job.id):
+        raise Conflict(
+            f"job {job.id} is still backfilling; add {audience.slug!r} when that has finished"
+        )
+    updated = jobs.update(replace(job, audiences=(*job.audiences, audience.id)))
+    JobControl(engine).record(job.id, job.state, f"audience {audience.slug} added")
+    if existing_users:
+        backfills.start(updated, [audience.id])
+    return updated
+
+
+def check_authorization(engine: Engine, auth_ref: str) -> tuple[bool, str]:
+    """A real send-permission check (an empty batch: nothing is sent); records the health."""
+    auths = AuthStore(engine.r, engine.keys, engine.cfg)
+    auth = auths.get(auth_ref)
+    sender = RestSender(auths.connection(auth.id))
+    try:
+        sender.probe()
+    except HubError as err:
+        auths.set_health(auth.id, f"unhealthy: {err}")
+        return False, str(err)
+    finally:
+        sender.close()
+    auths.set_health(auth.id, "healthy")
+    return True, "the hub accepted the key for sending"
