@@ -148,15 +148,15 @@ def test_a_page_is_refused_when_a_drain_commits_between_its_read_and_its_write(
     shard = shard_of("u002", engine.cfg.shards)
     original = backfills._commit
 
-    def drain_first(*args: object, **kwargs: object) -> object:
+    def drain_first(keys: list[str], args: list[str | bytes]) -> object:
         Ingestor(engine).ingest(list_items([{"user_id": "u002", "n": 41}]))  # leaves both
         ShardDrainer(engine).drain(shard)
-        return original(*args, **kwargs)
+        return original(keys=keys, args=args)
 
-    backfills._commit = drain_first  # type: ignore[method-assign]
+    backfills._commit = drain_first  # type: ignore[assignment]
     report = backfills.page(job.id, shard)
     assert report.conflict and report.written == 0
-    backfills._commit = original  # type: ignore[method-assign]
+    backfills._commit = original
     while not backfills.page(job.id, shard).done:
         pass
     sent = outbox_by_user(engine, job)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -37,7 +38,7 @@ def faults(hub: HubEmulator, plan: object) -> None:
     requests.put(f"{hub.base_url}/_emulator/faults", json=plan, timeout=5).raise_for_status()
 
 
-def setup(engine: Engine, hub: HubEmulator, users: int, **job_options: object) -> Job:
+def setup(engine: Engine, hub: HubEmulator, users: int, **job_options: Any) -> Job:
     AudienceStore(engine.r, engine.keys).create("all", "FILTER EXISTS email")
     auth = AuthStore(engine.r, engine.keys, engine.cfg).create("hub", hub.connection_string)
     job = create_job(engine, "j", auth.id, ["all"], **job_options)
