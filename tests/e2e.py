@@ -56,3 +56,24 @@ def wait_messages(hub: HubEmulator, count: int, timeout: float = 60) -> list[dic
         interval=0.1,
         what=f"{count} messages at the hub (have {len(hub.events())})",
     )
+
+
+def cli(env: dict[str, str], *args: str, stdin: str | None = None, check: bool = True) -> str:
+    """Run the real ``audiencehub`` command; returns stdout (and stderr when ``check`` is off),
+    raises with its output on failure when ``check`` is on."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", "from audiencehub.cli import main; main()", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if not check:
+        return done.stdout + done.stderr
+    if done.returncode != 0:
+        raise AssertionError(f"audiencehub {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout

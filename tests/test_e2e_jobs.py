@@ -1,0 +1,207 @@
+"""Export jobs end to end: Existing Users backfill under live traffic, pause/resume, failure and
+recovery, and no secret anywhere a secret must not be."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+import requests
+
+from audiencehub.processes import CeleryBeat, CeleryWorker, HubEmulator, wait_for
+from tests.e2e import cli
+from workers.audiences import AudienceStore
+from workers.auths import AuthStore
+from workers.backfill import Backfills
+from workers.engine import Engine
+from workers.ingest import Ingestor, list_items
+from workers.job_control import JobControl
+from workers.job_setup import create_job
+from workers.jobs import Job
+from workers.reevaluate import Reevaluations
+
+pytestmark = pytest.mark.e2e
+USERS = 20_000
+
+
+@pytest.fixture
+def worker2(workdir: Path, proc_env: dict[str, str]) -> Iterator[CeleryWorker]:
+    proc = CeleryWorker(workdir, proc_env, concurrency=2)
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+def last_segments(hub: HubEmulator) -> tuple[dict[str, dict[str, str]], int]:
+    """user -> slug -> last event seen for that slug; and the message count."""
+    final: dict[str, dict[str, str]] = {}
+    events = hub.events()
+    for ev in events:
+        body = orjson.loads(ev["body"])
+        for seg in body["data"]["segment_events"]:
+            final.setdefault(body["data"]["user_id"], {})[seg["slug"]] = seg["event"]
+    return final, len(events)
+
+
+def settled(engine: Engine, job: Job) -> bool:
+    e = engine
+    pipe = e.r.pipeline(transaction=False)
+    for shard in range(e.cfg.shards):
+        pipe.xlen(e.keys.events(shard))
+        pipe.xlen(e.keys.outbox(shard, job.id))
+    return not any(pipe.execute()) and not Backfills(e).active(job.id)
+
+
+def test_backfill_of_20000_users_under_live_changes_ends_in_the_true_state(
+    live_engine: Engine, hub: HubEmulator, worker2: CeleryWorker, beat: CeleryBeat
+) -> None:
+    e = live_engine
+    store = AudienceStore(e.r, e.keys)
+    store.create("tier_a", 'FILTER tier == "a"')
+    store.create("big", "FILTER value >= 50")
+    rng = random.Random(11)
+    truth = {
+        f"u{i:05d}": {"tier": rng.choice("abc"), "value": rng.randrange(100)} for i in range(USERS)
+    }
+    Ingestor(e).ingest(list_items([{"user_id": u, **f} for u, f in truth.items()]))
+    wait_for(lambda: not any(e.r.xlen(e.keys.events(s)) for s in range(e.cfg.shards)), 120,
+             interval=0.2, what="the users to be applied")  # fmt: skip
+
+    auth = AuthStore(e.r, e.keys, e.cfg).create("hub", hub.connection_string)
+    job = create_job(e, "backfill", auth.id, ["tier_a", "big"], existing_users=True)
+    started = time.monotonic()
+    changed: set[str] = set()
+    while Backfills(e).active(job.id) and time.monotonic() - started < 120:
+        batch = []
+        for _ in range(200):
+            uid = f"u{rng.randrange(USERS):05d}"
+            truth[uid] = {"tier": rng.choice("abc"), "value": rng.randrange(100)}
+            batch.append({"user_id": uid, **truth[uid]})
+            changed.add(uid)
+        Ingestor(e).ingest(list_items(batch))
+        time.sleep(0.2)
+    wait_for(lambda: settled(e, job), 120, interval=0.5, what="the backfill and deliveries")
+
+    final, count = last_segments(hub)
+    members = {
+        u: {s for s, inside in (("tier_a", f["tier"] == "a"), ("big", f["value"] >= 50)) if inside}
+        for u, f in truth.items()
+    }
+    for user, slugs in members.items():
+        for slug in ("tier_a", "big"):
+            last = final.get(user, {}).get(slug)
+            if slug in slugs:
+                assert last == "enter", f"{user} is in {slug} but the hub's last word is {last}"
+            else:
+                assert last in (None, "exit"), f"{user} is not in {slug} but the hub says {last}"
+    assert len(changed) > 100, "live changes must overlap the backfill"
+    status = orjson.loads(cli(dict(worker2.env), "job", "show", job.id))
+    assert status["state"] == "running" and status["backlog"] == 0
+    assert status["counts"]["backfilled"] >= sum(1 for s in members.values() if s) * 0.5
+    print(f"\nbackfill e2e: {count} messages, {len(changed)} users changed during the backfill")
+
+
+def test_pause_keeps_collecting_and_resume_sends_everything(
+    live_engine: Engine, hub: HubEmulator, worker: CeleryWorker, beat: CeleryBeat
+) -> None:
+    e = live_engine
+    AudienceStore(e.r, e.keys).create("all", "FILTER EXISTS email")
+    auth = AuthStore(e.r, e.keys, e.cfg).create("hub", hub.connection_string)
+    job = create_job(e, "p", auth.id, ["all"])
+    JobControl(e).pause(job.id)
+    Ingestor(e).ingest(list_items([{"user_id": f"p{i}", "email": "x@y.z"} for i in range(50)]))
+    time.sleep(4)  # drains run, the sweep runs: nothing may be sent while paused
+    assert hub.events() == []
+    JobControl(e).resume(job.id)
+    wait_for(lambda: len(hub.events()) == 50, 30, what="all 50 after resume")
+
+
+def test_a_rejected_authorization_fails_the_job_and_resume_after_fixing_sends_all(
+    live_engine: Engine, hub: HubEmulator, worker: CeleryWorker, beat: CeleryBeat
+) -> None:
+    e = live_engine
+    AudienceStore(e.r, e.keys).create("all", "FILTER EXISTS email")
+    auth = AuthStore(e.r, e.keys, e.cfg).create("hub", hub.connection_string)
+    job = create_job(e, "f", auth.id, ["all"])
+    requests.put(f"{hub.base_url}/_emulator/faults", json={"status": 401}, timeout=5)
+    Ingestor(e).ingest(list_items([{"user_id": f"f{i}", "email": "x@y.z"} for i in range(30)]))
+    wait_for(lambda: JobControl(e).store.get(job.id).state == "failed", 30, what="the job to fail")
+    assert "authorization rejected" in JobControl(e).store.get(job.id).reason
+    requests.delete(f"{hub.base_url}/_emulator/faults", timeout=5)
+    JobControl(e).resume(job.id)
+    wait_for(lambda: len(hub.events()) == 30, 30, what="all 30 after resume")
+
+
+def test_no_secret_in_broker_messages_logs_cli_output_or_errors(
+    live_engine: Engine,
+    hub: HubEmulator,
+    worker: CeleryWorker,
+    beat: CeleryBeat,
+    proc_env: dict[str, str],
+    workdir: Path,
+) -> None:
+    key = hub.connection_string.split("SharedAccessKey=")[1].split(";")[0]
+    monitor = subprocess.Popen(
+        ["redis-cli", "-u", proc_env["REDIS_URL"], "monitor"],
+        stdout=open(workdir / "monitor.log", "wb"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+    )
+    time.sleep(0.3)
+    outputs = [
+        cli(proc_env, "audience", "create", "--slug", "all", "--filter", "FILTER EXISTS email"),
+        cli(
+            proc_env,
+            "auth",
+            "create",
+            "--label",
+            "hub",
+            "--connection-string",
+            "-",
+            stdin=hub.connection_string,
+        ),  # fmt: skip
+    ]
+    outputs.append(cli(proc_env, "job", "create", "--label", "s", "--audience", "all",
+                       "--auth", "hub", "--existing-users"))  # fmt: skip
+    job_id = outputs[-1].strip()
+    outputs.append(cli(proc_env, "auth", "show", "hub"))
+    outputs.append(cli(proc_env, "auth", "list"))
+    outputs.append(cli(proc_env, "auth", "test", "hub"))
+    events = "\n".join(
+        orjson.dumps({"user_id": f"s{i}", "email": "a@b.c"}).decode() for i in range(20)
+    )
+    outputs.append(cli(proc_env, "ingest", "-", stdin=events))
+    wait_for(lambda: len(hub.events()) >= 20, 30, what="the messages")
+    requests.put(f"{hub.base_url}/_emulator/faults", json={"status": 401}, timeout=5)
+    cli(proc_env, "ingest", "-", stdin=orjson.dumps({"user_id": "late", "email": "q@r.s"}).decode())
+    wait_for(lambda: JobControl(live_engine).store.get(job_id).state == "failed", 30,
+             what="the job to fail")  # fmt: skip
+    outputs.append(cli(proc_env, "job", "show", job_id))
+    bad = hub.connection_string.replace(key, "AAAA" + key[4:])
+    for broken in (bad + ";Junk", bad.replace("Endpoint=", "Endpont="), bad.split(";")[2]):
+        said = cli(proc_env, "auth", "create", "--label", "x", "--connection-string", "-",
+                   stdin=broken, check=False)  # fmt: skip
+        assert "Error:" in said
+        outputs.append(said)
+    Reevaluations(live_engine).start([])
+    time.sleep(1)
+    monitor.terminate()
+    monitor.wait(5)
+    worker.stop()
+    beat.stop()
+    texts = {
+        "redis commands (celery messages included)": (workdir / "monitor.log").read_text(
+            errors="replace"
+        ),
+        "worker log": worker.log(),
+        "beat log": beat.log(),
+        "cli output and errors": "\n".join(outputs),
+    }
+    assert "audiencehub.drain_shard" in texts["redis commands (celery messages included)"]
+    for where, text in texts.items():
+        assert key not in text, f"the SharedAccessKey leaked into the {where}"
+        assert key[4:] not in text, f"part of the key leaked into the {where}"
