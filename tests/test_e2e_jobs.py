@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -163,7 +164,7 @@ def test_no_secret_in_broker_messages_logs_cli_output_or_errors(
             "--connection-string",
             "-",
             stdin=hub.connection_string,
-        ),  # fmt: skip
+        ),
     ]
     outputs.append(cli(proc_env, "job", "create", "--label", "s", "--audience", "all",
                        "--auth", "hub", "--existing-users"))  # fmt: skip
