@@ -66,7 +66,7 @@ def test_backfill_of_20000_users_under_live_changes_ends_in_the_true_state(
     store.create("tier_a", 'FILTER tier == "a"')
     store.create("big", "FILTER value >= 50")
     rng = random.Random(11)
-    truth = {
+    truth: dict[str, dict[str, Any]] = {
         f"u{i:05d}": {"tier": rng.choice("abc"), "value": rng.randrange(100)} for i in range(USERS)
     }
     Ingestor(e).ingest(list_items([{"user_id": u, **f} for u, f in truth.items()]))
