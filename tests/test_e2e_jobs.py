@@ -14,7 +14,7 @@ import orjson
 import pytest
 import requests
 
-from audiencehub.processes import CeleryBeat, CeleryWorker, HubEmulator, wait_for
+from audiencehub.processes import CeleryBeat, CeleryWorker, HubEmulator, redis_binary, wait_for
 from tests.e2e import cli
 from workers.audiences import AudienceStore
 from workers.auths import AuthStore
@@ -148,7 +148,7 @@ def test_no_secret_in_broker_messages_logs_cli_output_or_errors(
 ) -> None:
     key = hub.connection_string.split("SharedAccessKey=")[1].split(";")[0]
     monitor = subprocess.Popen(
-        ["redis-cli", "-u", proc_env["REDIS_URL"], "monitor"],
+        [redis_binary("redis-cli"), "-u", proc_env["REDIS_URL"], "monitor"],
         stdout=open(workdir / "monitor.log", "wb"),  # noqa: SIM115
         stderr=subprocess.STDOUT,
     )

@@ -76,7 +76,7 @@ class Backfills:
             for aid in chosen:
                 pipe.zcard(e.keys.members(shard, aid))
         state = BackfillState(job.id, chosen, time.time_ns(), int(sum(pipe.execute())))
-        pipe = e.r.pipeline(transaction=True)
+        pipe = e.r.pipeline(transaction=False)  # cursors live in every shard's cluster slot
         for shard in range(e.cfg.shards):
             pipe.delete(e.keys.backfill_cursor(shard, job.id))
         pipe.set(e.keys.job_backfill(job.id), orjson.dumps(asdict(state)))

@@ -18,11 +18,14 @@ class Settings:
     """Everything the engine needs to know about its deployment.
 
     ``redis_url`` holds the state; the Celery broker defaults to the same server, whose keys it
-    never collides with because every state key starts with ``prefix``.
+    never collides with because every state key starts with ``prefix``. With ``redis_cluster``
+    the state lives on a Redis Cluster (``redis_url`` names any node) and the broker must be
+    given separately.
     """
 
     redis_url: str
     broker_url: str
+    redis_cluster: bool
     prefix: str
     shards: int
     mode: str
@@ -53,6 +56,13 @@ def load_settings() -> Settings:
     mode = os.environ.get("AUDIENCEHUB_MODE", "production")
     if mode not in MODES:
         raise ConfigError(f"AUDIENCEHUB_MODE={mode!r} must be one of {', '.join(MODES)}")
+    cluster = os.environ.get("AUDIENCEHUB_REDIS_CLUSTER", "").lower() in ("1", "true", "yes")
+    broker_url = os.environ.get("AUDIENCEHUB_BROKER_URL") or ""
+    if cluster and not broker_url:
+        raise ConfigError(
+            "AUDIENCEHUB_REDIS_CLUSTER is on but AUDIENCEHUB_BROKER_URL is not set: Celery's "
+            "broker must be a plain Redis (or RabbitMQ); set it to one"
+        )
     prefix = os.environ.get("AUDIENCEHUB_PREFIX", "ah")
     if not prefix or any(c in prefix for c in "{}: "):
         raise ConfigError(
@@ -60,7 +70,8 @@ def load_settings() -> Settings:
         )
     return Settings(
         redis_url=redis_url,
-        broker_url=os.environ.get("AUDIENCEHUB_BROKER_URL") or redis_url,
+        broker_url=broker_url or redis_url,
+        redis_cluster=cluster,
         prefix=prefix,
         shards=_int("AUDIENCEHUB_SHARDS", 16, 1, 4096),
         mode=mode,

@@ -3,11 +3,11 @@
 Layout (``p`` is the configured prefix, ``k`` a shard number)::
 
     p:meta:shards                 string  shard count the data was written with
-    p:registry:version            string  bumped on every audience/job/auth change
-    p:audiences                   hash    audience id -> definition (JSON)
-    p:audiences:slugs             hash    slug -> audience id
-    p:jobs                        hash    job id -> definition (JSON)
-    p:auths                       hash    authorization id -> encrypted definition
+    p:{reg}:version               string  bumped on every audience/job/auth change
+    p:{reg}:audiences             hash    audience id -> definition (JSON)
+    p:{reg}:audiences:slugs       hash    slug -> audience id
+    p:{reg}:jobs                  hash    job id -> definition (JSON)
+    p:{reg}:auths                 hash    authorization id -> encrypted definition
     p:job:<job>:stats             hash    counters (sent, failed, ...)
     p:job:<job>:error             string  last delivery error (JSON)
     p:job:<job>:health            hash    consecutive failures, first failure, next attempt
@@ -31,7 +31,8 @@ Layout (``p`` is the configured prefix, ``k`` a shard number)::
     p:{sk}:backfill:<job>:kick    string  set while a backfill task is queued
 
 Every key a shard's commit touches carries ``{sk}`` as its Redis Cluster hash tag, so the commit
-is a single-slot script and the same code runs on one server or a cluster.
+is a single-slot script and the same code runs on one server or a cluster. The definitions share
+the tag ``{reg}`` so a definition and the registry version change in one MULTI.
 """
 
 from __future__ import annotations
@@ -59,23 +60,23 @@ class Keys:
 
     @property
     def registry_version(self) -> str:
-        return f"{self.prefix}:registry:version"
+        return f"{self.prefix}:{{reg}}:version"
 
     @property
     def audiences(self) -> str:
-        return f"{self.prefix}:audiences"
+        return f"{self.prefix}:{{reg}}:audiences"
 
     @property
     def audience_slugs(self) -> str:
-        return f"{self.prefix}:audiences:slugs"
+        return f"{self.prefix}:{{reg}}:audiences:slugs"
 
     @property
     def jobs(self) -> str:
-        return f"{self.prefix}:jobs"
+        return f"{self.prefix}:{{reg}}:jobs"
 
     @property
     def auths(self) -> str:
-        return f"{self.prefix}:auths"
+        return f"{self.prefix}:{{reg}}:auths"
 
     def job_stats(self, job: str) -> str:
         return f"{self.prefix}:job:{job}:stats"

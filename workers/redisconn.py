@@ -24,13 +24,20 @@ def as_bytes(raw: object) -> bytes | None:
 
 
 @lru_cache(maxsize=8)
-def _client(url: str) -> Redis:
+def _client(url: str, cluster: bool) -> Redis:
+    if cluster:
+        from redis.cluster import RedisCluster
+
+        # Every multi-key operation the engine runs stays in one slot (see workers/keys.py), and
+        # the calls it makes exist with the same signatures on RedisCluster.
+        return cast(Redis, RedisCluster.from_url(url, decode_responses=False))
     return redis.Redis.from_url(url, decode_responses=False, health_check_interval=30)
 
 
 def state_redis(cfg: Settings | None = None) -> Redis:
     """The state store client (bytes in, bytes out; callers decode what they need)."""
-    return _client((cfg or settings()).redis_url)
+    cfg = cfg or settings()
+    return _client(cfg.redis_url, cfg.redis_cluster)
 
 
 def keys(cfg: Settings | None = None) -> Keys:

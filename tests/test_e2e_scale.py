@@ -1,0 +1,145 @@
+"""More than one worker, and more than one Redis: the same messages, in the same per-user order.
+
+The expected messages come from a plain model of the rules (evaluate after every event, one
+message per user change), so each run is checked against the truth, not against another run.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from audiencehub.processes import (
+    CeleryBeat,
+    CeleryWorker,
+    HubEmulator,
+    LocalRedisCluster,
+    celery_env,
+    wait_for,
+)
+from tests.conftest import SHARDS
+from tests.e2e import changes_by_user, make_job
+from workers.audiences import AudienceStore
+from workers.config import load_settings
+from workers.engine import Engine
+from workers.ingest import Ingestor, list_items
+from workers.redisconn import state_redis
+
+pytestmark = pytest.mark.e2e
+AUDIENCES = {"tier_a": lambda f: f.get("tier") == "a", "big": lambda f: f.get("value", 0) >= 50}
+
+
+def workload(users: int, rounds: int, seed: int = 3) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    events = []
+    for _ in range(rounds):
+        order = list(range(users))
+        rng.shuffle(order)
+        for i in order:
+            event: dict[str, Any] = {"user_id": f"u{i:04d}"}
+            if rng.random() < 0.7:
+                event["tier"] = rng.choice("ab")
+            if rng.random() < 0.7:
+                event["value"] = rng.randrange(100)
+            events.append(event)
+    return events
+
+
+def model(events: list[dict[str, Any]]) -> dict[str, list[list[tuple[str, str]]]]:
+    fields: dict[str, dict[str, Any]] = {}
+    inside: dict[str, set[str]] = {}
+    out: dict[str, list[list[tuple[str, str]]]] = {}
+    for event in events:
+        uid = event["user_id"]
+        fields.setdefault(uid, {}).update(event)
+        now = {slug for slug, rule in AUDIENCES.items() if rule(fields[uid])}
+        before = inside.get(uid, set())
+        moved = sorted([("enter", s) for s in now - before] + [("exit", s) for s in before - now])
+        if moved:
+            out.setdefault(uid, []).append(moved)
+        inside[uid] = now
+    return out
+
+
+def run(engine: Engine, hub: HubEmulator, events: list[dict[str, Any]]) -> None:
+    store = AudienceStore(engine.r, engine.keys)
+    store.create("tier_a", 'FILTER tier == "a"')
+    store.create("big", "FILTER value >= 50")
+    make_job(engine, hub, ["tier_a", "big"])
+    Ingestor(engine).ingest(list_items(events))
+    expected = sum(len(v) for v in model(events).values())
+    wait_for(lambda: len(hub.events()) >= expected, 120, interval=0.5, what=f"{expected} messages")
+    for shard in range(engine.cfg.shards):
+        assert engine.r.xlen(engine.keys.events(shard)) == 0, f"shard {shard} not drained"
+
+
+@pytest.fixture
+def three_workers(workdir: Path, proc_env: dict[str, str]) -> Iterator[list[CeleryWorker]]:
+    procs = [CeleryWorker(workdir, proc_env, name=f"w{i}") for i in range(3)]
+    for proc in procs:
+        proc.start()
+    yield procs
+    for proc in procs:
+        proc.stop()
+
+
+def test_three_workers_and_one_beat_give_the_one_worker_messages(
+    live_engine: Engine, hub: HubEmulator, three_workers: list[CeleryWorker], beat: CeleryBeat
+) -> None:
+    events = workload(users=1000, rounds=4)
+    run(live_engine, hub, events)
+    assert changes_by_user(hub.events()) == model(events)
+    busy = [w.name for w in three_workers if "audiencehub.drain_shard" in w.log()]
+    assert len(busy) >= 2, f"the load should spread over the workers, only {busy} drained"
+
+
+@pytest.fixture
+def cluster(workdir: Path) -> Iterator[LocalRedisCluster]:
+    nodes = LocalRedisCluster(workdir / "cluster")
+    nodes.start()
+    yield nodes
+    nodes.stop()
+
+
+def test_state_on_a_redis_cluster_with_the_broker_on_plain_redis(
+    redis_url: str,
+    cluster: LocalRedisCluster,
+    hub: HubEmulator,
+    workdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env = celery_env(
+        cluster.url,
+        AUDIENCEHUB_MODE="test",
+        AUDIENCEHUB_SHARDS=str(SHARDS),
+        AUDIENCEHUB_REDIS_CLUSTER="1",
+        AUDIENCEHUB_BROKER_URL=redis_url,
+    )
+    for name, value in env.items():
+        if name.startswith(("AUDIENCEHUB_", "REDIS_URL")):
+            monkeypatch.setenv(name, value)
+    cfg = load_settings()
+    from tasks.app import make_app
+    from tasks.sender import CeleryTaskSender
+
+    engine = Engine.create(CeleryTaskSender(make_app(redis_url)), cfg=cfg, r=state_redis(cfg))
+    worker = CeleryWorker(workdir, env, concurrency=2)
+    beat = CeleryBeat(workdir, env)
+    worker.start()
+    beat.start()
+    try:
+        events = workload(users=300, rounds=3, seed=9)
+        run(engine, hub, events)
+        assert changes_by_user(hub.events()) == model(events)
+        plain = redis.Redis.from_url(redis_url)
+        assert not plain.keys("ah:*"), "no state may land on the broker's Redis"
+        slots = {engine.r.keyslot(engine.keys.events(s)) for s in range(SHARDS)}  # type: ignore[attr-defined]
+        assert len(slots) == SHARDS
+    finally:
+        worker.stop()
+        beat.stop()
