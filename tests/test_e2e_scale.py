@@ -31,7 +31,17 @@ from workers.ingest import Ingestor, list_items
 from workers.redisconn import state_redis
 
 pytestmark = pytest.mark.e2e
-AUDIENCES = {"tier_a": lambda f: f.get("tier") == "a", "big": lambda f: f.get("value", 0) >= 50}
+
+
+def _tier_a(f: dict[str, Any]) -> bool:
+    return bool(f.get("tier") == "a")
+
+
+def _big(f: dict[str, Any]) -> bool:
+    return bool(f.get("value", 0) >= 50)
+
+
+AUDIENCES = {"tier_a": _tier_a, "big": _big}
 
 
 def workload(users: int, rounds: int, seed: int = 3) -> list[dict[str, Any]]:
