@@ -6,6 +6,7 @@ Integers keep the seed's nanosecond digits exact and make window arithmetic plai
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from datetime import UTC, datetime
 
 NS_PER_MS = 1_000_000
@@ -37,22 +38,33 @@ def parse_rfc3339(text: str) -> int:
     return ns
 
 
+@lru_cache(maxsize=4096)
+def _second_text(seconds: int) -> str:
+    """The whole-second part; cached, as a drain formats many times within the same second."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def format_rfc3339(ns: int) -> str:
     """Format ns as UTC RFC 3339 with ``Z``, trailing fraction zeros trimmed (Go's RFC3339Nano)."""
     seconds, frac = divmod(ns, NS_PER_S)
-    text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     if frac:
-        text += "." + f"{frac:09d}".rstrip("0")
-    return text + "Z"
+        return f"{_second_text(seconds)}.{frac:09d}".rstrip("0") + "Z"
+    return _second_text(seconds) + "Z"
+
+
+@lru_cache(maxsize=4096)
+def _far_future_second(seconds: int) -> str:
+    when = datetime.fromtimestamp(seconds, UTC)
+    day = 28 if (when.month, when.day) == (2, 29) else when.day
+    return _second_text(int((when.replace(year=2099, day=day) - _EPOCH).total_seconds()))
 
 
 def far_future(ns: int) -> str:
     """The exit of a current member: the trigger time moved to 2099, as the seed's example shows."""
     seconds, frac = divmod(ns, NS_PER_S)
-    when = datetime.fromtimestamp(seconds, UTC)
-    day = 28 if (when.month, when.day) == (2, 29) else when.day
-    moved = when.replace(year=2099, day=day)
-    return format_rfc3339(int((moved - _EPOCH).total_seconds()) * NS_PER_S + frac)
+    if frac:
+        return f"{_far_future_second(seconds)}.{frac:09d}".rstrip("0") + "Z"
+    return _far_future_second(seconds) + "Z"
 
 
 def ms_to_ns(ms: int | float) -> int:
