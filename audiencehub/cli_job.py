@@ -281,7 +281,7 @@ def job_watch(job_ref: str, interval: float, until_idle: bool) -> None:
                     raise click.ClickException(f"job {job_id} disappeared") from None
                 backfill = status["backfill"]
                 assert isinstance(backfill, dict)
-                bar.update(task, completed=backfill["written"], total=max(backfill["total"], 1))
+                bar.update(task, completed=backfill["scanned"], total=max(backfill["total"], 1))
                 live.update(Group(_table(status), bar))
                 idle = not backfill["active"] and status["backlog"] == 0
                 if until_idle and idle:

@@ -49,7 +49,7 @@ class BackfillState:
     job: str
     audiences: list[str]
     started: int
-    total: int
+    total: int  # memberships (user, audience) in the selected audiences when it started
     finished_at: int = 0
 
 
@@ -81,6 +81,7 @@ class Backfills:
             pipe.delete(e.keys.backfill_cursor(shard, job.id))
         pipe.set(e.keys.job_backfill(job.id), orjson.dumps(asdict(state)))
         pipe.execute()
+        e.kicker.backfills((job.id, shard) for shard in range(e.cfg.shards))
         return state
 
     def get(self, job_id: str) -> BackfillState | None:
@@ -92,13 +93,17 @@ class Backfills:
         return state is not None and not state.finished_at
 
     def progress(self, job_id: str) -> tuple[int, int]:
-        """(members written, members to write) for the current or last backfill."""
+        """(memberships scanned, memberships to scan) for the current or last backfill.
+
+        Counted in memberships, not users, because a user in two selected audiences is one
+        message but two index entries; this way the bar moves evenly and ends at 100%.
+        """
         state = self.get(job_id)
         if state is None:
             return 0, 0
-        raw = self.e.r.hget(self.e.keys.job_stats(job_id), "backfilled")
-        written = int(cast(bytes, raw)) if raw else 0
-        return (written, written) if state.finished_at else (written, max(state.total, written))
+        raw = self.e.r.hget(self.e.keys.job_stats(job_id), "backfill_scanned")
+        scanned = int(cast(bytes, raw)) if raw else 0
+        return (scanned, scanned) if state.finished_at else (scanned, max(state.total, scanned))
 
     def advance(self, snapshot: Snapshot) -> int:
         """Kick the next pages of every running job's backfill; mark finished ones. By beat."""
@@ -176,7 +181,8 @@ class Backfills:
         lists = [[u.decode() for u in found] for found in pipe.execute()]
         full = [found[-1] for found in lists if len(found) == PAGE]
         cutoff = min(full) if full else None
-        users = sorted({u for found in lists for u in found if cutoff is None or u <= cutoff})
+        covered = [[u for u in found if cutoff is None or u <= cutoff] for found in lists]
+        users = sorted({u for found in covered for u in found})
         if not users:
             ok = self._commit(keys=self._keys(shard, job_id), args=[version, DONE])
             return PageReport(done=bool(ok), conflict=not ok)
@@ -199,7 +205,10 @@ class Backfills:
                 written += 1
         if not self._commit(keys=self._keys(shard, job_id), args=args):
             return PageReport(conflict=True)  # a drain committed meanwhile: redo from its version
-        e.r.hincrby(k.job_stats(job_id), "backfilled", written)
+        pipe = e.r.pipeline(transaction=False)
+        pipe.hincrby(k.job_stats(job_id), "backfilled", written)
+        pipe.hincrby(k.job_stats(job_id), "backfill_scanned", sum(len(c) for c in covered))
+        pipe.execute()
         return PageReport(written=written)
 
     def _keys(self, shard: int, job_id: str) -> list[str]:

@@ -81,7 +81,7 @@ def job_status(engine: Engine, job: Job, slugs: dict[str, str]) -> dict[str, Any
         },
         "backlog": backlog,
         "oldest_unsent_age_s": round(oldest_age_s, 3),
-        "backfill": {"written": done, "total": total, "active": backfills.active(job.id)},
+        "backfill": {"scanned": done, "total": total, "active": backfills.active(job.id)},
         "throughput_per_s_last_minute": round(last_minute / 60, 2),
         "last_error": _error(error_raw),
     }

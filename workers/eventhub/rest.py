@@ -44,12 +44,23 @@ class RestSender:
         self._tokens = TokenCache(conn.resource_uri, conn.key_name, conn.key)
         self._timeout = timeout_s
         self._session = requests.Session()
+        self._encoded: dict[int, tuple[OutMessage, bytes]] = {}
 
     def encoded_size(self, message: OutMessage) -> int:
-        return len(encode_item(message)) + 1
+        """Size in the batch; the encoding is kept (with the message, so its id stays unique)
+        for the ``send`` that follows, instead of encoding every message twice."""
+        item = encode_item(message)
+        self._encoded[id(message)] = (message, item)
+        return len(item) + 1
+
+    def _item(self, message: OutMessage) -> bytes:
+        kept = self._encoded.get(id(message))
+        return kept[1] if kept is not None and kept[0] is message else encode_item(message)
 
     def send(self, messages: Sequence[OutMessage]) -> None:
-        self.post(b"[" + b",".join(encode_item(m) for m in messages) + b"]")
+        items = [self._item(m) for m in messages]
+        self._encoded.clear()
+        self.post(b"[" + b",".join(items) + b"]")
 
     def post(self, payload: bytes) -> None:
         headers = {"Authorization": self._tokens.token(), "Content-Type": BATCH_CONTENT_TYPE}
