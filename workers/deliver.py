@@ -93,7 +93,7 @@ class Deliverer:
         self._senders = senders
         self.health = JobHealth(engine.r, engine.keys)
 
-    def deliver(self, job_id: str, shard: int, budget_s: float = 5.0) -> DeliverReport:
+    def deliver(self, job_id: str, shard: int, budget_s: float = 0.5) -> DeliverReport:
         e = self.e
         report = DeliverReport(job_id, shard)
         e.r.delete(e.keys.deliver_kick(shard, job_id))

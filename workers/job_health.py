@@ -19,7 +19,7 @@ from workers.keys import Keys
 from workers.redisconn import Redis
 from workers.timefmt import NS_PER_S
 
-BASE_DELAY_S = 1.0
+BASE_DELAY_S = 0.1
 MAX_DELAY_S = 300.0
 
 

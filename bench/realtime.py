@@ -1,0 +1,225 @@
+"""Realtime: events at a fixed rate through real workers to the hub; throughput and latency.
+
+20 audiences (some with timewindow and date math) over 100,000 users. For 1, 2 and 4 worker
+processes: events at 2,000/s (latency from accepted to the hub's 201, p50/p95/p99) and at a high
+rate (sustained events/s: applied per second while the backlog stays bounded). Then an
+in-process drain of the same workload, profiled, says where a worker's time goes. Prints
+figures; asserts nothing.
+
+    .venv/bin/python bench/realtime.py [--seconds 10] [--high-rate 12000] [--workers 1,2,4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import random
+import time
+from typing import Any
+
+import orjson
+import requests
+from _common import CpuMeter, Stack, percentile
+
+from workers.audiences import AudienceStore
+from workers.auths import AuthStore
+from workers.drain import ShardDrainer
+from workers.ingest import Ingestor, list_items
+from workers.job_setup import create_job
+from workers.timefmt import NS_PER_DAY, format_rfc3339, parse_rfc3339
+
+USERS = 100_000
+AUDIENCES = [
+    'FILTER plan == "pro"',
+    "FILTER score >= 50",
+    "FILTER AND (score >= 20, EXISTS email)",
+    "FILTER timewindow(purchase, 2, 7)",
+    'FILTER last_seen > "now-7d"',
+    'FILTER country IN ("us", "ca", "mx")',
+    'FILTER email LIKE "*@gmail.com"',
+    'FILTER NOT plan == "free"',
+    'FILTER OR (score > 90, plan == "vip")',
+    "FILTER timewindow(visit, 5, 30)",
+    "FILTER age BETWEEN 18 AND 35",
+    'FILTER tags INTERSECTS ("a", "b")',
+    'FILTER AND (country == "us", score < 10)',
+    "FILTER EXISTS phone",
+    'FILTER signup > "now-30d"',
+    'FILTER tolower(name) == "bob"',
+    "FILTER timewindow(purchase, 1, 1)",
+    'FILTER AND (plan == "pro", timewindow(visit, 1, 7))',
+    "FILTER value >= 100",
+    'FILTER AND (country == "de", age > 40, NOT plan == "free")',
+]
+
+
+def make_event(rng: random.Random, now: int) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "user_id": f"user{rng.randrange(USERS):06d}",
+        "event": rng.choice(("visit", "visit", "purchase", "view")),
+        "probe": time.time_ns(),
+    }
+    k = rng.random()
+    if k < 0.25:
+        event["score"] = rng.randrange(100)
+    elif k < 0.4:
+        event["plan"] = rng.choice(("free", "pro", "vip"))
+    elif k < 0.5:
+        event["email"] = f"u{rng.randrange(10**6)}@{rng.choice(('gmail.com', 'example.com'))}"
+    elif k < 0.6:
+        event["last_seen"] = format_rfc3339(now - rng.randrange(10) * NS_PER_DAY)
+    elif k < 0.7:
+        event["country"] = rng.choice(("us", "ca", "de", "fr"))
+    elif k < 0.8:
+        event["age"] = rng.randrange(16, 70)
+    return event
+
+
+def generate(stack: Stack, rate: int, seconds: float, rng: random.Random) -> int:
+    """Ingest at ``rate`` events/s in 20 ms steps; returns events sent."""
+    ingestor = Ingestor(stack.engine)
+    step = 0.02
+    sent = 0
+    start = time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        due = int(rate * (elapsed + step)) - sent
+        if due > 0:
+            now = time.time_ns()
+            batch = [make_event(rng, now) for _ in range(due)]
+            for ev in batch:
+                ev["probe"] = time.time_ns()
+            ingestor.ingest(list_items(batch))
+            sent += due
+        pause = start + (sent / rate) - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+    return sent
+
+
+def pending(stack: Stack) -> int:
+    e = stack.engine
+    pipe = e.r.pipeline(transaction=False)
+    for shard in range(e.cfg.shards):
+        pipe.xlen(e.keys.events(shard))
+    return int(sum(pipe.execute()))
+
+
+def latencies(stack: Stack, after_seq: int) -> tuple[list[float], list[float]]:
+    """ms from the probe (accepted) to the hub's receipt for messages after ``after_seq``, and
+    the part of it spent before the drain evaluated the event (``meta.timestamp``)."""
+    assert stack.hub is not None
+    out: list[float] = []
+    to_drain: list[float] = []
+    seq = after_seq
+    while True:
+        page = requests.get(
+            f"{stack.hub.base_url}/_emulator/hubs/{stack.hub.hub}/events",
+            params={"after": seq, "limit": 20000},
+            timeout=30,
+        ).json()["events"]
+        if not page:
+            return out, to_drain
+        for ev in page:
+            body = orjson.loads(ev["body"])
+            probe = body["data"].get("probe")
+            if probe:
+                out.append((parse_rfc3339(ev["received_at"]) - probe) / 1e6)
+                to_drain.append((parse_rfc3339(body["meta"]["timestamp"]) - probe) / 1e6)
+        seq = page[-1]["seq"]
+
+
+def measure(stack: Stack, rate: int, seconds: float, rng: random.Random) -> dict[str, float]:
+    hub_before = requests.get(f"{stack.hub.base_url}/_emulator/stats", timeout=10).json()  # type: ignore[union-attr]
+    meter = CpuMeter(stack.pids())
+    start = time.perf_counter()
+    sent = generate(stack, rate, seconds, rng)
+    backlog_at_end = pending(stack)
+    while pending(stack) and time.perf_counter() - start < seconds + 120:
+        time.sleep(0.05)
+    drained_at = time.perf_counter() - start
+    time.sleep(1.0)  # the last deliveries
+    lat, to_drain = latencies(stack, hub_before["last_seq"])
+    return {
+        "sent": sent,
+        "offered": sent / seconds,
+        "sustained": sent / max(drained_at, seconds),
+        "backlog_at_end": backlog_at_end,
+        "p50": percentile(lat, 0.5),
+        "p95": percentile(lat, 0.95),
+        "p99": percentile(lat, 0.99),
+        "messages": len(lat),
+        "drain_p50": percentile(to_drain, 0.5),
+        "drain_p99": percentile(to_drain, 0.99),
+        "cpu": meter.report(),  # type: ignore[dict-item]
+    }
+
+
+def where_time_goes(stack: Stack, rng: random.Random, events: int = 30_000) -> None:
+    e = stack.engine
+    now = time.time_ns()
+    Ingestor(e).ingest(list_items([make_event(rng, now) for _ in range(events)]))
+    profiler = cProfile.Profile()
+    drainer = ShardDrainer(e)
+    start = time.perf_counter()
+    profiler.enable()
+    for shard in range(e.cfg.shards):
+        drainer.drain(shard, budget_s=120)
+    profiler.disable()
+    total = time.perf_counter() - start
+    stats = pstats.Stats(profiler)
+    groups = {
+        "Redis round trips (read, commit script)": ("redis/", "hiredis", "socket"),
+        "audience evaluation (FilterQL)": ("filterql/",),
+        "rendering messages": ("envelope.py", "timefmt.py"),
+        "profiles (decode, merge, encode)": ("profile.py", "entries.py", "orjson"),
+    }
+    spent = dict.fromkeys(groups, 0.0)
+    for (filename, _, name), row in stats.stats.items():  # type: ignore[attr-defined]
+        for group, needles in groups.items():
+            if any(n in filename or n in name for n in needles):
+                spent[group] += row[2]  # tottime
+                break
+    print(f"\nin-process drain of {events:,} events: {events / total:,.0f} events/s on one core")
+    for group, seconds in spent.items():
+        print(f"  {group:<42} {seconds / total:5.0%}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--high-rate", type=int, default=12_000)
+    parser.add_argument("--workers", default="1,2,4")
+    args = parser.parse_args()
+    stack = Stack(shards=16)
+    rng = random.Random(7)
+    try:
+        hub = stack.start_hub()
+        e = stack.engine
+        store = AudienceStore(e.r, e.keys)
+        for i, text in enumerate(AUDIENCES):
+            store.create(f"a{i:02d}", text)
+        auth = AuthStore(e.r, e.keys, e.cfg).create("hub", hub.connection_string)
+        create_job(e, "rt", auth.id, [f"a{i:02d}" for i in range(20)],
+                   fields=("_created", "_modified", "email", "user_id", "probe"))  # fmt: skip
+        print(f"{len(AUDIENCES)} audiences, {USERS:,} users, job fields include the accept time")
+        for processes in (int(x) for x in args.workers.split(",")):
+            stack.start_workers(processes)
+            for rate in (2000, args.high_rate):
+                r = measure(stack, rate, args.seconds, rng)
+                print(
+                    f"{processes} worker process(es) @ {rate:>6,}/s offered: "
+                    f"sustained {r['sustained']:>8,.0f} events/s, backlog at end {r['backlog_at_end']:>6,.0f}, "
+                    f"latency p50 {r['p50']:6.0f} ms p95 {r['p95']:6.0f} ms p99 {r['p99']:6.0f} ms "
+                    f"({r['messages']:,.0f} messages; accepted->evaluated p50 {r['drain_p50']:.0f} "
+                    f"p99 {r['drain_p99']:.0f} ms)"
+                )
+                print(f"    {r['cpu']}")
+            stack.stop_workers()
+        where_time_goes(stack, rng)
+    finally:
+        stack.close()
+
+
+if __name__ == "__main__":
+    main()

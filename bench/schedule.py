@@ -1,0 +1,137 @@
+"""The due index: memory per scheduled user, release speed, and lateness under load.
+
+1. Memory: 1,000,000 users scheduled with due times spread over a simulated week (the due index
+   as the drains write it); Redis memory per scheduled user.
+2. Release: all of them due at once; users moved from the due index into their shard streams
+   per second by the release script (what beat's tick runs), without workers.
+3. Lateness under load: real profiles in a "did it in the last day" audience whose windows run
+   out at a steady rate over the next seconds; real worker (2 processes) and beat re-evaluate
+   them; lateness = commit of the exit - the instant the window ran out, sampled from the
+   drains' own record. Prints figures; asserts nothing.
+
+    .venv/bin/python bench/schedule.py [--users 1000000] [--load-users 200000] [--load-seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from _common import CpuMeter, Stack, percentile
+
+from workers.audiences import AudienceStore
+from workers.auths import AuthStore
+from workers.job_setup import create_job
+from workers.keys import shard_of
+from workers.profile import Profile
+from workers.release import Releaser, _lateness_key
+from workers.timefmt import NS_PER_DAY, NS_PER_MS, NS_PER_S, ns_to_ms_ceil
+
+
+def schedule_week(stack: Stack, users: int) -> float:
+    e = stack.engine
+    now_ms = e.clock.now_ns() // NS_PER_MS
+    week_ms = 7 * 86_400_000
+    before = int(e.r.info("memory")["used_memory"])
+    pipe = e.r.pipeline(transaction=False)
+    for i in range(users):
+        uid = f"user{i:07d}"
+        pipe.zadd(e.keys.due(shard_of(uid, e.cfg.shards)), {uid: now_ms + (i * 7919) % week_ms})
+        if i % 10_000 == 9_999:
+            pipe.execute()
+    pipe.execute()
+    return (int(e.r.info("memory")["used_memory"]) - before) / users
+
+
+def release_all(stack: Stack, users: int) -> float:
+    e = stack.engine
+    e.r.incrby(e.keys.clock_offset, 8 * NS_PER_DAY)
+    releaser = Releaser(e)
+    released = 0
+    start = time.perf_counter()
+    while released < users:
+        report = releaser.release(limit=10_000)
+        if report.released == 0:
+            break
+        released += report.released
+    took = time.perf_counter() - start
+    e.r.set(e.keys.clock_offset, 0)
+    return released / took
+
+
+def lateness_under_load(stack: Stack, users: int, seconds: float, tag: str) -> None:
+    e = stack.engine
+    audience = AudienceStore(e.r, e.keys).create(f"daily_{tag}", "FILTER timewindow(visit, 1, 1)")
+    hub = stack.hub
+    assert hub is not None
+    auth = AuthStore(e.r, e.keys, e.cfg).create("hub", hub.connection_string)
+    create_job(e, f"exits_{tag}", auth.id, [audience.slug])
+    time.sleep(1)
+    start = e.clock.now_ns() + 3 * NS_PER_S
+    pipe = e.r.pipeline(transaction=False)
+    for i in range(users):
+        uid = f"{tag}{i:07d}"
+        flip = start + int(i * seconds * NS_PER_S / users)
+        shard = shard_of(uid, e.cfg.shards)
+        p = Profile(
+            uid, fields={"user_id": uid}, created=flip - NS_PER_DAY, modified=flip - NS_PER_DAY
+        )
+        p.occurrences["visit"] = [flip - NS_PER_DAY]
+        p.membership[audience.id] = flip - NS_PER_DAY
+        p.next_change[audience.id] = flip
+        pipe.hset(e.keys.users(shard), uid, p.dumps())
+        pipe.zadd(e.keys.members(shard, audience.id), {uid: 0})
+        pipe.zadd(e.keys.due(shard), {uid: ns_to_ms_ceil(flip)})
+        if i % 5000 == 4999:
+            pipe.execute()
+    pipe.execute()
+    e.r.delete(_lateness_key(e))
+    meter = CpuMeter(stack.pids())
+    samples: list[float] = []
+    seen_total = 0
+    deadline = time.perf_counter() + seconds + 60
+    while time.perf_counter() < deadline:
+        raw = e.r.lrange(_lateness_key(e), 0, -1)
+        e.r.delete(_lateness_key(e))
+        samples += [int(x) for x in raw]
+        members = sum(e.r.zcard(e.keys.members(s, audience.id)) for s in range(e.cfg.shards))
+        seen_total = users - members
+        if seen_total >= users:
+            break
+        time.sleep(0.1)
+    samples += [int(x) for x in e.r.lrange(_lateness_key(e), 0, -1)]
+    print(
+        f"lateness under load: {users:,} windows running out over {seconds:.0f}s "
+        f"({users / seconds:,.0f}/s); {seen_total:,} exits committed; "
+        f"sampled {len(samples):,}: p50 {percentile(samples, 0.5):.0f} ms, "
+        f"p99 {percentile(samples, 0.99):.0f} ms, max {max(samples, default=0):.0f} ms"
+    )
+    print(f"    {meter.report()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--users", type=int, default=1_000_000)
+    parser.add_argument("--load-users", type=int, default=200_000)
+    parser.add_argument("--load-seconds", type=float, default=10)
+    args = parser.parse_args()
+    stack = Stack(shards=16)
+    try:
+        stack.start_hub()
+        per_user = schedule_week(stack, args.users)
+        print(f"memory: {per_user:.1f} bytes of Redis per scheduled user ({args.users:,} users, "
+              "11-character ids, due times over a week)")  # fmt: skip
+        rate = release_all(stack, args.users)
+        print(f"release: {rate:,.0f} users/s moved from the due index into their shard streams")
+        for shard in range(stack.cfg.shards):
+            stack.engine.r.delete(stack.engine.keys.events(shard))
+            stack.engine.r.delete(stack.engine.keys.due(shard))
+        stack.start_workers(2)
+        lateness_under_load(stack, 1_000 * int(args.load_seconds), args.load_seconds, "steady")
+        lateness_under_load(stack, args.load_users, args.load_seconds, "burst")
+    finally:
+        stack.close()
+
+
+if __name__ == "__main__":
+    main()
