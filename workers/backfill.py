@@ -13,6 +13,7 @@ ones, and nothing is held in memory beyond one page.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass
 from typing import cast
@@ -21,12 +22,15 @@ import orjson
 
 from workers.engine import Engine
 from workers.envelope import render
+from workers.job_control import JobControl
 from workers.jobs import Job
 from workers.lease import Lease
 from workers.membership import Transition
+from workers.metrics import key as metrics_key
 from workers.profile import Profile
 from workers.registry import Snapshot
 
+log = logging.getLogger("audiencehub.backfill")
 PAGE = 1000
 BACKLOG_LIMIT = 20_000
 DONE = b"done"
@@ -124,6 +128,8 @@ class Backfills:
             if all(c == DONE for c in cursors):
                 state.finished_at = time.time_ns()
                 e.r.set(e.keys.job_backfill(job.id), orjson.dumps(asdict(state)))
+                JobControl(e).record(job.id, "running", "existing users backfill finished")
+                log.info("backfill finished", extra={"job": job.id})
                 continue
             for shard, (cursor, backlog) in enumerate(zip(cursors, backlogs, strict=True)):
                 if cursor != DONE and backlog < BACKLOG_LIMIT:
@@ -207,6 +213,7 @@ class Backfills:
             return PageReport(conflict=True)  # a drain committed meanwhile: redo from its version
         pipe = e.r.pipeline(transaction=False)
         pipe.hincrby(k.job_stats(job_id), "backfilled", written)
+        pipe.hincrby(metrics_key(e), f"backfilled|{job_id}", written)
         pipe.hincrby(k.job_stats(job_id), "backfill_scanned", sum(len(c) for c in covered))
         pipe.execute()
         return PageReport(written=written)

@@ -17,6 +17,7 @@ What the hub says decides what happens (issue 6's table):
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,9 +33,11 @@ from workers.job_health import JobHealth
 from workers.job_status import count_sent
 from workers.jobs import Job
 from workers.lease import Lease
+from workers.metrics import key as metrics_key
 from workers.redisconn import stream_rows
 
 LEASE_MS = 15_000
+log = logging.getLogger("audiencehub.deliver")
 READ_COUNT = 2000
 
 
@@ -172,7 +175,7 @@ class Deliverer:
                 return self._send(job, shard, outbox, sender, batch[:half], report) and self._send(
                     job, shard, outbox, sender, batch[half:], report
                 )
-            self._failed(job, err, report)
+            self._failed(job, err, report, len(batch))
             return False
         faults.fire(e.cfg, e.r, "deliver.after_send")
         now = time.time_ns()
@@ -181,6 +184,7 @@ class Deliverer:
         pipe.hincrby(e.keys.job_stats(job.id), "sent", len(batch))
         pipe.hset(e.keys.job_stats(job.id), "last_sent_at", now)
         count_sent(e, job.id, len(batch), pipe)
+        pipe.hincrby(metrics_key(e), f"messages_sent|{job.id}", len(batch))
         pipe.execute()
         if report.sent == 0 and report.batches == 0:
             self.health.clear(job.id)
@@ -188,18 +192,24 @@ class Deliverer:
         report.batches += 1
         return True
 
-    def _failed(self, job: Job, err: HubError, report: DeliverReport) -> None:
+    def _failed(self, job: Job, err: HubError, report: DeliverReport, messages: int) -> None:
         report.error = str(err)
+        self.e.r.hincrby(metrics_key(self.e), f"messages_failed|{job.id}|{err.kind}", messages)
+        log.warning(
+            "send failed: %s", err, extra={"job": job.id, "kind": err.kind, "status": err.status}
+        )
         now = time.time_ns()
         if err.kind == "unauthorized":
             self.health.note_error(job.id, err, now)
             JobControl(self.e).fail(job.id, f"authorization rejected ({err})")
+            log.error("job failed: authorization rejected", extra={"job": job.id})
             return
         _, expired = self.health.failed(job, err, now)
         if expired:
             JobControl(self.e).fail(
                 job.id, f"hub errors for longer than {job.failure_period_s}s; last: {err}"
             )
+            log.error("job failed: errors outlasted the failure period", extra={"job": job.id})
 
     def _dead_letter(
         self, job: Job, shard: int, outbox: str, batch: list[Pending], reason: str
@@ -211,6 +221,12 @@ class Deliverer:
         """
         e = self.e
         now = time.time_ns()
+        log.warning(
+            "dead-lettered %d message(s): %s",
+            len(batch),
+            reason,
+            extra={"job": job.id, "shard": shard},
+        )
         pipe = e.r.pipeline(transaction=False)
         for p in batch:
             pipe.xadd(
@@ -220,4 +236,5 @@ class Deliverer:
             )  # fmt: skip
         pipe.xtrim(outbox, minid=next_stream_id(batch[-1].id), approximate=False)
         pipe.hincrby(e.keys.job_stats(job.id), "dead_lettered", len(batch))
+        pipe.hincrby(metrics_key(e), f"dead_letters|{job.id}", len(batch))
         pipe.execute()

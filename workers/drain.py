@@ -19,9 +19,10 @@ from workers.entries import DATA, REEVALUATE, Entry
 from workers.envelope import render
 from workers.lease import Lease
 from workers.membership import Transition, catch_up, evaluate, forget_unknown
+from workers.metrics import Tallies
 from workers.profile import Profile
 from workers.redisconn import as_bytes, stream_rows
-from workers.registry import ALWAYS_CHANGED, Snapshot
+from workers.registry import ALWAYS_CHANGED, LiveAudience, Snapshot
 from workers.release import record_lateness
 from workers.timefmt import NS_PER_MS, ns_to_ms_ceil
 
@@ -86,9 +87,7 @@ class ShardDrainer:
         applied_raw, version_raw = pipe.execute()
         applied = applied_raw.decode() if (applied_raw := as_bytes(applied_raw)) else ""
         start = f"({applied}" if applied else "-"
-        rows = stream_rows(
-            e.r.xrange(k.events(shard), min=start, max="+", count=e.cfg.drain_batch)
-        )
+        rows = stream_rows(e.r.xrange(k.events(shard), min=start, max="+", count=e.cfg.drain_batch))
         if not rows:
             return False
         snapshot = e.registry.get(int(version_raw or 0))
@@ -112,6 +111,7 @@ class ShardDrainer:
             forget_unknown(p, snapshot)
 
         flips: list[int] = []
+        tallies = Tallies()
         offset = now - time.time_ns()  # the test clock's offset; zero in production
         at = now - 1
         for entry in entries:
@@ -119,12 +119,15 @@ class ShardDrainer:
             # an exit applied in one batch keep distinct, ordered times.
             at = max(time.time_ns() + offset, at + 1)
             profile = profiles[entry.user_id]
-            for flip, changes in catch_up(profile, snapshot, at):
+            steps, evaluated = catch_up(profile, snapshot, at)
+            for flip, changes in steps:
                 flips.append(flip)
-                self._emit(commit, snapshot, profile, changes, flip, report)
-            changes = self._apply(profile, entry, snapshot, at)
+                self._emit(commit, snapshot, profile, changes, flip, report, tallies)
+            targets = self._apply(profile, entry, snapshot)
+            changes = evaluate(profile, targets, at)
+            tallies.add("evaluations", evaluated + len(targets))
             if changes:
-                self._emit(commit, snapshot, profile, changes, at, report)
+                self._emit(commit, snapshot, profile, changes, at, report, tallies)
 
         for uid, profile in profiles.items():
             commit.users[uid] = profile.dumps()
@@ -145,8 +148,15 @@ class ShardDrainer:
             report.conflicts += 1
             return True  # someone else committed first; re-read from their version
         faults.fire(e.cfg, e.r, "drain.after_commit")
+        tallies.add("profiles_updated", len(profiles))
+        pipe = e.r.pipeline(transaction=False)
         if flips:
-            record_lateness(e, [(e.clock.now_ns() - at) // NS_PER_MS for at in flips])
+            committed = e.clock.now_ns()
+            record_lateness(e, [(committed - at) // NS_PER_MS for at in flips], pipe)
+            for flip in flips:
+                tallies.lateness((committed - flip) // NS_PER_MS)
+        tallies.flush(e, pipe)
+        pipe.execute()
         report.batches += 1
         report.entries += len(entries)
         jobs = set(commit.outbox)
@@ -155,15 +165,12 @@ class ShardDrainer:
         return True
 
     @staticmethod
-    def _apply(profile: Profile, entry: Entry, snapshot: Snapshot, now: int) -> list[Transition]:
+    def _apply(profile: Profile, entry: Entry, snapshot: Snapshot) -> list[LiveAudience]:
+        """Apply the entry's data; returns the audiences whose answer it can have changed."""
         if entry.kind == REEVALUATE:
             if entry.audiences:
-                targets = [
-                    snapshot.audiences[a] for a in entry.audiences if a in snapshot.audiences
-                ]
-            else:
-                targets = list(snapshot.audiences.values())
-            return evaluate(profile, targets, now)
+                return [snapshot.audiences[a] for a in entry.audiences if a in snapshot.audiences]
+            return list(snapshot.audiences.values())
         new = profile.is_new
         created = profile.created
         changed = profile.merge(entry.fields or {}, entry.ts)
@@ -173,8 +180,8 @@ class ShardDrainer:
         if profile.created != created:
             changed.add("_created")
         if new:
-            return evaluate(profile, snapshot.audiences.values(), now)
-        return evaluate(profile, snapshot.affected(changed, entry.name), now)
+            return list(snapshot.audiences.values())
+        return snapshot.affected(changed, entry.name)
 
     @staticmethod
     def _emit(
@@ -184,11 +191,13 @@ class ShardDrainer:
         changes: list[Transition],
         at: int,
         report: DrainReport,
+        tallies: Tallies,
     ) -> None:
         """Queue one message per job whose audiences moved, holding all of them at once."""
         report.transitions += len(changes)
         per_job: dict[str, list[Transition]] = defaultdict(list)
         for t in changes:
+            tallies.add("transitions", 1, t.audience, t.event)
             for job in snapshot.jobs_by_audience.get(t.audience, ()):
                 if t.event in job.events:
                     per_job[job.id].append(t)

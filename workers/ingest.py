@@ -17,6 +17,8 @@ from workers.engine import Engine
 from workers.entries import DATA, SCORE, Entry, Kind
 from workers.events import MAX_EVENT_BYTES, Event, EventError, Invalid, validate
 from workers.keys import shard_of
+from workers.metrics import Tallies
+from workers.metrics import key as metrics_key
 
 CHUNK = 1000
 
@@ -92,6 +94,13 @@ class Ingestor:
                 chunk = []
         if chunk:
             result.accepted += self.append(chunk, kind)
+        if result.errors:
+            tallies = Tallies()
+            for error in result.errors:
+                tallies.add("events_rejected", 1, error.field or "(event)")
+            pipe = self.e.r.pipeline(transaction=False)
+            tallies.flush(self.e, pipe)
+            pipe.execute()
         return result
 
     def append(self, events: list[Event], kind: Kind = DATA) -> int:
@@ -112,6 +121,7 @@ class Ingestor:
             shard = shard_of(entry.user_id, e.cfg.shards)
             touched.add(shard)
             pipe.xadd(e.keys.events(shard), {"d": entry.encode()})
+        pipe.hincrby(metrics_key(e), "events_accepted", len(entries))
         pipe.execute()
         e.kicker.drains(touched)
         return len(entries)

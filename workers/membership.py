@@ -48,9 +48,13 @@ def evaluate(profile: Profile, audiences: Iterable[LiveAudience], at: int) -> li
 
 def catch_up(
     profile: Profile, snapshot: Snapshot, until: int
-) -> list[tuple[int, list[Transition]]]:
-    """Apply every time-driven flip due at or before ``until``, each at its own instant."""
+) -> tuple[list[tuple[int, list[Transition]]], int]:
+    """Apply every time-driven flip due at or before ``until``, each at its own instant.
+
+    Returns the steps that changed something and how many evaluations it took.
+    """
     steps: list[tuple[int, list[Transition]]] = []
+    evaluations = 0
     for _ in range(MAX_CATCH_UP_STEPS):
         if not profile.next_change:
             break
@@ -62,9 +66,10 @@ def catch_up(
         for aid in due:
             profile.next_change.pop(aid, None)
         changes = evaluate(profile, live, at)
+        evaluations += len(live)
         if changes:
             steps.append((at, changes))
-    return steps
+    return steps, evaluations
 
 
 def forget_unknown(profile: Profile, snapshot: Snapshot) -> None:

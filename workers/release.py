@@ -8,23 +8,22 @@ user twice, and a crash cannot lose one (it is either still due or already in th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 from workers.engine import Engine
 from workers.timefmt import NS_PER_MS
 
 LATENESS_SAMPLES = 1000
 
+
 def _lateness_key(engine: Engine) -> str:
     return f"{engine.keys.prefix}:stats:lateness"
 
 
-def record_lateness(engine: Engine, samples_ms: list[int]) -> None:
+def record_lateness(engine: Engine, samples_ms: list[int], pipe: Any) -> None:
     """Keep the latest lateness samples (flip instant -> re-evaluation committed), in ms."""
-    pipe = engine.r.pipeline(transaction=False)
     pipe.lpush(_lateness_key(engine), *samples_ms)
     pipe.ltrim(_lateness_key(engine), 0, LATENESS_SAMPLES - 1)
-    pipe.execute()
 
 
 _RELEASE = """

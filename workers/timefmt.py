@@ -6,8 +6,8 @@ Integers keep the seed's nanosecond digits exact and make window arithmetic plai
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from datetime import UTC, datetime
+from functools import lru_cache
 
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000

@@ -1,0 +1,28 @@
+"""Process-level hooks: JSON logs when asked for, and the metrics endpoint on each worker."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_ready
+
+from tasks.runtime import runtime
+from workers.logs import use_json
+from workers.metrics import serve
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _json_logs(logger: logging.Logger, **_: Any) -> None:
+    if os.environ.get("AUDIENCEHUB_LOG_FORMAT", "text").lower() == "json":
+        use_json(logger)
+        use_json(logging.getLogger())
+
+
+@worker_ready.connect
+def _metrics(**_: Any) -> None:
+    port = os.environ.get("AUDIENCEHUB_METRICS_PORT")
+    if port:
+        serve(runtime().engine, int(port))

@@ -1,0 +1,103 @@
+"""Operating it: Flower sees the tasks and nothing private, metrics read the whole deployment."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from audiencehub.processes import (
+    CeleryBeat,
+    CeleryWorker,
+    HubEmulator,
+    Managed,
+    free_port,
+    wait_for,
+)
+from tests.e2e import make_job, wait_messages
+from workers.audiences import AudienceStore
+from workers.engine import Engine
+from workers.ingest import Ingestor, list_items
+from workers.metrics import EngineCollector
+
+pytestmark = pytest.mark.e2e
+EMAIL = "very.private.person@example.com"
+
+
+@pytest.fixture
+def flower(workdir: Path, proc_env: dict[str, str]) -> Iterator[str]:
+    port = free_port()
+    proc = Managed(
+        "flower",
+        [sys.executable, "-m", "celery", "-A", "tasks", "flower", f"--port={port}",
+         "--address=127.0.0.1", "--basic-auth=ops:s3cret"],
+        workdir, proc_env,
+    )  # fmt: skip
+    proc.start()
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return requests.get(f"{url}/healthcheck", timeout=2).ok
+        except requests.ConnectionError:
+            return False
+
+    wait_for(up, 30, interval=0.2, what="flower")
+    yield url
+    proc.stop()
+
+
+def test_flower_shows_the_tasks_by_name_with_ids_and_counts_only(
+    live_engine: Engine, flower: str, hub: HubEmulator, worker: CeleryWorker, beat: CeleryBeat
+) -> None:
+    assert requests.get(f"{flower}/api/tasks", timeout=5).status_code == 401
+    AudienceStore(live_engine.r, live_engine.keys).create("all", "FILTER EXISTS email")
+    make_job(live_engine, hub, ["all"])
+    Ingestor(live_engine).ingest(list_items([{"user_id": "p1", "email": EMAIL}]))
+    from tasks.app import make_app
+
+    app = make_app(live_engine.cfg.redis_url)
+    app.send_task("audiencehub.ingest_events", args=[[{"user_id": "p2", "email": EMAIL}]],
+                  argsrepr="(<1 events>,)")  # fmt: skip
+    wait_messages(hub, 2)
+    key = hub.connection_string.split("SharedAccessKey=")[1].split(";")[0]
+
+    def tasks() -> dict[str, dict[str, object]] | None:
+        got = requests.get(f"{flower}/api/tasks", auth=("ops", "s3cret"), timeout=5).json()
+        names = {t.get("name") for t in got.values()}
+        wanted = {"audiencehub.drain_shard", "audiencehub.deliver", "audiencehub.ingest_events"}
+        return got if wanted <= names else None
+
+    seen = wait_for(tasks, 30, interval=0.5, what="the tasks in Flower")
+    text = str(seen)
+    assert EMAIL not in text, "profile content must not reach Flower"
+    assert key not in text, "the key must not reach Flower"
+
+
+def test_metrics_count_the_deployment_and_show_live_state(
+    live_engine: Engine, hub: HubEmulator, worker: CeleryWorker, beat: CeleryBeat
+) -> None:
+    e = live_engine
+    AudienceStore(e.r, e.keys).create("all", "FILTER EXISTS email")
+    job = make_job(e, hub, ["all"])
+    Ingestor(e).ingest(list_items([{"user_id": f"m{i}", "email": "a@b.c"} for i in range(5)]))
+    Ingestor(e).ingest(list_items([{"nobody": 1}]))
+    wait_messages(hub, 5)
+    time.sleep(0.5)
+    metrics = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for m in EngineCollector(e).collect()
+        for s in m.samples
+    }
+    audience = AudienceStore(e.r, e.keys).get("all").id
+    assert metrics[("audiencehub_events_accepted_total", ())] == 5
+    assert metrics[("audiencehub_events_rejected_total", (("field", "user_id"),))] == 1
+    enter = (("audience", audience), ("direction", "enter"))
+    assert metrics[("audiencehub_transitions_total", enter)] == 5
+    assert metrics[("audiencehub_messages_sent_total", (("job", job.id),))] == 5
+    assert metrics[("audiencehub_outbox_backlog_messages", (("job", job.id),))] == 0
+    assert metrics[("audiencehub_evaluations_total", ())] >= 5
