@@ -16,6 +16,8 @@ from workers.metrics import serve
 @after_setup_logger.connect
 @after_setup_task_logger.connect
 def _json_logs(logger: logging.Logger, **_: Any) -> None:
+    # The Event Hubs SDK logs every connection and link state change at INFO.
+    logging.getLogger("azure").setLevel(logging.WARNING)
     if os.environ.get("AUDIENCEHUB_LOG_FORMAT", "text").lower() == "json":
         use_json(logger)
         use_json(logging.getLogger())

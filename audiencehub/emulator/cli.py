@@ -95,6 +95,12 @@ def _load_faults(text: str | None) -> Any:
 )
 @click.option("--faults", "faults_spec", default=None, help="Initial fault plan: JSON or @file.")
 @click.option(
+    "--amqp/--no-amqp",
+    default=True,
+    show_default=True,
+    help="Also serve AMQP 1.0 (the azure-eventhub SDK) on the same port.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -113,6 +119,7 @@ def hub_emulator(
     max_events: int,
     advertise_host: str | None,
     faults_spec: str | None,
+    amqp: bool,
     log_level: str,
 ) -> None:
     """Local Event Hubs stand-in (REST send API, SAS checks, readback, fault injection).
@@ -138,6 +145,8 @@ def hub_emulator(
             advertise_host=advertise_host,
         )
         emulator = Emulator(config)
+        if amqp:
+            emulator.enable_amqp()
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     plan = _load_faults(faults_spec)

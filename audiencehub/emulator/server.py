@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from audiencehub.emulator.amqp import AmqpFace
 from audiencehub.emulator.auth import Authorizer
 from audiencehub.emulator.faults import FaultPlan
 from audiencehub.emulator.httpserver import HttpServer
@@ -79,6 +80,7 @@ class Emulator:
             faces=self.faces,
         )
         self.http = HttpServer(self.rest)
+        self.amqp: AmqpFace | None = None
         self.port: int | None = None
         self.started_at = 0.0
 
@@ -90,6 +92,11 @@ class Emulator:
         """
         self.http.alt_protocols[prefix] = factory
         self.faces.append(face)
+
+    def enable_amqp(self) -> None:
+        """Serve the AMQP 1.0 face (``amqp.py``, what the azure-eventhub SDK speaks) on this port."""
+        self.amqp = AmqpFace(self.store, self.faults, self.auth, self.config.max_batch_bytes)
+        self.share_port(b"AMQP", "amqp", self.amqp.protocol)
 
     async def start(self) -> int:
         """Open the REST port; returns the bound port (useful with port 0)."""
@@ -106,6 +113,8 @@ class Emulator:
         return self.port
 
     async def stop(self) -> None:
+        if self.amqp is not None:
+            self.amqp.close()
         await self.http.stop()
         stats = self.store.stats()
         log.info(
