@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,10 @@ import jsonschema
 import orjson
 
 from audiencehub.processes import HubEmulator, wait_for
-from workers.audiences import AudienceStore
 from workers.auths import AuthStore
 from workers.engine import Engine
-from workers.jobs import Job, JobStore
+from workers.job_setup import create_job
+from workers.jobs import Job
 
 SCHEMA = json.loads(
     (Path(__file__).resolve().parent.parent / "schemas" / "message.schema.json").read_text()
@@ -23,11 +24,9 @@ VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
 
 def make_job(engine: Engine, hub: HubEmulator, slugs: list[str], **kw: Any) -> Job:
-    store = AudienceStore(engine.r, engine.keys)
+    """A job as the CLI makes it (with its backfill when ``existing_users``)."""
     auth = AuthStore(engine.r, engine.keys, engine.cfg).create("hub", hub.connection_string)
-    return JobStore(engine.r, engine.keys).create(
-        "e2e", auth.id, [store.get(s).id for s in slugs], **kw
-    )
+    return create_job(engine, "e2e", auth.id, slugs, **kw)
 
 
 def bodies(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -77,3 +76,46 @@ def cli(env: dict[str, str], *args: str, stdin: str | None = None, check: bool =
     if done.returncode != 0:
         raise AssertionError(f"audiencehub {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
     return done.stdout
+
+
+def _tier_a(f: dict[str, Any]) -> bool:
+    return bool(f.get("tier") == "a")
+
+
+def _big(f: dict[str, Any]) -> bool:
+    return bool(f.get("value", 0) >= 50)
+
+
+AUDIENCES = {"tier_a": _tier_a, "big": _big}
+
+
+def workload(users: int, rounds: int, seed: int = 3) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    events = []
+    for _ in range(rounds):
+        order = list(range(users))
+        rng.shuffle(order)
+        for i in order:
+            event: dict[str, Any] = {"user_id": f"u{i:04d}"}
+            if rng.random() < 0.7:
+                event["tier"] = rng.choice("ab")
+            if rng.random() < 0.7:
+                event["value"] = rng.randrange(100)
+            events.append(event)
+    return events
+
+
+def model(events: list[dict[str, Any]]) -> dict[str, list[list[tuple[str, str]]]]:
+    fields: dict[str, dict[str, Any]] = {}
+    inside: dict[str, set[str]] = {}
+    out: dict[str, list[list[tuple[str, str]]]] = {}
+    for event in events:
+        uid = event["user_id"]
+        fields.setdefault(uid, {}).update(event)
+        now = {slug for slug, rule in AUDIENCES.items() if rule(fields[uid])}
+        before = inside.get(uid, set())
+        moved = sorted([("enter", s) for s in now - before] + [("exit", s) for s in before - now])
+        if moved:
+            out.setdefault(uid, []).append(moved)
+        inside[uid] = now
+    return out

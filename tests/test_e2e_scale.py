@@ -6,7 +6,6 @@ message per user change), so each run is checked against the truth, not against 
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from audiencehub.processes import (
     wait_for,
 )
 from tests.conftest import SHARDS
-from tests.e2e import changes_by_user, make_job
+from tests.e2e import changes_by_user, make_job, model, workload
 from workers.audiences import AudienceStore
 from workers.config import load_settings
 from workers.engine import Engine
@@ -31,49 +30,6 @@ from workers.ingest import Ingestor, list_items
 from workers.redisconn import state_redis
 
 pytestmark = pytest.mark.e2e
-
-
-def _tier_a(f: dict[str, Any]) -> bool:
-    return bool(f.get("tier") == "a")
-
-
-def _big(f: dict[str, Any]) -> bool:
-    return bool(f.get("value", 0) >= 50)
-
-
-AUDIENCES = {"tier_a": _tier_a, "big": _big}
-
-
-def workload(users: int, rounds: int, seed: int = 3) -> list[dict[str, Any]]:
-    rng = random.Random(seed)
-    events = []
-    for _ in range(rounds):
-        order = list(range(users))
-        rng.shuffle(order)
-        for i in order:
-            event: dict[str, Any] = {"user_id": f"u{i:04d}"}
-            if rng.random() < 0.7:
-                event["tier"] = rng.choice("ab")
-            if rng.random() < 0.7:
-                event["value"] = rng.randrange(100)
-            events.append(event)
-    return events
-
-
-def model(events: list[dict[str, Any]]) -> dict[str, list[list[tuple[str, str]]]]:
-    fields: dict[str, dict[str, Any]] = {}
-    inside: dict[str, set[str]] = {}
-    out: dict[str, list[list[tuple[str, str]]]] = {}
-    for event in events:
-        uid = event["user_id"]
-        fields.setdefault(uid, {}).update(event)
-        now = {slug for slug, rule in AUDIENCES.items() if rule(fields[uid])}
-        before = inside.get(uid, set())
-        moved = sorted([("enter", s) for s in now - before] + [("exit", s) for s in before - now])
-        if moved:
-            out.setdefault(uid, []).append(moved)
-        inside[uid] = now
-    return out
 
 
 def run(engine: Engine, hub: HubEmulator, events: list[dict[str, Any]]) -> None:

@@ -34,7 +34,7 @@ log = logging.getLogger("audiencehub.backfill")
 PAGE = 1000
 BACKLOG_LIMIT = 20_000
 DONE = b"done"
-LEASE_MS = 15_000
+LEASE_MS = 10_000
 
 _COMMIT_PAGE = """
 -- KEYS[1] applied (shard version)  KEYS[2] backfill cursor  KEYS[3] job outbox

@@ -26,7 +26,7 @@ from workers.registry import ALWAYS_CHANGED, LiveAudience, Snapshot
 from workers.release import record_lateness
 from workers.timefmt import NS_PER_MS, ns_to_ms_ceil
 
-LEASE_MS = 15_000
+LEASE_MS = 5_000
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Protocol
 from workers.keys import Keys
 from workers.redisconn import Redis
 
-KICK_TTL_S = 30
+KICK_TTL_S = 10
 
 
 class TaskSender(Protocol):

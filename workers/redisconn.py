@@ -6,6 +6,8 @@ from functools import lru_cache
 from typing import cast
 
 import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
 
 from workers.config import ConfigError, Settings, settings
 from workers.keys import Keys
@@ -31,7 +33,15 @@ def _client(url: str, cluster: bool) -> Redis:
         # Every multi-key operation the engine runs stays in one slot (see workers/keys.py), and
         # the calls it makes exist with the same signatures on RedisCluster.
         return cast(Redis, RedisCluster.from_url(url, decode_responses=False))
-    return redis.Redis.from_url(url, decode_responses=False, health_check_interval=30)
+    # Ride out a Redis restart or failover: retry on connection errors for about ten seconds.
+    retry = Retry(ExponentialWithJitterBackoff(base=0.1, cap=2.0), retries=10)
+    return redis.Redis.from_url(
+        url,
+        decode_responses=False,
+        health_check_interval=30,
+        retry=retry,
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )
 
 
 def state_redis(cfg: Settings | None = None) -> Redis:
