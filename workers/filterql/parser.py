@@ -1,0 +1,432 @@
+"""Text to :mod:`workers.filterql.syntax` nodes, with lark (LALR, contextual lexer).
+
+The transformer runs inline while lark reduces, so no parse tree is kept and deep nesting costs no
+recursion here. Every lark failure becomes a :class:`FilterQLError` naming the line, the column and
+what could have come there.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, cast
+
+from lark import Lark, Token, Transformer
+from lark.exceptions import (
+    LarkError,
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+    VisitError,
+)
+
+from workers.filterql.errors import FilterQLError
+from workers.filterql.syntax import (
+    Arith,
+    Between,
+    Binary,
+    Call,
+    Compare,
+    Exists,
+    Ident,
+    Include,
+    ListLit,
+    Literal,
+    Logic,
+    MatchAll,
+    Node,
+    Not,
+    Pos,
+    Statement,
+)
+
+GRAMMAR = Path(__file__).with_name("grammar.lark")
+
+# What each terminal means to a person reading an error.
+_DESCRIBE = {
+    "FILTER": "FILTER",
+    "FROM": "FROM",
+    "LIMIT": "LIMIT",
+    "WITH": "WITH",
+    "ALIAS": "ALIAS",
+    "AND": "AND",
+    "OR": "OR",
+    "AND_LP": "AND (",
+    "OR_LP": "OR (",
+    "NOT": "NOT",
+    "NOT_IN": "NOT IN",
+    "NOT_INTERSECTS": "NOT INTERSECTS",
+    "NOT_CONTAINS": "NOT CONTAINS",
+    "NOT_LIKE": "NOT LIKE",
+    "NOT_BETWEEN": "NOT BETWEEN",
+    "EXISTS": "EXISTS",
+    "IN": "IN",
+    "INTERSECTS": "INTERSECTS",
+    "CONTAINS": "CONTAINS",
+    "LIKE": "LIKE",
+    "BETWEEN": "BETWEEN",
+    "INCLUDE": "INCLUDE",
+    "TRUE": "true",
+    "FALSE": "false",
+    "NULL": "NULL",
+    "ANDAND": "'&&'",
+    "OROR": "'||'",
+    "CMP_OP": "a comparison (== != < <= > >=)",
+    "_EQ": "'='",
+    "BANG": "'!'",
+    "PLUS": "'+'",
+    "MINUS": "'-'",
+    "STAR": "'*'",
+    "SLASH": "'/'",
+    "PERCENT": "'%'",
+    "_LPAR": "'('",
+    "_RPAR": "')'",
+    "_LBRACK": "'['",
+    "_RBRACK": "']'",
+    "_COMMA": "','",
+    "SEMI": "';'",
+    "FUNC_NAME": "a function call",
+    "NUMBER": "a number",
+    "STRING": 'a "string"',
+    "IDENT": "a field name",
+    "QIDENT": "a field name",
+    "SLUG": "a name",
+    "$END": "end of text",
+}
+
+
+def _describe(names: set[str] | frozenset[str] | list[str]) -> list[str]:
+    out = {_DESCRIBE.get(n, n) for n in names}
+    return sorted(out, key=lambda s: (s[0] in "'\"", s.lower()))
+
+
+def _pos(*items: Any) -> Pos:
+    """Position of the first thing in ``items`` that has one (a token or a node)."""
+    for it in items:
+        if isinstance(it, Token):
+            return Pos(it.line or 1, it.column or 1)
+        p = getattr(it, "pos", None)
+        if isinstance(p, Pos):
+            return p
+    return Pos()
+
+
+_ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "r": "\r"}
+
+
+def unquote_string(raw: str) -> str:
+    """A double-quoted literal's value: ``\\"`` and ``""`` are quotes; unknown escapes are kept."""
+    body = raw[1:-1]
+    out: list[str] = []
+    i, n = 0, len(body)
+    while i < n:
+        ch = body[i]
+        if ch == "\\" and i + 1 < n:
+            nxt = body[i + 1]
+            if nxt in _ESCAPES:
+                out.append(_ESCAPES[nxt])
+            else:
+                out.append(ch + nxt)
+            i += 2
+        elif ch == '"' and i + 1 < n and body[i + 1] == '"':
+            out.append('"')
+            i += 2
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
+_SEGMENT = re.compile(r"`([^`\n]*)`|([^.`]+)")
+
+
+def split_ident(raw: str) -> tuple[tuple[str, bool], ...]:
+    """``a.b.`c.d``` to (("a", False), ("b", False), ("c.d", True)); 'x' is one quoted segment."""
+    if raw.startswith("'") and raw.endswith("'") and len(raw) >= 2:
+        return ((raw[1:-1], True),)
+    segs: list[tuple[str, bool]] = []
+    for m in _SEGMENT.finditer(raw):
+        if m.group(1) is not None:
+            segs.append((m.group(1), True))
+        else:
+            segs.append((m.group(2), False))
+    return tuple(segs)
+
+
+def _number(tok: Token) -> int | float:
+    text = str(tok)
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    return float(text)
+
+
+class _Build(Transformer[Token, Any]):
+    """Reductions to syntax nodes (runs inline in the LALR parser)."""
+
+    # -- statements -------------------------------------------------------------------------
+    def start(self, items: list[Any]) -> list[Any]:
+        return items
+
+    def statement(self, items: list[Any]) -> dict[str, Any]:
+        kw: Token = items[0]
+        st: dict[str, Any] = {"filter": items[1], "start": kw.start_pos, "pos": _pos(kw)}
+        for it in items[2:]:
+            st[it[0]] = it[1]
+        return st
+
+    def match_all(self, items: list[Any]) -> Node:
+        return MatchAll(_pos(*items))
+
+    def body(self, items: list[Any]) -> Node:
+        node: Node = items[0]
+        return node
+
+    def from_clause(self, items: list[Any]) -> tuple[str, Any]:
+        return ("from_", items[1])
+
+    def limit_clause(self, items: list[Any]) -> tuple[str, Any]:
+        tok: Token = items[1]
+        value = _number(tok)
+        if not isinstance(value, int) or value < 0:
+            raise FilterQLError(
+                f"LIMIT needs a whole number, not {tok}",
+                line=tok.line or 1,
+                column=tok.column or 1,
+                expected=["a number"],
+            )
+        return ("limit", value)
+
+    def with_clause(self, items: list[Any]) -> tuple[str, Any]:
+        return ("with_", tuple(items[1:]))
+
+    def with_pair(self, items: list[Any]) -> tuple[str, Any]:
+        lit: Literal = items[1]
+        return (items[0], lit.value)
+
+    def alias_clause(self, items: list[Any]) -> tuple[str, Any]:
+        return ("alias", items[1])
+
+    def name(self, items: list[Any]) -> str:
+        tok: Token = items[0]
+        raw = str(tok)
+        if tok.type == "STRING":
+            return unquote_string(raw)
+        if tok.type in ("IDENT", "QIDENT"):
+            return ".".join(s for s, _q in split_ident(raw))
+        return raw
+
+    # -- phrases ----------------------------------------------------------------------------
+    def infix_or(self, items: list[Any]) -> Node:
+        return _flatten("OR", items[0], items[2])
+
+    def infix_and(self, items: list[Any]) -> Node:
+        return _flatten("AND", items[0], items[2])
+
+    def not_(self, items: list[Any]) -> Node:
+        return Not(items[1], _pos(items[0]))
+
+    def compare(self, items: list[Any]) -> Node:
+        return Compare(str(items[1]), items[0], items[2], _pos(items[0]))
+
+    def compare_eq(self, items: list[Any]) -> Node:
+        return Compare("==", items[0], items[1], _pos(items[0]))
+
+    def member(self, items: list[Any]) -> Node:
+        tok: Token = items[1]
+        negated = tok.type.startswith("NOT_")
+        op = "INTERSECTS" if "INTERSECTS" in tok.type else "IN"
+        return Binary(op, items[0], items[2], negated, _pos(items[0]))
+
+    def contains(self, items: list[Any]) -> Node:
+        tok: Token = items[1]
+        return Binary("CONTAINS", items[0], items[2], tok.type.startswith("NOT_"), _pos(items[0]))
+
+    def like(self, items: list[Any]) -> Node:
+        tok: Token = items[1]
+        return Binary("LIKE", items[0], items[2], tok.type.startswith("NOT_"), _pos(items[0]))
+
+    def between(self, items: list[Any]) -> Node:
+        tok: Token = items[1]
+        return Between(items[0], items[2], items[4], tok.type.startswith("NOT_"), _pos(items[0]))
+
+    def arith(self, items: list[Any]) -> Node:
+        return Arith(str(items[1]), items[0], items[2], _pos(items[0]))
+
+    def exists_(self, items: list[Any]) -> Node:
+        return Exists(items[1], _pos(items[0]))
+
+    def group(self, items: list[Any]) -> Node:
+        tok: Token = items[0]
+        op = "AND" if tok.type == "AND_LP" else "OR"
+        return Logic(op, tuple(items[1:]), _pos(tok))
+
+    def paren_list(self, items: list[Any]) -> Node:
+        return ListLit(tuple(items), _pos(*items))
+
+    def include(self, items: list[Any]) -> Node:
+        return Include(items[1], _pos(items[0]))
+
+    def call(self, items: list[Any]) -> Node:
+        tok: Token = items[0]
+        return Call(str(tok).lower(), tuple(items[1:]), _pos(tok))
+
+    def array(self, items: list[Any]) -> Node:
+        return ListLit(tuple(items), _pos(*items))
+
+    def ident(self, items: list[Any]) -> Node:
+        tok: Token = items[0]
+        raw = str(tok)
+        return Ident(split_ident(raw), raw, _pos(tok))
+
+    def literal(self, items: list[Any]) -> Node:
+        tok: Token = items[0]
+        t = tok.type
+        value: Any
+        if t == "STRING":
+            value = unquote_string(str(tok))
+        elif t == "NUMBER":
+            value = _number(tok)
+        elif t == "TRUE":
+            value = True
+        elif t == "FALSE":
+            value = False
+        else:
+            value = None
+        return Literal(value, _pos(tok))
+
+
+def _flatten(op: str, left: Node, right: Node) -> Node:
+    """``a AND b AND c`` as one AND of three (qlbridge collapses nested same-operator groups)."""
+    args: list[Node] = []
+    for side in (left, right):
+        if isinstance(side, Logic) and side.op == op and side.infix:
+            args.extend(side.args)
+        else:
+            args.append(side)
+    return Logic(op, tuple(args), left.pos, infix=True)
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
+    return Lark(
+        GRAMMAR.read_text(encoding="utf-8"),
+        parser="lalr",
+        lexer="contextual",
+        transformer=_Build(),
+        maybe_placeholders=False,
+    )
+
+
+def _from_lark(exc: UnexpectedInput, text: str) -> FilterQLError:
+    line = getattr(exc, "line", 1) or 1
+    column = getattr(exc, "column", 1) or 1
+    if line < 1:
+        line, column = _end_position(text)
+    if isinstance(exc, UnexpectedToken):
+        tok = exc.token
+        expected = _describe(set(exc.accepts or exc.expected))
+        if tok.type == "$END":
+            line, column = _end_position(text)
+            found = "end of text"
+        else:
+            found = f"{str(tok)!r}"
+        msg = f"unexpected {found}; expected {_join(expected)}"
+        return FilterQLError(msg, line=line, column=column, expected=expected, text=text)
+    if isinstance(exc, UnexpectedCharacters):
+        expected = _describe(set(exc.allowed or ()))
+        at = exc.pos_in_stream if exc.pos_in_stream is not None else -1
+        ch = text[at] if 0 <= at < len(text) else ""
+        what = _char_hint(text, at) or f"unexpected character {ch!r}"
+        msg = f"{what}; expected {_join(expected)}" if expected else what
+        return FilterQLError(msg, line=line, column=column, expected=expected, text=text)
+    if isinstance(exc, UnexpectedEOF):
+        line, column = _end_position(text)
+        expected = _describe(set(exc.expected))
+        msg = f"the text ended too early; expected {_join(expected)}"
+        return FilterQLError(msg, line=line, column=column, expected=expected, text=text)
+    return FilterQLError(str(exc), line=line, column=column, text=text)
+
+
+def _char_hint(text: str, pos: int) -> str:
+    """A friendlier reason for a few characters people often get wrong."""
+    if not 0 <= pos < len(text):
+        return ""
+    ch = text[pos]
+    if ch == '"':
+        return "this string is never closed (a double quote is missing)"
+    if ch == "`":
+        return "this back-quoted name is never closed"
+    if ch == "'":
+        return "this single-quoted name is never closed (strings take double quotes)"
+    return ""
+
+
+def _join(items: list[str]) -> str:
+    if not items:
+        return "nothing more"
+    if len(items) == 1:
+        return items[0]
+    if len(items) > 12:
+        return ", ".join(items[:12]) + ", …"
+    return "one of " + ", ".join(items)
+
+
+def _end_position(text: str) -> tuple[int, int]:
+    lines = text.split("\n")
+    return len(lines), len(lines[-1]) + 1
+
+
+def _description(text: str, start: int) -> str:
+    """The ``--`` comment lines just before a statement (qlbridge keeps them as its description)."""
+    before = text[:start]
+    cut = before.rfind(";")
+    lines = before[cut + 1 :].splitlines()
+    out = [ln.strip()[2:].strip() for ln in lines if ln.strip().startswith("--")]
+    return "\n".join(out)
+
+
+def parse_statements(text: str) -> list[Statement]:
+    """All the ``;``-separated FILTER statements in ``text``. Raises FilterQLError."""
+    if not isinstance(text, str):
+        raise FilterQLError("a filter must be text")
+    if not text.strip():
+        raise FilterQLError("the filter is empty; expected FILTER", expected=["FILTER"], text=text)
+    try:
+        raw = _parser().parse(text)
+    except FilterQLError as exc:
+        exc.text = text
+        raise
+    except UnexpectedInput as exc:
+        raise _from_lark(exc, text) from None
+    except VisitError as exc:
+        orig = exc.orig_exc
+        if isinstance(orig, FilterQLError):
+            orig.text = text
+            raise orig from None
+        raise FilterQLError(f"could not read the filter: {orig}", text=text) from None
+    except RecursionError:
+        raise FilterQLError("the filter is nested too deeply", text=text) from None
+    except LarkError as exc:
+        raise FilterQLError(f"could not read the filter: {exc}", text=text) from None
+    parts: list[Any] = list(cast(list[Any], raw))
+    semis = [t.start_pos for t in parts if isinstance(t, Token)]
+    out: list[Statement] = []
+    for st in (x for x in parts if isinstance(x, dict)):
+        start = st["start"]
+        end = min((p for p in semis if p is not None and p > start), default=len(text))
+        chunk = text[start:end]
+        out.append(
+            Statement(
+                filter=st["filter"],
+                text=chunk.strip(),
+                alias=st.get("alias"),
+                from_=st.get("from_"),
+                limit=st.get("limit"),
+                with_=st.get("with_", ()),
+                description=_description(text, start),
+                pos=st["pos"],
+            )
+        )
+    return out
