@@ -6,8 +6,10 @@ import click
 
 from audiencehub.cli_audience import audience
 from audiencehub.cli_data import clock, ingest, profile
+from audiencehub.cli_filterql import eval_command, validate_command
 from audiencehub.cli_job import auth, job
 from audiencehub.cli_schedule import schedule
+from audiencehub.emulator.cli import hub_emulator
 from workers.secrets import new_key
 
 
@@ -22,25 +24,8 @@ def secret_key() -> None:
     click.echo(new_key())
 
 
+audience.add_command(validate_command, "validate")
+audience.add_command(eval_command, "eval")
 for command in (audience, auth, job, ingest, profile, clock, schedule):
     main.add_command(command)
-
-
-def _optional_commands() -> None:
-    """Commands whose modules are built separately attach themselves when present."""
-    try:
-        from audiencehub.cli_filterql import eval_command, validate_command
-    except ImportError:
-        pass
-    else:
-        audience.add_command(validate_command, "validate")
-        audience.add_command(eval_command, "eval")
-    try:
-        from audiencehub.emulator.cli import hub_emulator
-    except ImportError:
-        pass
-    else:
-        main.add_command(hub_emulator, "hub-emulator")
-
-
-_optional_commands()
+main.add_command(hub_emulator, "hub-emulator")

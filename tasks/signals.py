@@ -6,11 +6,20 @@ import logging
 import os
 from typing import Any
 
-from celery.signals import after_setup_logger, after_setup_task_logger, worker_ready
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_ready
 
 from tasks.runtime import runtime
+from workers.config import settings
 from workers.logs import use_json
 from workers.metrics import serve
+from workers.secrets import secret_box
+
+
+@worker_init.connect
+def _refuse_without_secret_key(**_: Any) -> None:
+    """Outside demo/test mode a worker without AUDIENCEHUB_SECRET_KEY stops at once (the error
+    says how to make one), instead of failing later at its first delivery."""
+    secret_box(settings())
 
 
 @after_setup_logger.connect
