@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any
 
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_ready
 
 from tasks.runtime import runtime
-from workers.config import settings
+from workers.config import ConfigError, settings
 from workers.logs import use_json
 from workers.metrics import serve
 from workers.secrets import secret_box
@@ -18,8 +19,13 @@ from workers.secrets import secret_box
 @worker_init.connect
 def _refuse_without_secret_key(**_: Any) -> None:
     """Outside demo/test mode a worker without AUDIENCEHUB_SECRET_KEY stops at once (the error
-    says how to make one), instead of failing later at its first delivery."""
-    secret_box(settings())
+    says how to make one), instead of failing later at its first delivery. SystemExit, because
+    Celery logs and swallows ordinary exceptions raised by signal handlers."""
+    try:
+        secret_box(settings())
+    except ConfigError as exc:
+        print(f"audiencehub: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 @after_setup_logger.connect
