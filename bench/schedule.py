@@ -21,6 +21,7 @@ from _common import CpuMeter, Stack, percentile
 
 from workers.audiences import AudienceStore
 from workers.auths import AuthStore
+from workers.commit import Committer, ShardCommit
 from workers.job_setup import create_job
 from workers.keys import shard_of
 from workers.profile import Profile
@@ -29,17 +30,23 @@ from workers.timefmt import NS_PER_DAY, NS_PER_MS, NS_PER_S, ns_to_ms_ceil
 
 
 def schedule_week(stack: Stack, users: int) -> float:
+    """Write due entries through the drains' own commit script, as drains would."""
     e = stack.engine
     now_ms = e.clock.now_ns() // NS_PER_MS
     week_ms = 7 * 86_400_000
     before = int(e.r.info("memory")["used_memory"])
-    pipe = e.r.pipeline(transaction=False)
+    committer = Committer(e.r)
+    pending: dict[int, ShardCommit] = {}
     for i in range(users):
         uid = f"user{i:07d}"
-        pipe.zadd(e.keys.due(shard_of(uid, e.cfg.shards)), {uid: now_ms + (i * 7919) % week_ms})
-        if i % 10_000 == 9_999:
-            pipe.execute()
-    pipe.execute()
+        shard = shard_of(uid, e.cfg.shards)
+        commit = pending.setdefault(shard, ShardCommit(e.keys, shard, "", ""))
+        commit.due[uid] = (None, now_ms + (i * 7919) % week_ms)
+        if len(commit.due) >= 5000:
+            committer.run(pending.pop(shard))
+    for commit in pending.values():
+        committer.run(commit)
+    e.r.delete(*(e.keys.applied(s) for s in range(e.cfg.shards)))
     return (int(e.r.info("memory")["used_memory"]) - before) / users
 
 
@@ -69,9 +76,10 @@ def lateness_under_load(stack: Stack, users: int, seconds: float, tag: str) -> N
     time.sleep(1)
     start = e.clock.now_ns() + 3 * NS_PER_S
     pipe = e.r.pipeline(transaction=False)
+    flips: dict[str, int] = {}
     for i in range(users):
         uid = f"{tag}{i:07d}"
-        flip = start + int(i * seconds * NS_PER_S / users)
+        flip = flips[uid] = start + int(i * seconds * NS_PER_S / users)
         shard = shard_of(uid, e.cfg.shards)
         p = Profile(
             uid, fields={"user_id": uid}, created=flip - NS_PER_DAY, modified=flip - NS_PER_DAY
@@ -81,10 +89,19 @@ def lateness_under_load(stack: Stack, users: int, seconds: float, tag: str) -> N
         p.next_change[audience.id] = flip
         pipe.hset(e.keys.users(shard), uid, p.dumps())
         pipe.zadd(e.keys.members(shard, audience.id), {uid: 0})
-        pipe.zadd(e.keys.due(shard), {uid: ns_to_ms_ceil(flip)})
         if i % 5000 == 4999:
             pipe.execute()
     pipe.execute()
+    # The due entries go in through the commit script, fenced by each shard's current version.
+    committer = Committer(e.r)
+    for shard in range(e.cfg.shards):
+        version = e.r.get(e.keys.applied(shard))
+        current = version.decode() if version else ""
+        commit = ShardCommit(e.keys, shard, current, current)
+        for uid, flip in flips.items():
+            if shard_of(uid, e.cfg.shards) == shard:
+                commit.due[uid] = (None, ns_to_ms_ceil(flip))
+        committer.run(commit)
     e.r.delete(_lateness_key(e))
     meter = CpuMeter(stack.pids())
     samples: list[float] = []
@@ -125,7 +142,6 @@ def main() -> None:
         print(f"release: {rate:,.0f} users/s moved from the due index into their shard streams")
         for shard in range(stack.cfg.shards):
             stack.engine.r.delete(stack.engine.keys.events(shard))
-            stack.engine.r.delete(stack.engine.keys.due(shard))
         stack.start_workers(2)
         lateness_under_load(stack, 1_000 * int(args.load_seconds), args.load_seconds, "steady")
         lateness_under_load(stack, args.load_users, args.load_seconds, "burst")

@@ -14,7 +14,7 @@ from workers.jobs import Job
 from workers.keys import shard_of
 from workers.redisconn import stream_rows
 from workers.reevaluate import Reevaluations
-from workers.release import Releaser, due_stats
+from workers.release import Releaser, due_entries, due_stats
 from workers.timefmt import NS_PER_DAY, NS_PER_MS, NS_PER_S, format_rfc3339, parse_rfc3339
 
 CONN = (
@@ -102,16 +102,14 @@ def test_a_new_event_before_the_due_time_moves_the_schedule_without_a_stale_entr
     Ingestor(engine).ingest(list_items([{"user_id": "a", "last_login": format_rfc3339(now)}]))
     settle(engine)
     shard = shard_of("a", engine.cfg.shards)
-    first_due = engine.r.zscore(engine.keys.due(shard), "a")
+    first_due = due_entries(engine, shard)["a"]
     assert first_due == -(-(now + 30 * NS_PER_DAY) // NS_PER_MS)
     advance(engine, 10 * NS_PER_DAY)
     later = engine.clock.now_ns() // NS_PER_S * NS_PER_S
     Ingestor(engine).ingest(list_items([{"user_id": "a", "last_login": format_rfc3339(later)}]))
     settle(engine)
-    assert engine.r.zcard(engine.keys.due(shard)) == 1
-    assert engine.r.zscore(engine.keys.due(shard), "a") == -(
-        -(later + 30 * NS_PER_DAY) // NS_PER_MS
-    )
+    assert list(due_entries(engine, shard)) == ["a"]
+    assert due_entries(engine, shard)["a"] == -(-(later + 30 * NS_PER_DAY) // NS_PER_MS)
     advance(engine, 20 * NS_PER_DAY + NS_PER_S)  # past the first due time, not the second
     settle(engine)
     assert messages(engine, job) == [("a", "enter", "recent")]
@@ -172,3 +170,40 @@ def test_exit_time_is_the_exact_flip_instant_even_when_released_late(engine: Eng
     body = orjson.loads(stream_rows(engine.r.xrange(engine.keys.outbox(shard, job.id)))[0][1][b"b"])
     assert body["data"]["segment_events"][0]["exit"] == "2026-11-02T10:00:00Z"
     assert body["meta"]["timestamp"] == "2026-11-02T10:00:00Z"
+
+
+def test_the_due_index_matches_the_profiles_and_its_count(engine: Engine) -> None:
+    AudienceStore(engine.r, engine.keys).create("recent", 'FILTER seen > "now-3d"')
+    now = engine.clock.now_ns() // NS_PER_S * NS_PER_S
+    users = [
+        {"user_id": f"d{i}", "seen": format_rfc3339(now - i * 3600 * NS_PER_S)} for i in range(40)
+    ]
+    Ingestor(engine).ingest(list_items(users))
+    settle(engine)
+    advance(engine, 2 * NS_PER_DAY)  # some windows run out, others move on
+    settle(engine)
+    entries: dict[str, int] = {}
+    for shard in range(engine.cfg.shards):
+        entries.update(due_entries(engine, shard))
+    from tests.test_drain import profile
+
+    for i in range(40):
+        due = profile(engine, f"d{i}").due()
+        want = None if due is None else -(-due // NS_PER_MS)
+        assert entries.get(f"d{i}") == want
+    assert due_stats(engine).scheduled == len(entries) > 0
+
+
+def test_a_user_released_before_a_lagging_worker_sees_it_due_stays_scheduled(
+    engine: Engine,
+) -> None:
+    AudienceStore(engine.r, engine.keys).create("recent", 'FILTER seen > "now-1d"')
+    now = engine.clock.now_ns() // NS_PER_S * NS_PER_S
+    Ingestor(engine).ingest(list_items([{"user_id": "s", "seen": format_rfc3339(now)}]))
+    settle(engine)
+    advance(engine, NS_PER_DAY + 5 * NS_PER_S)  # beat's clock: due
+    assert Releaser(engine).release().released == 1
+    advance(engine, -60 * NS_PER_S)  # the worker's clock runs a minute behind: not yet due
+    for shard in range(engine.cfg.shards):
+        ShardDrainer(engine).drain(shard)
+    assert due_stats(engine).scheduled == 1, "the user must go back into the due index"

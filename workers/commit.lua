@@ -3,14 +3,15 @@
 -- KEYS[1] applied   string  shard version: id of the last stream entry committed
 -- KEYS[2] events    stream  the shard's input; committed entries are trimmed away
 -- KEYS[3] users     hash    user id -> profile blob
--- KEYS[4] due       zset    user id -> next flip time (ms)
--- KEYS[5..]         member indexes (zset, score 0) and job outboxes (stream), by index
+-- KEYS[4] due       zset    due index: bucket number -> bucket start (ms); each bucket is the
+--                           hash KEYS[4]..':'..bucket of user id -> due time (ms)
+-- KEYS[5] due count string  users in the due index
+-- KEYS[6..]         member indexes (zset, score 0) and job outboxes (stream), by index
 --
--- ARGV: expected version ('' when none), new version, trim MINID ('' = no trim), then sections,
--- each starting with its count:
+-- ARGV: expected version ('' when none), new version, trim MINID ('' = no trim), bucket width
+-- (ms), then sections, each starting with its count:
 --   users:     n, then n pairs   (user id, blob)
---   due add:   n, then n pairs   (score, user id)
---   due rem:   n, then n ids
+--   due:       n, then n triples (user id, old due ms or '', new due ms or '')
 --   members:   g groups of (key index, n adds, n pairs ('0', user id), m removes, m ids)
 --   outboxes:  g groups of (key index, n records, n triples (user id, idempotency key, body))
 --
@@ -18,8 +19,9 @@
 local current = redis.call('GET', KEYS[1]) or ''
 if current ~= ARGV[1] then return {0, current} end
 
-local i = 4
+local i = 5
 local CHUNK = 400
+local WIDTH = tonumber(ARGV[4])
 
 local function bulk(cmd, key, width)
   local n = tonumber(ARGV[i]); i = i + 1
@@ -32,8 +34,27 @@ local function bulk(cmd, key, width)
 end
 
 bulk('HSET', KEYS[3], 2)
-bulk('ZADD', KEYS[4], 2)
-bulk('ZREM', KEYS[4], 1)
+
+-- Due index: small hashes per time bucket stay in Redis's compact listpack encoding, which costs
+-- a fraction of a sorted-set entry per scheduled user.
+local n = tonumber(ARGV[i]); i = i + 1
+local moved = 0
+for _ = 1, n do
+  local uid, old, new = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  i = i + 3
+  local old_bucket = old ~= '' and math.floor(tonumber(old) / WIDTH) or nil
+  local new_bucket = new ~= '' and math.floor(tonumber(new) / WIDTH) or nil
+  if old_bucket and old_bucket ~= new_bucket then
+    local key = KEYS[4] .. ':' .. old_bucket
+    moved = moved - redis.call('HDEL', key, uid)
+    if redis.call('HLEN', key) == 0 then redis.call('ZREM', KEYS[4], old_bucket) end
+  end
+  if new_bucket then
+    moved = moved + redis.call('HSET', KEYS[4] .. ':' .. new_bucket, uid, new)
+    redis.call('ZADD', KEYS[4], new_bucket * WIDTH, new_bucket)
+  end
+end
+if moved ~= 0 then redis.call('INCRBY', KEYS[5], moved) end
 
 local groups = tonumber(ARGV[i]); i = i + 1
 for _ = 1, groups do

@@ -17,6 +17,9 @@ from workers.keys import Keys
 from workers.redisconn import Redis
 
 _LUA = files("workers").joinpath("commit.lua").read_text()
+DUE_BUCKET_MS = 600_000
+"""Width of a due-index bucket. Ten minutes keeps a week of 1M users spread over 16 shards near
+60 users a bucket: small enough for the compact encoding, few enough keys to be cheap."""
 
 
 def next_stream_id(entry_id: str) -> str:
@@ -33,8 +36,8 @@ class ShardCommit:
     version: str
     trim_to: str = ""
     users: dict[str, bytes] = field(default_factory=dict)
-    due_add: dict[str, int] = field(default_factory=dict)
-    due_rem: set[str] = field(default_factory=set)
+    due: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)
+    """user id -> (due ms before, due ms after); only users whose due time changed."""
     member_add: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     member_rem: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     outbox: dict[str, list[tuple[str, str, bytes]]] = field(
@@ -43,16 +46,14 @@ class ShardCommit:
 
     def build(self) -> tuple[list[str], list[str | bytes | int]]:
         k, s = self.keys, self.shard
-        keys: list[str] = [k.applied(s), k.events(s), k.users(s), k.due(s)]
-        args: list[str | bytes | int] = [self.expected, self.version, self.trim_to]
+        keys: list[str] = [k.applied(s), k.events(s), k.users(s), k.due(s), k.due_count(s)]
+        args: list[str | bytes | int] = [self.expected, self.version, self.trim_to, DUE_BUCKET_MS]
         args.append(len(self.users))
         for uid, blob in self.users.items():
             args += (uid, blob)
-        args.append(len(self.due_add))
-        for uid, score in self.due_add.items():
-            args += (score, uid)
-        args.append(len(self.due_rem))
-        args += sorted(self.due_rem)
+        args.append(len(self.due))
+        for uid, (old, new) in self.due.items():
+            args += (uid, "" if old is None else old, "" if new is None else new)
         audiences = sorted(set(self.member_add) | set(self.member_rem))
         args.append(len(audiences))
         for aid in audiences:

@@ -42,6 +42,11 @@ class DrainReport:
     jobs: set[str] = field(default_factory=set)
 
 
+def _due_ms(profile: Profile) -> int | None:
+    due = profile.due()
+    return None if due is None else ns_to_ms_ceil(due)
+
+
 class ShardDrainer:
     def __init__(self, engine: Engine) -> None:
         self.e = engine
@@ -107,6 +112,8 @@ class ShardDrainer:
             uid: Profile.loads(uid, blob) for uid, blob in zip(user_ids, blobs, strict=True)
         }
         before = {uid: set(p.membership) for uid, p in profiles.items()}
+        due_before = {uid: _due_ms(p) for uid, p in profiles.items()}
+        released = {entry.user_id for entry in entries if entry.kind == REEVALUATE}
         for p in profiles.values():
             forget_unknown(p, snapshot)
 
@@ -131,11 +138,11 @@ class ShardDrainer:
 
         for uid, profile in profiles.items():
             commit.users[uid] = profile.dumps()
-            due = profile.due()
-            if due is None:
-                commit.due_rem.add(uid)
-            else:
-                commit.due_add[uid] = ns_to_ms_ceil(due)
+            due = _due_ms(profile)
+            # A released user left the due index; write its entry back even if unchanged (a
+            # worker whose clock runs behind beat's may find nothing due yet).
+            if due != due_before[uid] or uid in released:
+                commit.due[uid] = (due_before[uid], due)
             after = set(profile.membership)
             for aid in after - before[uid]:
                 commit.member_add[aid].append(uid)

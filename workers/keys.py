@@ -20,7 +20,9 @@ Layout (``p`` is the configured prefix, ``k`` a shard number)::
     p:{sk}:events                 stream  accepted events and re-evaluation requests of shard k
     p:{sk}:applied                string  id of the last stream entry committed (the shard version)
     p:{sk}:users                  hash    user id -> profile blob
-    p:{sk}:due                    zset    user id -> next time (ms) an answer can flip
+    p:{sk}:due                    zset    due buckets: bucket number -> bucket start (ms)
+    p:{sk}:due:<bucket>           hash    user id -> next time (ms) an answer can flip
+    p:{sk}:due:n                  string  users in the shard's due index
     p:{sk}:members:<aud>          zset    user id (score 0, lexicographic) -> member of <aud>
     p:{sk}:outbox:<job>           stream  rendered trigger messages waiting for the hub
     p:{sk}:drain:lease            string  token of the drainer holding the shard
@@ -119,6 +121,12 @@ class Keys:
 
     def due(self, shard: int) -> str:
         return f"{self._shard(shard)}:due"
+
+    def due_bucket(self, shard: int, bucket: int) -> str:
+        return f"{self.due(shard)}:{bucket}"
+
+    def due_count(self, shard: int) -> str:
+        return f"{self.due(shard)}:n"
 
     def members(self, shard: int, audience: str) -> str:
         return f"{self._shard(shard)}:members:{audience}"

@@ -108,7 +108,7 @@ class EngineCollector(Collector):
         pipe = e.r.pipeline(transaction=False)
         for shard in shards:
             pipe.xlen(e.keys.events(shard))
-            pipe.zcard(e.keys.due(shard))
+            pipe.get(e.keys.due_count(shard))
         for job in jobs:
             for shard in shards:
                 pipe.xlen(e.keys.outbox(shard, job))
@@ -120,7 +120,7 @@ class EngineCollector(Collector):
         due = 0
         for shard in shards:
             lag.add_metric([str(shard)], answers[2 * shard])
-            due += answers[2 * shard + 1]
+            due += int(answers[2 * shard + 1] or 0)
         yield lag
         yield GaugeMetricFamily(
             "audiencehub_due_index_users", "Users scheduled for a time-driven re-check.", value=due

@@ -27,15 +27,28 @@ def record_lateness(engine: Engine, samples_ms: list[int], pipe: Any) -> None:
 
 
 _RELEASE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[2])
-if #due == 0 then return {} end
+-- KEYS[1] due index (zset of buckets), KEYS[2] due count, KEYS[3] the shard's stream
+-- ARGV[1] now (ms), ARGV[2] most users to release
 local released = {}
-for i = 1, #due, 2 do
-  local uid = due[i]
-  redis.call('XADD', KEYS[2], '*', 'd', cjson.encode({k = 'r', u = uid}))
-  released[#released + 1] = due[i + 1]
+local limit = tonumber(ARGV[2])
+local now = tonumber(ARGV[1])
+local buckets = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+for _, bucket in ipairs(buckets) do
+  local key = KEYS[1] .. ':' .. bucket
+  local entries = redis.call('HGETALL', key)
+  for i = 1, #entries, 2 do
+    if #released >= limit then break end
+    local due = tonumber(entries[i + 1])
+    if due <= now then
+      redis.call('XADD', KEYS[3], '*', 'd', cjson.encode({k = 'r', u = entries[i]}))
+      redis.call('HDEL', key, entries[i])
+      released[#released + 1] = entries[i + 1]
+    end
+  end
+  if redis.call('HLEN', key) == 0 then redis.call('ZREM', KEYS[1], bucket) end
+  if #released >= limit then break end
 end
-for i = 1, #due, 2 do redis.call('ZREM', KEYS[1], due[i]) end
+if #released > 0 then redis.call('DECRBY', KEYS[2], #released) end
 return released
 """
 
@@ -60,7 +73,8 @@ class Releaser:
         woken: list[int] = []
         for shard in range(e.cfg.shards):
             scores = self._script(
-                keys=[e.keys.due(shard), e.keys.events(shard)], args=[now_ms, limit]
+                keys=[e.keys.due(shard), e.keys.due_count(shard), e.keys.events(shard)],
+                args=[now_ms, limit],
             )
             if scores:
                 woken.append(shard)
@@ -89,11 +103,26 @@ def due_stats(engine: Engine) -> DueStats:
     e = engine
     pipe = e.r.pipeline(transaction=False)
     for shard in range(e.cfg.shards):
-        pipe.zcard(e.keys.due(shard))
-        pipe.zrange(e.keys.due(shard), 0, 0, withscores=True)
+        pipe.get(e.keys.due_count(shard))
+        pipe.zrange(e.keys.due(shard), 0, 0)
     pipe.lrange(_lateness_key(e), 0, -1)
     answers = pipe.execute()
     samples = cast(list[bytes], answers.pop())
-    counts = answers[0::2]
-    firsts = [int(a[0][1]) for a in answers[1::2] if a]
+    counts = [int(c or 0) for c in answers[0::2]]
+    pipe = e.r.pipeline(transaction=False)
+    for shard, first in enumerate(answers[1::2]):
+        if first:
+            pipe.hvals(e.keys.due_bucket(shard, int(first[0])))
+    firsts = [min(int(v) for v in vals) for vals in pipe.execute() if vals]
     return DueStats(sum(counts), min(firsts) if firsts else None, [int(x) for x in samples])
+
+
+def due_entries(engine: Engine, shard: int) -> dict[str, int]:
+    """Every user in a shard's due index with its due time (ms); for tests and inspection."""
+    e = engine
+    buckets = cast(list[bytes], e.r.zrange(e.keys.due(shard), 0, -1))
+    out: dict[str, int] = {}
+    for bucket in buckets:
+        raw = cast(dict[bytes, bytes], e.r.hgetall(e.keys.due_bucket(shard, int(bucket))))
+        out.update({k.decode(): int(v) for k, v in raw.items()})
+    return out
