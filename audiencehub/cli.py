@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from audiencehub.cli_api import api_command
 from audiencehub.cli_audience import audience
 from audiencehub.cli_data import clock, ingest, profile
 from audiencehub.cli_filterql import eval_command, validate_command
@@ -29,3 +30,4 @@ audience.add_command(eval_command, "eval")
 for command in (audience, auth, job, ingest, profile, clock, schedule):
     main.add_command(command)
 main.add_command(hub_emulator, "hub-emulator")
+main.add_command(api_command, "api")

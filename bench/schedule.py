@@ -25,6 +25,7 @@ from workers.commit import Committer, ShardCommit
 from workers.job_setup import create_job
 from workers.keys import shard_of
 from workers.profile import Profile
+from workers.redisconn import as_bytes
 from workers.release import Releaser, _lateness_key
 from workers.timefmt import NS_PER_DAY, NS_PER_MS, NS_PER_S, ns_to_ms_ceil
 
@@ -95,7 +96,7 @@ def lateness_under_load(stack: Stack, users: int, seconds: float, tag: str) -> N
     # The due entries go in through the commit script, fenced by each shard's current version.
     committer = Committer(e.r)
     for shard in range(e.cfg.shards):
-        version = e.r.get(e.keys.applied(shard))
+        version = as_bytes(e.r.get(e.keys.applied(shard)))
         current = version.decode() if version else ""
         commit = ShardCommit(e.keys, shard, current, current)
         for uid, flip in flips.items():

@@ -55,3 +55,15 @@ def test_the_hub_emulator_command_is_one_the_cli_accepts() -> None:
     for option in command[2:]:
         if option.startswith("--"):
             assert option in result.output, f"{option} is not an option of hub-emulator"
+
+
+def test_the_api_is_served_with_tokens_and_a_valid_command() -> None:
+    api = services()["api"]
+    assert api["command"][:2] == ["audiencehub", "api"]
+    assert "AUDIENCEHUB_API_TOKENS" in api["environment"]
+    assert api["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+    result = CliRunner().invoke(main, [*api["command"][1:], "--help"])
+    assert result.exit_code == 0, result.output
+    for option in api["command"][2:]:
+        if option.startswith("--"):
+            assert option in result.output

@@ -45,6 +45,8 @@ def test_namespace_string_needs_a_hub_name() -> None:
         ("Endpoint=sb://x/;SharedAccessKeyName=a", "SharedAccessKey"),
         (f"SharedAccessKeyName=a;SharedAccessKey={KEY};EntityPath=h", "Endpoint"),
         ("garbage", "Name=value"),
+        ("Endpoint=sb://x/;" + KEY, "missing"),
+        ("Endpoint=sb://x/;SharedAccessKeyName=a;SharedAccessKey=b;EntityPath=h;" + KEY[:-2], "Name=value"),
         ("", "empty"),
         (GOOD + ";Colour=blue", "unknown"),
     ],

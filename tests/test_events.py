@@ -60,3 +60,27 @@ def test_ndjson_lines_report_line_numbers_and_skip_blank_lines() -> None:
     assert items[0][1] == orjson.loads(lines[0])
     assert isinstance(items[1][1], Invalid) and "not valid JSON" in items[1][1].reason
     assert isinstance(items[2][1], Invalid) and "bytes" in items[2][1].reason
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({"user_id": "u", "_ts": -1.8e308}, "_ts"),
+        ({"user_id": "u", "_ts": float("nan")}, "_ts"),
+        ({"user_id": "u", "big": 2**70}, None),
+    ],
+)
+def test_values_a_parser_accepts_but_we_cannot_store_are_refused(
+    raw: dict[str, object], field: str | None
+) -> None:
+    with pytest.raises(Invalid) as info:
+        validate(raw, NOW)
+    assert info.value.field == field
+
+
+def test_deep_nesting_is_refused_not_crashed() -> None:
+    deep: object = 1
+    for _ in range(300):
+        deep = [deep]
+    with pytest.raises(Invalid, match="cannot be stored"):
+        validate({"user_id": "u", "deep": deep}, NOW)

@@ -74,6 +74,8 @@ def parse_ts(value: Any, now: int) -> int:
     if isinstance(value, bool):
         raise Invalid(TS_FIELD, "must be RFC 3339 text or epoch milliseconds, not a boolean")
     if isinstance(value, int | float):
+        if not -1e16 < value < 1e16:  # also NaN and infinities
+            raise Invalid(TS_FIELD, f"{value!r} is outside 1970..2100 (epoch milliseconds expected)")
         ts = int(value * NS_PER_MS)
     elif isinstance(value, str):
         try:
@@ -96,7 +98,10 @@ def validate(raw: Any, now: int, size: int | None = None, user_field: str = USER
     if not isinstance(raw, dict):
         raise Invalid(None, f"an event must be a JSON object, not {type(raw).__name__}")
     if size is None:
-        size = len(orjson.dumps(raw))
+        try:
+            size = len(orjson.dumps(raw))
+        except (orjson.JSONEncodeError, TypeError) as exc:
+            raise Invalid(None, f"cannot be stored as JSON ({exc})") from None
     if size > MAX_EVENT_BYTES:
         raise Invalid(None, f"event is {size:,} bytes; the limit is {MAX_EVENT_BYTES:,}")
     user_id = _user_id(raw, user_field)
@@ -107,6 +112,10 @@ def validate(raw: Any, now: int, size: int | None = None, user_field: str = USER
     fields = {k: v for k, v in raw.items() if k not in (EVENT_FIELD, TS_FIELD)}
     fields.pop(user_field, None)
     fields[USER_ID_FIELD] = user_id
+    try:  # values a JSON parser accepts but we could not store: deep nesting, huge ints, NaN
+        orjson.dumps(fields)
+    except (orjson.JSONEncodeError, TypeError) as exc:
+        raise Invalid(None, f"cannot be stored as JSON ({exc})") from None
     for key in fields:
         if not key or len(key) > 256:
             raise Invalid(key[:40] or "(empty)", "field names must be 1 to 256 characters")

@@ -69,13 +69,13 @@ def parse_connection_string(text: str, hub: str | None = None) -> ConnectionStri
     if not isinstance(text, str) or not text.strip():
         raise ConnectionStringError("connection string is empty")
     parts: dict[str, str] = {}
-    for piece in text.strip().strip(";").split(";"):
-        if not piece.strip():
-            continue
+    pieces = [p for p in text.strip().strip(";").split(";") if p.strip()]
+    for number, piece in enumerate(pieces, start=1):
         name, sep, value = piece.partition("=")
         if not sep:
+            # The text is not quoted back: a key pasted on its own would be shown.
             raise ConnectionStringError(
-                f"connection string part {name.strip()[:40]!r} is not of the form Name=value"
+                f"connection string part {number} of {len(pieces)} is not of the form Name=value"
             )
         parts[name.strip().lower()] = value.strip()
     canon = {k.lower(): k for k in (*_REQUIRED, "EntityPath", "UseDevelopmentEmulator")}
@@ -88,7 +88,12 @@ def parse_connection_string(text: str, hub: str | None = None) -> ConnectionStri
         )
     unknown = sorted(set(parts) - set(canon) - {"sharedaccesssignature"})
     if unknown:
-        raise ConnectionStringError(f"connection string has unknown part(s): {', '.join(unknown)}")
+        names = ", ".join(n[:30] for n in unknown if len(n) <= 30)
+        raise ConnectionStringError(
+            f"connection string has {len(unknown)} unknown part(s)"
+            + (f": {names}" if names else "")
+            + "; expected only Endpoint, SharedAccessKeyName, SharedAccessKey, EntityPath"
+        )
     endpoint = urlsplit(parts["endpoint"])
     if endpoint.scheme not in ("sb", "amqps", "amqp", "https", "http") or not endpoint.hostname:
         raise ConnectionStringError(

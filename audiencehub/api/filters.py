@@ -1,0 +1,105 @@
+"""FilterQL for the API: compile against the stored audiences, and read profiles sent as JSON.
+
+Mirrors ``audience validate`` / ``audience eval`` (audiencehub/cli_filterql.py) without click,
+and resolves INCLUDE against the audiences actually stored, so "valid" here means "creating or
+editing an audience with this filter would be accepted".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from audiencehub.api.errors import ApiError, filterql_error
+from workers.audiences import AudienceStore
+from workers.filterql import Filter, FilterQLError, compile_filter, compile_set
+from workers.profile import Profile
+from workers.timefmt import parse_rfc3339
+
+CANDIDATE = " candidate"
+"""Key of an unnamed filter inside a compile set; a slug can never contain a space."""
+
+
+def compile_candidate(store: AudienceStore, text: str, slug: str | None = None) -> Filter:
+    """Compile ``text`` as audience ``slug`` among the stored ones (replacing it if it exists).
+
+    Raises an ApiError (422) with line, column and caret, like the store would refuse it.
+    """
+    key = slug or CANDIDATE
+    texts = {a.slug: a.filter for a in store.all() if a.slug != slug}
+    texts[key] = text
+    try:
+        return compile_set(texts)[key]
+    except FilterQLError as exc:
+        raise filterql_error(exc, "filter", text) from None
+    except RecursionError:
+        raise ApiError(422, "filter: nested too deeply; flatten it", field="filter") from None
+
+
+def compile_with(text: str, includes: Mapping[str, Filter]) -> Filter:
+    """Compile one filter whose INCLUDEs resolve to ``includes`` (exact slug, then any case)."""
+    lower = {k.lower(): f for k, f in includes.items()}
+
+    def resolve(slug: str) -> Filter:
+        found = includes.get(slug) or lower.get(slug.lower())
+        if found is None:
+            raise FilterQLError(
+                f"unknown audience {slug!r} (give it in `includes` or create it first)"
+            )
+        return found
+
+    try:
+        return compile_filter(text, resolve)
+    except FilterQLError as exc:
+        raise filterql_error(exc, "filter", text) from None
+    except RecursionError:
+        raise ApiError(422, "filter: nested too deeply; flatten it", field="filter") from None
+
+
+def parse_time(value: Any, field: str) -> int:
+    """RFC 3339 text or integer nanoseconds, else a 422 naming ``field``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return parse_rfc3339(value)
+        except ValueError:
+            pass
+    raise ApiError(
+        422,
+        f"{field}: {str(value)[:60]!r} is not a time; use RFC 3339 (2026-11-27T09:30:00Z) or "
+        "integer nanoseconds since the epoch",
+        field=field,
+    )
+
+
+def _times(value: Any, field: str) -> list[int]:
+    items = value if isinstance(value, list) else [value]
+    return sorted(parse_time(item, field) for item in items)
+
+
+def profile_from_json(data: dict[str, Any]) -> Profile:
+    """A profile as ``audience eval --profile`` reads it: fields, plus optional ``_events``
+    (event name -> times), ``_created`` and ``_modified``."""
+    data = dict(data)
+    events = data.pop("_events", None) or {}
+    if not isinstance(events, dict):
+        raise ApiError(
+            422,
+            "profile._events must map event names to lists of times",
+            field="profile._events",
+        )
+    occurrences = {str(name): _times(ts, f"profile._events.{name}") for name, ts in events.items()}
+    stamps: dict[str, int] = {}
+    for key in ("_created", "_modified"):
+        if key in data:
+            got = _times(data.pop(key), f"profile.{key}")
+            stamps[key] = got[0] if got else 0
+    fields = {k: v for k, v in data.items() if v is not None}
+    return Profile(
+        user_id=str(fields.get("user_id", "profile")),
+        fields=fields,
+        occurrences=occurrences,
+        created=stamps.get("_created", 0),
+        modified=stamps.get("_modified", 0),
+    )

@@ -1,0 +1,100 @@
+"""Authorizations: Event Hub connection strings, written once and never shown again.
+
+The connection string is accepted on create and nowhere returned: responses carry namespace, hub,
+key name and health. Error messages about a bad string are scrubbed of its parts before they
+leave, and request bodies are never logged or echoed in validation errors.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+
+from audiencehub.api.deps import EngineDep, errors
+from audiencehub.api.errors import ApiError, scrub
+from audiencehub.api.models import AuthorizationCreate, AuthorizationOut, AuthorizationTest
+from workers.auths import Authorization, AuthStore
+from workers.engine import Engine
+from workers.eventhub.connstr import ConnectionStringError
+from workers.job_setup import check_authorization
+from workers.jobs import JobStore
+from workers.timefmt import format_rfc3339
+
+router = APIRouter(prefix="/authorizations", tags=["authorizations"])
+
+AuthRef = Annotated[
+    str, Path(min_length=1, max_length=256, description="An authorization id or label.")
+]
+
+
+def auth_out(a: Authorization) -> AuthorizationOut:
+    return AuthorizationOut(**a.public(), created=format_rfc3339(a.created))
+
+
+def _store(e: Engine) -> AuthStore:
+    return AuthStore(e.r, e.keys, e.cfg)
+
+
+def store_connection_string(
+    e: Engine, label: str, text: str, hub: str | None, field: str = "connection_string"
+) -> Authorization:
+    """Parse, encrypt and store; a bad string is a 422 whose message quotes none of it."""
+    try:
+        return _store(e).create(label, text, hub)
+    except ConnectionStringError as exc:
+        raise ApiError(422, f"{field}: {scrub(str(exc), text)}", field=field) from None
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=AuthorizationOut,
+    summary="Store an Event Hub connection string (write-only)",
+    responses=errors(422),
+)
+def create_authorization(body: AuthorizationCreate, engine: EngineDep) -> AuthorizationOut:
+    text = body.connection_string.get_secret_value()
+    return auth_out(store_connection_string(engine, body.label, text, body.hub))
+
+
+@router.get("", response_model=list[AuthorizationOut], summary="List authorizations")
+def list_authorizations(engine: EngineDep) -> list[AuthorizationOut]:
+    return [auth_out(a) for a in _store(engine).all()]
+
+
+@router.get(
+    "/{auth_ref}",
+    response_model=AuthorizationOut,
+    summary="Read an authorization (never its key)",
+    responses=errors(404),
+)
+def get_authorization(auth_ref: AuthRef, engine: EngineDep) -> AuthorizationOut:
+    return auth_out(_store(engine).get(auth_ref))
+
+
+@router.delete(
+    "/{auth_ref}",
+    status_code=204,
+    summary="Delete an authorization no running job uses",
+    responses={**errors(404, 409), 204: {"description": "Deleted."}},
+)
+def delete_authorization(auth_ref: AuthRef, engine: EngineDep) -> Response:
+    """Refused (409) while a job that is not stopped uses it."""
+    target = _store(engine).get(auth_ref)
+    jobs = JobStore(engine.r, engine.keys).all()
+    using = [j.id for j in jobs if j.auth_id == target.id and j.state != "stopped"]
+    _store(engine).delete(target.id, using)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{auth_ref}/test",
+    response_model=AuthorizationTest,
+    summary="Check send permission against the hub (nothing is sent)",
+    responses=errors(404),
+)
+def test_authorization(auth_ref: AuthRef, engine: EngineDep) -> AuthorizationTest:
+    """200 either way; ``healthy`` says whether the hub accepted the key. Records the health."""
+    ok, detail = check_authorization(engine, auth_ref)
+    return AuthorizationTest(healthy=ok, detail=detail)

@@ -1,0 +1,204 @@
+"""``POST /collect/{stream}``: events in over HTTP, with the CLI's per-event errors.
+
+The body is one JSON event, a JSON array of events, or NDJSON (one event per line), chosen by
+Content-Type or, for text/plain and no type, by looking at it. Valid events are appended to their
+users' shard streams and the answer (202) comes only once that append returned: accepted means
+durable. Bad events are listed one by one beside the count of accepted ones.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Path, Request
+from starlette.concurrency import run_in_threadpool
+
+from audiencehub.api.deps import EngineDep, MetricsDep, errors
+from audiencehub.api.errors import ApiError
+from audiencehub.api.models import STREAM_PATTERN, CollectOut, EventErrorOut
+from workers.events import TS_FIELD, EventError, Invalid
+from workers.ingest import Ingestor, IngestResult, Item, list_items, ndjson_items
+from workers.timefmt import NS_PER_MS
+
+router = APIRouter(tags=["collect"])
+
+MAX_ERRORS_RETURNED = 1000
+NDJSON_TYPES = frozenset(
+    {
+        "application/x-ndjson",
+        "application/ndjson",
+        "application/jsonl",
+        "application/x-jsonl",
+        "application/jsonlines",
+        "application/x-jsonlines",
+        "application/json-lines",
+    }
+)
+SNIFFED_TYPES = frozenset(
+    {"", "text/plain", "application/octet-stream", "application/x-www-form-urlencoded"}
+)
+"""Read by looking at the body. The last is what ``curl -d`` sends when no type is given."""
+_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "An event: `user_id` (string or integer), optional `event` (name), optional "
+    "`_ts` (RFC 3339 or epoch ms), any other fields (merged into the profile).",
+    "properties": {
+        "user_id": {"type": ["string", "integer"]},
+        "event": {"type": "string"},
+        "_ts": {"type": ["string", "integer", "number"]},
+    },
+    "additionalProperties": True,
+}
+REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "One JSON event, a JSON array of events, or NDJSON (one event per line).",
+        "content": {
+            "application/json": {
+                "schema": {"anyOf": [_EVENT_SCHEMA, {"type": "array", "items": _EVENT_SCHEMA}]},
+                "example": [
+                    {"user_id": "u1", "event": "purchase", "email": "a@example.com"},
+                    {"user_id": "u2", "_ts": "2026-11-27T09:30:00Z", "plan": "pro"},
+                ],
+            },
+            "application/x-ndjson": {
+                "schema": {"type": "string"},
+                "example": '{"user_id": "u1", "event": "login"}\n{"user_id": "u2", "plan": "pro"}\n',
+            },
+        },
+    }
+}
+
+StreamParam = Annotated[
+    str,
+    Path(
+        pattern=STREAM_PATTERN,
+        description="The source that sent these events (e.g. `web`, `crm`): 1-64 letters, digits, "
+        "'.', '_' or '-'. Echoed back and counted per stream in /metrics; it does not change how "
+        "the events are stored (every stream's fields merge into the one profile per user).",
+    ),
+]
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def _is_json(media: str) -> bool:
+    return media == "application/json" or media.endswith("+json")
+
+
+def parse_body(body: bytes, media: str) -> list[Item]:
+    """The events the body holds, as ingest items; an ApiError when it cannot be read at all."""
+    if media not in NDJSON_TYPES and media not in SNIFFED_TYPES and not _is_json(media):
+        raise ApiError(
+            415,
+            f"Content-Type {media!r} is not supported; send application/json (one event or an "
+            "array) or application/x-ndjson (one event per line)",
+            field="Content-Type (header)",
+        )
+    stripped = body.strip()
+    if not stripped:
+        raise ApiError(
+            400,
+            "the body is empty; send one JSON event, a JSON array of events, or NDJSON",
+            field="body",
+        )
+    if media in NDJSON_TYPES:
+        return list(ndjson_items(body.split(b"\n")))
+    try:
+        value = orjson.loads(stripped)
+    except orjson.JSONDecodeError as exc:
+        if b"\n" in stripped:  # NDJSON sent as application/json or without a type
+            return list(ndjson_items(body.split(b"\n")))
+        raise ApiError(
+            400,
+            f"the body is not valid JSON ({exc.args[0]}); send one JSON event, a JSON array of "
+            "events, or NDJSON with Content-Type: application/x-ndjson",
+            field="body",
+        ) from None
+    if isinstance(value, list):
+        if not value:
+            raise ApiError(400, "the JSON array is empty; put events in it", field="body")
+        return list(list_items(value))
+    return [("index 0", value, len(stripped))]
+
+
+def guard(items: Iterable[Item]) -> Iterator[Item]:
+    """Turn what the engine would crash on into per-event errors, before it sees them.
+
+    ``workers.events`` raises (instead of reporting ``Invalid``) for a float ``_ts`` so large it
+    overflows when scaled to nanoseconds (``-1.8e308``), and ingest fails for an event nested
+    deeper than orjson can encode (254 levels; parsing allows 1024). Each is refused here in the
+    engine's words; the encoded size is passed on so nothing is encoded twice.
+    """
+    for where, value, size in items:
+        if isinstance(value, dict):
+            ts = value.get(TS_FIELD)
+            if isinstance(ts, float) and not math.isfinite(ts * NS_PER_MS):
+                value = Invalid(
+                    TS_FIELD, f"{ts!r} is outside 1970..2100 (epoch milliseconds expected)"
+                )
+            else:
+                try:
+                    size = len(orjson.dumps(value))
+                except TypeError as exc:  # orjson.JSONEncodeError
+                    value = Invalid(None, f"cannot be stored as JSON ({exc}); flatten it")
+        yield where, value, size
+
+
+def _error_out(error: EventError) -> EventErrorOut:
+    kind, _, number = error.where.partition(" ")
+    n = int(number) if number.isdigit() else None
+    return EventErrorOut(
+        at=error.where,
+        index=n if kind == "index" else None,
+        line=n if kind == "line" else None,
+        field=error.field,
+        reason=error.reason,
+    )
+
+
+@router.post(
+    "/collect/{stream}",
+    status_code=202,
+    response_model=CollectOut,
+    summary="Accept events (JSON, JSON array or NDJSON)",
+    responses={
+        **errors(400, 415, 422),
+        202: {"description": "The valid events are durable; `errors` lists each refused one."},
+    },
+    openapi_extra=REQUEST_BODY,
+)
+async def collect(
+    stream: StreamParam, request: Request, engine: EngineDep, metrics: MetricsDep
+) -> CollectOut:
+    """202 once every valid event is durable in Redis; 422 when none was valid."""
+    body = await request.body()
+    media = _media_type(request)
+
+    def work() -> IngestResult:
+        return Ingestor(engine).ingest(guard(parse_body(body, media)))
+
+    result = await run_in_threadpool(work)
+    metrics.count_events(stream, result.accepted, result.rejected)
+    shown = [_error_out(e) for e in result.errors[:MAX_ERRORS_RETURNED]]
+    if result.accepted == 0:
+        raise ApiError(
+            422,
+            f"none of the {result.rejected} event(s) was accepted; `events` says why each was "
+            "refused (every event needs a user_id; see docs/api.md)",
+            field=shown[0].at if shown else "body",
+            extra={"events": [e.model_dump() for e in shown]},
+        )
+    metrics.body_bytes.observe(len(body))
+    return CollectOut(
+        stream=stream,
+        accepted=result.accepted,
+        rejected=result.rejected,
+        errors=shown,
+        errors_truncated=result.rejected > len(shown),
+    )

@@ -1,0 +1,64 @@
+"""``audiencehub api``: serve the HTTP API with uvicorn (mounted by audiencehub/cli.py).
+
+Settings are checked before the server binds, so a missing token or an unreachable Redis is one
+clear line and exit code 1, not a traceback from inside uvicorn's startup.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
+
+import click
+import redis
+
+from workers.config import ConfigError, settings
+
+
+def _where(url: str) -> str:
+    """host:port of a Redis URL, never its password."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or 6379}"
+
+
+@click.command("api")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+)
+def api_command(host: str, port: int, log_level: str) -> None:
+    """Serve the HTTP API (FastAPI on uvicorn); see docs/api.md.
+
+    Needs AUDIENCEHUB_API_TOKENS (comma-separated bearer tokens) unless AUDIENCEHUB_MODE is demo
+    or test. One process; run more behind a load balancer to scale.
+    """
+    import uvicorn
+
+    from audiencehub.api import create_app
+    from audiencehub.api.settings import load_api_settings
+    from audiencehub.context import engine
+
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        cfg = settings()
+        api_cfg = load_api_settings(cfg)
+        e = engine()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    except redis.exceptions.ConnectionError:
+        raise click.ClickException(
+            f"cannot reach Redis at {_where(settings().redis_url)}; check REDIS_URL"
+        ) from None
+    app = create_app(e, api_cfg)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=False)
+
+
+if __name__ == "__main__":
+    api_command()
