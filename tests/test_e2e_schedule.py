@@ -62,3 +62,41 @@ def test_has_done_x_twice_in_7_days_exits_when_the_second_latest_x_leaves_the_wi
     stats = orjson.loads(cli(proc_env, "schedule", "stats", "--json"))
     assert stats["scheduled_users"] == 0
     assert stats["lateness_ms"]["samples"] >= 1
+
+
+def test_date_math_not_and_between_flip_on_time_through_real_processes(
+    live_engine: Engine,
+    hub: HubEmulator,
+    worker: CeleryWorker,
+    beat: CeleryBeat,
+    proc_env: dict[str, str],
+) -> None:
+    store = AudienceStore(live_engine.r, live_engine.keys)
+    store.create("recent_login", 'FILTER last_login > "now-30d"')
+    store.create("lapsed", 'FILTER NOT last_login > "now-30d"')
+    store.create("trial", 'FILTER signup BETWEEN "now-14d" AND "now-7d"')
+    make_job(live_engine, hub, ["recent_login", "lapsed", "trial"])
+    now = parse_rfc3339(cli(proc_env, "clock", "now").strip()) // NS_PER_S * NS_PER_S
+    login = now - 29 * NS_PER_DAY  # 30 days old in one day
+    signup = now - 6 * NS_PER_DAY  # inside the trial window in one day, out of it in eight
+    event = {"user_id": "bo", "last_login": format_rfc3339(login), "signup": format_rfc3339(signup)}
+    cli(proc_env, "ingest", "-", stdin=orjson.dumps(event).decode())
+    first = wait_messages(hub, 1)
+    assert [(s["event"], s["slug"]) for s in bodies(first)[0]["data"]["segment_events"]] == [
+        ("enter", "recent_login")
+    ]
+    cli(proc_env, "clock", "advance", "1d")
+    events = wait_messages(hub, 3, timeout=20)
+    moved = sorted((s["event"], s["slug"], s["exit"] if s["event"] == "exit" else s["enter"])
+                   for b in bodies(events)[1:] for s in b["data"]["segment_events"])  # fmt: skip
+    flip_login = format_rfc3339(login + 30 * NS_PER_DAY)
+    flip_trial = format_rfc3339(signup + 7 * NS_PER_DAY + NS_PER_S)  # BETWEEN is exclusive
+    assert moved == sorted(
+        [("exit", "recent_login", flip_login), ("enter", "lapsed", flip_login),
+         ("enter", "trial", flip_trial)]
+    )  # fmt: skip
+    cli(proc_env, "clock", "advance", "7d")
+    events = wait_messages(hub, 4, timeout=20)
+    last = bodies(events)[-1]["data"]["segment_events"]
+    assert [(s["event"], s["slug"]) for s in last] == [("exit", "trial")]
+    assert last[0]["exit"] == format_rfc3339(signup + 14 * NS_PER_DAY)
