@@ -148,3 +148,17 @@ def test_batch_size_does_not_change_the_messages(engine: Engine, batch: int) -> 
     drain_all(engine)
     got = [m["data"]["segment_events"][0]["event"] for m in outbox(engine, job)]  # type: ignore[index]
     assert got == ["enter", "exit", "enter", "exit", "enter"]
+
+
+def test_concurrent_edits_cannot_sneak_an_include_cycle_past_the_check(engine: Engine) -> None:
+    store = AudienceStore(engine.r, engine.keys)
+    store.create("a", "FILTER x > 1")
+    store.create("b", "FILTER INCLUDE a")
+    version = store.version()
+    # Another writer changes the registry between this writer's check and its write:
+    store.update_filter("a", "FILTER x > 2")
+    assert not store.raw_put_if("c-id", {"id": "c-id"}, version)
+    from workers.registry_store import Conflict
+
+    with pytest.raises(Conflict, match="cycle|INCLUDE"):
+        store.update_filter("a", "FILTER INCLUDE b")

@@ -10,7 +10,7 @@ from typing import cast
 from workers.filterql import FilterQLError, compile_set
 from workers.keys import Keys
 from workers.redisconn import Redis, as_bytes
-from workers.registry_store import Conflict, DefinitionStore, NotFound, new_id
+from workers.registry_store import ATTEMPTS, Conflict, DefinitionStore, NotFound, new_id
 
 SLUG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,127}$")
 
@@ -69,27 +69,34 @@ class AudienceStore(DefinitionStore):
             raise Conflict(
                 f"slug {slug!r} must be 1-128 letters, digits, '_' or '-', not starting with '-'"
             )
-        if self.r.hexists(self.keys.audience_slugs, slug):
-            raise Conflict(f"an audience with slug {slug!r} exists already")
-        includes = self._check(slug, text)
-        now = time.time_ns()
-        audience = Audience(new_id(), slug, text.strip(), includes, now, now, description)
-        if not self.r.hsetnx(self.keys.audience_slugs, slug, audience.id):
-            raise Conflict(f"an audience with slug {slug!r} exists already")
-        self.raw_put(audience.id, asdict(audience))
-        return audience
+        for _ in range(ATTEMPTS):
+            version = self.version()
+            if self.r.hexists(self.keys.audience_slugs, slug):
+                raise Conflict(f"an audience with slug {slug!r} exists already")
+            includes = self._check(slug, text)
+            now = time.time_ns()
+            audience = Audience(new_id(), slug, text.strip(), includes, now, now, description)
+            if not self.r.hsetnx(self.keys.audience_slugs, slug, audience.id):
+                raise Conflict(f"an audience with slug {slug!r} exists already")
+            if self.raw_put_if(audience.id, asdict(audience), version):
+                return audience
+            self.r.hdel(self.keys.audience_slugs, slug)  # the registry moved: check again
+        raise Conflict("the audiences kept changing while this one was checked; try again")
 
     def update_filter(self, id_or_slug: str, text: str) -> Audience:
-        current = self.get(id_or_slug)
-        includes = self._check(current.slug, text, replacing=current.slug)
-        updated = Audience(
-            current.id,
-            current.slug,
-            text.strip(),
-            includes,
-            current.created,
-            time.time_ns(),
-            current.description,
-        )
-        self.raw_put(updated.id, asdict(updated))
-        return updated
+        for _ in range(ATTEMPTS):
+            version = self.version()
+            current = self.get(id_or_slug)
+            includes = self._check(current.slug, text, replacing=current.slug)
+            updated = Audience(
+                current.id,
+                current.slug,
+                text.strip(),
+                includes,
+                current.created,
+                time.time_ns(),
+                current.description,
+            )
+            if self.raw_put_if(updated.id, asdict(updated), version):
+                return updated
+        raise Conflict("the audiences kept changing while this one was checked; try again")

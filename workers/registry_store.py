@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from workers.keys import Keys
 from workers.redisconn import Redis
+
+_PUT_IF = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+redis.call('INCR', KEYS[1])
+return 1
+"""
+ATTEMPTS = 10
 
 
 def new_id() -> str:
@@ -31,6 +39,7 @@ class DefinitionStore:
         self.r = r
         self.keys = keys
         self.hash_key = hash_key
+        self._put_if = r.register_script(_PUT_IF)
 
     def raw_get(self, item_id: str) -> dict[str, Any] | None:
         blob = self.r.hget(self.hash_key, item_id)
@@ -44,3 +53,13 @@ class DefinitionStore:
         pipe.hset(self.hash_key, item_id, orjson.dumps(data))
         pipe.incr(self.keys.registry_version)
         pipe.execute()
+
+    def version(self) -> int:
+        return int(cast(bytes | None, self.r.get(self.keys.registry_version)) or 0)
+
+    def raw_put_if(self, item_id: str, data: dict[str, Any], version: int) -> bool:
+        """Write only if no definition changed since ``version`` was read (compare-and-set), so
+        checks made against the registry (slug free, no INCLUDE cycle) still hold when stored."""
+        keys = [self.keys.registry_version, self.hash_key]
+        return bool(self._put_if(keys=keys, args=[version, item_id, orjson.dumps(data)]))
+
