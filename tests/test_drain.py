@@ -160,5 +160,5 @@ def test_concurrent_edits_cannot_sneak_an_include_cycle_past_the_check(engine: E
     assert not store.raw_put_if("c-id", {"id": "c-id"}, version)
     from workers.registry_store import Conflict
 
-    with pytest.raises(Conflict, match="cycle|INCLUDE"):
+    with pytest.raises(Conflict, match=r"cycle|INCLUDE"):
         store.update_filter("a", "FILTER INCLUDE b")
