@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from workers import faults
 from workers.commit import Committer, ShardCommit, next_stream_id
@@ -37,9 +37,7 @@ class DrainReport:
     transitions: int = 0
     messages: int = 0
     conflicts: int = 0
-    lateness_ms: list[int] = field(default_factory=list)
     more: bool = False
-    jobs: set[str] = field(default_factory=set)
 
 
 def _due_ms(profile: Profile) -> int | None:
@@ -166,9 +164,7 @@ class ShardDrainer:
         pipe.execute()
         report.batches += 1
         report.entries += len(entries)
-        jobs = set(commit.outbox)
-        report.jobs |= jobs
-        e.kicker.delivers((job, shard) for job in jobs)
+        e.kicker.delivers((job, shard) for job in commit.outbox)
         return True
 
     @staticmethod
