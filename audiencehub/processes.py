@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -29,6 +30,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too; Redis Cluster refuses
+    ports above 55535 for that reason, and the kernel's ephemeral range goes higher."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 45000)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair for a Redis Cluster node")
 
 
 def wait_for(
@@ -166,7 +183,12 @@ class LocalRedisCluster:
             node_dir = workdir / f"cluster-{i}"
             node_dir.mkdir(parents=True, exist_ok=True)
             self.nodes.append(
-                RedisServer(node_dir, appendonly=False, extra=["--cluster-enabled", "yes"])
+                RedisServer(
+                    node_dir,
+                    port=free_cluster_port(),
+                    appendonly=False,
+                    extra=["--cluster-enabled", "yes"],
+                )
             )
 
     @property
