@@ -26,7 +26,7 @@ from workers.job_setup import create_job
 from workers.keys import shard_of
 from workers.profile import Profile
 from workers.redisconn import as_bytes
-from workers.release import Releaser, _lateness_key
+from workers.release import Releaser
 from workers.timefmt import NS_PER_DAY, NS_PER_MS, NS_PER_S, ns_to_ms_ceil
 
 
@@ -103,21 +103,21 @@ def lateness_under_load(stack: Stack, users: int, seconds: float, tag: str) -> N
             if shard_of(uid, e.cfg.shards) == shard:
                 commit.due[uid] = (None, ns_to_ms_ceil(flip))
         committer.run(commit)
-    e.r.delete(_lateness_key(e))
+    e.r.delete(e.keys.lateness)
     meter = CpuMeter(stack.pids())
     samples: list[float] = []
     seen_total = 0
     deadline = time.perf_counter() + seconds + 60
     while time.perf_counter() < deadline:
-        raw = e.r.lrange(_lateness_key(e), 0, -1)
-        e.r.delete(_lateness_key(e))
+        raw = e.r.lrange(e.keys.lateness, 0, -1)
+        e.r.delete(e.keys.lateness)
         samples += [int(x) for x in raw]
         members = sum(e.r.zcard(e.keys.members(s, audience.id)) for s in range(e.cfg.shards))
         seen_total = users - members
         if seen_total >= users:
             break
         time.sleep(0.1)
-    samples += [int(x) for x in e.r.lrange(_lateness_key(e), 0, -1)]
+    samples += [int(x) for x in e.r.lrange(e.keys.lateness, 0, -1)]
     print(
         f"lateness under load: {users:,} windows running out over {seconds:.0f}s "
         f"({users / seconds:,.0f}/s); {seen_total:,} exits committed; "

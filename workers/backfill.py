@@ -26,7 +26,6 @@ from workers.job_control import JobControl
 from workers.jobs import Job
 from workers.lease import Lease
 from workers.membership import Transition
-from workers.metrics import key as metrics_key
 from workers.profile import Profile
 from workers.registry import Snapshot
 
@@ -213,7 +212,7 @@ class Backfills:
             return PageReport(conflict=True)  # a drain committed meanwhile: redo from its version
         pipe = e.r.pipeline(transaction=False)
         pipe.hincrby(k.job_stats(job_id), "backfilled", written)
-        pipe.hincrby(metrics_key(e), f"backfilled|{job_id}", written)
+        pipe.hincrby(e.keys.metrics, f"backfilled|{job_id}", written)
         pipe.hincrby(k.job_stats(job_id), "backfill_scanned", sum(len(c) for c in covered))
         pipe.execute()
         return PageReport(written=written)

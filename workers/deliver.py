@@ -33,7 +33,6 @@ from workers.job_health import JobHealth
 from workers.job_status import count_sent
 from workers.jobs import Job
 from workers.lease import Lease
-from workers.metrics import key as metrics_key
 from workers.redisconn import stream_rows
 
 LEASE_MS = 15_000
@@ -184,7 +183,7 @@ class Deliverer:
         pipe.hincrby(e.keys.job_stats(job.id), "sent", len(batch))
         pipe.hset(e.keys.job_stats(job.id), "last_sent_at", now)
         count_sent(e, job.id, len(batch), pipe)
-        pipe.hincrby(metrics_key(e), f"messages_sent|{job.id}", len(batch))
+        pipe.hincrby(e.keys.metrics, f"messages_sent|{job.id}", len(batch))
         pipe.execute()
         if report.sent == 0 and report.batches == 0:
             self.health.clear(job.id)
@@ -194,7 +193,7 @@ class Deliverer:
 
     def _failed(self, job: Job, err: HubError, report: DeliverReport, messages: int) -> None:
         report.error = str(err)
-        self.e.r.hincrby(metrics_key(self.e), f"messages_failed|{job.id}|{err.kind}", messages)
+        self.e.r.hincrby(self.e.keys.metrics, f"messages_failed|{job.id}|{err.kind}", messages)
         log.warning(
             "send failed: %s", err, extra={"job": job.id, "kind": err.kind, "status": err.status}
         )
@@ -236,5 +235,5 @@ class Deliverer:
             )  # fmt: skip
         pipe.xtrim(outbox, minid=next_stream_id(batch[-1].id), approximate=False)
         pipe.hincrby(e.keys.job_stats(job.id), "dead_lettered", len(batch))
-        pipe.hincrby(metrics_key(e), f"dead_letters|{job.id}", len(batch))
+        pipe.hincrby(e.keys.metrics, f"dead_letters|{job.id}", len(batch))
         pipe.execute()

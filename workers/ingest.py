@@ -18,7 +18,6 @@ from workers.entries import DATA, SCORE, Entry, Kind
 from workers.events import MAX_EVENT_BYTES, Event, EventError, Invalid, validate
 from workers.keys import shard_of
 from workers.metrics import Tallies
-from workers.metrics import key as metrics_key
 
 CHUNK = 1000
 
@@ -121,7 +120,7 @@ class Ingestor:
             shard = shard_of(entry.user_id, e.cfg.shards)
             touched.add(shard)
             pipe.xadd(e.keys.events(shard), {"d": entry.encode()})
-        pipe.hincrby(metrics_key(e), "events_accepted", len(entries))
+        pipe.hincrby(e.keys.metrics, "events_accepted", len(entries))
         pipe.execute()
         e.kicker.drains(touched)
         return len(entries)

@@ -17,20 +17,16 @@ RATE_BUCKET_S = 10
 RATE_KEEP_BUCKETS = 400  # a little over an hour
 
 
-def rate_key(engine: Engine, job_id: str) -> str:
-    return f"{engine.keys.prefix}:job:{job_id}:rate"
-
-
 def count_sent(engine: Engine, job_id: str, n: int, pipe: Any) -> None:
     """Add ``n`` to the current 10-second bucket (and drop the bucket that fell out of the hour)."""
     bucket = int(time.time()) // RATE_BUCKET_S
-    pipe.hincrby(rate_key(engine, job_id), bucket, n)
-    pipe.hdel(rate_key(engine, job_id), bucket - RATE_KEEP_BUCKETS)
+    pipe.hincrby(engine.keys.job_rate(job_id), bucket, n)
+    pipe.hdel(engine.keys.job_rate(job_id), bucket - RATE_KEEP_BUCKETS)
 
 
 def throughput(engine: Engine, job_id: str, seconds: int) -> list[tuple[int, int]]:
     """(bucket start, messages sent) for the last ``seconds``, oldest first."""
-    raw = cast(dict[bytes, bytes], engine.r.hgetall(rate_key(engine, job_id)))
+    raw = cast(dict[bytes, bytes], engine.r.hgetall(engine.keys.job_rate(job_id)))
     now_bucket = int(time.time()) // RATE_BUCKET_S
     first = now_bucket - seconds // RATE_BUCKET_S + 1
     counts = {int(k): int(v) for k, v in raw.items()}

@@ -14,6 +14,13 @@ Layout (``p`` is the configured prefix, ``k`` a shard number)::
     p:job:<job>:dead              stream  dead letters: messages the hub refused for good
     p:job:<job>:backfill          string  backfill progress (JSON)
     p:job:<job>:history           list    state changes, newest first (JSON)
+    p:job:<job>:rate              hash    messages sent per 10-second bucket (the last hour)
+    p:metrics                     hash    engine counters (workers/metrics.py)
+    p:stats:lateness              list    latest due-lateness samples (ms)
+    p:reeval:runs                 hash    re-evaluation run id -> progress (JSON)
+    p:reeval:schedules            hash    schedule id -> next time and cron (JSON)
+    p:audience:<aud>:sizes        hash    minute -> member count (the last day)
+    p:audience-sizes:<minute>     string  claims the minute's size sample
     p:clock:offset                string  test clock offset in ns (test mode only)
     p:faults                      hash    fault point -> remaining count (test mode only)
 
@@ -97,6 +104,31 @@ class Keys:
 
     def job_history(self, job: str) -> str:
         return f"{self.prefix}:job:{job}:history"
+
+    def job_rate(self, job: str) -> str:
+        return f"{self.prefix}:job:{job}:rate"
+
+    @property
+    def metrics(self) -> str:
+        return f"{self.prefix}:metrics"
+
+    @property
+    def lateness(self) -> str:
+        return f"{self.prefix}:stats:lateness"
+
+    @property
+    def reeval_runs(self) -> str:
+        return f"{self.prefix}:reeval:runs"
+
+    @property
+    def reeval_schedules(self) -> str:
+        return f"{self.prefix}:reeval:schedules"
+
+    def audience_sizes(self, audience: str) -> str:
+        return f"{self.prefix}:audience:{audience}:sizes"
+
+    def audience_sizes_claim(self, minute: int) -> str:
+        return f"{self.prefix}:audience-sizes:{minute}"
 
     @property
     def clock_offset(self) -> str:

@@ -41,10 +41,6 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
 LATENESS_BUCKETS_MS = (50, 100, 250, 500, 1000, 2500, 5000, 10000, 60000)
 
 
-def key(engine: Engine) -> str:
-    return f"{engine.keys.prefix}:metrics"
-
-
 class Tallies:
     """Increments gathered during one step, flushed with one HINCRBY each into a pipeline."""
 
@@ -64,7 +60,7 @@ class Tallies:
 
     def flush(self, engine: Engine, pipe: Any) -> None:
         for field, n in self.counts.items():
-            pipe.hincrby(key(engine), field, n)
+            pipe.hincrby(engine.keys.metrics, field, n)
         self.counts.clear()
 
 
@@ -76,7 +72,7 @@ class EngineCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         e = self.e
-        raw = cast(dict[bytes, bytes], e.r.hgetall(key(e)))
+        raw = cast(dict[bytes, bytes], e.r.hgetall(e.keys.metrics))
         fields = {k.decode(): int(v) for k, v in raw.items()}
         yield from self._counters(fields)
         yield self._lateness(fields)

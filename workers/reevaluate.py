@@ -68,8 +68,8 @@ KEEP_FINISHED_S = 3600
 class Reevaluations:
     def __init__(self, engine: Engine) -> None:
         self.e = engine
-        self._runs = f"{engine.keys.prefix}:reeval:runs"
-        self._schedules = f"{engine.keys.prefix}:reeval:schedules"
+        self._runs = engine.keys.reeval_runs
+        self._schedules = engine.keys.reeval_schedules
 
     # -- runs ----------------------------------------------------------------------------------
     def start(self, audiences: list[str], reason: str = "") -> Run:

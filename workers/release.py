@@ -16,14 +16,10 @@ from workers.timefmt import NS_PER_MS
 LATENESS_SAMPLES = 1000
 
 
-def _lateness_key(engine: Engine) -> str:
-    return f"{engine.keys.prefix}:stats:lateness"
-
-
 def record_lateness(engine: Engine, samples_ms: list[int], pipe: Any) -> None:
     """Keep the latest lateness samples (flip instant -> re-evaluation committed), in ms."""
-    pipe.lpush(_lateness_key(engine), *samples_ms)
-    pipe.ltrim(_lateness_key(engine), 0, LATENESS_SAMPLES - 1)
+    pipe.lpush(engine.keys.lateness, *samples_ms)
+    pipe.ltrim(engine.keys.lateness, 0, LATENESS_SAMPLES - 1)
 
 
 _RELEASE = """
@@ -105,7 +101,7 @@ def due_stats(engine: Engine) -> DueStats:
     for shard in range(e.cfg.shards):
         pipe.get(e.keys.due_count(shard))
         pipe.zrange(e.keys.due(shard), 0, 0)
-    pipe.lrange(_lateness_key(e), 0, -1)
+    pipe.lrange(e.keys.lateness, 0, -1)
     answers = pipe.execute()
     samples = cast(list[bytes], answers.pop())
     counts = [int(c or 0) for c in answers[0::2]]
