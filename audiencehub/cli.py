@@ -7,6 +7,7 @@ import click
 from audiencehub.cli_api import api_command
 from audiencehub.cli_audience import audience
 from audiencehub.cli_data import clock, ingest, profile
+from audiencehub.cli_explain import profile_explain_command
 from audiencehub.cli_filterql import eval_command, validate_command
 from audiencehub.cli_job import auth, job
 from audiencehub.cli_schedule import schedule
@@ -27,6 +28,7 @@ def secret_key() -> None:
 
 audience.add_command(validate_command, "validate")
 audience.add_command(eval_command, "eval")
+profile.add_command(profile_explain_command, "explain")
 for command in (audience, auth, job, ingest, profile, clock, schedule):
     main.add_command(command)
 main.add_command(hub_emulator, "hub-emulator")

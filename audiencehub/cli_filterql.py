@@ -17,6 +17,7 @@ import click
 
 from workers.filterql import Filter, FilterQLError, compile_filter, compile_set, parse_statements
 from workers.filterql.compiler import compile_statement
+from workers.filterql.explain import explain
 from workers.profile import Profile
 from workers.timefmt import format_rfc3339, parse_rfc3339
 
@@ -148,12 +149,19 @@ def _includes(path: Path | None) -> dict[str, Filter]:
     help="A .fql file of audiences (each with ALIAS) that the filter may INCLUDE.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+@click.option(
+    "--explain",
+    "explain_it",
+    is_flag=True,
+    help="Also show the filter as a tree: each clause's value, what it read, what decided it.",
+)
 def eval_command(
     filter_text: str,
     profile_path: Path,
     now_text: str | None,
     includes_path: Path | None,
     as_json: bool,
+    explain_it: bool = False,
 ) -> None:
     """Evaluate a filter against a profile file: prints true/false and the next change time."""
     if now_text is None:
@@ -182,24 +190,26 @@ def eval_command(
         _fail(exc)
     matched = compiled.matches(profile, now)
     change = compiled.next_change(profile, now)
+    explained = explain(compiled, profile, now) if explain_it else None
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "matches": matched,
-                    "now": format_rfc3339(now),
-                    "next_change": format_rfc3339(change) if change is not None else None,
-                    "next_change_ns": change,
-                    "time_dependent": compiled.time_dependent,
-                    "fields": sorted(compiled.fields),
-                    "events": sorted(compiled.events),
-                    "includes": sorted(compiled.includes),
-                },
-                indent=2,
-            )
-        )
+        answer: dict[str, Any] = {
+            "matches": matched,
+            "now": format_rfc3339(now),
+            "next_change": format_rfc3339(change) if change is not None else None,
+            "next_change_ns": change,
+            "time_dependent": compiled.time_dependent,
+            "fields": sorted(compiled.fields),
+            "events": sorted(compiled.events),
+            "includes": sorted(compiled.includes),
+        }
+        if explained is not None:
+            answer["explanation"] = explained.as_dict()
+        click.echo(json.dumps(answer, indent=2))
         return
     click.echo("true" if matched else "false")
+    if explained is not None:
+        click.echo(explained.render_text())  # ends with the "next change: …" sentence
+        return
     if change is None:
         click.echo("next change: never (with no new data)")
     else:

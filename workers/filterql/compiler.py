@@ -104,12 +104,17 @@ class CNode:
     next_change exact through NOT and unknowns (NOT maps "is False" to "is True"). A STEP value has
     ``step(profile, t, thresholds)``: an instant > t by which its value may have changed, never
     later than the real change. A CLOCK has ``clock``.
+
+    For explain (never read while evaluating): ``syntax`` is the syntax node the CNode was compiled
+    from (its source slice), ``info`` holds what a closure captured and explain must show
+    (timewindow: event, count, window and its occurrence reader; INCLUDE: the included Filter).
     """
 
     __slots__ = (
         "children",
         "clock",
         "ev",
+        "info",
         "kind",
         "label",
         "nf",
@@ -117,6 +122,7 @@ class CNode:
         "period",
         "pos",
         "step",
+        "syntax",
         "td",
     )
 
@@ -140,6 +146,8 @@ class CNode:
         self.step: Stepper | None = None
         self.clock: Clock | None = None
         self.period: int | None = None
+        self.syntax: Node | None = None
+        self.info: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return f"CNode({self.kind}, {self.label!r}, td={self.td})"
@@ -257,6 +265,26 @@ class Filter:
         finally:
             _BUDGET.reset(token)
         return at if at is not None and at <= LAST_INSTANT else None
+
+
+def node_next_change(node: CNode, profile: Profile, now: int) -> int | None:
+    """The next instant T > now at which one phrase node's tri-state value changes, or None.
+
+    For explain, which shows when each clause moves: the node's own exact searches ("is True"
+    and "is False" change), under the same budget as :meth:`Filter.next_change`, so a clause whose
+    calendar functions never settle gets a re-check instant, as a whole filter does.
+    """
+    nt, nf = node.nt, node.nf
+    if nt is None or nf is None:
+        return None
+    token = _BUDGET.set([BUDGET]) if _BUDGET.get() is None else None
+    try:
+        a, b = nt(profile, now), nf(profile, now)
+    finally:
+        if token is not None:
+            _BUDGET.reset(token)
+    at = b if a is None else a if b is None or a < b else b
+    return at if at is not None and at <= LAST_INSTANT else None
 
 
 # -- timing helpers for leaves --------------------------------------------------------------------
@@ -407,6 +435,7 @@ class _Compiler:
             isinstance(body, Ident) and body.segments == (("match_all", False),)
         ):
             root = CNode("match_all", "*", body.pos, _const(True))
+            root.syntax = body
         else:
             root = self.phrase(body)
         assert root.td == STATIC or root.nt is not None, "every moving phrase knows its next change"
@@ -425,29 +454,32 @@ class _Compiler:
 
     # -- phrases (tri-state) ------------------------------------------------------------------
     def phrase(self, node: Node) -> CNode:
+        out: CNode
         if isinstance(node, Logic):
-            return self.logic(node)
-        if isinstance(node, Not):
-            return self.negate(self.phrase(node.arg), node.pos, "NOT")
-        if isinstance(node, Compare):
-            return self.compare(node)
-        if isinstance(node, Binary):
-            return self.binary(node)
-        if isinstance(node, Between):
-            return self.between(node)
-        if isinstance(node, Exists):
-            return self.exists(node.arg, node.pos)
-        if isinstance(node, Include):
-            return self.include(node)
-        if isinstance(node, MatchAll):
-            return CNode("match_all", "*", node.pos, _const(True))
-        if isinstance(node, Literal):
+            out = self.logic(node)
+        elif isinstance(node, Not):
+            out = self.negate(self.phrase(node.arg), node.pos, "NOT")
+        elif isinstance(node, Compare):
+            out = self.compare(node)
+        elif isinstance(node, Binary):
+            out = self.binary(node)
+        elif isinstance(node, Between):
+            out = self.between(node)
+        elif isinstance(node, Exists):
+            out = self.exists(node.arg, node.pos)
+        elif isinstance(node, Include):
+            out = self.include(node)
+        elif isinstance(node, MatchAll):
+            out = CNode("match_all", "*", node.pos, _const(True))
+        elif isinstance(node, Literal):
             value = truth(node.value)
-            return CNode("literal", repr(node.value), node.pos, _const(value))
-        inner = self.value(node)
-        if inner.kind in ("timewindow", "phrase"):
-            return inner
-        return self.truth_of(inner)
+            out = CNode("literal", repr(node.value), node.pos, _const(value))
+        else:
+            inner = self.value(node)
+            out = inner if inner.kind in ("timewindow", "phrase") else self.truth_of(inner)
+        if out.syntax is None:  # for explain: the source this phrase came from
+            out.syntax = node
+        return out
 
     def truth_of(self, inner: CNode) -> CNode:
         """A value used as a phrase: True/False stay, anything else is unknown."""
@@ -505,6 +537,7 @@ class _Compiler:
             return fev(p, now) is True
 
         out = CNode("include", node.name, node.pos, ev)
+        out.info = {"filter": inc}
         if inc.time_dependent:
             out.td = STEP
             out.nt = out.nf = inc.next_change
@@ -610,6 +643,7 @@ class _Compiler:
                 ev = _like_ev(left, right, node.right)
             thresholdable = False
         out = CNode(op.lower(), op, node.pos, ev, (left, right))
+        out.syntax = node
         if left.td or right.td:
             _leaf_timing(out, (left, right), thresholdable)
         if node.negated:
@@ -627,6 +661,7 @@ class _Compiler:
             return between(ga(p, now), gl(p, now), gh(p, now))
 
         out = CNode("between", "BETWEEN", node.pos, ev, (a, lo, hi))
+        out.syntax = node
         if a.td or lo.td or hi.td:
             _leaf_timing(out, (a, lo, hi), True)
         if node.negated:
@@ -661,29 +696,36 @@ class _Compiler:
 
     # -- values -----------------------------------------------------------------------------------
     def value(self, node: Node, time_pos: bool = False) -> CNode:
+        out: CNode
         if isinstance(node, Literal):
             v = node.value
+            dm: tuple[int, int] | None = None
             if time_pos and isinstance(v, str):
                 try:
                     dm = parse_datemath(v)
                 except DateMathError as exc:
                     raise self.error(str(exc), node.pos) from None
-                if dm is not None:
-                    return self.clock_node(Clock(dm[0], dm[1]), repr(v), node.pos)
-            return CNode("literal", repr(v), node.pos, _const(v))
-        if isinstance(node, Ident):
-            return self.ident(node)
-        if isinstance(node, ListLit):
-            return self.list_value(node)
-        if isinstance(node, Call):
-            return self.call(node)
-        if isinstance(node, Arith):
-            return self.arith(node)
-        if isinstance(node, MatchAll):
+            if dm is not None:
+                out = self.clock_node(Clock(dm[0], dm[1]), repr(v), node.pos)
+            else:
+                out = CNode("literal", repr(v), node.pos, _const(v))
+        elif isinstance(node, Ident):
+            out = self.ident(node)
+        elif isinstance(node, ListLit):
+            out = self.list_value(node)
+        elif isinstance(node, Call):
+            out = self.call(node)
+        elif isinstance(node, Arith):
+            out = self.arith(node)
+        elif isinstance(node, MatchAll):
             raise self.error("'*' (match all) can only be the whole filter", node.pos)
-        if isinstance(node, (Logic, Not, Compare, Binary, Between, Exists, Include)):
+        elif isinstance(node, (Logic, Not, Compare, Binary, Between, Exists, Include)):
             return self.phrase(node)
-        raise FilterQLError(f"cannot compile {type(node).__name__}", text=self.text)
+        else:
+            raise FilterQLError(f"cannot compile {type(node).__name__}", text=self.text)
+        if out.syntax is None:  # for explain: the source this value came from
+            out.syntax = node
+        return out
 
     def clock_node(self, clock: Clock, label: str, pos: Pos) -> CNode:
         fixed, months = clock.fixed, clock.months
@@ -927,6 +969,8 @@ class _Compiler:
         )
         out.nt = out.nf = nc
         _phrase_step(out)
+        out.info = {"event": name, "need": need, "days": d_node.value, "window": window}
+        out.info["times"] = times
         return out
 
 
