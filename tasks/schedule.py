@@ -7,6 +7,7 @@ from typing import Any
 
 from tasks.app import app
 from tasks.runtime import runtime
+from workers.audience_sizes import AudienceSizes
 from workers.sweep import sweep as sweep_engine
 
 
@@ -17,6 +18,7 @@ def tick() -> dict[str, Any]:
     started = rt.reevaluations.start_due()
     pages = rt.reevaluations.advance()
     backfills = rt.backfills.advance(rt.engine.registry.get())
+    AudienceSizes(rt.engine).sample_if_due()  # one point a minute for the dashboard's charts
     return {
         "backfill_kicks": backfills,
         "released": report.released,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from workers.audience_sizes import AudienceSizes
 from workers.audiences import Audience, AudienceStore
 from workers.engine import Engine
 from workers.filterql import FilterQLError, compile_set
@@ -94,4 +95,5 @@ def delete_audience(engine: Engine, id_or_slug: str) -> Audience:
     for shard in range(e.cfg.shards):
         pipe.delete(e.keys.members(shard, audience.id))
     pipe.execute()
+    AudienceSizes(e).forget(audience.id)
     return audience

@@ -22,11 +22,13 @@ from audiencehub.api.middleware import BearerAuth, BodyLimit
 from audiencehub.api.routes_audiences import router as audiences
 from audiencehub.api.routes_auths import router as authorizations
 from audiencehub.api.routes_collect import router as collect
+from audiencehub.api.routes_explain import router as explain
 from audiencehub.api.routes_jobs import router as jobs
 from audiencehub.api.routes_profiles import router as profiles
 from audiencehub.api.routes_reevaluations import router as reevaluations
 from audiencehub.api.routes_system import router as system
 from audiencehub.api.settings import ApiSettings, load_api_settings
+from audiencehub.ui.app import UiGate
 from workers.config import Settings, settings
 from workers.engine import Engine
 from workers.metrics import EngineCollector
@@ -155,13 +157,17 @@ def create_app(
     )
     app.state.metrics = metrics
     app.state.api_settings = api_cfg
-    for router in (collect, audiences, authorizations, jobs, profiles, reevaluations, system):
+    # explain before profiles: /profiles/{user_id:anytext} would take "u1/explain" as a user id.
+    routers = (collect, audiences, authorizations, jobs, explain, profiles, reevaluations, system)
+    for router in routers:
         app.include_router(router)
     errors.install(app)
     public = frozenset({"/healthz", "/metrics"} if api_cfg.metrics_public else {"/healthz"})
     # add_middleware puts the last one outermost: metrics see every answer, even a 401 or 413.
     app.add_middleware(BodyLimit, limit=api_cfg.max_body)
     app.add_middleware(BearerAuth, tokens=api_cfg.tokens, public=public)
+    # /ui is the dashboard, with its own session-cookie login (audiencehub/ui, docs/dashboard.md).
+    app.add_middleware(UiGate, api=app, api_settings=api_cfg)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.openapi = _openapi(app, public)  # type: ignore[method-assign]
     return app

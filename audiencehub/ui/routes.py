@@ -1,0 +1,380 @@
+"""The dashboard's pages, the JSON they poll, and the few forms that change something.
+
+Pages are rendered on the server from the dicts in ``audiencehub.ui.data``; ``/ui/api/…`` serves
+the same dicts as JSON for ``ui.js`` to refresh them. Forms post ``application/x-www-form-urlencoded``
+(parsed here, so no multipart library is needed) with the session's CSRF token, and answer with a
+303 back to the page (post/redirect/get: a reload never repeats the action).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import parse_qsl, quote, urlencode
+
+import orjson
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from jinja2 import Environment
+
+from audiencehub.api.errors import ApiError
+from audiencehub.api.filters import compile_with, parse_time, profile_from_json
+from audiencehub.api.models import STREAM_ID_PATTERN
+from audiencehub.ui import data
+from audiencehub.ui.session import COOKIE, COOKIE_PATH, Session, Sessions
+from workers.dead_letters import DeadLetters
+from workers.engine import Engine
+from workers.explain import explain_user
+from workers.filterql import Filter
+from workers.filterql.explain import explain
+from workers.job_control import JobControl
+from workers.jobs import JobStore
+from workers.keys import shard_of
+from workers.profile import Profile
+from workers.redisconn import as_bytes
+from workers.registry_store import Conflict, NotFound
+from workers.timefmt import parse_rfc3339
+
+log = logging.getLogger("audiencehub.ui")
+
+PREFIX = "/ui"
+JOBS_POLL_MS = 3000
+AUDIENCES_POLL_MS = 5000
+_DEAD_LETTER_ID = re.compile(STREAM_ID_PATTERN)
+NOTICES = {
+    "paused": "Paused: triggers keep collecting in the outbox; resume sends them.",
+    "resumed": "Resumed: sending again.",
+}
+
+
+class LoginRequired(Exception):
+    """Raised by a route that needs a session; answered with a redirect to the login page."""
+
+    def __init__(self, next_url: str) -> None:
+        super().__init__("login required")
+        self.next = next_url
+
+
+@dataclass
+class Ui:
+    """What every route needs: the API app (for its engine), sessions and templates."""
+
+    api: FastAPI
+    sessions: Sessions
+    env: Environment
+
+    def engine(self) -> Engine:
+        engine: Engine = self.api.state.engine
+        return engine
+
+    @staticmethod
+    def login_url(next_url: str = "") -> str:
+        return f"{PREFIX}/login" + (f"?{urlencode({'next': next_url})}" if next_url else "")
+
+    def page(
+        self,
+        request: Request,
+        template: str,
+        session: Session | None,
+        status: int = 200,
+        **context: Any,
+    ) -> HTMLResponse:
+        values: dict[str, Any] = {
+            "base": PREFIX,
+            "session": session,
+            "page": template.removesuffix(".html"),
+            "nav": "",
+            "poll": "",
+            "interval": 0,
+            "notice": None,
+            "at": "",
+        }
+        values.update(context)
+        return HTMLResponse(self.env.get_template(template).render(values), status_code=status)
+
+
+def safe_next(value: str | None) -> str:
+    """Only a dashboard path: never another site (``//evil``) or the API."""
+    if (
+        value
+        and value.startswith(f"{PREFIX}/")
+        and not value.startswith("//")
+        and "\\" not in value
+    ):
+        return value
+    return f"{PREFIX}/jobs"
+
+
+def notice(code: str | None, n: int | None = None) -> dict[str, str] | None:
+    """A message chosen from a fixed list by code: nothing from the query is echoed."""
+    if code == "replayed":
+        count = n or 0
+        return {"kind": "good", "text": f"Replayed {count} dead letter{'' if count == 1 else 's'}."}
+    if code in NOTICES:
+        return {"kind": "good", "text": NOTICES[code]}
+    return None
+
+
+def stored_profile(e: Engine, user_id: str) -> Profile | None:
+    blob = as_bytes(e.r.hget(e.keys.users(shard_of(user_id, e.cfg.shards)), user_id))
+    return Profile.loads(user_id, blob) if blob is not None else None
+
+
+def playground(e: Engine, form: dict[str, str]) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """Explain ``form``'s filter for its profile: (explanation, None) or (None, problem)."""
+    text = form.get("filter", "").strip()
+    if not text:
+        return None, {"message": "Write a filter, e.g. FILTER EXISTS email.", "caret": ""}
+    known: dict[str, Filter] = {a.slug: a.filter for a in e.registry.get().audiences.values()}
+    try:
+        compiled = compile_with(text, known)
+        user_id = form.get("user_id", "").strip()
+        if user_id:
+            profile = stored_profile(e, user_id)
+            if profile is None:
+                raise ApiError(422, f"no stored profile for user {user_id!r}")
+        else:
+            try:
+                raw = orjson.loads(form.get("profile", "").strip() or "{}")
+            except orjson.JSONDecodeError as exc:
+                raise ApiError(422, f"the profile is not JSON: {exc}") from None
+            if not isinstance(raw, dict):
+                raise ApiError(422, "the profile must be a JSON object of fields")
+            profile = profile_from_json(raw)
+        at = form.get("now", "").strip()
+        now = parse_time(at, "at") if at else e.clock.now_ns()
+        explained = explain(compiled, profile, now).as_dict()
+    except ApiError as exc:
+        caret = (exc.filterql or {}).get("caret", "")
+        return None, {"message": exc.message, "caret": caret}
+    except (TypeError, ValueError, ArithmeticError, RecursionError, OverflowError) as exc:
+        message = f"the filter could not be evaluated on this profile ({type(exc).__name__}: {exc})"
+        return None, {"message": message[:300], "caret": ""}
+    return explained, {}
+
+
+def _ui(request: Request) -> Ui:
+    ui: Ui = request.app.state.ui
+    return ui
+
+
+def current(request: Request) -> Session:
+    """The request's session; a login redirect (or a 401 for scripts) when it has none."""
+    session = _ui(request).sessions.check(request.cookies.get(COOKIE))
+    if session is None:
+        query = f"?{request.url.query}" if request.url.query else ""
+        raise LoginRequired(request.url.path + query if request.method == "GET" else "")
+    return session
+
+
+async def form_of(request: Request) -> dict[str, str]:
+    """An urlencoded form (what every dashboard form posts); the size is capped by the gate."""
+    body = (await request.body()).decode("utf-8", errors="replace")
+    return dict(parse_qsl(body, keep_blank_values=True))
+
+
+SessionDep = Annotated[Session, Depends(current)]
+FormDep = Annotated[dict[str, str], Depends(form_of)]
+
+
+def build_router(ui: Ui) -> APIRouter:
+    router = APIRouter(prefix=PREFIX)
+    sessions = ui.sessions
+
+    def checked(session: Session, form: dict[str, str]) -> Session:
+        if not sessions.csrf_ok(session, form.get("csrf")):
+            raise ApiError(403, "the form is stale or came from another site; reload the page")
+        return session
+
+    def engine() -> Engine:
+        return ui.engine()
+
+    # -- sign in --------------------------------------------------------------------------------
+    @router.get("", include_in_schema=False)
+    @router.get("/", include_in_schema=False)
+    def home() -> Response:
+        return RedirectResponse(f"{PREFIX}/jobs", status_code=303)
+
+    @router.get("/login")
+    def login_form(request: Request, next: str = "") -> Response:
+        if sessions.check(request.cookies.get(COOKIE)) is not None:
+            return RedirectResponse(safe_next(next), status_code=303)
+        return ui.page(request, "login.html", None, next=safe_next(next), failed=False,
+                       hours=sessions.max_age_s // 3600)  # fmt: skip
+
+    @router.post("/login")
+    def login(request: Request, form: FormDep) -> Response:
+        target = safe_next(form.get("next"))
+        cookie = sessions.login(form.get("token", ""))
+        if cookie is None:
+            log.warning("ui: a sign-in with an invalid token from %s", request.client)
+            return ui.page(request, "login.html", None, status=401, next=target, failed=True,
+                           hours=sessions.max_age_s // 3600)  # fmt: skip
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(
+            COOKIE,
+            cookie,
+            max_age=sessions.max_age_s,
+            path=COOKIE_PATH,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+        return response
+
+    @router.post("/logout")
+    def logout(session: SessionDep, form: FormDep) -> Response:
+        checked(session, form)
+        response = RedirectResponse(ui.login_url(), status_code=303)
+        response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
+        return response
+
+    # -- jobs -----------------------------------------------------------------------------------
+    @router.get("/jobs")
+    def jobs_page(request: Request, session: SessionDep) -> Response:
+        overview = data.jobs_overview(engine())
+        return ui.page(request, "jobs.html", session, nav="jobs", poll=f"{PREFIX}/api/jobs",
+                       interval=JOBS_POLL_MS, **overview)  # fmt: skip
+
+    @router.get("/api/jobs")
+    def jobs_json(session: SessionDep) -> JSONResponse:
+        return JSONResponse(data.jobs_overview(engine()))
+
+    @router.get("/jobs/{job_ref}")
+    def job_page(
+        request: Request,
+        job_ref: str,
+        session: SessionDep,
+        notice_code: Annotated[str | None, Query(alias="notice")] = None,
+        n: int | None = None,
+    ) -> Response:
+        card = data.job_detail(engine(), job_ref)
+        return ui.page(request, "job.html", session, nav="jobs", card=card, at=card["at"],
+                       poll=f"{PREFIX}/api/jobs/{quote(card['status']['id'])}",
+                       interval=JOBS_POLL_MS, notice=notice(notice_code, n))  # fmt: skip
+
+    @router.get("/api/jobs/{job_ref}")
+    def job_json(job_ref: str, session: SessionDep) -> JSONResponse:
+        return JSONResponse(data.job_detail(engine(), job_ref))
+
+    def _after(request: Request, session: Session, job_id: str, code: str, **q: Any) -> Response:
+        query = urlencode({"notice": code, **q})
+        return RedirectResponse(f"{PREFIX}/jobs/{quote(job_id)}?{query}", status_code=303)
+
+    def _refused(request: Request, session: Session, job_ref: str, exc: Exception) -> Response:
+        card = data.job_detail(engine(), job_ref)
+        return ui.page(request, "job.html", session, status=409, nav="jobs", card=card,
+                       at=card["at"], poll=f"{PREFIX}/api/jobs/{quote(card['status']['id'])}",
+                       interval=JOBS_POLL_MS, notice={"kind": "bad", "text": str(exc)})  # fmt: skip
+
+    @router.post("/jobs/{job_ref}/pause")
+    def pause(request: Request, job_ref: str, session: SessionDep, form: FormDep) -> Response:
+        checked(session, form)
+        try:
+            job = JobControl(engine()).pause(job_ref)
+        except Conflict as exc:
+            return _refused(request, session, job_ref, exc)
+        return _after(request, session, job.id, "paused")
+
+    @router.post("/jobs/{job_ref}/resume")
+    def resume(request: Request, job_ref: str, session: SessionDep, form: FormDep) -> Response:
+        checked(session, form)
+        try:
+            job = JobControl(engine()).resume(job_ref)
+        except Conflict as exc:
+            return _refused(request, session, job_ref, exc)
+        return _after(request, session, job.id, "resumed")
+
+    @router.post("/jobs/{job_ref}/dead-letters/replay")
+    def replay(request: Request, job_ref: str, session: SessionDep, form: FormDep) -> Response:
+        """One letter (``id``) or every letter (``all=1``), back into its user's outbox."""
+        checked(session, form)
+        e = engine()
+        job = JobStore(e.r, e.keys).get(job_ref)
+        letter = form.get("id", "")
+        if form.get("all") == "1":
+            count = DeadLetters(e).replay(job.id, None)
+        elif _DEAD_LETTER_ID.match(letter):
+            count = DeadLetters(e).replay(job.id, [letter])
+        else:
+            raise ApiError(422, "name a dead letter to replay, or replay all")
+        return _after(request, session, job.id, "replayed", n=count)
+
+    # -- audiences ------------------------------------------------------------------------------
+    def _range(name: str) -> str:
+        return name if name in data.SIZE_RANGES else "1h"
+
+    def _audiences(
+        request: Request, session: Session, range_name: str, status: int = 200, **extra: Any
+    ) -> Response:
+        chosen = _range(range_name)
+        overview = data.audiences_overview(engine(), data.SIZE_RANGES[chosen])
+        context: dict[str, Any] = {
+            "form": {"filter": "", "profile": "", "user_id": "", "now": ""},
+            "result": None,
+            "problem": None,
+        }
+        context.update(extra)
+        return ui.page(request, "audiences.html", session, status=status, nav="audiences",
+                       poll=f"{PREFIX}/api/audiences?range={chosen}", interval=AUDIENCES_POLL_MS,
+                       ranges=list(data.SIZE_RANGES), range=chosen, **overview,
+                       **context)  # fmt: skip
+
+    @router.get("/audiences")
+    def audiences_page(
+        request: Request,
+        session: SessionDep,
+        range_name: Annotated[str, Query(alias="range")] = "1h",
+    ) -> Response:
+        return _audiences(request, session, range_name)
+
+    @router.get("/api/audiences")
+    def audiences_json(
+        session: SessionDep, range_name: Annotated[str, Query(alias="range")] = "1h"
+    ) -> JSONResponse:
+        return JSONResponse(data.audiences_overview(engine(), data.SIZE_RANGES[_range(range_name)]))
+
+    @router.post("/playground")
+    def playground_run(request: Request, session: SessionDep, form: FormDep) -> Response:
+        """Side-effect free, but CSRF-checked like every form. ``X-Fragment: 1`` (what ui.js
+        sends) answers with the result alone; a plain form post gets the whole page."""
+        checked(session, form)
+        result, problem = playground(engine(), form)
+        status = 200 if result is not None else 422
+        if request.headers.get("x-fragment") == "1":
+            body = ui.env.get_template("_playground.html").render(
+                base=PREFIX, result=result, problem=problem or None
+            )
+            return HTMLResponse(body, status_code=status)
+        shown = {k: form.get(k, "") for k in ("filter", "profile", "user_id", "now")}
+        return _audiences(request, session, "1h", status=status, form=shown, result=result,
+                          problem=problem or None)  # fmt: skip
+
+    # -- profiles -------------------------------------------------------------------------------
+    @router.get("/profiles")
+    def profile_page(
+        request: Request,
+        session: SessionDep,
+        user: str = "",
+        audience: str = "",
+        at: str = "",
+    ) -> Response:
+        e = engine()
+        explained: list[dict[str, Any]] | None = None
+        problem = ""
+        if user.strip():
+            try:
+                when = parse_rfc3339(at) if at.strip() else None
+                explained = explain_user(e, user.strip(), [audience] if audience else None, when)
+            except ValueError:
+                problem = "'at' is not an RFC 3339 time, e.g. 2026-03-07T09:12:00Z"
+            except NotFound as exc:
+                problem = str(exc)
+        slugs = sorted(a.slug for a in e.registry.get().audiences.values())
+        return ui.page(request, "profile.html", session, nav="profiles", slugs=slugs,
+                       form={"user": user, "audience": audience, "at": at},
+                       explained=explained, problem=problem)  # fmt: skip
+
+    return router
