@@ -196,6 +196,13 @@ class LocalRedisCluster:
         return self.nodes[0].url
 
     def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()  # nothing left behind when a node or the cluster fails to come up
+            raise
+
+    def _start(self) -> None:
         for node in self.nodes:
             node.start()
         addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
