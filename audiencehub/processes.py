@@ -112,7 +112,11 @@ class Managed:
                 raise RuntimeError(f"{self.name} exited early:\n{self.log()[-3000:]}")
             return needle in self.log()
 
-        wait_for(seen, timeout, what=f"{self.name} to log {needle!r}")
+        try:
+            wait_for(seen, timeout, what=f"{self.name} to log {needle!r}")
+        except (TimeoutError, RuntimeError):
+            self.stop()  # a process that never got ready is not left running
+            raise
 
     def signal(self, sig: int) -> None:
         if self.running and self.proc is not None:
@@ -240,6 +244,7 @@ class HubEmulator(Managed):
         assert self.proc is not None and self.proc.stdout is not None
         line = self.proc.stdout.readline().decode().strip()
         if not line.startswith("Endpoint="):
+            self.stop()
             raise RuntimeError(f"hub emulator did not start: {line!r}\n{self.log()[-3000:]}")
         self.connection_string = line
 
