@@ -34,8 +34,10 @@ task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
 task_time_limit = 300
 task_soft_time_limit = 240
-worker_send_task_events = True
-task_send_sent_event = True
+# Task events cost three Redis publishes per task; Flower switches them on for the workers it
+# watches (enable_events), so nothing is spent on them while nobody looks.
+worker_send_task_events = False
+task_send_sent_event = False
 
 QUEUES = {
     "ingest": "drains shards and takes events sent as tasks",

@@ -100,7 +100,7 @@ class CpuMeter:
 class Stack:
     """redis-server, the hub stand-in, N worker processes and beat, all private to one run."""
 
-    def __init__(self, shards: int = 16, mode: str = "test", **env: str) -> None:
+    def __init__(self, shards: int = 16, mode: str = "demo", **env: str) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="audiencehub-bench-"))
         self.redis = RedisServer(self.workdir, appendonly=False)
         self.redis.start()

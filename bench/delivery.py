@@ -56,12 +56,11 @@ def run(stack: Stack, job_id: str, count: int) -> tuple[float, int]:
     failures = 0
     start = time.perf_counter()
     while stack.hub_count() < target:
-        for shard in range(e.cfg.shards):
-            report = deliverer.deliver(job_id, shard, budget_s=30)
-            failures += bool(report.error)
-            wait = (health.get(job_id).retry_at - time.time_ns()) / 1e9
-            if wait > 0:
-                time.sleep(wait)  # sleeping: the sweep would wake the job when the backoff ends
+        report = deliverer.deliver(job_id, budget_s=30)
+        failures += bool(report.error)
+        wait = (health.get(job_id).retry_at - time.time_ns()) / 1e9
+        if wait > 0:
+            time.sleep(wait)  # sleeping: the sweep would wake the job when the backoff ends
         if time.perf_counter() - start > 600:
             raise TimeoutError("delivery did not finish")
     took = time.perf_counter() - start

@@ -1,4 +1,4 @@
-"""audiencehub.deliver: send one job's outbox for one shard (kicked by drains, swept by beat)."""
+"""audiencehub.deliver: send one job's outboxes (kicked by drains and backfills, swept by beat)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,6 @@ from tasks.runtime import runtime
 
 
 @app.task(name="audiencehub.deliver")
-def deliver(job: str, shard: int) -> dict[str, Any]:
-    report = runtime().deliverer.deliver(job, shard)
-    return {"job": job, "shard": shard, "sent": report.sent, "error": report.error}
+def deliver(job: str) -> dict[str, Any]:
+    report = runtime().deliverer.deliver(job)
+    return {"job": job, "sent": report.sent, "batches": report.batches, "error": report.error}

@@ -12,8 +12,8 @@ class CeleryTaskSender:
     def drain(self, shard: int) -> None:
         self._app.send_task("audiencehub.drain_shard", args=[shard])
 
-    def deliver(self, job: str, shard: int) -> None:
-        self._app.send_task("audiencehub.deliver", args=[job, shard])
+    def deliver(self, job: str) -> None:
+        self._app.send_task("audiencehub.deliver", args=[job])
 
     def backfill(self, job: str, shard: int) -> None:
         self._app.send_task("audiencehub.backfill", args=[job, shard])

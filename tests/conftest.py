@@ -21,14 +21,14 @@ class RecordingSender:
 
     def __init__(self) -> None:
         self.drains: list[int] = []
-        self.delivers: list[tuple[str, int]] = []
+        self.delivers: list[str] = []
         self.backfills: list[tuple[str, int]] = []
 
     def drain(self, shard: int) -> None:
         self.drains.append(shard)
 
-    def deliver(self, job: str, shard: int) -> None:
-        self.delivers.append((job, shard))
+    def deliver(self, job: str) -> None:
+        self.delivers.append(job)
 
     def backfill(self, job: str, shard: int) -> None:
         self.backfills.append((job, shard))

@@ -55,6 +55,14 @@ def test_flower_shows_the_tasks_by_name_with_ids_and_counts_only(
     live_engine: Engine, flower: str, hub: HubEmulator, worker: CeleryWorker, beat: CeleryBeat
 ) -> None:
     assert requests.get(f"{flower}/api/tasks", timeout=5).status_code == 401
+
+    def names() -> set[object]:
+        got = requests.get(f"{flower}/api/tasks", auth=("ops", "s3cret"), timeout=5).json()
+        return {t.get("name") for t in got.values()}
+
+    # Workers send task events only once Flower asks them to (every few seconds): wait for
+    # beat's ticks to show up before running the job.
+    wait_for(lambda: "audiencehub.tick" in names(), 30, interval=0.5, what="events to flow")
     AudienceStore(live_engine.r, live_engine.keys).create("all", "FILTER EXISTS email")
     make_job(live_engine, hub, ["all"])
     Ingestor(live_engine).ingest(list_items([{"user_id": "p1", "email": EMAIL}]))

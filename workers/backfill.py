@@ -150,7 +150,7 @@ class Backfills:
                 report = self.page(job_id, shard)
                 total.written += report.written
                 if report.written:
-                    e.kicker.delivers([(job_id, shard)])
+                    e.kicker.delivers([job_id])
                 if report.done or report.throttled:
                     total.done, total.throttled = report.done, report.throttled
                     break

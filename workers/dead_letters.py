@@ -62,7 +62,8 @@ class DeadLetters:
             pipe.xadd(e.keys.outbox(shard, job_id), {"u": f[b"u"], "k": f[b"k"], "b": f[b"b"]})
             pipe.xdel(key, entry_id)
         pipe.execute()
-        e.kicker.delivers((job_id, s) for s in shards)
+        if shards:
+            e.kicker.delivers([job_id])
         return len(rows)
 
     def count(self, job_id: str) -> int:

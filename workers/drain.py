@@ -58,11 +58,11 @@ class ShardDrainer:
         """
         e = self.e
         report = DrainReport(shard)
-        e.r.delete(e.keys.drain_kick(shard))
         deadline = time.monotonic() + budget_s
         while True:
             lease = Lease(e.r, e.keys.drain_lease(shard), LEASE_MS)
             if not lease.acquire():
+                e.r.delete(e.keys.drain_kick(shard))
                 return report  # the holder re-checks for new entries after it lets go
             try:
                 while time.monotonic() < deadline:
@@ -71,7 +71,10 @@ class ShardDrainer:
                     lease.extend()
             finally:
                 lease.release()
-            # Checked after letting go, so an entry whose kick found the lease taken is seen here.
+            # The kick flag stays set while this task runs, so arrivals meanwhile queue no new
+            # task; it is cleared only now, before the last look, so anything that arrives
+            # after this point kicks a new task and anything before it is seen here.
+            e.r.delete(e.keys.drain_kick(shard))
             pending = bool(e.r.xlen(e.keys.events(shard)))
             if not pending:
                 return report
@@ -84,13 +87,16 @@ class ShardDrainer:
         """Apply one batch; False when there was nothing to apply."""
         e = self.e
         k = e.keys
+        # The stream holds only unapplied entries (each commit trims what it applied), so the
+        # entries come in the same round trip as the version that fences the commit; if another
+        # drainer commits in between, the fence refuses this batch and it is read again.
         pipe = e.r.pipeline(transaction=False)
         pipe.get(k.applied(shard))
         pipe.get(k.registry_version)
-        applied_raw, version_raw = pipe.execute()
+        pipe.xrange(k.events(shard), min="-", max="+", count=e.cfg.drain_batch)
+        applied_raw, version_raw, raw_rows = pipe.execute()
         applied = applied_raw.decode() if (applied_raw := as_bytes(applied_raw)) else ""
-        start = f"({applied}" if applied else "-"
-        rows = stream_rows(e.r.xrange(k.events(shard), min=start, max="+", count=e.cfg.drain_batch))
+        rows = stream_rows(raw_rows)
         if not rows:
             return False
         snapshot = e.registry.get(int(version_raw or 0))
@@ -164,7 +170,7 @@ class ShardDrainer:
         pipe.execute()
         report.batches += 1
         report.entries += len(entries)
-        e.kicker.delivers((job, shard) for job in commit.outbox)
+        e.kicker.delivers(commit.outbox)
         return True
 
     @staticmethod

@@ -48,7 +48,7 @@ class JobControl:
         job = self.store.get(job_ref)
         self.health.clear(job.id)
         resumed = self._set(job.id, "running", "resumed by request")
-        self.e.kicker.delivers((job.id, shard) for shard in range(self.e.cfg.shards))
+        self.e.kicker.delivers([job.id])
         return resumed
 
     def stop(self, job_ref: str) -> Job:

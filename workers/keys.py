@@ -15,6 +15,8 @@ Layout (``p`` is the configured prefix, ``k`` a shard number)::
     p:job:<job>:backfill          string  backfill progress (JSON)
     p:job:<job>:history           list    state changes, newest first (JSON)
     p:job:<job>:rate              hash    messages sent per 10-second bucket (the last hour)
+    p:job:<job>:deliver:lease     string  token of the deliverer holding the job
+    p:job:<job>:deliver:kick      string  set while a deliver task is queued
     p:metrics                     hash    engine counters (workers/metrics.py)
     p:stats:lateness              list    latest due-lateness samples (ms)
     p:reeval:runs                 hash    re-evaluation run id -> progress (JSON)
@@ -34,8 +36,6 @@ Layout (``p`` is the configured prefix, ``k`` a shard number)::
     p:{sk}:outbox:<job>           stream  rendered trigger messages waiting for the hub
     p:{sk}:drain:lease            string  token of the drainer holding the shard
     p:{sk}:drain:kick             string  set while a drain task is queued
-    p:{sk}:deliver:<job>:lease    string  token of the deliverer holding (job, shard)
-    p:{sk}:deliver:<job>:kick     string  set while a deliver task is queued
     p:{sk}:backfill:<job>         string  backfill cursor: last user id written ("" = start)
     p:{sk}:backfill:<job>:kick    string  set while a backfill task is queued
 
@@ -108,6 +108,12 @@ class Keys:
     def job_rate(self, job: str) -> str:
         return f"{self.prefix}:job:{job}:rate"
 
+    def deliver_lease(self, job: str) -> str:
+        return f"{self.prefix}:job:{job}:deliver:lease"
+
+    def deliver_kick(self, job: str) -> str:
+        return f"{self.prefix}:job:{job}:deliver:kick"
+
     @property
     def metrics(self) -> str:
         return f"{self.prefix}:metrics"
@@ -172,11 +178,6 @@ class Keys:
     def drain_kick(self, shard: int) -> str:
         return f"{self._shard(shard)}:drain:kick"
 
-    def deliver_lease(self, shard: int, job: str) -> str:
-        return f"{self._shard(shard)}:deliver:{job}:lease"
-
-    def deliver_kick(self, shard: int, job: str) -> str:
-        return f"{self._shard(shard)}:deliver:{job}:kick"
 
     def backfill_cursor(self, shard: int, job: str) -> str:
         return f"{self._shard(shard)}:backfill:{job}"

@@ -1,9 +1,10 @@
 """Waking drainers and deliverers without flooding the broker.
 
-A kick queues at most one pending task per shard (or per job and shard): a short-lived flag is set
-with SET NX and the task is sent only when the flag was free. The task clears the flag as it
-starts, so anything arriving while it runs kicks again. Beat re-kicks anything left behind, so a
-lost task costs a tick, never data.
+A kick queues at most one task per shard (or per job): a short-lived flag is set with SET NX and
+the task is sent only when the flag was free. The task keeps the flag while it works, so arrivals
+meanwhile queue nothing, and clears it just before its last look for more work, so whatever
+arrives after that kicks a new task. Beat's sweep re-kicks anything left behind (a flag outlives
+a crashed task by at most KICK_TTL_S), so a lost task costs seconds, never data.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class TaskSender(Protocol):
 
     def drain(self, shard: int) -> None: ...
 
-    def deliver(self, job: str, shard: int) -> None: ...
+    def deliver(self, job: str) -> None: ...
 
     def backfill(self, job: str, shard: int) -> None: ...
 
@@ -47,8 +48,19 @@ class Kicker:
                 sent += 1
         return sent
 
-    def delivers(self, pairs: Iterable[tuple[str, int]]) -> int:
-        return self._kick_pairs(pairs, self._keys.deliver_kick, self._sender.deliver)
+    def delivers(self, jobs: Iterable[str]) -> int:
+        wanted = sorted(set(jobs))
+        if not wanted:
+            return 0
+        pipe = self._r.pipeline(transaction=False)
+        for job in wanted:
+            pipe.set(self._keys.deliver_kick(job), 1, nx=True, ex=KICK_TTL_S)
+        sent = 0
+        for job, fresh in zip(wanted, pipe.execute(), strict=True):
+            if fresh:
+                self._sender.deliver(job)
+                sent += 1
+        return sent
 
     def backfills(self, pairs: Iterable[tuple[str, int]]) -> int:
         return self._kick_pairs(pairs, self._keys.backfill_kick, self._sender.backfill)
@@ -79,7 +91,7 @@ class NoSender:
     def drain(self, shard: int) -> None:
         pass
 
-    def deliver(self, job: str, shard: int) -> None:
+    def deliver(self, job: str) -> None:
         pass
 
     def backfill(self, job: str, shard: int) -> None:

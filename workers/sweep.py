@@ -29,5 +29,5 @@ def sweep(engine: Engine) -> SweepReport:
         pipe.xlen(e.keys.outbox(shard, job_id))
     lengths = pipe.execute()
     pending_shards = [s for s, n in zip(shards, lengths[: len(shards)], strict=True) if n]
-    pending_pairs = [p for p, n in zip(pairs, lengths[len(shards) :], strict=True) if n]
-    return SweepReport(e.kicker.drains(pending_shards), e.kicker.delivers(pending_pairs))
+    pending_jobs = {job for (job, _), n in zip(pairs, lengths[len(shards) :], strict=True) if n}
+    return SweepReport(e.kicker.drains(pending_shards), e.kicker.delivers(pending_jobs))
