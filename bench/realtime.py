@@ -205,6 +205,10 @@ def main() -> None:
         print(f"{len(AUDIENCES)} audiences, {USERS:,} users, job fields include the accept time")
         for processes in (int(x) for x in args.workers.split(",")):
             stack.start_workers(processes)
+            # Warm up: each worker process compiles the audiences and opens its hub session on
+            # its first tasks; the figures are for a running system, not a starting one.
+            generate(stack, 500, 3, rng)
+            time.sleep(1)
             for rate in (2000, args.high_rate):
                 r = measure(stack, rate, args.seconds, rng)
                 print(
