@@ -75,7 +75,7 @@ def main() -> None:
         naive_env = {**stack.env, "PYTHONPATH": f"{ROOT / 'bench'}:{ROOT}"}
         naive = Managed(
             "naive-worker",
-            ["python3", "-m", "celery", "-A", "naive_tasks", "worker", "-l", "WARNING",
+            ["python3", "-m", "celery", "-A", "_naive_tasks", "worker", "-l", "WARNING",
              "-c", "2", "-Q", "celery", "--without-gossip", "--without-mingle"],
             stack.workdir, naive_env,
         )  # fmt: skip
@@ -84,7 +84,7 @@ def main() -> None:
         naive.wait_log("", timeout=5)
         time.sleep(3)
         naive_job = create_job(e, "naive", auth.id, ["vip", "active"])
-        from naive_tasks import app as naive_app
+        from _naive_tasks import app as naive_app
 
         t = time.perf_counter()
         for i in range(args.naive):
