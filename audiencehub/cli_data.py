@@ -17,9 +17,7 @@ from workers.clock import movable_clock
 from workers.entries import DATA, SCORE
 from workers.events import Invalid
 from workers.ingest import Ingestor, IngestResult, Item, ndjson_items
-from workers.keys import shard_of
-from workers.profile import Profile
-from workers.redisconn import as_bytes
+from workers.profiles import describe, stored_profile
 from workers.timefmt import NS_PER_DAY, NS_PER_S, format_rfc3339
 
 MAX_ERRORS_SHOWN = 50
@@ -87,26 +85,7 @@ def profile() -> None:
 def profile_show(user_id: str) -> None:
     """Print a user's merged fields, event counts and memberships."""
     e = engine()
-    blob = as_bytes(e.r.hget(e.keys.users(shard_of(user_id, e.cfg.shards)), user_id))
-    if blob is None:
-        raise click.ClickException(f"no profile for user {user_id!r}")
-    p = Profile.loads(user_id, blob)
-    slugs = {a.id: a.slug for a in e.registry.get().audiences.values()}
-    echo_json(
-        {
-            "user_id": p.user_id,
-            "_created": format_rfc3339(p.created),
-            "_modified": format_rfc3339(p.modified),
-            "fields": p.fields,
-            "events": {name: len(times) for name, times in p.occurrences.items()},
-            "audiences": {
-                slugs.get(aid, aid): {"enter": format_rfc3339(t)} for aid, t in p.membership.items()
-            },
-            "next_change": {
-                slugs.get(aid, aid): format_rfc3339(t) for aid, t in p.next_change.items()
-            },
-        }
-    )
+    echo_json(describe(e, stored_profile(e, user_id)))
 
 
 @profile.command("set")

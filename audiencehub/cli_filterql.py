@@ -19,6 +19,7 @@ from workers.filterql import Filter, FilterQLError, compile_filter, compile_set,
 from workers.filterql.compiler import compile_statement
 from workers.filterql.explain import explain
 from workers.profile import Profile
+from workers.profiles import DocumentError, from_document
 from workers.timefmt import format_rfc3339, parse_rfc3339
 
 
@@ -55,22 +56,6 @@ def validate_command(text: str) -> None:
     click.echo("ok")
 
 
-def _times(value: Any, what: str) -> list[int]:
-    items = value if isinstance(value, list) else [value]
-    out: list[int] = []
-    for item in items:
-        if isinstance(item, int) and not isinstance(item, bool):
-            out.append(item)
-        elif isinstance(item, str):
-            try:
-                out.append(parse_rfc3339(item))
-            except ValueError:
-                raise click.BadParameter(f"{what}: {item!r} is not an RFC 3339 time") from None
-        else:
-            raise click.BadParameter(f"{what}: {item!r} is not a time")
-    return sorted(out)
-
-
 def load_profile(path: Path) -> Profile:
     """A profile file: a JSON object of fields, plus optional ``_events``, ``_created``, ``_modified``.
 
@@ -82,23 +67,10 @@ def load_profile(path: Path) -> Profile:
         raise click.BadParameter(f"cannot read profile {path}: {exc}") from None
     if not isinstance(data, dict):
         raise click.BadParameter(f"profile {path} must hold a JSON object")
-    events = data.pop("_events", {}) or {}
-    if not isinstance(events, dict):
-        raise click.BadParameter("_events must map event names to lists of times")
-    occurrences = {str(name): _times(ts, f"_events.{name}") for name, ts in events.items()}
-    stamps: dict[str, int] = {}
-    for key in ("_created", "_modified"):
-        if key in data:
-            got = _times(data.pop(key), key)
-            stamps[key] = got[0] if got else 0
-    fields = {k: v for k, v in data.items() if v is not None}
-    return Profile(
-        user_id=str(fields.get("user_id", "profile")),
-        fields=fields,
-        occurrences=occurrences,
-        created=stamps.get("_created", 0),
-        modified=stamps.get("_modified", 0),
-    )
+    try:
+        return from_document(data)
+    except DocumentError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _includes(path: Path | None) -> dict[str, Filter]:

@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from audiencehub.processes import CeleryBeat, CeleryWorker, HubEmulator, redis_binary, wait_for
+from tests.chaos.harness import settled
 from tests.e2e import cli
 from workers.audiences import AudienceStore
 from workers.auths import AuthStore
@@ -23,7 +24,6 @@ from workers.engine import Engine
 from workers.ingest import Ingestor, list_items
 from workers.job_control import JobControl
 from workers.job_setup import create_job
-from workers.jobs import Job
 from workers.reevaluate import Reevaluations
 
 pytestmark = pytest.mark.e2e
@@ -47,15 +47,6 @@ def last_segments(hub: HubEmulator) -> tuple[dict[str, dict[str, str]], int]:
         for seg in body["data"]["segment_events"]:
             final.setdefault(body["data"]["user_id"], {})[seg["slug"]] = seg["event"]
     return final, len(events)
-
-
-def settled(engine: Engine, job: Job) -> bool:
-    e = engine
-    pipe = e.r.pipeline(transaction=False)
-    for shard in range(e.cfg.shards):
-        pipe.xlen(e.keys.events(shard))
-        pipe.xlen(e.keys.outbox(shard, job.id))
-    return not any(pipe.execute()) and not Backfills(e).active(job.id)
 
 
 def test_backfill_of_20000_users_under_live_changes_ends_in_the_true_state(

@@ -13,25 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from workers.audiences import AudienceStore
 from workers.filterql.explain import explain, rfc
-from workers.keys import shard_of
-from workers.profile import Profile
-from workers.redisconn import as_bytes
+from workers.profiles import stored_profile
 from workers.registry import LiveAudience
 from workers.registry_store import NotFound
 
 if TYPE_CHECKING:
     from workers.engine import Engine
-
-
-def stored_profile(engine: Engine, user_id: str) -> Profile:
-    """The user's profile as the drain last committed it; NotFound if there is none yet."""
-    shard = shard_of(user_id, engine.cfg.shards)
-    blob = as_bytes(engine.r.hget(engine.keys.users(shard), user_id))
-    if blob is None:
-        raise NotFound(
-            f"no profile for user {user_id!r} (profiles appear once an event is drained)"
-        )
-    return Profile.loads(user_id, blob)
 
 
 def _audiences(engine: Engine, refs: list[str] | None) -> list[LiveAudience]:

@@ -10,12 +10,13 @@ a crashed task by at most KICK_TTL_S), so a lost task costs seconds, never data.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from workers.keys import Keys
 from workers.redisconn import Redis
 
 KICK_TTL_S = 10
+T = TypeVar("T", int, str, tuple[str, int])
 
 
 class TaskSender(Protocol):
@@ -35,52 +36,30 @@ class Kicker:
         self._sender = sender
 
     def drains(self, shards: Iterable[int]) -> int:
-        wanted = sorted(set(shards))
-        if not wanted:
-            return 0
-        pipe = self._r.pipeline(transaction=False)
-        for shard in wanted:
-            pipe.set(self._keys.drain_kick(shard), 1, nx=True, ex=KICK_TTL_S)
-        sent = 0
-        for shard, fresh in zip(wanted, pipe.execute(), strict=True):
-            if fresh:
-                self._sender.drain(shard)
-                sent += 1
-        return sent
+        return self._kick(set(shards), self._keys.drain_kick, self._sender.drain)
 
     def delivers(self, jobs: Iterable[str]) -> int:
-        wanted = sorted(set(jobs))
-        if not wanted:
-            return 0
-        pipe = self._r.pipeline(transaction=False)
-        for job in wanted:
-            pipe.set(self._keys.deliver_kick(job), 1, nx=True, ex=KICK_TTL_S)
-        sent = 0
-        for job, fresh in zip(wanted, pipe.execute(), strict=True):
-            if fresh:
-                self._sender.deliver(job)
-                sent += 1
-        return sent
+        return self._kick(set(jobs), self._keys.deliver_kick, self._sender.deliver)
 
     def backfills(self, pairs: Iterable[tuple[str, int]]) -> int:
-        return self._kick_pairs(pairs, self._keys.backfill_kick, self._sender.backfill)
+        return self._kick(
+            set(pairs),
+            lambda p: self._keys.backfill_kick(p[1], p[0]),
+            lambda p: self._sender.backfill(*p),
+        )
 
-    def _kick_pairs(
-        self,
-        pairs: Iterable[tuple[str, int]],
-        flag: Callable[[int, str], str],
-        send: Callable[[str, int], None],
-    ) -> int:
-        wanted = sorted(set(pairs))
+    def _kick(self, wanted: set[T], flag: Callable[[T], str], send: Callable[[T], None]) -> int:
+        """SET NX each flag in one round trip; send a task for each flag that was free."""
         if not wanted:
             return 0
+        ordered = sorted(wanted)
         pipe = self._r.pipeline(transaction=False)
-        for job, shard in wanted:
-            pipe.set(flag(shard, job), 1, nx=True, ex=KICK_TTL_S)
+        for item in ordered:
+            pipe.set(flag(item), 1, nx=True, ex=KICK_TTL_S)
         sent = 0
-        for (job, shard), fresh in zip(wanted, pipe.execute(), strict=True):
+        for item, fresh in zip(ordered, pipe.execute(), strict=True):
             if fresh:
-                send(job, shard)
+                send(item)
                 sent += 1
         return sent
 

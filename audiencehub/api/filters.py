@@ -14,6 +14,7 @@ from audiencehub.api.errors import ApiError, filterql_error
 from workers.audiences import AudienceStore
 from workers.filterql import Filter, FilterQLError, compile_filter, compile_set
 from workers.profile import Profile
+from workers.profiles import DocumentError, from_document
 from workers.timefmt import parse_rfc3339
 
 CANDIDATE = " candidate"
@@ -73,33 +74,10 @@ def parse_time(value: Any, field: str) -> int:
     )
 
 
-def _times(value: Any, field: str) -> list[int]:
-    items = value if isinstance(value, list) else [value]
-    return sorted(parse_time(item, field) for item in items)
-
-
 def profile_from_json(data: dict[str, Any]) -> Profile:
-    """A profile as ``audience eval --profile`` reads it: fields, plus optional ``_events``
-    (event name -> times), ``_created`` and ``_modified``."""
-    data = dict(data)
-    events = data.pop("_events", None) or {}
-    if not isinstance(events, dict):
-        raise ApiError(
-            422,
-            "profile._events must map event names to lists of times",
-            field="profile._events",
-        )
-    occurrences = {str(name): _times(ts, f"profile._events.{name}") for name, ts in events.items()}
-    stamps: dict[str, int] = {}
-    for key in ("_created", "_modified"):
-        if key in data:
-            got = _times(data.pop(key), f"profile.{key}")
-            stamps[key] = got[0] if got else 0
-    fields = {k: v for k, v in data.items() if v is not None}
-    return Profile(
-        user_id=str(fields.get("user_id", "profile")),
-        fields=fields,
-        occurrences=occurrences,
-        created=stamps.get("_created", 0),
-        modified=stamps.get("_modified", 0),
-    )
+    """A profile as ``audience eval --profile`` reads it (workers.profiles.from_document), with
+    a malformed part answered as a 422 naming ``profile.<field>``."""
+    try:
+        return from_document(data)
+    except DocumentError as exc:
+        raise ApiError(422, f"profile.{exc}", field=f"profile.{exc.field}") from None

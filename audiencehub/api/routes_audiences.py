@@ -30,10 +30,10 @@ from workers.audience_delete import delete_audience
 from workers.audiences import Audience, AudienceStore
 from workers.engine import Engine
 from workers.filterql import Filter, FilterQLError, compile_set
-from workers.keys import shard_of
 from workers.profile import Profile
-from workers.redisconn import as_bytes
+from workers.profiles import stored_profile
 from workers.reevaluate import Reevaluations
+from workers.registry_store import NotFound
 from workers.timefmt import format_rfc3339
 
 log = logging.getLogger("audiencehub.api")
@@ -110,10 +110,10 @@ def validate_filter(body: FilterValidate, engine: EngineDep) -> ValidateOut:
 
 
 def _stored_profile(e: Engine, user_id: str) -> Profile:
-    blob = as_bytes(e.r.hget(e.keys.users(shard_of(user_id, e.cfg.shards)), user_id))
-    if blob is None:
-        raise ApiError(422, f"user_id: no profile for user {user_id!r}", field="user_id")
-    return Profile.loads(user_id, blob)
+    try:
+        return stored_profile(e, user_id)
+    except NotFound:
+        raise ApiError(422, f"user_id: no profile for user {user_id!r}", field="user_id") from None
 
 
 @router.post(

@@ -20,11 +20,7 @@ from audiencehub.api.routes_collect import guard
 from workers.entries import SCORE
 from workers.events import EVENT_FIELD, USER_ID_FIELD
 from workers.ingest import Ingestor, Item
-from workers.keys import shard_of
-from workers.profile import Profile
-from workers.redisconn import as_bytes
-from workers.registry_store import NotFound
-from workers.timefmt import format_rfc3339
+from workers.profiles import describe, stored_profile
 
 router = APIRouter(prefix="/profiles", tags=["profiles"])
 
@@ -55,25 +51,7 @@ UserId = Annotated[
     responses=errors(404),
 )
 def show(user_id: UserId, engine: EngineDep) -> dict[str, Any]:
-    e = engine
-    blob = as_bytes(e.r.hget(e.keys.users(shard_of(user_id, e.cfg.shards)), user_id))
-    if blob is None:
-        raise NotFound(
-            f"no profile for user {user_id!r} (profiles appear once an event is drained)"
-        )
-    p = Profile.loads(user_id, blob)
-    slugs = {a.id: a.slug for a in e.registry.get().audiences.values()}
-    return {
-        "user_id": p.user_id,
-        "_created": format_rfc3339(p.created),
-        "_modified": format_rfc3339(p.modified),
-        "fields": p.fields,
-        "events": {name: len(times) for name, times in p.occurrences.items()},
-        "audiences": {
-            slugs.get(aid, aid): {"enter": format_rfc3339(t)} for aid, t in p.membership.items()
-        },
-        "next_change": {slugs.get(aid, aid): format_rfc3339(t) for aid, t in p.next_change.items()},
-    }
+    return describe(engine, stored_profile(engine, user_id))
 
 
 @router.patch(

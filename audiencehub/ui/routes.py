@@ -31,9 +31,8 @@ from workers.filterql import Filter
 from workers.filterql.explain import explain
 from workers.job_control import JobControl
 from workers.jobs import JobStore
-from workers.keys import shard_of
 from workers.profile import Profile
-from workers.redisconn import as_bytes
+from workers.profiles import stored_profile
 from workers.registry_store import Conflict, NotFound
 from workers.timefmt import parse_rfc3339
 
@@ -117,9 +116,11 @@ def notice(code: str | None, n: int | None = None) -> dict[str, str] | None:
     return None
 
 
-def stored_profile(e: Engine, user_id: str) -> Profile | None:
-    blob = as_bytes(e.r.hget(e.keys.users(shard_of(user_id, e.cfg.shards)), user_id))
-    return Profile.loads(user_id, blob) if blob is not None else None
+def stored_profile_or_none(e: Engine, user_id: str) -> Profile | None:
+    try:
+        return stored_profile(e, user_id)
+    except NotFound:
+        return None
 
 
 def playground(e: Engine, form: dict[str, str]) -> tuple[dict[str, Any] | None, dict[str, str]]:
@@ -132,7 +133,7 @@ def playground(e: Engine, form: dict[str, str]) -> tuple[dict[str, Any] | None, 
         compiled = compile_with(text, known)
         user_id = form.get("user_id", "").strip()
         if user_id:
-            profile = stored_profile(e, user_id)
+            profile = stored_profile_or_none(e, user_id)
             if profile is None:
                 raise ApiError(422, f"no stored profile for user {user_id!r}")
         else:
