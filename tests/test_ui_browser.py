@@ -4,8 +4,9 @@ Everything is real and runs on loopback: a redis-server, the API (uvicorn in its
 with tokens, so the login is exercised), a Celery worker and beat, and the hub stand-in. The test
 sets up through the public API as a person would, then checks in the page that the counts move
 without a reload, that a dead letter made by the stand-in's fault injection can be replayed, that
-pause and resume work, and that the explain views show each clause's values. It rewrites the
-screenshots in docs/img/ that docs/dashboard.md shows.
+pause and resume work, and that the explain views show each clause's values. With
+AUDIENCEHUB_UPDATE_SCREENSHOTS=1 it rewrites the screenshots in docs/img/ that the README and
+docs/dashboard.md show.
 
 Skipped when the ``playwright`` package or ``/usr/bin/chromium`` is missing; it never downloads a
 browser (``playwright install`` is not used anywhere).
@@ -26,7 +27,13 @@ from audiencehub.processes import CeleryBeat, CeleryWorker, HubEmulator, RedisSe
 from tests.test_api_support import TOKEN, ApiProcess, Client, api_process
 
 CHROMIUM = os.environ.get("AUDIENCEHUB_CHROMIUM", "/usr/bin/chromium")
-IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
+DOCS_IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
+
+
+def screenshot_dir(tmp_path: Path) -> Path:
+    """docs/img when AUDIENCEHUB_UPDATE_SCREENSHOTS=1 (to refresh the committed pictures), else a
+    temporary folder, so a test run leaves the checkout as it found it."""
+    return DOCS_IMG if os.environ.get("AUDIENCEHUB_UPDATE_SCREENSHOTS") == "1" else tmp_path
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -145,11 +152,12 @@ def number(text: str) -> int:
 
 
 def test_dashboard_in_chromium(stack: Stack, tmp_path: Path) -> None:
+    img = screenshot_dir(tmp_path)
     from playwright.sync_api import expect, sync_playwright
 
     started = time.monotonic()
     setup_data(stack)
-    IMG.mkdir(parents=True, exist_ok=True)
+    img.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch_persistent_context(
             str(tmp_path / "profile"),
@@ -193,7 +201,7 @@ def test_dashboard_in_chromium(stack: Stack, tmp_path: Path) -> None:
             stack.collect(purchases("late-1", "NL", 2) + purchases("late-2", "NL", 2))
             wait_for(lambda: number(sent.inner_text()) >= before + 2, 20, 0.2, "sent to grow")
             assert page.evaluate("window.__stays") is True
-            page.screenshot(path=str(IMG / "jobs.png"), full_page=True)
+            page.screenshot(path=str(img / "jobs.png"), full_page=True)
 
             # -- a job's page: pause and resume -----------------------------------------------------
             card.locator("h2 a").click()
@@ -222,7 +230,7 @@ def test_dashboard_in_chromium(stack: Stack, tmp_path: Path) -> None:
             expect(row).to_have_count(1, timeout=20_000)
             expect(row).to_contain_text("refused-1")
             expect(row.locator(".reason")).to_contain_text("400")
-            page.screenshot(path=str(IMG / "job.png"), full_page=True)
+            page.screenshot(path=str(img / "job.png"), full_page=True)
             row.locator("button").click()
             expect(page.locator(".notice.good")).to_contain_text("Replayed 1 dead letter")
             expect(page.locator("#dead-letters tbody tr[data-id]")).to_have_count(0)
@@ -255,7 +263,7 @@ def test_dashboard_in_chromium(stack: Stack, tmp_path: Path) -> None:
             expect(result.locator(".next")).to_contain_text(
                 "exits 2026-03-08T09:00:00Z when the purchase of 2026-03-01T09:00:00Z leaves"
             )
-            page.screenshot(path=str(IMG / "audiences.png"), full_page=True)
+            page.screenshot(path=str(img / "audiences.png"), full_page=True)
 
             # -- profile lookup: the explanation of a stored user ---------------------------------
             page.click("nav >> text=Profiles")
@@ -267,7 +275,7 @@ def test_dashboard_in_chromium(stack: Stack, tmp_path: Path) -> None:
             expect(nl_card.locator(".read").first).to_have_text('"NL"')
             expect(nl_card).to_contain_text("purchase: 2 in the last 7 days")
             expect(nl_card.locator(".next")).to_contain_text("exits")
-            page.screenshot(path=str(IMG / "profile.png"), full_page=True)
+            page.screenshot(path=str(img / "profile.png"), full_page=True)
 
             # -- sign out: the cookie is gone and the pages ask for the token again ---------------
             page.click("text=Sign out")
