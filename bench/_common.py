@@ -97,6 +97,17 @@ class CpuMeter:
         return f"CPU over {wall:.1f}s wall (2 cores = {2 * wall:.1f}s): " + ", ".join(parts)
 
 
+def start_bench_hub() -> HubEmulator:
+    """The hub stand-in alone (hub ``bench``, 4 partitions), for the transport benchmarks."""
+    hub = HubEmulator(
+        Path(tempfile.mkdtemp(prefix="audiencehub-bench-hub-")),
+        hub="bench",
+        extra=["--partitions", "4", "--log-level", "warning"],
+    )
+    hub.start()
+    return hub
+
+
 class Stack:
     """redis-server, the hub stand-in, N worker processes and beat, all private to one run."""
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,10 +25,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from _common import cpu_seconds, start_bench_hub  # noqa: E402
 from azure.eventhub import EventData, EventDataBatch  # noqa: E402
 
 from workers.eventhub.amqp import AmqpSender, amqp_event, encoded_size  # noqa: E402
-from workers.eventhub.connstr import ConnectionString, parse_connection_string  # noqa: E402
+from workers.eventhub.connstr import parse_connection_string  # noqa: E402
 from workers.eventhub.sender import OutMessage  # noqa: E402
 
 USERS = 50_000
@@ -125,43 +125,6 @@ def add_cost(messages: list[OutMessage], limit: int) -> tuple[float, float, floa
     return amqp / n * 1e6, eventdata / n * 1e6, build / n * 1e6, build_eventdata / n * 1e6
 
 
-def cpu_seconds(pid: int) -> float:
-    """user + system CPU of a process, from /proc (Linux)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def start_emulator() -> tuple[subprocess.Popen[str], ConnectionString]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "audiencehub.emulator",
-            "--port",
-            "0",
-            "--hub",
-            "bench",
-            "--partitions",
-            "4",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        proc.kill()
-        raise SystemExit("the hub stand-in did not start")
-    return proc, parse_connection_string(line.strip())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -188,9 +151,12 @@ def main() -> None:
     )
     print(f"  → the SDK alone caps one process near {1e6 / (add_us + build_us):,.0f} messages/s")
 
-    proc, conn = start_emulator()
-    base = f"http://{conn.host}:{conn.port}"
+    hub = start_bench_hub()
+    conn = parse_connection_string(hub.connection_string)
+    base = hub.base_url
     sender = AmqpSender(conn, max_batch_bytes=limit)
+    assert hub.proc is not None
+    hub_pid = hub.proc.pid
     try:
         started = time.perf_counter()
         first, cursor = pack(messages, 0, limit)
@@ -200,7 +166,7 @@ def main() -> None:
 
         sent = calls = body_bytes = 0
         latencies: list[float] = []
-        cpu0, emu0 = time.process_time(), cpu_seconds(proc.pid)
+        cpu0, emu0 = time.process_time(), cpu_seconds(hub_pid, children=False)
         t0 = time.perf_counter()
         deadline = t0 + args.seconds
         while time.perf_counter() < deadline:
@@ -212,12 +178,11 @@ def main() -> None:
             calls += 1
             body_bytes += sum(len(m.body) for m in batch)
         wall = time.perf_counter() - t0
-        cpu, emu = time.process_time() - cpu0, cpu_seconds(proc.pid) - emu0
+        cpu, emu = time.process_time() - cpu0, cpu_seconds(hub_pid, children=False) - emu0
         stats = requests.get(f"{base}/_emulator/stats", timeout=10).json()
     finally:
         sender.close()
-        proc.terminate()
-        proc.wait(timeout=10)
+        hub.stop()
 
     latencies.sort()
     p50 = latencies[len(latencies) // 2] * 1000

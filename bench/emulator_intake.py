@@ -16,7 +16,6 @@ import argparse
 import multiprocessing as mp
 import os
 import random
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -30,6 +29,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from _common import start_bench_hub  # noqa: E402
 
 from workers.eventhub.connstr import ConnectionString, parse_connection_string  # noqa: E402
 from workers.eventhub.sas import make_token  # noqa: E402
@@ -173,45 +174,14 @@ def measure(
     )
 
 
-def start_emulator(
-    extra: list[str] | None = None,
-) -> tuple[subprocess.Popen[str], ConnectionString]:
-    """Start the stand-in on a free port and parse the connection string it prints first."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "audiencehub.emulator",
-            "--port",
-            "0",
-            "--hub",
-            "bench",
-            "--partitions",
-            "4",
-            "--log-level",
-            "warning",
-            *(extra or []),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        proc.kill()
-        raise SystemExit("the hub stand-in did not start")
-    return proc, parse_connection_string(line.strip())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--batch-bytes", type=int, default=1_000_000)
     args = parser.parse_args()
-    proc, conn = start_emulator()
-    base = f"http://{conn.host}:{conn.port}"
+    hub = start_bench_hub()
+    conn = parse_connection_string(hub.connection_string)
+    base = hub.base_url
     try:
         sample, counts = build_batches(1, args.batch_bytes, 1)
         body_len = len(orjson.loads(sample[0])[0]["Body"])
@@ -226,8 +196,7 @@ def main() -> None:
             stats = requests.get(f"{base}/_emulator/stats", timeout=10).json()
             print(result.line() + f"  (stand-in counted {stats['events']:,} events)")
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        hub.stop()
 
 
 if __name__ == "__main__":
