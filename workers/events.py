@@ -97,12 +97,7 @@ def validate(raw: Any, now: int, size: int | None = None, user_field: str = USER
     """Turn one decoded JSON value into an Event, or raise Invalid naming the field and reason."""
     if not isinstance(raw, dict):
         raise Invalid(None, f"an event must be a JSON object, not {type(raw).__name__}")
-    if size is None:
-        try:
-            size = len(orjson.dumps(raw))
-        except (orjson.JSONEncodeError, TypeError) as exc:
-            raise Invalid(None, f"cannot be stored as JSON ({exc})") from None
-    if size > MAX_EVENT_BYTES:
+    if size is not None and size > MAX_EVENT_BYTES:  # known from the input line: no parsing
         raise Invalid(None, f"event is {size:,} bytes; the limit is {MAX_EVENT_BYTES:,}")
     user_id = _user_id(raw, user_field)
     name = raw.get(EVENT_FIELD)
@@ -113,9 +108,11 @@ def validate(raw: Any, now: int, size: int | None = None, user_field: str = USER
     fields.pop(user_field, None)
     fields[USER_ID_FIELD] = user_id
     try:  # values a JSON parser accepts but we could not store: deep nesting, huge ints, NaN
-        orjson.dumps(fields)
+        stored = len(orjson.dumps(fields))
     except (orjson.JSONEncodeError, TypeError) as exc:
         raise Invalid(None, f"cannot be stored as JSON ({exc})") from None
+    if stored > MAX_EVENT_BYTES:
+        raise Invalid(None, f"event is {stored:,} bytes; the limit is {MAX_EVENT_BYTES:,}")
     for key in fields:
         if not key or len(key) > 256:
             raise Invalid(key[:40] or "(empty)", "field names must be 1 to 256 characters")

@@ -67,10 +67,6 @@ def far_future(ns: int) -> str:
     return _far_future_second(seconds) + "Z"
 
 
-def ms_to_ns(ms: int | float) -> int:
-    return int(ms * NS_PER_MS)
-
-
 def ns_to_ms_ceil(ns: int) -> int:
     """Round up, so a due time in ms is never before the exact instant it stands for."""
     return -(-ns // NS_PER_MS)
