@@ -20,6 +20,7 @@ lives in the due index, never in a Celery ETA."""
 
 broker_url = _cfg.broker_url
 broker_connection_retry_on_startup = True
+broker_channel_error_retry = True
 broker_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
 result_backend_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
 

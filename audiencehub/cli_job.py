@@ -11,6 +11,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from audiencehub.cli_support import echo_json, friendly
 from audiencehub.context import engine
@@ -292,7 +293,9 @@ def job_watch(job_ref: str, interval: float, until_idle: bool) -> None:
 
 
 def _table(status: dict[str, object]) -> Table:
-    table = Table(title=f"job {status['label']} ({status['id']})", show_header=False)
+    """Every value is a plain ``Text``: a label like ``[/bad]`` is shown, not read as markup."""
+    title = Text(f"job {status['label']} ({status['id']})")
+    table = Table(title=title, show_header=False)
     counts = status["counts"]
     assert isinstance(counts, dict)
     rows = [
@@ -307,5 +310,5 @@ def _table(status: dict[str, object]) -> Table:
         ("last error", status["last_error"] or "-"),
     ]
     for name, value in rows:
-        table.add_row(name, str(value))
+        table.add_row(Text(name), Text(str(value)))
     return table

@@ -36,6 +36,10 @@ from workers.metrics import EngineCollector
 log = logging.getLogger("audiencehub.api")
 
 HEALTH_TIMEOUT_S = 2.0
+RETRY_AFTER = {
+    "description": "Seconds to wait before retrying the same request.",
+    "schema": {"type": "integer"},
+}
 DESCRIPTION = """Collect events, manage audiences, authorizations and export jobs, and follow them.
 
 Every route except `/healthz` needs `Authorization: Bearer <token>` (tokens from
@@ -110,9 +114,17 @@ def _openapi(app: FastAPI, public: frozenset[str]) -> Callable[[], dict[str, Any
                     responses["422"]["content"] = error
                 if path != "/healthz":
                     responses["503"] = {
-                        "description": "Redis is unavailable; retry later.",
+                        "description": "Redis does not answer, or refuses writes (full, read-only)"
+                        ". Retry after `Retry-After` seconds.",
                         "content": error,
+                        "headers": {"Retry-After": RETRY_AFTER},
                     }
+                if "429" in responses:
+                    responses["429"]["headers"] = {"Retry-After": RETRY_AFTER}
+                if "requestBody" in op and path.startswith("/collect/"):
+                    responses["413"]["description"] += (
+                        " Also: more valid events than AUDIENCEHUB_MAX_REQUEST_EVENTS."
+                    )
         schemas = components.get("schemas", {})
         for unused in ("HTTPValidationError", "ValidationError"):
             schemas.pop(unused, None)
