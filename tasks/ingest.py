@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from celery.exceptions import Reject
+from celery.worker.request import Request
 
 from tasks.app import app
 from tasks.runtime import runtime
@@ -27,7 +28,36 @@ REFUSED_WAIT_S = 60.0
 log = logging.getLogger("audiencehub.ingest")
 
 
-@app.task(name="audiencehub.ingest_events", bind=True)
+def shown_args(args: Any) -> str:
+    """What Flower and the logs show of ingest_events' arguments: how many events, not them."""
+    events = args[0] if isinstance(args, list | tuple) and args else None
+    count = len(events) if isinstance(events, list) else 0
+    return f"(<{count} events>,)"
+
+
+class CountsOnly(Request):  # type: ignore[misc]
+    """The worker's view of an ingest_events message, whoever sent it: the task-received event
+    (Flower), the received/failed log lines and ``inspect active`` all show the event count
+    instead of the events, which are people's data. (A producer can set ``argsrepr`` itself,
+    ``audiencehub.ingest.send_events`` does, but one that does not must not leak them.)"""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._argsrepr = shown_args(self._args)
+        self._kwargsrepr = "{}"
+        self._request_dict["argsrepr"] = self._argsrepr
+        self._request_dict["kwargsrepr"] = self._kwargsrepr
+
+    def info(self, safe: bool = False) -> dict[str, Any]:
+        return dict(super().info(safe=True))
+
+
+@app.task(
+    name="audiencehub.ingest_events",
+    bind=True,
+    keep_on_refusal=True,
+    Request="tasks.ingest:CountsOnly",
+)
 def ingest_events(self: Any, events: list[Any]) -> dict[str, Any]:
     """Accept a small batch. Errors are logged by index and field; the result holds counts only,
     because Flower shows task results and a rejected value may be personal data."""

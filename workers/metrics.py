@@ -158,8 +158,12 @@ class EngineCollector(Collector):
         yield oldest
 
 
-def serve(engine: Engine, port: int, host: str = "0.0.0.0") -> None:
-    """Serve the engine's metrics on ``host:port`` from a background thread."""
+def serve(engine: Engine, port: int, host: str = "127.0.0.1") -> None:
+    """Serve the engine's metrics on ``host:port`` from a background thread.
+
+    Loopback unless ``AUDIENCEHUB_METRICS_HOST`` says otherwise: the endpoint has no auth, and
+    its labels name jobs and audiences, so it is opened to a network only on purpose.
+    """
     from prometheus_client import CollectorRegistry, start_http_server
 
     registry = CollectorRegistry()
