@@ -13,6 +13,7 @@ import click
 import redis
 
 from workers.config import ConfigError, settings
+from workers.secrets import secret_box
 
 
 def _where(url: str) -> str:
@@ -49,6 +50,7 @@ def api_command(host: str, port: int, log_level: str) -> None:
     try:
         cfg = settings()
         api_cfg = load_api_settings(cfg)
+        secret_box(cfg)  # production without a valid AUDIENCEHUB_SECRET_KEY stops here
         e = engine()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None

@@ -163,24 +163,31 @@ def job_create(
     if dry_run:
         echo_json(backfill_preview(e, list(audiences)))
         return
+    inline = None
     if auth_ref:
         auth_id = _auths().get(auth_ref).id
     else:
+        _jobs().check_label_free(label, "job")  # before its authorization is stored
         text = read_connection_string(connection_string, env)
-        auth_id = _auths().create(f"{label} hub", text).id
-    created = create_job(
-        e,
-        label,
-        auth_id,
-        list(audiences),
-        existing_users=existing_users,
-        fields=_csv(fields),
-        events=_csv(events),
-        transport=transport,
-        description=description,
-        max_batch_bytes=max_batch_bytes,
-        failure_period_s=failure_period_s,
-    )
+        inline = auth_id = _auths().create(f"{label} hub", text).id
+    try:
+        created = create_job(
+            e,
+            label,
+            auth_id,
+            list(audiences),
+            existing_users=existing_users,
+            fields=_csv(fields),
+            events=_csv(events),
+            transport=transport,
+            description=description,
+            max_batch_bytes=max_batch_bytes,
+            failure_period_s=failure_period_s,
+        )
+    except Exception:
+        if inline is not None:  # leave nothing behind from a job that was not created
+            _auths().delete(inline, [])
+        raise
     click.echo(created.id)
 
 

@@ -32,6 +32,7 @@ from audiencehub.ui.app import UiGate
 from workers.config import Settings, settings
 from workers.engine import Engine
 from workers.metrics import EngineCollector
+from workers.secrets import secret_box
 
 log = logging.getLogger("audiencehub.api")
 
@@ -142,6 +143,7 @@ def create_app(
     """The API; without ``engine`` it is made at startup, so a bad setting fails the start."""
     cfg = engine.cfg if engine is not None else settings()
     api_cfg = api_settings or load_api_settings(cfg)
+    secret_box(cfg)  # refuse to start in production without a valid AUDIENCEHUB_SECRET_KEY
     metrics = ApiMetrics()
 
     @asynccontextmanager

@@ -25,6 +25,7 @@ from workers.ingest import IngestRefused, TooManyEvents
 from workers.intake import RETRY_AFTER_S
 from workers.redisconn import write_refusal
 from workers.registry_store import Conflict, NotFound
+from workers.secrets import SecretUnreadable
 
 log = logging.getLogger("audiencehub.api")
 
@@ -253,6 +254,10 @@ def install(app: FastAPI) -> None:
         # Routes that take a connection string catch this themselves and scrub the text; this is
         # the safety net, and the engine's messages never quote the key.
         return ApiError(422, str(exc), field="connection_string").response()
+
+    @app.exception_handler(SecretUnreadable)
+    async def _unreadable(request: Request, exc: SecretUnreadable) -> JSONResponse:
+        return ApiError(409, str(exc)).response()
 
     @app.exception_handler(ConfigError)
     async def _config(request: Request, exc: ConfigError) -> JSONResponse:
