@@ -23,6 +23,7 @@ Layout (``p`` is the configured prefix, ``k`` a shard number)::
     p:reeval:schedules            hash    schedule id -> next time and cron (JSON)
     p:audience:<aud>:sizes        hash    minute -> member count (the last day)
     p:audience-sizes:<minute>     string  claims the minute's size sample
+    p:ui:revoked:<nonce>          string  a signed-out dashboard session, until its cookie expires
     p:clock:offset                string  test clock offset in ns (test mode only)
     p:faults                      hash    fault point -> remaining count (test mode only)
 
@@ -137,6 +138,9 @@ class Keys:
 
     def audience_sizes_claim(self, minute: int) -> str:
         return f"{self.prefix}:audience-sizes:{minute}"
+
+    def ui_revoked(self, nonce: str) -> str:
+        return f"{self.prefix}:ui:revoked:{nonce}"
 
     @property
     def clock_offset(self) -> str:

@@ -18,7 +18,7 @@ from fastapi.openapi.utils import get_openapi
 from audiencehub import __version__
 from audiencehub.api import errors
 from audiencehub.api.metrics import ApiMetrics, MetricsMiddleware
-from audiencehub.api.middleware import BearerAuth, BodyLimit
+from audiencehub.api.middleware import BearerAuth, BodyLimit, SameOriginWrites
 from audiencehub.api.routes_audiences import router as audiences
 from audiencehub.api.routes_auths import router as authorizations
 from audiencehub.api.routes_collect import router as collect
@@ -182,6 +182,8 @@ def create_app(
     app.add_middleware(BearerAuth, tokens=api_cfg.tokens, public=public)
     # /ui is the dashboard, with its own session-cookie login (audiencehub/ui, docs/dashboard.md).
     app.add_middleware(UiGate, api=app, api_settings=api_cfg)
+    if not api_cfg.auth_required:
+        app.add_middleware(SameOriginWrites)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.openapi = _openapi(app, public)  # type: ignore[method-assign]
     return app

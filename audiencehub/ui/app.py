@@ -72,7 +72,7 @@ def create_ui(api: FastAPI, api_settings: ApiSettings) -> FastAPI:
     def _page(request: Request, status: int, heading: str, message: str) -> Response:
         if _json(request):
             return JSONResponse({"error": heading, "message": message}, status_code=status)
-        session = ui.sessions.check(request.cookies.get(COOKIE))  # the nav, when signed in
+        session = ui.sessions.check(request.cookies.get(COOKIE))  # the nav only, no data
         return ui.page(request, "error.html", session, status=status, heading=heading,
                        message=message)  # fmt: skip
 
