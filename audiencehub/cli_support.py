@@ -47,6 +47,10 @@ def friendly(fn: F) -> F:
             raise click.ClickException(
                 f"{exc.reason}; nothing was stored, try again in {exc.retry_after_s} s"
             ) from None
+        except redis.exceptions.AuthenticationError:
+            raise click.ClickException(
+                f"Redis at {redis_where()} refused the credentials in REDIS_URL"
+            ) from None
         except redis.RedisError as exc:
             reason = write_refusal(exc)
             if reason is None:
