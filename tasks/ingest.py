@@ -71,6 +71,7 @@ def ingest_events(self: Any, events: list[Any]) -> dict[str, Any]:
     ingestor = runtime().ingestor
     deadline = time.monotonic() + REFUSED_WAIT_S
     token = f"task-{self.request.id}"
+    pause = 0.5
     while True:
         try:
             result = ingestor.ingest(list_items(events), token=token)
@@ -79,8 +80,9 @@ def ingest_events(self: Any, events: list[Any]) -> dict[str, Any]:
             if time.monotonic() >= deadline:
                 log.error("ingest refused for %.0f s (%s); requeued", REFUSED_WAIT_S, exc.reason)
                 raise Reject(exc.reason, requeue=True) from None
-            log.warning("ingest refused (%s); retrying in %d s", exc.reason, exc.retry_after_s)
-            time.sleep(min(exc.retry_after_s, max(0.0, deadline - time.monotonic())))
+            log.warning("ingest refused (%s); retrying in %.1f s", exc.reason, pause)
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, exc.retry_after_s)
     for error in result.errors:
         log.warning("event rejected at %s, field %s", error.where, error.field)
     return {"accepted": result.accepted, "rejected": result.rejected, "duplicates": result.duplicates}

@@ -284,3 +284,62 @@ def test_a_reply_lost_on_a_dropped_connection_does_not_store_twice(cfg: Settings
         assert total == 50
     finally:
         proxy.close()
+
+
+def test_the_cli_stores_a_file_chunk_by_chunk_and_says_where_it_stopped(cfg: Settings) -> None:
+    """``audiencehub ingest`` stores 1,000 lines at a time, each all-or-nothing. When a chunk is
+    refused (here: the backlog bound, with no wait) it stops, exit code 3, naming the first line
+    that was not stored."""
+    import subprocess
+    import sys
+
+    from audiencehub.processes import celery_env
+
+    env = celery_env(
+        cfg.redis_url,
+        AUDIENCEHUB_MODE="test",
+        AUDIENCEHUB_SHARDS=str(SHARDS),
+        AUDIENCEHUB_MAX_BACKLOG=str(SHARDS),  # one entry per shard: the first chunk fills it
+    )
+    lines = "\n".join(f'{{"user_id": "f{i}"}}' for i in range(1500))
+    done = subprocess.run(
+        [sys.executable, "-c", "from audiencehub.cli import main; main()",
+         "ingest", "-", "--max-wait", "0"],
+        env=env, input=lines, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert done.stdout.strip() == "accepted 1000, rejected 0"
+    assert "Nothing from line 1001 on was stored" in done.stderr
+    assert "Traceback" not in done.stderr
+    r = redis.Redis.from_url(cfg.redis_url)
+    assert sum(int(r.xlen(f"{cfg.prefix}:{{s{s}}}:events")) for s in range(SHARDS)) == 1000
+
+
+def test_the_celery_task_keeps_its_batch_until_redis_has_room(
+    small_redis: RedisServer,
+    cfg: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """ingest_events is the way in whose data lives in a broker message: refused, it holds the
+    batch and tries again (same token) instead of failing, so the message is not acked and lost.
+    The task body runs in this process; the worker around it is tested in tests/chaos/."""
+    from tasks.ingest import ingest_events
+    from tasks.runtime import runtime
+    from workers.config import settings
+
+    monkeypatch.setenv("REDIS_URL", small_redis.url)
+    settings.cache_clear()
+    monkeypatch.setattr("tasks.runtime._runtime", None)
+    try:
+        r = redis.Redis.from_url(small_redis.url)
+        runtime().engine  # noqa: B018  (made while Redis has room: it writes the shard count)
+        r.config_set("maxmemory", int(r.info("memory")["used_memory"]) - 1000)
+        threading.Timer(1.0, lambda: r.config_set("maxmemory", 0)).start()
+        caplog.set_level("WARNING", "audiencehub.ingest")
+        result = ingest_events.run([{"user_id": f"t{i}"} for i in range(20)])
+        assert result == {"accepted": 20, "rejected": 0, "duplicates": 0}
+        assert "ingest refused (Redis is full" in caplog.text  # refused first, then stored
+        assert sum(int(r.xlen(f"{cfg.prefix}:{{s{s}}}:events")) for s in range(SHARDS)) == 20
+    finally:
+        settings.cache_clear()
