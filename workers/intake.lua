@@ -33,6 +33,23 @@ for g = 1, groups do
   i = i + 2 + 2 * n
 end
 
+-- Which ids were seen within the window: one SMISMEMBER per bucket for a group's ids (in slices,
+-- as Lua's unpack takes a few thousand values at most).
+local SLICE = 1000
+local function seen_before(k, buckets, digests)
+  local seen = {}
+  for b = 1, buckets do
+    for first = 1, #digests, SLICE do
+      local last = math.min(first + SLICE - 1, #digests)
+      local found = redis.call('SMISMEMBER', KEYS[k + b], unpack(digests, first, last))
+      for j = 1, #found do
+        if found[j] == 1 then seen[digests[first + j - 1]] = true end
+      end
+    end
+  end
+  return seen
+end
+
 -- Pass 2: drop repeats of ids seen within the window (or earlier in this request), append the
 -- rest, remember their ids.
 local stored, duplicates = 0, 0
@@ -41,35 +58,34 @@ for _ = 1, groups do
   local stream = KEYS[k]
   local buckets, n = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
   i = i + 2
-  local fresh = {}
+  local seen = {}
+  if buckets > 0 then
+    local digests = {}
+    for j = 0, n - 1 do
+      local digest = ARGV[i + 2 * j]
+      if digest ~= '' then digests[#digests + 1] = digest end
+    end
+    if #digests > 0 then seen = seen_before(k, buckets, digests) end
+  end
+  local fresh, remember = {}, {}
   for _ = 1, n do
     local digest, entry = ARGV[i], ARGV[i + 1]
     i = i + 2
-    local repeat_ = false
-    if digest ~= '' then
-      if fresh[digest] then
-        repeat_ = true
-      else
-        for b = 1, buckets do
-          if redis.call('SISMEMBER', KEYS[k + b], digest) == 1 then
-            repeat_ = true
-            break
-          end
-        end
-      end
-    end
-    if repeat_ then
+    if digest ~= '' and (fresh[digest] or seen[digest]) then
       duplicates = duplicates + 1
     else
       redis.call('XADD', stream, '*', 'd', entry)
       stored = stored + 1
       if digest ~= '' then
         fresh[digest] = true
-        redis.call('SADD', KEYS[k + 1], digest)
+        remember[#remember + 1] = digest
       end
     end
   end
-  if next(fresh) ~= nil then redis.call('PEXPIRE', KEYS[k + 1], ARGV[3]) end
+  for first = 1, #remember, SLICE do
+    redis.call('SADD', KEYS[k + 1], unpack(remember, first, math.min(first + SLICE - 1, #remember)))
+  end
+  if #remember > 0 then redis.call('PEXPIRE', KEYS[k + 1], ARGV[3]) end
   k = k + 1 + buckets
 end
 
