@@ -188,3 +188,19 @@ def test_the_wheels_redis_server_is_not_on_the_path(
     monkeypatch.setattr(sys, "prefix", str(tmp_path))
     monkeypatch.setenv("PATH", f"{fake}:/usr/bin:/bin")
     assert redis_binary() != str(fake / "redis-server")
+
+
+def test_duplicate_labels_are_a_409(api: Client) -> None:
+    conn = "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=s;EntityPath=h"
+    assert api.post("/audiences", json={"slug": "dup", "filter": "FILTER *"}).status_code == 201
+    body = {"label": "twice", "connection_string": conn}
+    assert api.post("/authorizations", json=body).status_code == 201
+    again = api.post("/authorizations", json=body)
+    assert again.status_code == 409 and "labels are unique" in again.json()["message"]
+    job = {"label": "jtwice", "audiences": ["dup"], "authorization": "twice"}
+    assert api.post("/jobs", json=job).status_code == 201
+    assert api.post("/jobs", json=job).status_code == 409
+    inline = {"label": "jtwice", "audiences": ["dup"], "connection_string": conn}
+    assert api.post("/jobs", json=inline).status_code == 409
+    labels = [a["label"] for a in api.get("/authorizations").json()]
+    assert labels == ["twice"], "a refused job leaves no authorization behind"
