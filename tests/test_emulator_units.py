@@ -21,8 +21,11 @@ from audiencehub.emulator.faults import (
 from audiencehub.emulator.rest import BadBatch, decode_batch, event_json
 from audiencehub.emulator.server import Emulator, EmulatorConfig
 from audiencehub.emulator.store import (
+    RECORD_OVERHEAD,
     EventStore,
     IncomingEvent,
+    PositionError,
+    StoreFull,
     UnknownHub,
     UnknownPartition,
     valid_hub_name,
@@ -87,8 +90,8 @@ def test_store_rejects_unknown_hub_and_partition() -> None:
         store.create_hub("ok", 0)
 
 
-def test_store_evicts_oldest_beyond_the_cap() -> None:
-    store = EventStore(max_events_per_hub=100)
+def test_store_evicts_oldest_beyond_the_cap_when_told_to() -> None:
+    store = EventStore(max_events_per_hub=100, when_full="drop-oldest")
     store.create_hub("h", 1)
     for i in range(30):
         store.append("h", [_ev(str(i * 10 + j)) for j in range(10)], "rest")
@@ -97,6 +100,52 @@ def test_store_evicts_oldest_beyond_the_cap() -> None:
     assert events[-1].body == b"299"
     stats = store.stats()["hubs"]["h"]
     assert stats["events"] == 300 and stats["evicted"] == 300 - len(events)
+    # Like retention: the partition's numbering goes on, its beginning moves past what is gone.
+    info = store.partition_info("h", "0")
+    assert info.begin_sequence_number == 300 - len(events) == events[0].sequence_number
+    assert info.last_enqueued_sequence_number == 299 == events[-1].sequence_number
+
+
+def test_a_full_store_refuses_the_whole_append_by_default() -> None:
+    store = EventStore(max_events_per_hub=10)
+    store.create_hub("h", 2)
+    store.append("h", [_ev(str(i)) for i in range(8)], "rest")
+    with pytest.raises(StoreFull, match=r"'h' holds 8 of at most 10 events and cannot take 3"):
+        store.append("h", [_ev("a"), _ev("b"), _ev("c")], "rest")
+    assert store.stats()["hubs"]["h"]["stored"] == 8  # nothing of the refused batch
+    store.append("h", [_ev("a"), _ev("b")], "rest")
+    store.reset("h")
+    store.append("h", [_ev("c")], "rest")  # room again after a reset
+
+
+def test_partition_numbers_offsets_and_enqueued_times() -> None:
+    store = EventStore()
+    store.create_hub("h", 2)
+    store.append("h", [_ev("ab"), _ev("cde")], "rest", partition_id="1", received_at=2_000_000)
+    store.append("h", [_ev("f")], "rest", partition_id="1", received_at=1_000_000)  # clock went back
+    events, _ = store.events("h", partition_id="1")
+    assert [e.sequence_number for e in events] == [0, 1, 2]
+    assert [e.offset for e in events] == [0, 2 + RECORD_OVERHEAD, 5 + 2 * RECORD_OVERHEAD]
+    assert [e.received_at for e in events] == [2_000_000] * 3  # enqueued times never go back
+    read, following = store.read("h", "1", 1, 10)
+    assert [e.body for e in read] == [b"cde", b"f"] and following == 3
+    assert store.partition_info("h", "0") == (0, -1, -1, 0, True)
+    assert store.partition_info("h", "1") == (0, 2, 5 + 2 * RECORD_OVERHEAD, 2_000_000, False)
+    # Starting positions, as consumers give them.
+    assert store.seek("h", "1", "sequence", 0, inclusive=False) == 1
+    assert store.seek("h", "1", "sequence", 0, inclusive=True) == 0
+    assert store.seek("h", "1", "offset", 2 + RECORD_OVERHEAD, inclusive=False) == 2
+    assert store.seek("h", "1", "offset", 2 + RECORD_OVERHEAD, inclusive=True) == 1
+    assert store.seek("h", "1", "offset", 1, inclusive=True) == 1  # between events: the next
+    assert store.seek("h", "1", "time", 1, inclusive=False) == 0  # enqueued at 2 ms
+    assert store.seek("h", "1", "time", 2, inclusive=True) == 0
+    assert store.seek("h", "1", "time", 2, inclusive=False) == 3  # nothing after 2 ms: wait
+    assert store.seek("h", "1", "sequence", 2, inclusive=False) == 3  # after the last: wait
+    with pytest.raises(PositionError, match="'3' is invalid. The last sequence number .* '2'"):
+        store.seek("h", "1", "sequence", 3, inclusive=True)
+    with pytest.raises(PositionError, match="The last offset in the system is"):
+        store.seek("h", "1", "offset", 10_000, inclusive=False)
+    assert store.end_of("h", "1") == 3
 
 
 def test_store_readback_pages_by_seq_and_partition() -> None:

@@ -42,7 +42,7 @@ import orjson
 
 from audiencehub.emulator.auth import Authorizer, TokenError, resource_hub
 from audiencehub.emulator.faults import NO_FAULT, FaultDecision, FaultPlan
-from audiencehub.emulator.store import EventStore, Hub, IncomingEvent, UnknownHub
+from audiencehub.emulator.store import EventStore, Hub, IncomingEvent, StoreFull, UnknownHub
 from workers.eventhub.partitions import partition_for_key
 
 __all__ = [
@@ -70,6 +70,13 @@ CONTAINER_ID = "audiencehub-hub-emulator"
 # outstanding deliveries is plenty; it is topped up once half is used.
 LINK_CREDIT = 500
 SESSION_WINDOW = 65_535
+# Consumers: events taken from the store per step, bytes gathered before each socket write, and
+# the socket buffer above which the stand-in stops sending until the client reads.
+PUMP_BATCH = 64
+FLUSH_BYTES = 64 * 1024
+WRITE_BUFFER_HIGH = 256 * 1024
+# A transfer performative's largest encoding (handle, delivery-id and tag at their widest).
+_TRANSFER_HEAD_MAX = 48
 _MAX_ANY_FRAME = 64 * 1024 * 1024
 
 
@@ -457,7 +464,7 @@ def encode_value(value: Any) -> bytes:
     if isinstance(value, Timestamp):
         return e_timestamp(value)
     if isinstance(value, int):
-        return e_long(value)
+        return e_long(value) if value < (1 << 63) else e_ulong(value)
     if isinstance(value, float):
         return b"\x82" + _F64.pack(value)
     if isinstance(value, bytes | bytearray):
@@ -652,21 +659,6 @@ def _jsonable(value: Any) -> Any:
     raise TypeError
 
 
-def _plain(value: Any) -> Any:
-    """A stored property value: JSON-friendly scalars (binary as base64, uuid as text)."""
-    if value is None or value is True or value is False:
-        return value
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return value
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii")
-    return str(value)
-
-
 _BROKER_NAMES = {
     0: "MessageId",
     2: "To",
@@ -678,8 +670,12 @@ _BROKER_NAMES = {
 
 
 def incoming_event(message: Message, batch_key: str | None = None) -> IncomingEvent:
-    """The stored form, shaped like the REST face's: UserProperties, BrokerProperties, key."""
-    user = {str(k): _plain(v) for k, v in message.application_properties.items()}
+    """The stored form, shaped like the REST face's: UserProperties, BrokerProperties, key.
+
+    Values keep their AMQP types (binary, UUID, timestamp, symbol …) so consumers get them back
+    as sent; the JSON readback shows them with ``store.plain_value``.
+    """
+    user = {str(k): v for k, v in message.application_properties.items()}
     key = batch_key
     broker: dict[str, Any] = {}
     for name, raw in message.annotations.items():
@@ -687,14 +683,14 @@ def incoming_event(message: Message, batch_key: str | None = None) -> IncomingEv
             if isinstance(raw, str):
                 key = str(raw)
         else:
-            broker[str(name)] = _plain(raw)
+            broker[str(name)] = raw
     if key is not None:
         broker["PartitionKey"] = key
     props = message.properties
     if props:
         for index, name in _BROKER_NAMES.items():
             if index < len(props) and props[index] is not None:
-                broker[name] = _plain(props[index])
+                broker[name] = props[index]
     return IncomingEvent(message.body, user, broker, key)
 
 
@@ -722,7 +718,7 @@ class _Link:
     remote_handle: int
     handle: int
     receiving: bool  # True: the client sends on it
-    kind: str  # "events", "cbs", "management", "reply"
+    kind: str  # "events", "cbs", "management", "reply", "consumer"
     node: str = ""  # $cbs / $management for request and reply links
     hub: str = ""
     partition: str | None = None
@@ -738,6 +734,9 @@ class _Link:
     decision: FaultDecision = NO_FAULT
     # replies waiting for credit
     pending: list[bytes] = field(default_factory=list)
+    # a consumer link: what it reads (consumer.Reader) and whether the client asked to drain
+    reader: Reader | None = None
+    drain: bool = False
 
 
 @dataclass(slots=True)
@@ -745,7 +744,8 @@ class _Session:
     remote_channel: int
     channel: int
     next_incoming_id: int
-    next_outgoing_id: int = 0
+    next_outgoing_id: int = 0  # transfer-id: counts transfer frames, as windows do
+    next_delivery_id: int = 0
     remote_incoming_window: int = 0
     links: dict[int, _Link] = field(default_factory=dict)  # by the client's handle
     detaching: set[int] = field(default_factory=set)  # client handles we detached
@@ -766,6 +766,7 @@ class AmqpFace:
         auth: Authorizer,
         max_batch_bytes: int,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        consumer_groups: Sequence[str] | None = None,
     ) -> None:
         self.store = store
         self.faults = faults
@@ -775,9 +776,45 @@ class AmqpFace:
         # A delivery this far over the limit is refused as it arrives (the link is detached).
         self.hard_delivery_limit = max(4 * max_batch_bytes, 16 * 1024 * 1024)
         self.connections: set[AmqpConnection] = set()
+        self.consumer_groups = list(consumer_groups or (DEFAULT_CONSUMER_GROUP,))
+        self.readers = Readers()
+        # Consumers that have read everything, by (hub lower-cased, partition): woken on append.
+        self.waiting: dict[tuple[str, str], set[Reader]] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        store.on_append(self.appended)
 
     def protocol(self) -> asyncio.Protocol:
         return AmqpConnection(self)
+
+    # ---- consumers waiting for events ----------------------------------------------------------
+
+    def appended(self, hub: str, partitions: frozenset[str]) -> None:
+        """Store listener (any thread): wake the consumers of these partitions on the loop."""
+        loop = self.loop
+        if loop is not None and self.waiting and not loop.is_closed():
+            loop.call_soon_threadsafe(self.wake, hub.lower(), partitions)
+
+    def wake(self, hub: str, partitions: frozenset[str]) -> None:
+        for pid in partitions:
+            for reader in self.waiting.pop((hub, pid), ()):
+                conn = reader.conn
+                if not reader.closed and not conn.closed:
+                    conn.pump(reader.session, reader.link)
+                    conn.flush()
+
+    def wait_for_events(self, reader: Reader) -> None:
+        self.waiting.setdefault((reader.hub.lower(), reader.partition), set()).add(reader)
+
+    def release(self, reader: Reader) -> None:
+        """A consumer link is gone: it no longer holds its partition nor waits for events."""
+        reader.closed = True
+        self.readers.leave(reader)
+        key = (reader.hub.lower(), reader.partition)
+        waiting = self.waiting.get(key)
+        if waiting is not None:
+            waiting.discard(reader)
+            if not waiting:
+                del self.waiting[key]
 
     def close(self) -> None:
         """Close every connection (the stand-in is stopping)."""
@@ -804,22 +841,44 @@ class AmqpConnection(asyncio.Protocol):
         self.beat_timer: asyncio.TimerHandle | None = None  # heartbeats
         self.peer = "?"
         self.last_write = time.monotonic()
+        self.out_size = 0
+        self.write_paused = False  # the transport's buffer is over its high-water mark
 
     # ---- asyncio callbacks --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        # Consumers stop being served while this much is unsent, so a slow reader costs a
+        # bounded buffer (the link credit alone would allow credit × message size).
+        transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
         self.face.connections.add(self)
+        if self.face.loop is None:
+            self.face.loop = asyncio.get_running_loop()
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.face.connections.discard(self)
+        for session in self.sessions.values():
+            self.release_links(session)
         for timer in (self.resume_timer, self.beat_timer):
             if timer is not None:
                 timer.cancel()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.closed:
+            return
+        for session in list(self.sessions.values()):
+            for link in list(session.links.values()):
+                if link.reader is not None:
+                    self.pump(session, link)
+        self.flush()
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
@@ -831,13 +890,16 @@ class AmqpConnection(asyncio.Protocol):
     # ---- output -------------------------------------------------------------------------------
 
     def send(self, channel: int, body: bytes, frame_type: int = 0) -> None:
-        self.out.append(frame(channel, body, frame_type))
+        data = frame(channel, body, frame_type)
+        self.out.append(data)
+        self.out_size += len(data)
 
     def flush(self) -> None:
         if self.out and self.transport is not None and not self.closed:
             self.transport.write(b"".join(self.out))
             self.last_write = time.monotonic()
         self.out.clear()
+        self.out_size = 0
 
     def shutdown(self, condition: str, description: str) -> None:
         """Close with an error (protocol violation, or the stand-in stopping)."""
@@ -854,6 +916,7 @@ class AmqpConnection(asyncio.Protocol):
     def abort(self) -> None:
         """Drop the connection without a word (fault injection)."""
         self.out.clear()
+        self.out_size = 0
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
@@ -1082,6 +1145,7 @@ class AmqpConnection(asyncio.Protocol):
         session = self.sessions.pop(channel, None)
         if session is None:
             return
+        self.release_links(session)
         self.send(session.channel, performative(END, NULL))
 
     # ---- links --------------------------------------------------------------------------------
@@ -1112,11 +1176,9 @@ class AmqpConnection(asyncio.Protocol):
             if node in ("$cbs", "$management"):
                 link.kind, link.node = "reply", node
             else:
-                refusal = (
-                    "amqp:not-implemented",
-                    f"the hub stand-in does not deliver events to receivers ({node!r}); "
-                    "read them back from /_emulator/hubs/{hub}/events",
-                )
+                refusal = self.bind_consumer_link(session, link, node, source, fields)
+                if refusal is None:
+                    snd_mode = 1  # settled: Event Hubs deliveries need no disposition
         else:
             node = target.get("address") or ""
             if node in ("$cbs", "$management"):
@@ -1140,7 +1202,9 @@ class AmqpConnection(asyncio.Protocol):
                 FALSE,  # incomplete-unsettled
                 NULL if link.receiving else e_uint(0),  # initial-delivery-count
                 e_ulong(self.face.max_batch_bytes),
-                NULL,  # offered-capabilities
+                e_array("symbol", [RUNTIME_METRIC])  # offered-capabilities
+                if link.reader is not None and link.reader.runtime_metric
+                else NULL,
                 NULL,  # desired-capabilities
                 NULL,  # properties
             ),
@@ -1157,6 +1221,82 @@ class AmqpConnection(asyncio.Protocol):
         if link.receiving:
             link.credit = LINK_CREDIT
             self.send_flow(session, link)
+        elif link.reader is not None:
+            log.info(
+                "consumer link %r from %s reads %s/%s (group %s) from sequence number %s",
+                name,
+                self.peer,
+                link.reader.hub,
+                link.reader.partition,
+                link.reader.consumer_group,
+                link.reader.next_sequence,
+            )
+
+    def bind_consumer_link(
+        self,
+        session: _Session,
+        link: _Link,
+        address: str,
+        source: dict[str, Any],
+        fields: list[Any],
+    ) -> tuple[str, str] | None:
+        """Make a receiver link a consumer of its partition; the refusal if it cannot be one."""
+        target = parse_consumer_address(address)
+        if target is not None and not self.authorized(target.hub):
+            return (
+                "amqp:unauthorized-access",
+                f"no valid token for event hub {target.hub[:100]!r} on this connection "
+                "(put one on $cbs first)",
+            )
+        try:
+            reader = open_reader(
+                self.store,
+                self.face.consumer_groups,
+                link.name,
+                address,
+                source.get("filter"),
+                _field(fields, 13),
+                _field(fields, 12),
+            )
+            displaced = self.face.readers.admit(reader)
+        except LinkRefused as exc:
+            return exc.condition, exc.description
+        for other in displaced:
+            other.conn.steal(other, reader)
+        reader.conn, reader.session, reader.link = self, session, link
+        link.kind, link.reader, link.hub, link.partition = (
+            "consumer",
+            reader,
+            reader.hub,
+            reader.partition,
+        )
+        return None
+
+    def steal(self, reader: Reader, by: Reader) -> None:
+        """Detach a consumer link whose partition a receiver with a higher owner level took."""
+        self.face.release(reader)
+        session, link = reader.session, reader.link
+        if self.closed or session is None or link is None:
+            return
+        session.links.pop(link.remote_handle, None)
+        session.detaching.add(link.remote_handle)
+        mine = (
+            "no owner level" if reader.owner_level is None else f"owner level {reader.owner_level}"
+        )
+        error = e_error(
+            "amqp:link:stolen",
+            f"New receiver '{by.name}' with owner level {by.owner_level} took partition "
+            f"{by.partition!r} of event hub {by.hub!r} (consumer group {by.consumer_group!r}) "
+            f"from receiver '{reader.name}' with {mine}",
+        )
+        self.send(session.channel, performative(DETACH, e_uint(link.handle), TRUE, error))
+        self.flush()
+        log.info("receiver %r from %s lost its partition to %r", reader.name, self.peer, by.name)
+
+    def release_links(self, session: _Session) -> None:
+        for link in session.links.values():
+            if link.reader is not None:
+                self.face.release(link.reader)
 
     def bind_events_link(self, link: _Link, address: str) -> tuple[str, str] | None:
         """Point a sending link at its hub (and partition); the reason if it cannot be."""
@@ -1201,6 +1341,8 @@ class AmqpConnection(asyncio.Protocol):
         if link is None:
             session.detaching.discard(handle)  # the answer to our own detach
             return
+        if link.reader is not None:
+            self.face.release(link.reader)
         closed = bool(_field(fields, 1, False))
         self.send(session.channel, performative(DETACH, e_uint(link.handle), e_bool(closed), NULL))
 
@@ -1215,6 +1357,7 @@ class AmqpConnection(asyncio.Protocol):
         handle = _field(fields, 4)
         if handle is None:
             self.drain_replies(session)
+            self.pump_session(session)
             return
         link = session.links.get(int(handle))
         if link is None:
@@ -1227,6 +1370,12 @@ class AmqpConnection(asyncio.Protocol):
         delivery_count = int(_field(fields, 5, 0))
         credit = int(_field(fields, 6, 0))
         link.credit = delivery_count + credit - link.delivery_count
+        if link.reader is not None:
+            link.drain = bool(_field(fields, 8, False))
+            self.pump_session(session)  # the session window may have opened for its siblings
+            if echo:
+                self.send_flow(session, link)
+            return
         self.drain_replies(session)
         if bool(_field(fields, 8, False)) and not link.pending and link.credit > 0:
             link.delivery_count += link.credit
@@ -1236,6 +1385,12 @@ class AmqpConnection(asyncio.Protocol):
             self.send_flow(session, link)
 
     def send_flow(self, session: _Session, link: _Link) -> None:
+        reader = link.reader
+        available = len(link.pending)
+        if reader is not None:
+            available = max(
+                self.store.end_of(reader.hub, reader.partition) - reader.next_sequence, 0
+            )
         self.send(
             session.channel,
             performative(
@@ -1245,14 +1400,59 @@ class AmqpConnection(asyncio.Protocol):
                 e_uint(session.next_outgoing_id),
                 e_uint(SESSION_WINDOW),
                 e_uint(link.handle),
-                e_uint(link.delivery_count),
+                e_uint(link.delivery_count & 0xFFFFFFFF),
                 e_uint(max(link.credit, 0)),
-                e_uint(len(link.pending)),  # available
-                FALSE,  # drain
+                e_uint(min(available, 0xFFFFFFFF)),  # available
+                e_bool(link.drain),  # drain
                 FALSE,  # echo
                 NULL,  # properties
             ),
         )
+
+    # ---- consumers: events out, as far as credit, window and the socket allow -----------------
+
+    def pump_session(self, session: _Session) -> None:
+        for link in list(session.links.values()):
+            if link.reader is not None:
+                self.pump(session, link)
+
+    def pump(self, session: _Session, link: _Link) -> None:
+        """Send a consumer link the events it has credit for, in order.
+
+        Stops at the end of the partition (then waits to be woken by an append), when the
+        link's credit or the session's window is used up (the client's next flow resumes it), or
+        when the socket's buffer is full (``resume_writing`` resumes it). A drain request that
+        finds nothing more to send uses up the credit and says so.
+        """
+        reader = link.reader
+        if reader is None or reader.closed or self.closed:
+            return
+        caught_up = False
+        while link.credit > 0 and not self.write_paused and session.remote_incoming_window > 0:
+            start = reader.next_sequence
+            messages = reader.take(self.store, min(link.credit, PUMP_BATCH))
+            if not messages:
+                caught_up = True
+                break
+            for sent, message in enumerate(messages):
+                if self.frames_for(message) > session.remote_incoming_window:
+                    reader.next_sequence = start + sent  # resent when the window opens
+                    break
+                self.transfer(session, link, message, settled=True)
+                if self.out_size >= FLUSH_BYTES:
+                    self.flush()  # may pause writing: the loop stops before the next batch
+            else:
+                continue
+            break
+        if link.credit > 0 and not caught_up and not self.write_paused:
+            caught_up = reader.next_sequence >= self.store.end_of(reader.hub, reader.partition)
+        if caught_up:
+            self.face.wait_for_events(reader)
+            if link.drain and link.credit > 0:
+                link.delivery_count += link.credit
+                link.credit = 0
+                self.send_flow(session, link)
+                link.drain = False
 
     # ---- transfers ----------------------------------------------------------------------------
 
@@ -1408,9 +1608,16 @@ class AmqpConnection(asyncio.Protocol):
             hub = self.store.hub(link.hub)
         except UnknownHub:
             return 404, ("amqp:not-found", f"event hub {link.hub!r} no longer exists")
-        self.store.append(
-            hub.name, events, "amqp", partition_id=self.placement(hub, link, key, message_format)
-        )
+        try:
+            self.store.append(
+                hub.name,
+                events,
+                "amqp",
+                partition_id=self.placement(hub, link, key, message_format),
+            )
+        except StoreFull as exc:
+            # The service's answer to a full entity: QuotaExceeded, amqp:resource-limit-exceeded.
+            return 403, ("amqp:resource-limit-exceeded", f"QuotaExceeded: {exc}")
         return 201, ("", "")
 
     @staticmethod
@@ -1541,8 +1748,7 @@ class AmqpConnection(asyncio.Protocol):
             partition = str(props.get("partition") or "")
             if partition not in hub.partition_ids:
                 return 404, f"event hub {hub.name!r} has no partition {partition!r}", None
-            count = self.store.stats()["hubs"][hub.name]["partitions"][partition]
-            now_ms = time.time_ns() // 1_000_000
+            info = self.store.partition_info(hub.name, partition)
             return (
                 200,
                 "OK",
@@ -1550,13 +1756,11 @@ class AmqpConnection(asyncio.Protocol):
                     "name": hub.name,
                     "type": "com.microsoft:partition",
                     "partition": partition,
-                    "begin_sequence_number": 0,
-                    "last_enqueued_sequence_number": count - 1,
-                    "last_enqueued_offset": str(count - 1),
-                    "last_enqueued_time_utc": Timestamp(
-                        now_ms if count else hub.created_at // 1_000_000
-                    ),
-                    "is_partition_empty": count == 0,
+                    "begin_sequence_number": info.begin_sequence_number,
+                    "last_enqueued_sequence_number": info.last_enqueued_sequence_number,
+                    "last_enqueued_offset": str(info.last_enqueued_offset),
+                    "last_enqueued_time_utc": Timestamp(info.last_enqueued_time // 1_000_000),
+                    "is_partition_empty": info.is_empty,
                 },
             )
         return 400, f"unknown management type {kind!r}", None
@@ -1601,27 +1805,45 @@ class AmqpConnection(asyncio.Protocol):
 
     def drain_replies(self, session: _Session) -> None:
         for link in session.links.values():
-            while link.pending and link.credit > 0 and session.remote_incoming_window > 0:
+            while (
+                link.pending
+                and link.credit > 0
+                and self.frames_for(link.pending[0]) <= session.remote_incoming_window
+            ):
                 self.transfer(session, link, link.pending.pop(0))
 
-    def transfer(self, session: _Session, link: _Link, message: bytes) -> None:
-        """Send one pre-settled message, split over frames if the client's frames are small."""
-        delivery_id = session.next_outgoing_id
-        session.next_outgoing_id += 1
-        session.remote_incoming_window -= 1
+    def frames_for(self, message: bytes) -> int:
+        """Transfer frames one message takes at the client's max frame size."""
+        room = self.remote_max_frame - 8 - _TRANSFER_HEAD_MAX
+        return max(1, -(-len(message) // room))
+
+    def transfer(
+        self, session: _Session, link: _Link, message: bytes, settled: bool = True
+    ) -> None:
+        """Send one message, split over frames if the client's frames are small.
+
+        Each frame is one transfer-id (what session windows count); the delivery-id counts
+        messages.
+        """
+        delivery_id = session.next_delivery_id
+        session.next_delivery_id += 1
         link.delivery_count += 1
         link.credit -= 1
         tag = _U32.pack(link.delivery_count & 0xFFFFFFFF)
+        handle = e_uint(link.handle)
+        delivery = e_uint(delivery_id & 0xFFFFFFFF)
+        e_tag = e_bin(tag)
+        e_settled = e_bool(settled)
 
         def head(more: bool) -> bytes:
             return performative(
                 TRANSFER,
-                e_uint(link.handle),
-                e_uint(delivery_id),
-                e_bin(tag),
-                e_uint(0),  # message-format
-                TRUE,  # settled
-                e_bool(more),
+                handle,
+                delivery,
+                e_tag,
+                b"\x43",  # message-format 0
+                e_settled,
+                TRUE if more else FALSE,
                 NULL,  # rcv-settle-mode
                 NULL,  # state
                 FALSE,  # resume
@@ -1629,11 +1851,19 @@ class AmqpConnection(asyncio.Protocol):
                 FALSE,  # batchable
             )
 
-        room = self.remote_max_frame - 8 - len(head(True))
-        while len(message) > room:
-            self.send(session.channel, head(True) + message[:room])
-            message = message[room:]
+        room = self.remote_max_frame - 8 - _TRANSFER_HEAD_MAX
+        if len(message) > room:
+            more_head = head(True)
+            view = memoryview(message)
+            while len(view) > room:
+                self.send(session.channel, more_head + view[:room])
+                session.next_outgoing_id += 1
+                session.remote_incoming_window -= 1
+                view = view[room:]
+            message = bytes(view)
         self.send(session.channel, head(False) + message)
+        session.next_outgoing_id += 1
+        session.remote_incoming_window -= 1
 
 
 # ---- addresses and termini --------------------------------------------------------------------
@@ -1655,7 +1885,11 @@ def _terminus(value: Any) -> dict[str, Any]:
     if not isinstance(fields, list):
         return {}
     address = fields[0] if fields else None
-    return {"address": str(address) if isinstance(address, str) else None}
+    found: dict[str, Any] = {"address": str(address) if isinstance(address, str) else None}
+    filters = _field(fields, 7)
+    if isinstance(filters, dict) and filters:
+        found["filter"] = filters
+    return found
 
 
 def _e_address(terminus: dict[str, Any]) -> bytes:
@@ -1673,11 +1907,21 @@ def _e_source(terminus: dict[str, Any]) -> bytes:
         FALSE,  # dynamic
         NULL,  # dynamic-node-properties
         NULL,  # distribution-mode
-        NULL,  # filter
+        _e_filter(terminus.get("filter")),
         NULL,  # default-outcome
         NULL,  # outcomes
         NULL,  # capabilities
     )
+
+
+def _e_filter(filters: Any) -> bytes:
+    """The filter set echoed as the client sent it (a consumer's start position)."""
+    if not filters:
+        return NULL
+    try:
+        return encode_value(filters)
+    except (TypeError, struct.error):
+        return NULL
 
 
 def _e_target(terminus: dict[str, Any]) -> bytes:
@@ -1691,3 +1935,16 @@ def _e_target(terminus: dict[str, Any]) -> bytes:
         NULL,
         NULL,
     )
+
+
+# Imported last: the consumer module (Event Hubs' receive side) builds on this module's codec.
+# Issue 14 moves the codec to its own module, which ends the cycle.
+from audiencehub.emulator.consumer import (  # noqa: E402
+    DEFAULT_CONSUMER_GROUP,
+    RUNTIME_METRIC,
+    LinkRefused,
+    Reader,
+    Readers,
+    open_reader,
+    parse_consumer_address,
+)

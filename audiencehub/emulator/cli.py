@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import click
 import orjson
 
+from audiencehub.emulator.journal import JournalError
 from audiencehub.emulator.server import (
     DEFAULT_HUB,
     DEFAULT_KEY_NAME,
@@ -25,6 +27,7 @@ from audiencehub.emulator.server import (
     EmulatorConfig,
     new_key,
 )
+from audiencehub.emulator.store import WHEN_FULL
 
 __all__ = ["hub_emulator"]
 
@@ -86,7 +89,29 @@ def _load_faults(text: str | None) -> Any:
     type=click.IntRange(1),
     default=1_000_000,
     show_default=True,
-    help="Events kept per hub; the oldest are forgotten beyond this.",
+    help="Events held per hub (see --when-full).",
+)
+@click.option(
+    "--when-full",
+    type=click.Choice(WHEN_FULL),
+    default="refuse",
+    show_default=True,
+    help="A full hub refuses sends (403 QuotaExceeded / amqp:resource-limit-exceeded), or "
+    "forgets its oldest events, as retention does.",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep events on disk in this directory, so a restarted stand-in still has them "
+    "(default: in memory only).",
+)
+@click.option(
+    "--consumer-group",
+    "consumer_groups",
+    multiple=True,
+    help="A consumer group every hub has besides $Default (repeat).",
 )
 @click.option(
     "--advertise-host",
@@ -117,6 +142,9 @@ def hub_emulator(
     keys: tuple[str, ...],
     max_batch_bytes: int,
     max_events: int,
+    when_full: str,
+    data_dir: Path | None,
+    consumer_groups: tuple[str, ...],
     advertise_host: str | None,
     faults_spec: str | None,
     amqp: bool,
@@ -143,11 +171,14 @@ def hub_emulator(
             max_batch_bytes=max_batch_bytes,
             max_events_per_hub=max_events,
             advertise_host=advertise_host,
+            when_full=when_full,
+            consumer_groups=consumer_groups,
+            data_dir=data_dir,
         )
         emulator = Emulator(config)
         if amqp:
             emulator.enable_amqp()
-    except ValueError as exc:
+    except (ValueError, JournalError) as exc:
         raise click.UsageError(str(exc)) from None
     plan = _load_faults(faults_spec)
     if plan is not None:
@@ -299,3 +330,110 @@ def faults(url: str, clear: bool, plan: str | None) -> None:
     if resp.status_code != 200:
         raise click.ClickException(f"{resp.status_code}: {resp.text[:300]}")
     click.echo(orjson.dumps(resp.json(), option=orjson.OPT_INDENT_2).decode())
+
+
+# ---- tail --------------------------------------------------------------------------------------
+
+# Control characters would break "one message per line" and could drive the terminal; they are
+# shown escaped. Everything else of a body or property is printed as it is (no markup is read).
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+_CONTROL.update({0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"})
+
+
+def _one_line(text: str) -> str:
+    return text.translate(_CONTROL)
+
+
+def _tail_line(hub: str, event: dict[str, Any]) -> str:
+    key = event["partition_key"]
+    props = " ".join(_one_line(f"{k}={v}") for k, v in event["user_properties"].items())
+    body = event["body"]
+    if event.get("body_encoding") != "utf-8":
+        body = f"(base64) {body}"
+    parts = [
+        event["received_at"],
+        f"{_one_line(hub)}/{event['partition_id']}",
+        f"#{event['sequence_number']}",
+        f"key={_one_line(key) if key is not None else '-'}",
+    ]
+    if props:
+        parts.append(props)
+    parts.append(_one_line(body))
+    return " ".join(parts)
+
+
+@hub_emulator.command("tail")
+@click.option(
+    "--url",
+    required=True,
+    envvar="AUDIENCEHUB_HUB_URL",
+    help="http://127.0.0.1:PORT of the stand-in, or its connection string.",
+)
+@click.option(
+    "--hub", "hub", default=None, help="Hub to follow (default: the string's or the first)."
+)
+@click.option("--partition", default=None, help="Only this partition.")
+@click.option("--from-start", is_flag=True, help="Print what the hub holds first, then follow.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (NDJSON).")
+@click.option(
+    "--count", type=click.IntRange(1), default=None, help="Stop after this many messages."
+)
+def tail(
+    url: str,
+    hub: str | None,
+    partition: str | None,
+    from_start: bool,
+    as_json: bool,
+    count: int | None,
+) -> None:
+    """Print messages as they arrive at a hub, one per line (or as NDJSON with --json).
+
+    Each line: enqueued time, hub/partition, #sequence number, partition key, the application
+    properties and the body. Control characters are shown escaped (\\n, \\x1b); nothing else is
+    changed or interpreted.
+    """
+    import requests
+
+    base, conn_hub = _base_url(url)
+    session = requests.Session()
+
+    def get(path: str, **params: Any) -> Any:
+        try:
+            resp = session.get(base + path, params=params, timeout=60)
+        except requests.RequestException:
+            raise click.ClickException(f"cannot reach the hub stand-in at {base}") from None
+        if resp.status_code != 200:
+            try:
+                reason = str(resp.json().get("error", ""))
+            except ValueError:
+                reason = resp.text[:200]
+            raise click.ClickException(f"{path}: {resp.status_code} {reason}")
+        return resp.json()
+
+    name = hub or conn_hub or next((h["name"] for h in get("/_emulator/hubs")["hubs"]), None)
+    if name is None:
+        raise click.ClickException("the stand-in serves no hub")
+    cursor = 0 if from_start else int(get("/_emulator/stats")["last_seq"])
+    params: dict[str, Any] = {"limit": 1000, "wait": 20}
+    if partition is not None:
+        params["partition"] = partition
+    printed = 0
+    try:
+        while count is None or printed < count:
+            page = get(f"/_emulator/hubs/{name}/events", after=cursor, **params)
+            for event in page["events"]:
+                if as_json:
+                    line = orjson.dumps({"hub": name, **event}).decode()
+                else:
+                    line = _tail_line(name, event)
+                click.echo(line)
+                printed += 1
+                if count is not None and printed >= count:
+                    break
+            sys.stdout.flush()
+            cursor = page["last_seq"]
+    except KeyboardInterrupt:
+        return
+    except BrokenPipeError:
+        # The reader went away (| head): nothing more to say, and no traceback at exit either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

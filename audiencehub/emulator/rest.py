@@ -33,7 +33,9 @@ from audiencehub.emulator.store import (
     EventStore,
     IncomingEvent,
     StoredEvent,
+    StoreFull,
     UnknownHub,
+    plain_value,
 )
 from workers.timefmt import format_rfc3339
 
@@ -53,6 +55,7 @@ BATCH_CONTENT_TYPE = "application/vnd.microsoft.servicebus.json"
 SINGLE_CONTENT_TYPE = "application/atom+xml"
 DEFAULT_MAX_BATCH_BYTES = 1_048_576
 MAX_READBACK = 100_000
+MAX_WAIT_S = 30  # longest a readback request may wait for new events
 
 _ITEM_FIELDS = frozenset({"Body", "UserProperties", "BrokerProperties"})
 _SCALARS = (str, int, float, bool, type(None))
@@ -132,10 +135,14 @@ def event_json(event: StoredEvent) -> dict[str, Any]:
         "partition_key": event.partition_key,
         "body": body,
         "body_encoding": encoding,
-        "user_properties": event.user_properties,
-        "broker_properties": event.broker_properties,
+        "user_properties": {k: plain_value(v) for k, v in event.user_properties.items()},
+        "broker_properties": {k: plain_value(v) for k, v in event.broker_properties.items()},
         "received_at": format_rfc3339(event.received_at),
         "face": event.face,
+        # What a consumer sees: the partition's sequence number and offset (the enqueued time
+        # is received_at).
+        "sequence_number": event.sequence_number,
+        "offset": str(event.offset),
     }
 
 
@@ -176,6 +183,10 @@ class RestFace:
         self.hard_body_limit = max(4 * max_batch_bytes, 16 * 1024 * 1024)
         self._info = info or {}
         self._faces = faces if faces is not None else ["rest"]
+        # Readback requests waiting for new events (``wait=S``), woken by any append.
+        self._waiters: set[asyncio.Future[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        store.on_append(self._appended)
 
     # ---- the two HttpServer hooks -----------------------------------------------------------
 
@@ -291,7 +302,11 @@ class RestFace:
                 )
         except BadBatch as exc:
             return _xml_error(400, str(exc))
-        self.store.append(hub.name, events, "rest", partition_id=partition)
+        try:
+            self.store.append(hub.name, events, "rest", partition_id=partition)
+        except StoreFull as exc:
+            # Service Bus's send answers a full entity with 403 "quota exceeded".
+            return _xml_error(403, f"QuotaExceeded: {exc}")
         return _CREATED
 
     def _single(self, request: Request) -> IncomingEvent:
@@ -310,7 +325,7 @@ class RestFace:
 
     # ---- control API ------------------------------------------------------------------------
 
-    def _control(self, request: Request) -> Response:
+    def _control(self, request: Request) -> Response | Awaitable[Response]:
         parts: list[str] = request.state["parts"]
         method = request.method
         if not parts or parts == [""]:
@@ -381,19 +396,63 @@ class RestFace:
             return _json_error(400, str(exc))
         return _json(hub.info(), 201)
 
-    def _events(self, hub: str, request: Request) -> Response:
+    def _events(self, hub: str, request: Request) -> Response | Awaitable[Response]:
         query = request.query
         after_raw = query.get("after", "0")
         limit_raw = query.get("limit", "1000")
+        wait_raw = query.get("wait", "0")
         if not after_raw.isdigit():
             return _json_error(400, "after must be a sequence number (integer ≥ 0)")
         if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= MAX_READBACK:
             return _json_error(400, f"limit must be an integer from 1 to {MAX_READBACK}")
-        after = int(after_raw)
+        if not wait_raw.isdigit() or int(wait_raw) > MAX_WAIT_S:
+            return _json_error(
+                400, f"wait must be a whole number of seconds from 0 to {MAX_WAIT_S}"
+            )
         partition = query.get("partition")
-        events, more = self.store.events(hub, after, int(limit_raw), partition)
-        last = events[-1].seq if events else after
+        hub_name = self.store.hub(hub).name
+        if partition is not None and partition not in self.store.hub(hub).partition_ids:
+            return _json_error(404, f"event hub {hub_name!r} has no partition {partition[:20]!r}")
+        args = (hub_name, int(after_raw), int(limit_raw), partition)
+        page = self._page(*args)
+        if page is not None or not int(wait_raw):
+            return page or _json({"events": [], "last_seq": args[1], "more": False})
+        return self._wait_page(args, int(wait_raw))
+
+    def _page(self, hub: str, after: int, limit: int, partition: str | None) -> Response | None:
+        events, more = self.store.events(hub, after, limit, partition)
+        if not events:
+            return None
+        last = events[-1].seq
         return _json({"events": [event_json(e) for e in events], "last_seq": last, "more": more})
+
+    async def _wait_page(self, args: tuple[str, int, int, str | None], wait_s: int) -> Response:
+        """Hold a readback until an event arrives or ``wait_s`` passes (``tail`` follows this)."""
+        loop = self._loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while (left := deadline - loop.time()) > 0:
+            waiter = loop.create_future()
+            self._waiters.add(waiter)
+            try:
+                await asyncio.wait_for(waiter, left)
+            except TimeoutError:
+                break
+            finally:
+                self._waiters.discard(waiter)
+            page = self._page(*args)
+            if page is not None:
+                return page
+        return _json({"events": [], "last_seq": args[1], "more": False})
+
+    def _appended(self, hub: str, partitions: frozenset[str]) -> None:
+        loop = self._loop
+        if self._waiters and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        for waiter in list(self._waiters):
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _reset(self, request: Request) -> Response:
         hub = request.query.get("hub")

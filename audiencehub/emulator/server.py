@@ -16,13 +16,16 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from audiencehub.emulator.amqp import AmqpFace
 from audiencehub.emulator.auth import Authorizer
+from audiencehub.emulator.consumer import DEFAULT_CONSUMER_GROUP, valid_consumer_group
 from audiencehub.emulator.faults import FaultPlan
 from audiencehub.emulator.httpserver import HttpServer
+from audiencehub.emulator.journal import Journal
 from audiencehub.emulator.rest import DEFAULT_MAX_BATCH_BYTES, RestFace
-from audiencehub.emulator.store import DEFAULT_MAX_EVENTS_PER_HUB, EventStore
+from audiencehub.emulator.store import DEFAULT_MAX_EVENTS_PER_HUB, WHEN_FULL, EventStore
 
 __all__ = ["DEFAULT_HUB", "DEFAULT_KEY_NAME", "Emulator", "EmulatorConfig", "new_key"]
 
@@ -50,6 +53,13 @@ class EmulatorConfig:
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
     max_events_per_hub: int = DEFAULT_MAX_EVENTS_PER_HUB
     advertise_host: str | None = None
+    # What a full hub does: "refuse" new events (403 / amqp:resource-limit-exceeded), or
+    # "drop-oldest" (like retention; consumers skip what is gone).
+    when_full: str = "refuse"
+    # Consumer groups every hub has besides $Default.
+    consumer_groups: tuple[str, ...] = ()
+    # Keep events on disk here (None: in memory only).
+    data_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.keys:
@@ -58,6 +68,22 @@ class EmulatorConfig:
             self.hubs = (DEFAULT_HUB,)
         if self.max_batch_bytes < 1:
             raise ValueError("max_batch_bytes must be positive")
+        if self.when_full not in WHEN_FULL:
+            raise ValueError(f"when_full must be one of {', '.join(WHEN_FULL)}")
+        for group in self.consumer_groups:
+            if not valid_consumer_group(group):
+                raise ValueError(
+                    f"consumer group {group[:60]!r} is not valid (letters, digits, '.', '-', "
+                    "'_'; at most 50)"
+                )
+
+    @property
+    def all_consumer_groups(self) -> list[str]:
+        groups = [DEFAULT_CONSUMER_GROUP]
+        for group in self.consumer_groups:
+            if group.lower() not in (g.lower() for g in groups):
+                groups.append(group)
+        return groups
 
 
 class Emulator:
@@ -65,9 +91,18 @@ class Emulator:
 
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
-        self.store = EventStore(config.max_events_per_hub)
-        for name in config.hubs:
-            self.store.create_hub(name, config.partitions)
+        self.journal = Journal(config.data_dir) if config.data_dir is not None else None
+        self.store = EventStore(config.max_events_per_hub, config.when_full, self.journal)
+        try:
+            for name in config.hubs:
+                self.store.create_hub(name, config.partitions)
+            loaded = self.store.load()
+        except Exception:
+            if self.journal is not None:
+                self.journal.close()
+            raise
+        if self.journal is not None:
+            log.info("loaded %s event(s) from %s", loaded, config.data_dir)
         self.faults = FaultPlan()
         self.auth = Authorizer(config.keys)
         self.faces = ["rest"]
@@ -76,7 +111,13 @@ class Emulator:
             self.faults,
             self.auth,
             config.max_batch_bytes,
-            info={"service": "audiencehub hub emulator"},
+            info={
+                "service": "audiencehub hub emulator",
+                "consumer_groups": config.all_consumer_groups,
+                "max_events_per_hub": config.max_events_per_hub,
+                "when_full": config.when_full,
+                "on_disk": config.data_dir is not None,
+            },
             faces=self.faces,
         )
         self.http = HttpServer(self.rest)
@@ -95,7 +136,13 @@ class Emulator:
 
     def enable_amqp(self) -> None:
         """Serve the AMQP 1.0 face (``amqp.py``, what the azure-eventhub SDK speaks) on this port."""
-        self.amqp = AmqpFace(self.store, self.faults, self.auth, self.config.max_batch_bytes)
+        self.amqp = AmqpFace(
+            self.store,
+            self.faults,
+            self.auth,
+            self.config.max_batch_bytes,
+            consumer_groups=self.config.all_consumer_groups,
+        )
         self.share_port(b"AMQP", "amqp", self.amqp.protocol)
 
     async def start(self) -> int:
@@ -116,6 +163,8 @@ class Emulator:
         if self.amqp is not None:
             self.amqp.close()
         await self.http.stop()
+        if self.journal is not None:
+            self.journal.close()
         stats = self.store.stats()
         log.info(
             "hub emulator stopped after %.1f s: %s events, requests %s",

@@ -1,36 +1,61 @@
-"""What the local hub received, per hub, in arrival order, shared by its REST and AMQP faces.
+"""What the local hub received, per hub and partition, in arrival order, shared by every face.
 
 Appends are batched (one lock acquisition per request, not per event) because intake must keep
 up with 50k+ events/s; reads copy a slice under the same lock so a reader never sees half a batch.
-Sequence numbers are global and never reused (not even after a reset), so a poller holding
-``after=N`` cannot be confused by a reset.
+
+Two numberings, for two kinds of reader:
+
+- ``seq`` is the stand-in's own, global across hubs and never reused (not even after a reset), so
+  a ``/_emulator`` poller holding ``after=N`` cannot be confused by a reset.
+- Each partition numbers its events the way Event Hubs does, for consumers: a sequence number
+  from 0, a byte offset, and an enqueued time that never goes backwards. A reset expires events
+  the way retention does: the numbers go on, ``begin_sequence_number`` moves past them.
+
+The store holds at most ``max_events_per_hub`` events per hub. When a hub is full the store
+either refuses the append (:class:`StoreFull`; the default, so nothing accepted is ever dropped
+behind a consumer's back) or forgets the oldest (``when_full="drop-oldest"``, like retention).
 """
 
 from __future__ import annotations
 
+import base64
 import itertools
 import threading
 import time
-from bisect import bisect_right
+import uuid
+from array import array
+from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from workers.eventhub.partitions import partition_for_key
 
+if TYPE_CHECKING:
+    from audiencehub.emulator.journal import Journal
+
 __all__ = [
     "DEFAULT_MAX_EVENTS_PER_HUB",
+    "RECORD_OVERHEAD",
+    "WHEN_FULL",
     "EventStore",
     "Hub",
     "IncomingEvent",
+    "PartitionInfo",
+    "PositionError",
+    "StoreFull",
     "StoredEvent",
     "UnknownHub",
     "UnknownPartition",
+    "plain_value",
     "valid_hub_name",
 ]
 
 DEFAULT_MAX_EVENTS_PER_HUB = 1_000_000
+WHEN_FULL = ("refuse", "drop-oldest")
+# Offsets are byte positions, as in the service: each event takes its body plus this much.
+RECORD_OVERHEAD = 32
 _HUB_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 
@@ -42,8 +67,29 @@ class UnknownPartition(LookupError):
     """The hub exists but has no partition with that id."""
 
 
+class StoreFull(Exception):
+    """The hub holds its maximum number of events and the stand-in refuses more (nothing stored)."""
+
+    def __init__(self, hub: str, held: int, limit: int, adding: int) -> None:
+        self.hub = hub
+        self.limit = limit
+        super().__init__(
+            f"event hub {hub!r} holds {held} of at most {limit} events and cannot take "
+            f"{adding} more; read them back and reset (DELETE /_emulator/events?hub={hub}), "
+            "or start the stand-in with a larger --max-events or --when-full drop-oldest"
+        )
+
+
+class PositionError(ValueError):
+    """A starting position past the end of the partition (the service refuses those too)."""
+
+
 class IncomingEvent(NamedTuple):
-    """One event as a face decoded it, before the store places and numbers it."""
+    """One event as a face decoded it, before the store places and numbers it.
+
+    Property values keep their types (AMQP ones may be bytes, UUIDs, timestamps), so a consumer
+    gets back what the producer sent; :func:`plain_value` makes them JSON for readback.
+    """
 
     body: bytes
     user_properties: dict[str, Any]
@@ -61,21 +107,75 @@ class StoredEvent(NamedTuple):
     body: bytes
     user_properties: dict[str, Any]
     broker_properties: dict[str, Any]
-    received_at: int  # ns since the epoch
+    received_at: int  # ns since the epoch; also the enqueued time
     face: str  # "rest" or "amqp"
+    sequence_number: int = -1  # in its partition, from 0
+    offset: int = -1  # byte position in its partition
 
 
-# Internally each event is an exact tuple in StoredEvent's field order, with the property dicts as
-# tuples of pairs. CPython stops GC-tracking an exact tuple of atoms at its first young collection;
-# a NamedTuple (a subclass) or a tuple holding a dict stays tracked for good. With a million stored
-# events that difference is what makes each full collection take ~200 ms and halves intake.
+class PartitionInfo(NamedTuple):
+    """What ``$management`` READ of a partition answers."""
+
+    begin_sequence_number: int
+    last_enqueued_sequence_number: int  # -1 when nothing was ever enqueued
+    last_enqueued_offset: int  # -1 likewise
+    last_enqueued_time: int  # ns; 0 when nothing was ever enqueued
+    is_empty: bool
+
+
+# Internally each event is an exact tuple in StoredEvent's field order (without the partition
+# numbers, which the partition log keeps), with the property dicts as tuples of pairs. CPython
+# stops GC-tracking an exact tuple of atoms at its first young collection; a NamedTuple (a
+# subclass) or a tuple holding a dict stays tracked for good. With a million stored events that
+# difference is what makes each full collection take ~200 ms and halves intake.
 _Props = tuple[tuple[str, Any], ...]
 _Row = tuple[int, str, str, str | None, bytes, _Props, _Props, int, str]
 
 
-def _row_event(row: _Row) -> StoredEvent:
+def _row_event(row: _Row, sequence_number: int = -1, offset: int = -1) -> StoredEvent:
     seq, hub, pid, key, body, user, broker, when, face = row
-    return StoredEvent(seq, hub, pid, key, body, dict(user), dict(broker), when, face)
+    return StoredEvent(
+        seq, hub, pid, key, body, dict(user), dict(broker), when, face, sequence_number, offset
+    )
+
+
+def row_record(row: _Row) -> list[Any]:
+    """A row as plain values for the journal (property pairs as maps)."""
+    seq, hub, pid, key, body, user, broker, when, face = row
+    return [seq, hub, pid, key, body, dict(user), dict(broker), when, face]
+
+
+def record_row(record: Sequence[Any]) -> _Row:
+    """The inverse of :func:`row_record`."""
+    seq, hub, pid, key, body, user, broker, when, face = record
+    return (
+        int(seq),
+        str(hub),
+        str(pid),
+        None if key is None else str(key),
+        bytes(body),
+        tuple((str(k), v) for k, v in user.items()),
+        tuple((str(k), v) for k, v in broker.items()),
+        int(when),
+        str(face),
+    )
+
+
+def plain_value(value: Any) -> Any:
+    """A property value as JSON: scalars as they are, binary as base64, anything else as text."""
+    if value is None or value is True or value is False:
+        return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return value
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return str(value)
 
 
 def valid_hub_name(name: str) -> bool:
@@ -89,6 +189,38 @@ def valid_hub_name(name: str) -> bool:
 
 
 @dataclass(slots=True)
+class PartitionLog:
+    """One partition's events in order, with their Event Hubs numbers.
+
+    ``rows[i]`` has sequence number ``first_sequence + i`` and offset ``offsets[i]``; the offsets
+    live in an array (8 bytes each, untracked) rather than in the rows.
+    """
+
+    rows: list[_Row] = field(default_factory=list)
+    offsets: array[int] = field(default_factory=lambda: array("q"))
+    first_sequence: int = 0  # of rows[0]; equals next_sequence when empty
+    next_sequence: int = 0
+    next_offset: int = 0
+    last_offset: int = -1
+    last_time: int = 0
+
+    def index_of(self, sequence: int) -> int:
+        """Where ``sequence`` is (or would be) in ``rows``, clamped to what is held."""
+        return min(max(sequence - self.first_sequence, 0), len(self.rows))
+
+    def expire(self, count: int) -> None:
+        """Forget the oldest ``count`` events; their numbers are never given out again."""
+        if count >= len(self.rows):
+            self.rows = []
+            self.offsets = array("q")
+            self.first_sequence = self.next_sequence
+            return
+        del self.rows[:count]
+        del self.offsets[:count]
+        self.first_sequence += count
+
+
+@dataclass(slots=True)
 class Hub:
     """A hub's shape and what it holds; only touched under the store's lock."""
 
@@ -96,11 +228,17 @@ class Hub:
     partition_ids: tuple[str, ...]
     created_at: int
     events: list[_Row] = field(default_factory=list)
+    partitions: dict[str, PartitionLog] = field(default_factory=dict)
     per_partition: Counter[str] = field(default_factory=Counter)
     bytes_received: int = 0
     evicted: int = 0
     key_partition_mismatches: int = 0
+    last_received: int = 0
     _rr: itertools.cycle[str] | None = None
+
+    def __post_init__(self) -> None:
+        for pid in self.partition_ids:
+            self.partitions.setdefault(pid, PartitionLog())
 
     def next_round_robin(self) -> str:
         if self._rr is None:
@@ -115,25 +253,56 @@ class Hub:
             "created_at_ns": self.created_at,
         }
 
+    def log(self, partition_id: str) -> PartitionLog:
+        part = self.partitions.get(partition_id)
+        if part is None:
+            raise UnknownPartition(partition_id)
+        return part
+
+
+AppendListener = Callable[[str, frozenset[str]], None]
+
 
 class EventStore:
     """Thread-safe, in-memory record of every accepted event and of every request's outcome.
 
     Both faces call :meth:`append` for accepted events and :meth:`count_request` for every
     data-plane request (accepted or not), so ``stats()`` is one picture of the whole stand-in.
+    With a :class:`~audiencehub.emulator.journal.Journal`, every append and reset is also written
+    to disk before it is acknowledged, and :meth:`load` brings it all back after a restart.
     """
 
-    def __init__(self, max_events_per_hub: int = DEFAULT_MAX_EVENTS_PER_HUB) -> None:
+    def __init__(
+        self,
+        max_events_per_hub: int = DEFAULT_MAX_EVENTS_PER_HUB,
+        when_full: str = "refuse",
+        journal: Journal | None = None,
+    ) -> None:
         if max_events_per_hub < 1:
             raise ValueError("max_events_per_hub must be at least 1")
+        if when_full not in WHEN_FULL:
+            raise ValueError(f"when_full must be one of {', '.join(WHEN_FULL)}")
         self._lock = threading.Lock()
         self._hubs: dict[str, Hub] = {}  # lower-cased name -> hub (names are case-insensitive)
         self._seq = 0
         self._max = max_events_per_hub
+        self._when_full = when_full
+        self._journal = journal
+        if journal is not None:
+            journal.snapshot = self._snapshot
+        self._listeners: list[AppendListener] = []
         self._requests: dict[str, Counter[int]] = {}
         self._events_by_face: Counter[str] = Counter()
         self._faults: Counter[str] = Counter()
         self._started = time.time_ns()
+
+    @property
+    def max_events_per_hub(self) -> int:
+        return self._max
+
+    @property
+    def when_full(self) -> str:
+        return self._when_full
 
     # ---- hubs -------------------------------------------------------------------------------
 
@@ -156,6 +325,8 @@ class EventStore:
             if hub is None:
                 hub = Hub(name=name, partition_ids=ids, created_at=time.time_ns())
                 self._hubs[name.lower()] = hub
+                if self._journal is not None:
+                    self._journal.hub_created(hub.name, hub.partition_ids, hub.created_at)
             return hub
 
     def hub(self, name: str) -> Hub:
@@ -168,6 +339,10 @@ class EventStore:
     def hub_names(self) -> list[str]:
         with self._lock:
             return [hub.name for hub in self._hubs.values()]
+
+    def on_append(self, listener: AppendListener) -> None:
+        """Call ``listener(hub, partition_ids)`` after each append, in the appending thread."""
+        self._listeners.append(listener)
 
     # ---- intake -----------------------------------------------------------------------------
 
@@ -184,21 +359,31 @@ class EventStore:
         Placement is the service's: an explicit ``partition_id`` wins, else the partition key's
         hash (:func:`partition_for_key`), else round-robin per event. A face that must put a whole
         keyless batch in one partition (AMQP) passes ``partition_id=hub.next_round_robin()``.
+        Raises :class:`StoreFull` (storing nothing) when the hub is full and refuses more.
         """
         hub = self.hub(hub_name)
         ids = hub.partition_ids
         if partition_id is not None and partition_id not in ids:
             raise UnknownPartition(partition_id)
+        batch = events if isinstance(events, Sequence) else list(events)
         when = time.time_ns() if received_at is None else received_at
         name = hub.name
+        touched: set[str] = set()
         with self._lock:
+            out = hub.events
+            if self._when_full == "refuse" and len(out) + len(batch) > self._max:
+                raise StoreFull(name, len(out), self._max, len(batch))
+            # Enqueued times never go backwards within a hub, whatever the wall clock does.
+            when = max(when, hub.last_received)
+            hub.last_received = when
             seq = self._seq
             first = seq + 1
-            out = hub.events
             counts = hub.per_partition
+            logs = hub.partitions
             size = 0
             mismatches = 0
-            for body, user, broker, key in events:
+            written: list[tuple[int, int, _Row]] = []
+            for body, user, broker, key in batch:
                 seq += 1
                 if partition_id is not None:
                     pid = partition_id
@@ -208,21 +393,33 @@ class EventStore:
                     pid = partition_for_key(key, ids)
                 else:
                     pid = hub.next_round_robin()
-                out.append(
-                    (
-                        seq,
-                        name,
-                        pid,
-                        key,
-                        body,
-                        tuple(user.items()) if user else (),
-                        tuple(broker.items()) if broker else (),
-                        when,
-                        face,
-                    )
+                row: _Row = (
+                    seq,
+                    name,
+                    pid,
+                    key,
+                    body,
+                    tuple(user.items()) if user else (),
+                    tuple(broker.items()) if broker else (),
+                    when,
+                    face,
                 )
+                out.append(row)
+                part = logs[pid]
+                part.rows.append(row)
+                offset = part.next_offset
+                part.offsets.append(offset)
+                part.last_offset = offset
+                part.last_time = when
+                part.next_offset = offset + len(body) + RECORD_OVERHEAD
+                if self._journal is not None:
+                    written.append((part.next_sequence, offset, row))
+                part.next_sequence += 1
+                touched.add(pid)
                 counts[pid] += 1
                 size += len(body)
+            if self._journal is not None and written:
+                self._journal.events(name, written)
             added = seq - self._seq
             self._seq = seq
             hub.bytes_received += size
@@ -231,10 +428,22 @@ class EventStore:
             overflow = len(out) - self._max
             if overflow > 0:
                 # Drop the oldest in chunks (a tenth of the cap) so eviction stays amortised O(1).
-                drop = min(len(out), overflow + self._max // 10)
-                del out[:drop]
-                hub.evicted += drop
+                self._expire(hub, min(len(out), overflow + self._max // 10))
+        if touched:
+            pids = frozenset(touched)
+            for listener in self._listeners:
+                listener(name, pids)
         return first, seq
+
+    def _expire(self, hub: Hub, drop: int) -> None:
+        """Forget a hub's ``drop`` oldest events, from every index (under the lock)."""
+        gone = Counter(row[2] for row in itertools.islice(hub.events, drop))
+        del hub.events[:drop]
+        for pid, count in gone.items():
+            hub.partitions[pid].expire(count)
+        hub.evicted += drop
+        if self._journal is not None:
+            self._journal.expired(hub.name, hub.events[0][0] if hub.events else self._seq + 1)
 
     def count_request(self, face: str, status: int) -> None:
         """Record one data-plane request's outcome (201, 401, …); 0 means connection dropped."""
@@ -260,19 +469,89 @@ class EventStore:
         """Events of one hub with seq > ``after``, oldest first; also whether more remain."""
         hub = self.hub(hub_name)
         with self._lock:
-            stored = hub.events
-            start = bisect_right(stored, after, key=_seq_of)
             if partition_id is None:
+                stored = hub.events
+                start = bisect_right(stored, after, key=_seq_of)
                 chunk = stored[start : start + limit + 1]
             else:
-                chunk = []
-                for row in itertools.islice(stored, start, None):
-                    if row[2] == partition_id:
-                        chunk.append(row)
-                        if len(chunk) > limit:
-                            break
-        more = len(chunk) > limit
-        return [_row_event(row) for row in chunk[:limit]], more
+                part = hub.partitions.get(partition_id)
+                stored = part.rows if part is not None else []
+                start = bisect_right(stored, after, key=_seq_of)
+                chunk = stored[start : start + limit + 1]
+            more = len(chunk) > limit
+            out = []
+            for row in chunk[:limit]:
+                part = hub.partitions[row[2]]
+                index = bisect_left(part.rows, row[0], key=_seq_of)
+                out.append(_row_event(row, part.first_sequence + index, part.offsets[index]))
+        return out, more
+
+    def read(
+        self, hub_name: str, partition_id: str, sequence: int, limit: int
+    ) -> tuple[list[StoredEvent], int]:
+        """Up to ``limit`` events of a partition from sequence number ``sequence`` on (or from the
+        oldest held, if those are gone); also the sequence number to ask for next."""
+        hub = self.hub(hub_name)
+        with self._lock:
+            part = hub.log(partition_id)
+            start = part.index_of(sequence)
+            rows = part.rows[start : start + limit]
+            first = part.first_sequence + start
+            offsets = part.offsets
+            out = [_row_event(row, first + i, offsets[start + i]) for i, row in enumerate(rows)]
+        return out, first + len(out)
+
+    def partition_info(self, hub_name: str, partition_id: str) -> PartitionInfo:
+        hub = self.hub(hub_name)
+        with self._lock:
+            part = hub.log(partition_id)
+            return PartitionInfo(
+                part.first_sequence,
+                part.next_sequence - 1,
+                part.last_offset,
+                part.last_time,
+                not part.rows,
+            )
+
+    def seek(self, hub_name: str, partition_id: str, by: str, value: int, inclusive: bool) -> int:
+        """The sequence number a reader starting at a position reads first.
+
+        ``by`` is ``"sequence"``, ``"offset"`` or ``"time"`` (ms since the epoch); the reader
+        wants the first event whose number is greater than ``value`` (or equal, ``inclusive``).
+        Events that are gone are skipped. A sequence number or offset past the last enqueued
+        one raises :class:`PositionError`, as the service does; an enqueued time in the future
+        just waits for the next event.
+        """
+        hub = self.hub(hub_name)
+        with self._lock:
+            part = hub.log(partition_id)
+            last = part.next_sequence - 1
+            if by == "sequence":
+                if value > last:
+                    raise PositionError(
+                        f"The supplied sequence number '{value}' is invalid. "
+                        f"The last sequence number in the system is '{last}'"
+                    )
+                return max(value if inclusive else value + 1, part.first_sequence)
+            if by == "offset":
+                if value > part.last_offset:
+                    raise PositionError(
+                        f"The supplied offset '{value}' is invalid. "
+                        f"The last offset in the system is '{part.last_offset}'"
+                    )
+                find = bisect_left if inclusive else bisect_right
+                return part.first_sequence + find(part.offsets, value)
+            if by == "time":
+                find = bisect_left if inclusive else bisect_right
+                index = find(part.rows, value, key=_enqueued_ms)
+                return part.first_sequence + index
+            raise ValueError(f"unknown position kind {by!r}")
+
+    def end_of(self, hub_name: str, partition_id: str) -> int:
+        """The sequence number the next event of the partition will get (``@latest``)."""
+        hub = self.hub(hub_name)
+        with self._lock:
+            return hub.log(partition_id).next_sequence
 
     def last_seq(self) -> int:
         with self._lock:
@@ -288,6 +567,10 @@ class EventStore:
                     "evicted": hub.evicted,
                     "bytes": hub.bytes_received,
                     "partitions": {pid: hub.per_partition.get(pid, 0) for pid in hub.partition_ids},
+                    "sequence_numbers": {
+                        pid: [part.first_sequence, part.next_sequence - 1]
+                        for pid, part in hub.partitions.items()
+                    },
                     "key_partition_mismatches": hub.key_partition_mismatches,
                 }
                 for hub in self._hubs.values()
@@ -307,6 +590,8 @@ class EventStore:
             return {
                 "started_at_ns": self._started,
                 "last_seq": self._seq,
+                "max_events_per_hub": self._max,
+                "when_full": self._when_full,
                 "events": sum(h["events"] for h in hubs.values()),
                 "events_by_face": dict(self._events_by_face),
                 "hubs": hubs,
@@ -318,7 +603,9 @@ class EventStore:
     def reset(self, hub_name: str | None = None) -> int:
         """Forget received events and counters (all hubs, or one); returns events dropped.
 
-        Sequence numbers keep counting up so that pollers never see a number twice.
+        Sequence numbers keep counting up, the global ones and each partition's, so neither a
+        poller nor a consumer ever sees a number twice: a reset works like retention expiring
+        everything at once.
         """
         targets = [self.hub(hub_name)] if hub_name is not None else None
         with self._lock:
@@ -327,16 +614,96 @@ class EventStore:
             for hub in hubs:
                 dropped += len(hub.events)
                 hub.events = []
+                for part in hub.partitions.values():
+                    part.expire(len(part.rows))
                 hub.per_partition = Counter()
                 hub.bytes_received = 0
                 hub.evicted = 0
                 hub.key_partition_mismatches = 0
+                if self._journal is not None:
+                    self._journal.reset(hub.name, self._seq, self._partition_state(hub))
             if targets is None:
                 self._requests.clear()
                 self._events_by_face.clear()
                 self._faults.clear()
             return dropped
 
+    # ---- the journal ------------------------------------------------------------------------
+
+    def _snapshot(self, hub_name: str) -> tuple[int, dict[str, list[int]]]:
+        """The journal's view of a hub's counters (called under the lock, so it takes none)."""
+        return self._seq, self._partition_state(self._hubs[hub_name.lower()])
+
+    @staticmethod
+    def _partition_state(hub: Hub) -> dict[str, list[int]]:
+        return {
+            pid: [part.next_sequence, part.next_offset, part.last_offset, part.last_time]
+            for pid, part in hub.partitions.items()
+        }
+
+    def load(self) -> int:
+        """Bring back what the journal holds (call once, before serving); returns events loaded.
+
+        Hubs the journal knows are created as they were; a hub created from the command line
+        with other partition ids is an error, since sequence numbers would not line up.
+        """
+        journal = self._journal
+        if journal is None:
+            return 0
+        loaded = 0
+        with self._lock:
+            for name, ids, created_at in journal.hubs():
+                hub = self._hubs.get(name.lower())
+                if hub is None:
+                    hub = Hub(name=name, partition_ids=tuple(ids), created_at=created_at)
+                    self._hubs[name.lower()] = hub
+                elif hub.partition_ids != tuple(ids):
+                    raise ValueError(
+                        f"the data directory holds event hub {name!r} with partitions "
+                        f"{', '.join(ids)}; it was started with {', '.join(hub.partition_ids)}. "
+                        "Use the same --partitions, or another --data directory"
+                    )
+                else:
+                    hub.created_at = created_at
+                state, rows = journal.replay(hub.name)
+                seq, parts = state
+                self._seq = max(self._seq, seq)
+                for pid, (next_sequence, next_offset, last_offset, last_time) in parts.items():
+                    part = hub.partitions.get(pid)
+                    if part is None:
+                        continue
+                    part.first_sequence = part.next_sequence = next_sequence
+                    part.next_offset, part.last_offset, part.last_time = (
+                        next_offset,
+                        last_offset,
+                        last_time,
+                    )
+                for sequence, offset, row in rows:
+                    part = hub.partitions[row[2]]
+                    if not part.rows:
+                        part.first_sequence = sequence
+                    part.rows.append(row)
+                    part.offsets.append(offset)
+                    part.next_sequence = sequence + 1
+                    part.next_offset = offset + len(row[4]) + RECORD_OVERHEAD
+                    part.last_offset = offset
+                    part.last_time = row[7]
+                    hub.events.append(row)
+                    hub.per_partition[row[2]] += 1
+                    hub.bytes_received += len(row[4])
+                    hub.last_received = max(hub.last_received, row[7])
+                    self._seq = max(self._seq, row[0])
+                    loaded += 1
+                self._events_by_face.update(row[8] for row in hub.events)
+                overflow = len(hub.events) - self._max
+                if overflow > 0 and self._when_full == "drop-oldest":
+                    self._expire(hub, overflow)
+        return loaded
+
 
 def _seq_of(row: _Row) -> int:
     return row[0]
+
+
+def _enqueued_ms(row: _Row) -> int:
+    return row[7] // 1_000_000
