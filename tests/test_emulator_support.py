@@ -55,12 +55,15 @@ class HubProcess:
         assert self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], start_timeout)
         if not ready:
+            log = self.log()  # before stop(), which deletes it
             self.stop()
-            raise RuntimeError(f"hub emulator printed nothing in {start_timeout}s:\n{self.log()}")
+            raise RuntimeError(f"hub emulator printed nothing in {start_timeout}s:\n{log}")
         self.first_line = self.proc.stdout.readline().decode().rstrip("\n")
         if not self.first_line:
+            self.proc.wait(timeout=10)
+            log = self.log()
             self.stop()
-            raise RuntimeError(f"hub emulator exited before it was ready:\n{self.log()}")
+            raise RuntimeError(f"hub emulator exited before it was ready:\n{log}")
         self.conn: ConnectionString = parse_connection_string(self.first_line)
         self.base = f"http://{self.conn.host}:{self.conn.port}"
         self.session = requests.Session()

@@ -141,7 +141,7 @@ def test_partition_numbers_offsets_and_enqueued_times() -> None:
     assert store.seek("h", "1", "time", 2, inclusive=True) == 0
     assert store.seek("h", "1", "time", 2, inclusive=False) == 3  # nothing after 2 ms: wait
     assert store.seek("h", "1", "sequence", 2, inclusive=False) == 3  # after the last: wait
-    with pytest.raises(PositionError, match="'3' is invalid. The last sequence number .* '2'"):
+    with pytest.raises(PositionError, match=r"'3' is invalid\. The last sequence number .* '2'"):
         store.seek("h", "1", "sequence", 3, inclusive=True)
     with pytest.raises(PositionError, match="The last offset in the system is"):
         store.seek("h", "1", "offset", 10_000, inclusive=False)

@@ -805,6 +805,39 @@ class AmqpFace:
     def wait_for_events(self, reader: Reader) -> None:
         self.waiting.setdefault((reader.hub.lower(), reader.partition), set()).add(reader)
 
+    def consumer_stats(self) -> dict[str, Any]:
+        """Who reads what, for ``/_emulator/stats``: each consumer link's position and state."""
+        readers = []
+        for conn in self.connections:
+            for session in conn.sessions.values():
+                for link in session.links.values():
+                    reader = link.reader
+                    if reader is None:
+                        continue
+                    waiting = reader in self.waiting.get((reader.hub.lower(), reader.partition), ())
+                    readers.append(
+                        {
+                            "hub": reader.hub,
+                            "consumer_group": reader.consumer_group,
+                            "partition_id": reader.partition,
+                            "link": reader.name,
+                            "peer": conn.peer,
+                            "owner_level": reader.owner_level,
+                            "next_sequence_number": reader.next_sequence,
+                            "credit": max(link.credit, 0),
+                            # caught up and waiting for events, or held back by a full socket
+                            "state": "waiting"
+                            if waiting
+                            else "socket full"
+                            if conn.write_paused
+                            else "no credit"
+                            if link.credit <= 0
+                            else "sending",
+                        }
+                    )
+        readers.sort(key=lambda r: (r["hub"], r["consumer_group"], r["partition_id"], r["link"]))
+        return {"consumers": readers}
+
     def release(self, reader: Reader) -> None:
         """A consumer link is gone: it no longer holds its partition nor waits for events."""
         reader.closed = True
@@ -1171,12 +1204,13 @@ class AmqpConnection(asyncio.Protocol):
             delivery_count=0 if client_is_receiver else initial_count,
         )
         refusal: tuple[str, str] | None = None
+        displaced: list[Reader] = []
         if client_is_receiver:
             node = source.get("address") or ""
             if node in ("$cbs", "$management"):
                 link.kind, link.node = "reply", node
             else:
-                refusal = self.bind_consumer_link(session, link, node, source, fields)
+                refusal, displaced = self.bind_consumer_link(session, link, node, source, fields)
                 if refusal is None:
                     snd_mode = 1  # settled: Event Hubs deliveries need no disposition
         else:
@@ -1222,6 +1256,8 @@ class AmqpConnection(asyncio.Protocol):
             link.credit = LINK_CREDIT
             self.send_flow(session, link)
         elif link.reader is not None:
+            for other in displaced:  # after our attach, so the new link is known first
+                other.conn.steal(other, link.reader)
             log.info(
                 "consumer link %r from %s reads %s/%s (group %s) from sequence number %s",
                 name,
@@ -1239,15 +1275,16 @@ class AmqpConnection(asyncio.Protocol):
         address: str,
         source: dict[str, Any],
         fields: list[Any],
-    ) -> tuple[str, str] | None:
-        """Make a receiver link a consumer of its partition; the refusal if it cannot be one."""
+    ) -> tuple[tuple[str, str] | None, list[Reader]]:
+        """Make a receiver link a consumer of its partition: (the refusal if it cannot be one,
+        the readers it takes the partition from)."""
         target = parse_consumer_address(address)
         if target is not None and not self.authorized(target.hub):
             return (
                 "amqp:unauthorized-access",
                 f"no valid token for event hub {target.hub[:100]!r} on this connection "
                 "(put one on $cbs first)",
-            )
+            ), []
         try:
             reader = open_reader(
                 self.store,
@@ -1260,9 +1297,7 @@ class AmqpConnection(asyncio.Protocol):
             )
             displaced = self.face.readers.admit(reader)
         except LinkRefused as exc:
-            return exc.condition, exc.description
-        for other in displaced:
-            other.conn.steal(other, reader)
+            return (exc.condition, exc.description), []
         reader.conn, reader.session, reader.link = self, session, link
         link.kind, link.reader, link.hub, link.partition = (
             "consumer",
@@ -1270,7 +1305,7 @@ class AmqpConnection(asyncio.Protocol):
             reader.hub,
             reader.partition,
         )
-        return None
+        return None, displaced
 
     def steal(self, reader: Reader, by: Reader) -> None:
         """Detach a consumer link whose partition a receiver with a higher owner level took."""
@@ -1429,8 +1464,7 @@ class AmqpConnection(asyncio.Protocol):
             return
         caught_up = False
         while link.credit > 0 and not self.write_paused and session.remote_incoming_window > 0:
-            start = reader.next_sequence
-            messages = reader.take(self.store, min(link.credit, PUMP_BATCH))
+            start, messages = reader.take(self.store, min(link.credit, PUMP_BATCH))
             if not messages:
                 caught_up = True
                 break

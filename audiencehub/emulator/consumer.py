@@ -190,13 +190,14 @@ class Reader:
     def key(self) -> tuple[str, str, str]:
         return (self.hub.lower(), self.consumer_group.lower(), self.partition)
 
-    def take(self, store: EventStore, limit: int) -> list[bytes]:
-        """The next ``limit`` events at most, rendered; the cursor moves past them."""
+    def take(self, store: EventStore, limit: int) -> tuple[int, list[bytes]]:
+        """The next ``limit`` events at most, rendered, and the sequence number of the first;
+        the cursor moves past them (past events that are gone, too)."""
         events, self.next_sequence = store.read(self.hub, self.partition, self.next_sequence, limit)
         if not events:
-            return []
+            return self.next_sequence, []
         runtime = store.partition_info(self.hub, self.partition) if self.runtime_metric else None
-        return [render_event(event, runtime) for event in events]
+        return events[0].sequence_number, [render_event(event, runtime) for event in events]
 
 
 class Readers:

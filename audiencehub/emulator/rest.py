@@ -19,7 +19,7 @@ import asyncio
 import base64
 import logging
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from html import escape
 from typing import Any
 from urllib.parse import unquote
@@ -185,6 +185,8 @@ class RestFace:
         self._faces = faces if faces is not None else ["rest"]
         # Readback requests waiting for new events (``wait=S``), woken by any append.
         self._waiters: set[asyncio.Future[None]] = set()
+        # More sections for /_emulator/stats (the AMQP face's consumers).
+        self.stats_sections: list[Callable[[], dict[str, Any]]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         store.on_append(self._appended)
 
@@ -341,7 +343,10 @@ class RestFace:
             if rest in ([], ["info"], ["health"]):
                 return self._only(method, "GET") or _json(self._describe())
             if rest == ["stats"]:
-                return self._only(method, "GET") or _json(self.store.stats())
+                stats = self.store.stats()
+                for section in self.stats_sections:
+                    stats.update(section())
+                return self._only(method, "GET") or _json(stats)
             if rest == ["events"]:
                 return self._only(method, "DELETE") or self._reset(request)
             if rest == ["faults"]:

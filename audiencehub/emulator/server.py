@@ -144,6 +144,7 @@ class Emulator:
             consumer_groups=self.config.all_consumer_groups,
         )
         self.share_port(b"AMQP", "amqp", self.amqp.protocol)
+        self.rest.stats_sections.append(self.amqp.consumer_stats)
 
     async def start(self) -> int:
         """Open the REST port; returns the bound port (useful with port 0)."""
