@@ -1,6 +1,7 @@
 """Random FilterQL filters and profiles, answered by the real qlbridge (the oracle), kept as golden data.
 
-Regenerate the golden corpus (needs the oracle built as /work/shared/tools/qlbridge-oracle says):
+Regenerate the golden corpus (needs the oracle built as tools/qlbridge-oracle/README.md says; the
+default --oracle is $QLFILTER, else build.sh's /tmp/qlbridge-oracle/out/qlfilter):
 
     .venv/bin/python -m tests.filterql_golden.generate write --oracle PATH/qlfilter
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import random
 import re
 import subprocess
@@ -755,7 +757,9 @@ def measure(oracle: str, seed: int, count: int, show: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("command", choices=("write", "measure", "show"))
-    ap.add_argument("--oracle", default="/work/qlbridge-oracle/out/qlfilter")
+    ap.add_argument(
+        "--oracle", default=os.environ.get("QLFILTER", "/tmp/qlbridge-oracle/out/qlfilter")
+    )
     ap.add_argument("--seed", type=int, default=1000)
     ap.add_argument("--count", type=int, default=20000)
     ap.add_argument("--show", type=int, default=30)

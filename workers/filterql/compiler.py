@@ -705,7 +705,7 @@ class _Compiler:
             ev = _member_ev(left, right, node.left, node.right)
             thresholdable = True
         elif op == "CONTAINS":
-            ev = _binop_ev(CONTAINS, left, right)
+            ev = _contains_ev(left, right, node.left, node.right)
             thresholdable = False
         else:
             ev = _like_ev(left, right, node.left, node.right)
@@ -852,11 +852,17 @@ class _Compiler:
         self.fields |= ident_roots(node)
         if len(segs) == 1:
             name = segs[0][0]
+            rfc = dates._RFC_CACHE
 
             def ev(p: Profile, now: int) -> Any:
-                v = p.fields.get(name)
+                v: Any = p.fields.get(name)
                 c = v.__class__
-                return field_value(v) if c is str or c is list else v
+                if c is str:
+                    ns = rfc.get(v, _UNSEEN)
+                    if ns is None:
+                        return v
+                    return field_value(v) if ns is _UNSEEN else Time(ns)
+                return field_value(v) if c is list else v
 
             return CNode("field", label, node.pos, ev)
         texts = tuple(s for s, _q in segs)
@@ -946,8 +952,8 @@ class _Compiler:
 
     def calendar(self, node: Call, fn: Function) -> CNode:
         impl = fn.impl
-        if node.args:
-            arg = self.value(node.args[0], time_pos=True)
+        if node.args:  # a "now-1d" text here is no date math to qlbridge (only todate() is)
+            arg = self.value(node.args[0])
         else:
             arg = self.clock_node(Clock(0, 0), "now()", node.pos)
         if arg.td != CLOCK or arg.clock is None:
@@ -1197,6 +1203,7 @@ def _call_ev(impl: Callable[..., Any], args: tuple[CNode, ...]) -> Evaluator:
 
 
 _NO_PROFILE = Profile("")
+_UNSEEN: Any = object()
 
 
 def _null_eq(get: Evaluator, want_missing: bool) -> Evaluator:
@@ -1500,6 +1507,22 @@ def _member_ev(left: CNode, right: CNode, lnode: Node, rnode: Node) -> Evaluator
 
             return evp
     return _binop_ev(IN, left, right)
+
+
+def _contains_ev(left: CNode, right: CNode, lnode: Node, rnode: Node) -> Evaluator:
+    field = _simple_field(lnode)
+    if isinstance(rnode, Literal) and isinstance(rnode.value, str) and field is not None:
+        sub = rnode.value
+        rfc = dates._RFC_CACHE
+
+        def evf(p: Profile, now: int) -> Any:
+            v = p.fields.get(field)
+            if v.__class__ is str and rfc.get(v, _UNSEEN) is None:
+                return sub in v
+            return binop(CONTAINS, field_value(v), sub)
+
+        return evf
+    return _binop_ev(CONTAINS, left, right)
 
 
 def _like_ev(left: CNode, right: CNode, lnode: Node, rnode: Node) -> Evaluator:

@@ -28,6 +28,7 @@ from workers.filterql.dates import (
 from workers.filterql.values import (
     BAD,
     NULL,
+    DateMath,
     Lits,
     Time,
     go_bool,
@@ -437,9 +438,21 @@ def hourofweek_of(ns: int) -> int:
     return weekday(ns) * 24 + hourofday_of(ns)
 
 
+def calendar_time(v: Any) -> int | None:
+    """The instant yy(), mm(), dayofweek()... read from their argument: a date, else its text
+    (qlbridge's ValueToString: a list's first item, a number as Go prints it) read as a date."""
+    if v is None or v is NULL:
+        return None
+    c = v.__class__
+    if c is Time or c is DateMath:
+        return v.ns  # type: ignore[no-any-return]
+    text = to_text(v)
+    return parse_date(text) if text else None
+
+
 def _calendar(fn: Callable[[int], Any]) -> Callable[..., Any]:
     def impl(*args: Any) -> Any:
-        ns = time_of(args[0]) if args else None
+        ns = calendar_time(args[0]) if args else None
         return fn(ns) if ns is not None else None
 
     return impl

@@ -1027,15 +1027,18 @@ def arith(op: str, a: Any, b: Any) -> Any:
 
 
 def _int_arith(op: str, a: int, b: int) -> Any:
+    """Go int64 arithmetic: results wrap around, ``/`` truncates, ``% 0`` panics (not ok)."""
     if op == "+":
-        return a + b
-    if op == "-":
-        return a - b
-    if op == "*":
-        return a * b
-    if b == 0:
+        r = a + b
+    elif op == "-":
+        r = a - b
+    elif op == "*":
+        r = a * b
+    elif b == 0:
         return NULL if op == "/" else None  # Go: an error qlbridge drops (nil, ok) / a panic
-    if op == "/":
-        return _go_int_div(a, b)
-    r = abs(a) % abs(b)
-    return r if a >= 0 else -r
+    elif op == "/":
+        r = _go_int_div(a, b)
+    else:
+        r = abs(a) % abs(b)
+        r = r if a >= 0 else -r
+    return (r - _INT64_MIN) % (1 << 64) + _INT64_MIN

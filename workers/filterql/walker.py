@@ -201,7 +201,7 @@ class Walker:
         if fn.kind == "exists":
             return fn.impl(self.value(node.args[0], p, now))
         if fn.kind == "calendar":
-            arg = self.value(node.args[0], p, now, True) if node.args else Time(now)
+            arg = self.value(node.args[0], p, now) if node.args else Time(now)
             return fn.impl(arg)
         if fn.kind == "daysago":
             then = time_of(self.value(node.args[0], p, now, True))
