@@ -19,7 +19,6 @@ from workers.timefmt import NS_PER_MS, NS_PER_S
 
 EQ, NE, LT, LE, GT, GE = range(6)
 OP_NAMES = {"==": EQ, "=": EQ, "!=": NE, "<>": NE, "<": LT, "<=": LE, ">": GT, ">=": GE}
-SWAPPED = {EQ: EQ, NE: NE, LT: GT, LE: GE, GT: LT, GE: LE}
 
 
 class Time:
@@ -829,21 +828,6 @@ def _numbers_logic(is_and: bool, symbol: bool, x: float, y: float, ints: bool) -
     if is_and:
         return x != 0 and y != 0
     return x != 0 or y != 0
-
-
-def compare(op: int, a: Any, b: Any) -> Any:
-    """A comparison (``== != < <= > >=``) with qlbridge's answers; see :func:`binop`."""
-    return binop(op, a, b)
-
-
-def member(a: Any, rhs: Any) -> Any:
-    """``a IN rhs`` / ``a INTERSECTS rhs`` (qlbridge treats both alike)."""
-    return binop(IN, a, rhs)
-
-
-def contains(a: Any, b: Any) -> Any:
-    """``a CONTAINS b``."""
-    return binop(CONTAINS, a, b)
 
 
 # -- LIKE: qlbridge's glob (mb0/glob with '/' as separator, '%' read as '*') ----------------------
