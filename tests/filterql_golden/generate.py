@@ -11,11 +11,14 @@ difference that explains them, and any that none explains are printed):
     .venv/bin/python -m tests.filterql_golden.generate measure --oracle PATH/qlfilter --seed 1000 --count 20000
 
 The generator covers every construct of docs/filterql.md that qlbridge also has (phrases, infix
-and group logic, every comparison, IN / INTERSECTS / CONTAINS / LIKE / BETWEEN and their NOT forms,
-EXISTS, INCLUDE, arithmetic, bare values, names with dots and quotes, the built-in functions both
-implement), over profiles with missing fields, lists, maps, numeric strings, booleans, RFC 3339 times
-(the oracle hands those to qlbridge as ``time.Time``, as a Lytics date field is), date math with
-every unit (months and years included) and several "now"s.
+and group logic with and without commas, comments, every comparison, IN / INTERSECTS / CONTAINS /
+LIKE / BETWEEN and their NOT forms, ``(...)`` and ``[...]`` lists, EXISTS, INCLUDE, arithmetic, bare
+values, names with dots and quotes, strings with quotes and backslashes, FROM / LIMIT / WITH /
+ALIAS, the built-in functions both implement, ``todate`` with a Go layout), over profiles with
+missing fields, lists, maps, numeric strings, booleans, RFC 3339 times (the oracle hands those to
+qlbridge as ``time.Time``, as a Lytics date field is), date math with every unit (months and years
+included) and several "now"s. It leaves out only what docs/filterql.md lists as a difference (see
+the comments where it does).
 """
 
 from __future__ import annotations
@@ -190,7 +193,7 @@ class Gen:
             op = self.pick(("AND", "OR"))
             n = self.pick((1, 2, 2, 3, 3, 4))
             parts = [self.phrase(depth - 1) for _ in range(n)]
-            sep = self.pick((", ", ",\n    ", "\n    ", " "))
+            sep = self.pick((", ", ",\n    ", "\n    ", " ", ", -- a comment\n    "))
             text = parts[0]
             for part in parts[1:]:
                 # Without a comma or a line break, qlbridge reads a NOT that follows a phrase as
@@ -304,6 +307,8 @@ class Gen:
         items = [self.literal(kind) for _ in range(self.r.randint(1, 3))]
         if self.chance(0.15):
             items.append(self.any_literal())
+        if self.chance(0.15) and all(not i.startswith("-") for i in items):
+            return "[" + ", ".join(items) + "]"  # a JSON array: qlbridge reads numbers as floats
         return "(" + ", ".join(items) + ")"
 
     def member(self) -> str:
@@ -315,7 +320,10 @@ class Gen:
         if roll < 0.2:
             return f"{f} IN {self.field(self.pick(('strlist', 'map', 'numlist')))}"
         op = self.pick(("IN", "IN", "NOT IN", "INTERSECTS", "NOT INTERSECTS"))
-        return f"{f} {op} {self.lit_list(kind)}"
+        items = self.lit_list(kind)
+        if "INTERSECTS" in op and items.startswith("["):
+            items = "(" + items[1:-1] + ")"  # qlbridge parses [...] only after IN
+        return f"{f} {op} {items}"
 
     def contains(self) -> str:
         kind = self.pick(("str", "strlist", "email", "url", "int", "numlist"))
@@ -381,6 +389,7 @@ class Gen:
 _STRINGS = (
     "Yoda", "yoda", "Luke Skywalker", "", "p", "pro", "free", "gold", "team", "beta", "b2b",
     "vip", "Peoria, IL", "42", "12", "abc", "true", "1", "x", "yoda@dagobah.com", "red",
+    'Toys R" Us', "a\\b", "tab\\t",
 )  # fmt: skip
 
 _PATTERNS = (
@@ -399,7 +408,8 @@ def _numstr(g: Gen) -> str:
 
 
 _FIELDS: dict[str, Callable[[Gen], Any]] = {
-    "name": lambda g: g.pick(("Yoda", "yoda", "Luke Skywalker", "", "p", "Anakin", "BB-8")),
+    "name": lambda g: g.pick(("Yoda", "yoda", "Luke Skywalker", "", "p", "Anakin", "BB-8",
+                              'Toys R" Us', "a\\b", "Ünïcode")),
     "plan": lambda g: g.pick(("pro", "free", "gold", "team", "Pro", 42, True)),
     "email": lambda g: g.pick(("yoda@dagobah.com", "Luke <Luke@Rebels.org>", "not-an-email",
                                "a@b.co.uk", "", "YODA@Dagobah.com")),
@@ -537,13 +547,23 @@ def _fn_time(g: Gen) -> str:
     if roll < 0.25:
         dm = json.dumps(g.datemath()[0])
         return g.pick((f"todate({f}) {g.pick(('>', '<'))} {dm}", f"now() > {f}", f"{f} < now()",
-                       f"todate({f}) > todate({dm})"))  # fmt: skip
+                       f"todate({f}) > todate({dm})"))
+    if roll < 0.32:
+        layout, value = g.pick(_LAYOUTS)
+        return f"todate({json.dumps(layout)}, {value}) {g.pick(('>', '<'))} {json.dumps(g.datemath()[0])}"  # fmt: skip
     fn = g.pick(("yy", "mm", "monthofyear", "yymm", "dayofweek", "hourofday", "hourofweek"))
     arg = f if g.chance(0.5) else ""
     targets = {"yy": (24, 25, 26), "mm": (1, 2, 3, 4, 12), "monthofyear": (3, 7), "yymm": ('"2603"', '"2403"'),
                "dayofweek": (0, 1, 2, 3, 6), "hourofday": (0, 6, 12, 23), "hourofweek": (0, 36, 50)}  # fmt: skip
     target = g.pick(targets[fn])
     return f"{fn}({arg}) {g.pick(('==', '!=', '>', '<', '>=', '<='))} {target}"
+
+
+_LAYOUTS = (
+    ("2006-01-02", '"2026-03-01"'), ("01/02/2006", '"03/01/2026"'), ("01/02/2006", '"2026-03-01"'),
+    ("Jan 2, 2006", '"Mar 1, 2026"'), ("2006-01-02 15:04", '"2026-03-09 23:30"'),
+    ("2006-01-02", "name"), ("02.01.2006", '"31.12.2025"'),
+)
 
 
 def _fn_exists(g: Gen) -> str:

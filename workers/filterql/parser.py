@@ -116,11 +116,10 @@ def _pos(*items: Any) -> Pos:
     return Pos()
 
 
-_ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "r": "\r"}
-
-
 def unquote_string(raw: str) -> str:
-    """A double-quoted literal's value: ``\\"`` and ``""`` are quotes; unknown escapes are kept."""
+    """A double-quoted literal's value, as qlbridge's lexer reads it: ``\\"`` and ``""`` are a
+    quote; every other backslash stays as written (``"a\\nb"`` is a, backslash, n, b), so LIKE
+    patterns can escape ``\\*``."""
     body = raw[1:-1]
     out: list[str] = []
     i, n = 0, len(body)
@@ -128,10 +127,7 @@ def unquote_string(raw: str) -> str:
         ch = body[i]
         if ch == "\\" and i + 1 < n:
             nxt = body[i + 1]
-            if nxt in _ESCAPES:
-                out.append(_ESCAPES[nxt])
-            else:
-                out.append(ch + nxt)
+            out.append('"' if nxt == '"' else ch + nxt)
             i += 2
         elif ch == '"' and i + 1 < n and body[i + 1] == '"':
             out.append('"')
