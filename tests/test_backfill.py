@@ -16,10 +16,12 @@ from workers.drain import ShardDrainer
 from workers.engine import Engine
 from workers.ingest import Ingestor, list_items
 from workers.job_setup import backfill_preview, create_job
-from workers.jobs import Job
+from workers.jobs import Job, JobStore
 from workers.keys import shard_of
+from workers.lease import Lease
 from workers.profile import Profile
 from workers.redisconn import stream_rows
+from workers.registry_store import Conflict
 
 CONN = (
     "Endpoint=sb://127.0.0.1:1/;SharedAccessKeyName=k;SharedAccessKey=a2V5;"
@@ -225,3 +227,25 @@ def test_a_time_driven_enter_applied_after_the_backfill_started_is_sent_once(
     profile = Profile.loads("late", engine.r.hget(engine.keys.users(shard), "late"))  # type: ignore[arg-type]
     aged = AudienceStore(engine.r, engine.keys).get("aged").id
     assert profile.membership[aged] < profile.recorded_at(aged)
+
+
+def test_job_creation_pauses_drains_and_gives_up_cleanly_on_a_stuck_shard(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backfill's start is read with every shard's drain lease held: no batch runs inside.
+    A shard that stays busy makes job creation fail with nothing created."""
+    populate(engine, 4)
+    Ingestor(engine).ingest(list_items([{"user_id": "u900", "n": 2}]))
+    with backfill_module.drains_paused(engine):
+        drain(engine)  # every drainer finds its lease taken and leaves the entry
+        assert sum(engine.r.xlen(engine.keys.events(s)) for s in range(engine.cfg.shards)) == 1
+    drain(engine)
+    assert sum(engine.r.xlen(engine.keys.events(s)) for s in range(engine.cfg.shards)) == 0
+
+    monkeypatch.setattr(backfill_module, "PAUSE_WAIT_S", 0.2)
+    stuck = Lease(engine.r, engine.keys.drain_lease(1), 60_000)
+    assert stuck.acquire()
+    with pytest.raises(Conflict, match="shard 1 stayed busy"):
+        job_with_backfill(engine)
+    assert JobStore(engine.r, engine.keys).all() == []
+    assert Lease(engine.r, engine.keys.drain_lease(0), 1000).acquire(), "leases were given back"

@@ -30,7 +30,6 @@ from typing import cast
 
 import orjson
 
-from workers.config import ConfigError
 from workers.engine import Engine
 from workers.envelope import render
 from workers.job_control import JobControl
@@ -39,6 +38,7 @@ from workers.lease import Lease
 from workers.membership import Transition
 from workers.profile import Profile
 from workers.registry import Snapshot
+from workers.registry_store import Conflict
 
 log = logging.getLogger("audiencehub.backfill")
 PAGE = 1000
@@ -77,8 +77,9 @@ def drains_paused(engine: Engine) -> Iterator[None]:
             lease = Lease(e.r, e.keys.drain_lease(shard), int(PAUSE_WAIT_S * 1000) + 5_000)
             while not lease.acquire():
                 if time.monotonic() > deadline:
-                    raise ConfigError(
-                        f"shard {shard} is busy draining; try again (no change was made)"
+                    raise Conflict(
+                        f"shard {shard} stayed busy draining for {PAUSE_WAIT_S:.0f}s; try again "
+                        "(no change was made)"
                     )
                 time.sleep(0.005)
             held.append(lease)
