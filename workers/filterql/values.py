@@ -656,7 +656,16 @@ def _str_op(op: int, a: str, b: Any, cb: type) -> Any:
             return (p is b) if op == EQ else (p is not b)
         return False if op in (EQ, IN, CONTAINS, LIKE) else None
     if cb is dict:
-        return (b.get(a) is not None) if op == IN else None
+        keys = map_keys_slice(b)  # a map of plain values is also the list of its keys
+        if op == IN:
+            return b.get(a) is not None
+        if keys is None:
+            return None
+        if op == CONTAINS:
+            return any(k in a for k in keys)
+        if op == LIKE:
+            return any(_like_text(a, k) is True for k in keys)
+        return None
     if b is NULL:
         return (a == "") if op == EQ else (a != "") if op == NE else None
     return None
@@ -731,6 +740,8 @@ def _map_op(op: int, a: dict[str, Any], b: Any, cb: type) -> bool | None:
         keys: list[str] = b
     elif cb is list or cb is Lits:
         keys = [go_string(e) for e in b if e is not None]
+    elif cb is dict and (typed := map_keys_slice(b)) is not None:
+        keys = typed  # a map of plain values is also the list of its keys
     else:
         return None
     return any(a.get(k) is not None for k in keys)
