@@ -65,6 +65,8 @@ COMMANDS: dict[str, tuple[Loader, str]] = {
     "profile": (_profile, "Users' profiles."),
     "schedule": (_attr("audiencehub.cli_schedule", "schedule"),
                  "Time-driven re-evaluation: due index, re-checks."),
+    "secret": (_attr("audiencehub.cli_secret", "secret"),
+               "Keys that encrypt connection strings at rest."),
     "secret-key": (lambda: secret_key,
                    "Print a new key for AUDIENCEHUB_SECRET_KEY."),
     "wait": (_attr("audiencehub.cli_clock", "wait_command"),
