@@ -209,3 +209,47 @@ def test_help_lists_the_options() -> None:
     ):
         assert option in out.stdout
     assert "dump" in out.stdout
+
+
+def test_tail_follows_new_messages_one_line_each_markup_and_controls_verbatim() -> None:
+    ids = ["0", "1"]
+    for hub in started("--hub", "tailed", "--partitions", "2"):
+        assert hub.post([item("before", "u1")], hub="tailed").status_code == 201
+        follower = subprocess.Popen(
+            [sys.executable, "-c", "from audiencehub.cli import main; main()",
+             "hub-emulator", "tail", "--url", hub.first_line, "--count", "2"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(),
+        )  # fmt: skip
+        try:
+            assert follower.stderr is not None
+            assert "following tailed, every partition, from now on" in follower.stderr.readline()
+            hostile = "[bold red]x[/] \x1b[2J\nsecond line"
+            sent = [item(hostile, "u2", idempotency_key="[i]k\n"), item("plain", "u3")]
+            for entry in sent:
+                assert hub.post([entry], hub="tailed").status_code == 201
+            out, _ = follower.communicate(timeout=30)
+        finally:
+            follower.kill()
+            follower.wait()
+        assert follower.returncode == 0
+        first, second = out.splitlines()
+        held = hub.events("tailed")
+        assert first == (
+            f"{held[1]['received_at']} tailed/{partition_for_key('u2', ids)} "
+            f"#{held[1]['sequence_number']} key=u2 idempotency_key=[i]k\\n "
+            "[bold red]x[/] \\x1b[2J\\nsecond line"
+        )
+        assert second.endswith(" key=u3 plain")
+
+        out_json = _cli("tail", "--url", hub.base, "--hub", "tailed", "--from-start", "--json",
+                        "--count", "3")  # fmt: skip
+        assert [orjson.loads(line) for line in out_json.stdout.splitlines()] == [
+            {"hub": "tailed", **e} for e in held
+        ]
+        one = _cli("tail", "--url", hub.base, "--hub", "tailed", "--from-start",
+                   "--partition", partition_for_key("u1", ids), "--count", "1")  # fmt: skip
+        assert one.stdout.endswith(" key=u1 before\n")
+        missing = _cli("tail", "--url", hub.base, "--hub", "nope", "--count", "1")
+        assert missing.returncode == 1 and "does not exist" in missing.stderr
+    gone = _cli("tail", "--url", "http://127.0.0.1:9", "--hub", "x")
+    assert gone.returncode == 1 and "cannot reach the hub stand-in" in gone.stderr

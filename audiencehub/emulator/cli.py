@@ -417,6 +417,9 @@ def tail(
     params: dict[str, Any] = {"limit": 1000, "wait": 20}
     if partition is not None:
         params["partition"] = partition
+    where = f"partition {partition}" if partition is not None else "every partition"
+    start = "from the start" if from_start else "from now on"
+    click.echo(f"following {name}, {where}, {start} (Ctrl-C stops)", err=True)
     printed = 0
     try:
         while count is None or printed < count:
