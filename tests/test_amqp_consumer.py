@@ -39,7 +39,7 @@ from audiencehub.emulator.amqp import (
     performative,
 )
 from tests.test_amqp_face import KEY, KEY_NAME, RawPeer
-from tests.test_emulator_support import HubProcess, item, started
+from tests.test_emulator_support import HubProcess, consume, item, started
 
 HUB = "orders"  # the name RawPeer's put-token uses
 GROUP = "audit"
@@ -57,36 +57,6 @@ def hub() -> Iterator[HubProcess]:
 @pytest.fixture(autouse=True)
 def _clean(hub: HubProcess) -> None:
     hub.reset()
-
-
-def _consume(
-    conn: str, count: int, group: str = "$Default", timeout: float = 30, **receive: Any
-) -> list[EventData]:
-    """Run the SDK's sync ``receive`` until ``count`` events came in, then close the client."""
-    client = EventHubConsumerClient.from_connection_string(conn, consumer_group=group)
-    got: list[EventData] = []
-    errors: list[Exception] = []
-    enough = threading.Event()
-
-    def on_event(_: Any, event: EventData | None) -> None:
-        if event is not None:
-            got.append(event)
-        if len(got) >= count:
-            enough.set()
-
-    def on_error(_: Any, error: Exception) -> None:
-        errors.append(error)
-        enough.set()
-
-    worker = threading.Thread(
-        target=client.receive, kwargs={"on_event": on_event, "on_error": on_error, **receive}
-    )
-    worker.start()
-    enough.wait(timeout)
-    client.close()
-    worker.join(timeout)
-    assert not errors, errors
-    return got
 
 
 def _partition(events: list[EventData], hub: HubProcess) -> dict[str, list[EventData]]:
@@ -117,7 +87,7 @@ def test_the_sdk_reads_every_partition_from_the_start_as_it_was_sent(hub: HubPro
     for entry in rest:  # one key per REST send, as the service wants
         assert hub.post([entry]).status_code == 201
     stored = hub.events()
-    got = _consume(hub.first_line, len(stored), starting_position="-1")
+    got = consume(hub.first_line, len(stored), starting_position="-1")
     assert sorted(e.body_as_str() for e in got) == sorted(e["body"] for e in stored)
     by_partition = _partition(got, hub)
     for pid, events in by_partition.items():
@@ -144,7 +114,7 @@ def test_starting_positions_from_the_sdk(hub: HubProcess) -> None:
 
     def bodies(**position: Any) -> list[str]:
         want = position.pop("count")
-        got = _consume(hub.first_line, want, partition_id="2", **position)
+        got = consume(hub.first_line, want, partition_id="2", **position)
         return [e.body_as_str() for e in got]
 
     assert bodies(count=3, starting_position=base + 2) == ["e3", "e4", "e5"]
@@ -255,7 +225,7 @@ def test_a_higher_owner_level_takes_the_partition(hub: HubProcess) -> None:
     worker.start()
     try:
         _wait_for_consumers(hub, 1)
-        got = _consume(hub.first_line, 1, GROUP, partition_id="0", owner_level=1,
+        got = consume(hub.first_line, 1, GROUP, partition_id="0", owner_level=1,
                        starting_position="-1")  # fmt: skip
         assert [e.body_as_str() for e in got] == ["p"]
         stolen = _wait(lambda: errors, "the first reader's error")
@@ -576,7 +546,7 @@ def test_a_restarted_stand_in_with_data_still_has_every_event(tmp_path: Any) -> 
     try:
         assert second.events("kept") == before
         assert second.post([item("u1-c", "u1")], hub="kept").status_code == 201
-        got = _consume(second.first_line, 5, starting_position="-1")
+        got = consume(second.first_line, 5, starting_position="-1")
         by_key: dict[bytes, list[tuple[int, str]]] = {}
         for event in got:
             assert event.partition_key is not None
@@ -607,5 +577,5 @@ def test_uuid_and_timestamp_properties_go_back_as_they_came(hub: HubProcess) -> 
         producer.send_event(event, partition_id="1")
     finally:
         producer.close()
-    (got,) = _consume(hub.first_line, 1, partition_id="1", starting_position="-1")
+    (got,) = consume(hub.first_line, 1, partition_id="1", starting_position="-1")
     assert got.properties == {b"id": ident, b"big": 2**30, b"neg": -5, b"f": 0.5, b"none": None}

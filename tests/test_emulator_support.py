@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 import orjson
 import requests
+from azure.eventhub import EventData, EventHubConsumerClient
 
 from workers.eventhub.connstr import ConnectionString, parse_connection_string
 from workers.eventhub.sas import make_token
@@ -179,3 +181,34 @@ def item(body: str, key: str | None = None, **props: Any) -> dict[str, Any]:
     if key is not None:
         entry["BrokerProperties"] = {"PartitionKey": key}
     return entry
+
+
+def consume(
+    conn: str, count: int, group: str = "$Default", timeout: float = 30, **receive: Any
+) -> list[EventData]:
+    """Run the SDK's sync ``receive`` until ``count`` events came in (or ``timeout``), then
+    close the client; an error reported to ``on_error`` fails the caller's test."""
+    client = EventHubConsumerClient.from_connection_string(conn, consumer_group=group)
+    got: list[EventData] = []
+    errors: list[Exception] = []
+    enough = threading.Event()
+
+    def on_event(_: Any, event: EventData | None) -> None:
+        if event is not None:
+            got.append(event)
+        if len(got) >= count:
+            enough.set()
+
+    def on_error(_: Any, error: Exception) -> None:
+        errors.append(error)
+        enough.set()
+
+    worker = threading.Thread(
+        target=client.receive, kwargs={"on_event": on_event, "on_error": on_error, **receive}
+    )
+    worker.start()
+    enough.wait(timeout)
+    client.close()
+    worker.join(timeout)
+    assert not errors, errors
+    return got
