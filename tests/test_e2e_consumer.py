@@ -44,8 +44,8 @@ def _body(event: EventData) -> bytes:
     body = event.body
     if isinstance(body, bytes):
         return body
-    assert isinstance(body, Iterable)
-    return b"".join(body)
+    assert isinstance(body, Iterable) and not isinstance(body, str | dict)
+    return b"".join(bytes(part) for part in body)
 
 
 def _as_read(event: EventData) -> tuple[bytes, bytes, bytes]:
