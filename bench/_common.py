@@ -98,11 +98,15 @@ class CpuMeter:
 
 
 def start_bench_hub() -> HubEmulator:
-    """The hub stand-in alone (hub ``bench``, 4 partitions), for the transport benchmarks."""
+    """The hub stand-in alone (hub ``bench``, 4 partitions), for the transport benchmarks.
+
+    Intake runs send millions of events: the stand-in forgets the oldest beyond its bound
+    instead of refusing, so a long run measures intake, not a full hub.
+    """
     hub = HubEmulator(
         Path(tempfile.mkdtemp(prefix="audiencehub-bench-hub-")),
         hub="bench",
-        extra=["--partitions", "4", "--log-level", "warning"],
+        extra=["--partitions", "4", "--log-level", "warning", "--when-full", "drop-oldest"],
     )
     hub.start()
     return hub
@@ -134,7 +138,9 @@ class Stack:
         self.procs: list[Managed] = []
 
     def start_hub(self, *extra: str) -> HubEmulator:
-        self.hub = HubEmulator(self.workdir, extra=["--max-events", "5000000", *extra])
+        self.hub = HubEmulator(
+            self.workdir, extra=["--max-events", "5000000", "--when-full", "drop-oldest", *extra]
+        )
         self.hub.start()
         return self.hub
 
