@@ -73,6 +73,7 @@ SESSION_WINDOW = 65_535
 # Consumers: events taken from the store per step, bytes gathered before each socket write, and
 # the socket buffer above which the stand-in stops sending until the client reads.
 PUMP_BATCH = 64
+PUMP_TURN = 1024  # events one consumer gets per turn of the event loop
 FLUSH_BYTES = 64 * 1024
 WRITE_BUFFER_HIGH = 256 * 1024
 # A transfer performative's largest encoding (handle, delivery-id and tag at their widest).
@@ -1457,17 +1458,24 @@ class AmqpConnection(asyncio.Protocol):
         Stops at the end of the partition (then waits to be woken by an append), when the
         link's credit or the session's window is used up (the client's next flow resumes it), or
         when the socket's buffer is full (``resume_writing`` resumes it). A drain request that
-        finds nothing more to send uses up the credit and says so.
+        finds nothing more to send uses up the credit and says so. One call sends at most
+        ``PUMP_TURN`` events and then lets the loop serve others before it goes on, so a fast
+        reader with a long backlog cannot starve the rest of the stand-in.
         """
         reader = link.reader
         if reader is None or reader.closed or self.closed:
             return
         caught_up = False
+        budget = PUMP_TURN
         while link.credit > 0 and not self.write_paused and session.remote_incoming_window > 0:
-            start, messages = reader.take(self.store, min(link.credit, PUMP_BATCH))
+            if budget <= 0:
+                self.pump_later(session, link)
+                break
+            start, messages = reader.take(self.store, min(link.credit, PUMP_BATCH, budget))
             if not messages:
                 caught_up = True
                 break
+            budget -= len(messages)
             for sent, message in enumerate(messages):
                 if self.frames_for(message) > session.remote_incoming_window:
                     reader.next_sequence = start + sent  # resent when the window opens
@@ -1487,6 +1495,20 @@ class AmqpConnection(asyncio.Protocol):
                 link.credit = 0
                 self.send_flow(session, link)
                 link.drain = False
+
+    def pump_later(self, session: _Session, link: _Link) -> None:
+        reader = link.reader
+        if reader is None or reader.scheduled:
+            return
+        reader.scheduled = True
+
+        def resume() -> None:
+            reader.scheduled = False
+            if not self.closed and not reader.closed:
+                self.pump(session, link)
+                self.flush()
+
+        asyncio.get_running_loop().call_soon(resume)
 
     # ---- transfers ----------------------------------------------------------------------------
 

@@ -185,6 +185,7 @@ class Reader:
     session: Any = None
     link: Any = None
     closed: bool = False
+    scheduled: bool = False  # a continuation of its pump is queued on the loop
 
     @property
     def key(self) -> tuple[str, str, str]:

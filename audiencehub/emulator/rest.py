@@ -183,8 +183,8 @@ class RestFace:
         self.hard_body_limit = max(4 * max_batch_bytes, 16 * 1024 * 1024)
         self._info = info or {}
         self._faces = faces if faces is not None else ["rest"]
-        # Readback requests waiting for new events (``wait=S``), woken by any append.
-        self._waiters: set[asyncio.Future[None]] = set()
+        # Readback requests waiting for new events (``wait=S``), by hub (lower-cased).
+        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
         # More sections for /_emulator/stats (the AMQP face's consumers).
         self.stats_sections: list[Callable[[], dict[str, Any]]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -435,15 +435,16 @@ class RestFace:
         """Hold a readback until an event arrives or ``wait_s`` passes (``tail`` follows this)."""
         loop = self._loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
+        waiters = self._waiters.setdefault(args[0].lower(), set())
         while (left := deadline - loop.time()) > 0:
             waiter = loop.create_future()
-            self._waiters.add(waiter)
+            waiters.add(waiter)
             try:
                 await asyncio.wait_for(waiter, left)
             except TimeoutError:
                 break
             finally:
-                self._waiters.discard(waiter)
+                waiters.discard(waiter)
             page = self._page(*args)
             if page is not None:
                 return page
@@ -451,11 +452,11 @@ class RestFace:
 
     def _appended(self, hub: str, partitions: frozenset[str]) -> None:
         loop = self._loop
-        if self._waiters and loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._wake)
+        if self._waiters.get(hub.lower()) and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake, hub.lower())
 
-    def _wake(self) -> None:
-        for waiter in list(self._waiters):
+    def _wake(self, hub: str) -> None:
+        for waiter in list(self._waiters.get(hub, ())):
             if not waiter.done():
                 waiter.set_result(None)
 
