@@ -33,8 +33,16 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from audiencehub.emulator.amqp import DecodeError, decode_value, encode_value
-from audiencehub.emulator.store import _Row, record_row, row_record
+from audiencehub.emulator.amqp import (
+    NULL,
+    DecodeError,
+    decode_value,
+    e_bin,
+    e_map,
+    e_str,
+    encode_value,
+)
+from audiencehub.emulator.store import _Row, record_row
 
 __all__ = ["Journal", "JournalError"]
 
@@ -158,7 +166,7 @@ class Journal:
 
     def events(self, hub: str, written: Sequence[tuple[int, int, _Row]]) -> None:
         files = self._files(hub)
-        payload = encode_value([_EVENTS, [[s, o, row_record(row)] for s, o, row in written]])
+        payload = _e_events(written)
         if files.current is None or files.size >= self.segment_bytes:
             self._roll(files, written[0][2][0], _STATE, *self.snapshot(hub))
         self._write(files, payload)
@@ -217,3 +225,49 @@ class Journal:
         files.current.write(_HEAD.pack(len(payload), zlib.crc32(payload)) + payload)
         files.current.flush()
         files.size += _HEAD.size + len(payload)
+
+
+# ---- encoding an append fast (the generic encoder costs ~16 µs an event; this ~5) ---------------
+
+_LONG = struct.Struct(">Bq")  # long, always 8 bytes: no branching on the value
+_LIST32 = struct.Struct(">BII")
+
+
+def _list32(body: bytes, count: int) -> bytes:
+    return _LIST32.pack(0xD0, len(body) + 4, count) + body
+
+
+def _e_events(written: Sequence[tuple[int, int, _Row]]) -> bytes:
+    """``[0, [[sequence, offset, row…], …]]``, decoding to what :func:`encode_value` writes."""
+    cache: dict[str, bytes] = {}
+    long = _LONG.pack
+
+    def short(text: str) -> bytes:  # hub, partition, face and property names repeat
+        done = cache.get(text)
+        if done is None:
+            done = cache[text] = e_str(text)
+        return done
+
+    def props(pairs: tuple[tuple[str, Any], ...]) -> bytes:
+        return e_map(
+            [(short(k), e_str(v) if type(v) is str else encode_value(v)) for k, v in pairs]
+        )
+
+    entries = []
+    for sequence, offset, row in written:
+        seq, hub, pid, key, body, user, broker, when, face = row
+        fields = b"".join(
+            (
+                long(0x81, seq),
+                short(hub),
+                short(pid),
+                NULL if key is None else e_str(key),
+                e_bin(body),
+                props(user),
+                props(broker),
+                long(0x81, when),
+                short(face),
+            )
+        )
+        entries.append(_list32(long(0x81, sequence) + long(0x81, offset) + _list32(fields, 9), 3))
+    return _list32(long(0x81, _EVENTS) + _list32(b"".join(entries), len(entries)), 2)
