@@ -20,7 +20,8 @@ from __future__ import annotations
 import math
 import operator
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
@@ -28,6 +29,7 @@ from workers.filterql import dates
 from workers.filterql.dates import DateMathError, parse_datemath
 from workers.filterql.errors import FilterQLError
 from workers.filterql.functions import FUNCTIONS, Function, daysago_of, time_of
+from workers.filterql.glob import PatternTooLarge, compile_like
 from workers.filterql.parser import parse_statements
 from workers.filterql.syntax import (
     Arith,
@@ -62,7 +64,6 @@ from workers.filterql.values import (
     between,
     compare,
     contains,
-    glob_regex,
     like,
     member,
     str_to_number,
@@ -188,6 +189,32 @@ BUDGET = 5000
 _BUDGET: ContextVar[list[int] | None] = ContextVar("filterql_budget", default=None)
 
 
+_MEMO: ContextVar[dict[tuple[int, int, int], Any] | None] = ContextVar("filterql_memo", default=None)
+"""Answers of included audiences during one evaluation of one profile: (filter, question, instant)
+-> answer. ``a = AND (INCLUDE b, INCLUDE b)``, ``b = AND (INCLUDE c, INCLUDE c)``… would otherwise
+evaluate the last audience 2^depth times; with it every included audience is asked once per
+instant, however often it is named."""
+_ASKED_MATCH, _ASKED_CHANGE = 0, 1
+_UNKNOWN = object()
+
+
+@contextmanager
+def one_evaluation() -> Iterator[None]:
+    """Share included audiences' answers while the block evaluates one (unchanging) profile.
+
+    Filter.matches and Filter.next_change open one themselves; explain, which calls many nodes'
+    closures, holds one around all of them.
+    """
+    if _MEMO.get() is not None:
+        yield
+        return
+    token = _MEMO.set({})
+    try:
+        yield
+    finally:
+        _MEMO.reset(token)
+
+
 def _spend() -> bool:
     """Use one unit of the search budget; False once it is gone (answer with a re-check then)."""
     b = _BUDGET.get()
@@ -204,6 +231,7 @@ class Filter:
         "_chain",
         "_ev",
         "_nt",
+        "_scoped",
         "alias",
         "depth",
         "events",
@@ -237,13 +265,20 @@ class Filter:
         self._chain = chain
         self._ev = root.ev
         self._nt = root.nt
+        self._scoped = bool(includes)
 
     def __repr__(self) -> str:
         return f"Filter({self.text!r})"
 
     def matches(self, profile: Profile, now: int) -> bool:
         """Does the profile belong to the audience at ``now`` (ns)?"""
-        return self._ev(profile, now) is True
+        if not self._scoped or _MEMO.get() is not None:
+            return self._ev(profile, now) is True
+        token = _MEMO.set({})
+        try:
+            return self._ev(profile, now) is True
+        finally:
+            _MEMO.reset(token)
 
     def next_change(self, profile: Profile, now: int) -> int | None:
         """The earliest instant T > now at which ``matches`` flips with no new data, or None.
@@ -260,9 +295,12 @@ class Filter:
         if _BUDGET.get() is not None:  # an INCLUDE inside a larger search shares its budget
             return nt(profile, now)
         token = _BUDGET.set([BUDGET])
+        memo = _MEMO.set({}) if self._scoped and _MEMO.get() is None else None
         try:
             at = nt(profile, now)
         finally:
+            if memo is not None:
+                _MEMO.reset(memo)
             _BUDGET.reset(token)
         return at if at is not None and at <= LAST_INSTANT else None
 
@@ -532,15 +570,34 @@ class _Compiler:
     def include(self, node: Include) -> CNode:
         inc = self.resolve_include(node.name, node.pos)
         fev = inc._ev
+        fnc = inc.next_change
+        ident = id(inc)
 
         def ev(p: Profile, now: int) -> Any:
-            return fev(p, now) is True
+            memo = _MEMO.get()
+            if memo is None:
+                return fev(p, now) is True
+            key = (ident, _ASKED_MATCH, now)
+            got = memo.get(key)
+            if got is None:
+                got = memo[key] = fev(p, now) is True
+            return got
+
+        def nc(p: Profile, now: int) -> int | None:
+            memo = _MEMO.get()
+            if memo is None:
+                return fnc(p, now)
+            key = (ident, _ASKED_CHANGE, now)
+            got = memo.get(key, _UNKNOWN)
+            if got is _UNKNOWN:
+                got = memo[key] = fnc(p, now)
+            return got  # type: ignore[no-any-return]
 
         out = CNode("include", node.name, node.pos, ev)
         out.info = {"filter": inc}
         if inc.time_dependent:
             out.td = STEP
-            out.nt = out.nf = inc.next_change
+            out.nt = out.nf = nc
             _phrase_step(out)
         return out
 
@@ -640,7 +697,10 @@ class _Compiler:
             if op == "CONTAINS":
                 ev = _binary_ev(contains, left, right)
             else:
-                ev = _like_ev(left, right, node.right)
+                try:
+                    ev = _like_ev(left, right, node.right)
+                except PatternTooLarge as exc:
+                    raise self.error(str(exc), node.right.pos) from None
             thresholdable = False
         out = CNode(op.lower(), op, node.pos, ev, (left, right))
         out.syntax = node
@@ -1390,7 +1450,7 @@ def _member_ev(left: CNode, right: CNode, lnode: Node, rnode: Node) -> Evaluator
     return _binary_ev(member, left, right)
 
 
-def _binary_ev(fn: Callable[[Any, Any], bool], left: CNode, right: CNode) -> Evaluator:
+def _binary_ev(fn: Callable[[Any, Any], bool | None], left: CNode, right: CNode) -> Evaluator:
     gl, gr = left.ev, right.ev
 
     def ev(p: Profile, now: int) -> Any:
@@ -1401,17 +1461,15 @@ def _binary_ev(fn: Callable[[Any, Any], bool], left: CNode, right: CNode) -> Eva
 
 def _like_ev(left: CNode, right: CNode, rnode: Node) -> Evaluator:
     if isinstance(rnode, Literal) and isinstance(rnode.value, str):
-        rx = glob_regex(rnode.value)
+        glob = compile_like(rnode.value)  # PatternTooLarge is reported by the compiler
         pattern = rnode.value
         gl = left.ev
-        if rx is None:
-            return _const(False)
-        match = rx.fullmatch
+        match = glob.match
 
         def ev(p: Profile, now: int) -> Any:
             v = gl(p, now)
             if v.__class__ is str:
-                return match(v) is not None
+                return match(v)
             return like(v, pattern)
 
         return ev

@@ -78,12 +78,15 @@ class Walker:
         if isinstance(node, Compare):
             return self.compare(node, p, now)
         if isinstance(node, Binary):
+            ok: bool | None
             if node.op in ("IN", "INTERSECTS"):
                 ok = member(self.value(node.left, p, now), self.value(node.right, p, now))
             elif node.op == "CONTAINS":
                 ok = contains(self.value(node.left, p, now), self.value(node.right, p, now))
             else:
                 ok = like(self.value(node.left, p, now), self.value(node.right, p, now))
+            if ok is None:
+                return None
             return not ok if node.negated else ok
         if isinstance(node, Between):
             r = between(
