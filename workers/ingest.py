@@ -79,12 +79,21 @@ class Ingestor:
         result = IngestResult()
         chunk: list[Event] = []
         now = self.e.clock.now_ns()  # one read per call: the test clock lives in Redis
+        cfg = self.e.cfg
         for where, value, size in items:
             if isinstance(value, Invalid):
                 result.errors.append(EventError(where, value.field, value.reason))
                 continue
             try:
-                chunk.append(validate(value, now, size))
+                chunk.append(
+                    validate(
+                        value,
+                        now,
+                        size,
+                        max_ahead_s=cfg.max_future_skew_s,
+                        max_fields=cfg.max_profile_fields,
+                    )
+                )
             except Invalid as exc:
                 result.errors.append(EventError(where, exc.field, exc.reason))
                 continue

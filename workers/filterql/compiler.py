@@ -237,6 +237,7 @@ class Filter:
         "events",
         "fields",
         "includes",
+        "needs",
         "root",
         "statement",
         "text",
@@ -266,6 +267,8 @@ class Filter:
         self._ev = root.ev
         self._nt = root.nt
         self._scoped = bool(includes)
+        self.needs: dict[str, int] = {}
+        """Event name -> the most occurrences any timewindow() here (or included) counts."""
 
     def __repr__(self) -> str:
         return f"Filter({self.text!r})"
@@ -460,6 +463,7 @@ class _Compiler:
         self.events: set[str] = set()
         self.includes: set[str] = set()
         self.included: list[Filter] = []
+        self.needs: dict[str, int] = {}
         self.depth = 0
         self.chain: tuple[str, ...] = ()
 
@@ -480,7 +484,9 @@ class _Compiler:
         for f in self.included:
             self.fields |= f.fields
             self.events |= f.events
-        return Filter(
+            for name, need in f.needs.items():
+                self.needs[name] = max(self.needs.get(name, 0), need)
+        out = Filter(
             self.statement,
             root,
             frozenset(self.fields),
@@ -489,6 +495,8 @@ class _Compiler:
             self.depth,
             self.chain,
         )
+        out.needs = self.needs
+        return out
 
     # -- phrases (tri-state) ------------------------------------------------------------------
     def phrase(self, node: Node) -> CNode:
@@ -1000,6 +1008,7 @@ class _Compiler:
             raise self.error("timewindow() days are out of range", d_node.pos)
         window = round(span)
         self.events.add(name)
+        self.needs[name] = max(self.needs.get(name, 0), need)
         self.fields |= roots
 
         def times(p: Profile) -> list[int]:
