@@ -45,6 +45,13 @@ class Settings:
     """Hard time limit of every task (the soft limit is 3/4 of it)."""
     max_attempts: int = 3
     """Drains of a shard entry that may fail or time out before it is set aside."""
+    max_backlog: int = 1_000_000
+    """Unapplied entries the shards may hold in all; each shard takes its share (see intake)."""
+    dedup_window_s: int = 3600
+    """How long an event id (``_id`` / ``messageId``) is remembered; 0 turns dedup off."""
+    max_request_events: int = 10_000
+    """Events stored by one all-or-nothing write (one /collect request, one ingest() call)."""
+    metrics_host: str = "127.0.0.1"
 
     @property
     def testing(self) -> bool:
@@ -97,6 +104,10 @@ def load_settings() -> Settings:
         occurrences_kept=_int("AUDIENCEHUB_OCCURRENCES_KEPT", 32, 1, 100_000),
         task_time_limit_s=_int("AUDIENCEHUB_TASK_TIME_LIMIT", 60, 5, 600),
         max_attempts=_int("AUDIENCEHUB_MAX_ATTEMPTS", 3, 1, 100),
+        max_backlog=_int("AUDIENCEHUB_MAX_BACKLOG", 1_000_000, 1, 1_000_000_000),
+        dedup_window_s=_int("AUDIENCEHUB_DEDUP_WINDOW_S", 3600, 0, 7 * 86400),
+        max_request_events=_int("AUDIENCEHUB_MAX_REQUEST_EVENTS", 10_000, 1, 100_000),
+        metrics_host=os.environ.get("AUDIENCEHUB_METRICS_HOST") or "127.0.0.1",
     )
 
 

@@ -42,6 +42,7 @@ from workers.job_status import count_sent
 from workers.jobs import Job
 from workers.lease import Lease
 from workers.redisconn import stream_rows
+from workers.secrets import SecretUnreadable
 
 LEASE_MS = 15_000
 log = logging.getLogger("audiencehub.deliver")
@@ -122,7 +123,11 @@ class Deliverer:
                 e.r.delete(e.keys.deliver_kick(job_id))
                 return report  # the holder checks for more after it lets go
             try:
-                sender = self._senders(job)
+                try:
+                    sender = self._senders(job)
+                except SecretUnreadable as exc:
+                    self._unreadable(job, exc, report)
+                    return report
                 while time.monotonic() < deadline and not report.error:
                     if not self._round(job, sender, report):
                         break
@@ -249,6 +254,14 @@ class Deliverer:
                 job.id, f"hub errors for longer than {job.failure_period_s}s; last: {err}"
             )
             log.error("job failed: errors outlasted the failure period", extra={"job": job.id})
+
+    def _unreadable(self, job: Job, exc: SecretUnreadable, report: DeliverReport) -> None:
+        """The authorization opens with none of the configured keys: nothing can be sent until
+        an operator fixes the keys, so the job fails with the reason (backlog kept) instead of
+        looking ``running`` while its outbox grows."""
+        report.error = str(exc)
+        JobControl(self.e).fail(job.id, str(exc))
+        log.error("job failed: its authorization cannot be decrypted", extra={"job": job.id})
 
     def _dead_letter(self, job: Job, batch: list[Pending], reason: str) -> None:
         """Move refused messages to the job's dead letters (with the reason), then ack them.
