@@ -35,6 +35,10 @@ class Profile:
     occurrences: dict[str, list[int]] = field(default_factory=dict)
     membership: dict[str, int] = field(default_factory=dict)
     next_change: dict[str, int] = field(default_factory=dict)
+    recorded: dict[str, int] = field(default_factory=dict)
+    """audience id -> the processing instant at which a membership was recorded, for the few
+    whose enter instant is earlier (a time-driven flip applied late). The Existing Users
+    backfill sends a membership only if it was recorded before the backfill started."""
 
     @property
     def is_new(self) -> bool:
@@ -78,6 +82,10 @@ class Profile:
         if ts > self.modified:
             self.modified = ts
 
+    def recorded_at(self, audience: str) -> int:
+        """When this profile's membership of ``audience`` was recorded (processing time)."""
+        return self.recorded.get(audience, self.membership[audience])
+
     def due(self) -> int | None:
         """The earliest instant any audience answer can flip with no new data."""
         return min(self.next_change.values()) if self.next_change else None
@@ -93,6 +101,7 @@ class Profile:
                 "o": self.occurrences,
                 "a": self.membership,
                 "n": self.next_change,
+                **({"r": self.recorded} if self.recorded else {}),
             }
         )
 
@@ -110,6 +119,7 @@ class Profile:
             occurrences=d["o"],
             membership=d["a"],
             next_change=d["n"],
+            recorded=d.get("r", {}),
         )
 
 

@@ -600,7 +600,8 @@ class _Builder:
             operands = inner.children
         if kind in ("and", "or"):
             kid_values = [self.value(k) for k in node.children]
-            decided = _deciders(kind, value, kid_values)
+            infix = isinstance(node.syntax, Logic) and node.syntax.infix
+            decided = _deciders(kind, value, kid_values, infix)
             children = [self.clause(k, src, i in decided) for i, k in enumerate(node.children)]
         elif kind == "not" and node.children:
             decided = [0]
@@ -684,15 +685,16 @@ def negated_leaf(node: CNode) -> CNode | None:
     return None
 
 
-def _deciders(kind: str, value: bool | None, kids: list[bool | None]) -> list[int]:
-    """Which children decided an AND/OR: the false parts of a false AND, the true parts of a true
-    OR, the unknown parts of an unknown AND; every part when all were needed."""
+def _deciders(kind: str, value: bool | None, kids: list[bool | None], infix: bool) -> list[int]:
+    """Which children decided an AND/OR: the first part that is not true of a false or unknown
+    group AND (qlbridge stops there), the parts that are not true of an infix ``a AND b``, the true
+    parts of a true OR; every part when all were needed."""
     if kind == "and":
-        if value is False:
-            return [i for i, v in enumerate(kids) if v is False]
-        if value is None:
-            return [i for i, v in enumerate(kids) if v is None]
-        return list(range(len(kids)))
+        if value is True:
+            return list(range(len(kids)))
+        if infix:
+            return [i for i, v in enumerate(kids) if v is not True]
+        return [next(i for i, v in enumerate(kids) if v is not True)]
     if value is True:
         return [i for i, v in enumerate(kids) if v is True]
     return list(range(len(kids)))

@@ -7,7 +7,6 @@ moves (for ``next_change``). Failures give None (missing), as qlbridge's "not ok
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable
@@ -20,12 +19,26 @@ from urllib.parse import unquote, urlsplit
 from workers.filterql.dates import (
     NS_PER_HOUR,
     parse_date,
+    rfc3339_ns,
     split_ns,
     weekday,
 )
 from workers.filterql.layouts import parse_layout
-from workers.filterql.values import Time, str_to_number, to_bool, to_text, to_time
-from workers.timefmt import NS_PER_DAY, NS_PER_MS
+from workers.filterql.values import (
+    BAD,
+    NULL,
+    DateMath,
+    Lits,
+    Time,
+    go_bool,
+    go_string,
+    map_keys_slice,
+    to_float64,
+    to_int64,
+    to_text,
+    to_time,
+)
+from workers.timefmt import NS_PER_DAY
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +82,8 @@ def _contains(a: Any, b: Any) -> Any:
 
 
 def _text_or_empty(v: Any) -> str:
-    s = to_text(v) if v is not None else None
-    return s if s is not None else ""
+    """qlbridge's ``Value.ToString()`` of an argument (a missing one is NilValue: "")."""
+    return "" if v is None else go_string(v)
 
 
 def _hasprefix(a: Any, b: Any) -> Any:
@@ -88,12 +101,30 @@ def _hassuffix(a: Any, b: Any) -> Any:
 
 
 def _len(v: Any) -> Any:
-    if v is None:
+    """Bytes of a string (Go's len), items of a list or map; 0 for numbers, booleans and dates.
+    Maps of only booleans or only dates have no length in qlbridge (MapBoolValue, MapTimeValue)."""
+    if v is None or v is NULL:
         return None
     c = v.__class__
-    if c is str or c is list or c is dict:
+    if c is str:
+        return len(v.encode("utf-8", "surrogatepass"))
+    if c is list:
         return len(v)
-    return 0
+    if c is dict:
+        kinds = {_map_kind(x) for x in v.values() if x is not None}
+        return None if kinds in ({"bool"}, {"time"}) else len(v)
+    if c is int or c is float or c is bool or c is Time:
+        return 0
+    return None
+
+
+def _map_kind(x: Any) -> str:
+    c = x.__class__
+    if c is bool:
+        return "bool"
+    if c is str and rfc3339_ns(x) is not None:
+        return "time"
+    return str(c.__name__)
 
 
 def _split(s: Any, sep: Any) -> Any:
@@ -106,8 +137,8 @@ def _split(s: Any, sep: Any) -> Any:
 def _strip(v: Any) -> Any:
     if v.__class__ is str:
         return v.strip(" \n\t\r")
-    if v.__class__ is list:
-        return [e.strip(" \n\t\r") if e.__class__ is str else e for e in v]
+    if v.__class__ is list and v and all(e.__class__ is str for e in v):
+        return [e.strip(" \n\t\r") for e in v]
     return None
 
 
@@ -130,10 +161,11 @@ def _join(*args: Any) -> Any:
         return None
     parts: list[str] = []
     for v in args[:-1]:
-        if v.__class__ is list:
-            parts.extend(t for t in (to_text(e) for e in v if e is not None) if t is not None)
-        elif v is not None and v.__class__ is not dict:
-            t = to_text(v)
+        c = v.__class__
+        if c is list or c is Lits:
+            parts.extend(_text_or_empty(e) for e in v)
+        elif c is str or c is int or c is float:
+            t = go_string(v)
             if t:
                 parts.append(t)
     return sep.join(parts) if parts else None
@@ -142,77 +174,58 @@ def _join(*args: Any) -> Any:
 # -- casts -----------------------------------------------------------------------------------------
 
 
+def _nil(v: Any) -> bool:
+    """qlbridge's ``Value.Nil()``: missing, NULL, "", an empty list or map, NaN."""
+    if v is None or v is NULL:
+        return True
+    c = v.__class__
+    if c is str or c is list or c is dict or c is Lits:
+        return not v
+    if c is float:
+        return math.isnan(v)
+    return c is int and v == -(1 << 31)
+
+
 def _tostring(v: Any) -> Any:
-    if v is None:
-        return ""
-    if v.__class__ is dict or v.__class__ is list:
-        return json.dumps(v, separators=(",", ":"), default=str)
-    return to_text(v)
+    return "" if _nil(v) else go_string(v)
 
 
 def _tonumber(v: Any) -> Any:
     if v is None:
         return None
-    c = v.__class__
-    if v is True:
-        return 1.0
-    if v is False:
-        return 0.0
-    if c is int or c is float:
-        return float(v)
-    if c is Time:
-        return float(v.ns // NS_PER_MS)
-    if c is str:
-        n = str_to_number(v)
-        return float(n) if n is not None else None
-    return None
-
-
-_HEX = re.compile(r"^0x[0-9a-fA-F]+$")
+    if v.__class__ is float and math.isnan(v):
+        return None
+    return to_float64(v)
 
 
 def _toint(v: Any) -> Any:
     if v is None:
         return None
-    c = v.__class__
-    if c is int:
-        return v
-    if c is float:
-        return int(v) if math.isfinite(v) else None
-    if c is Time:
-        return v.ns // NS_PER_MS
-    if c is str:
-        if _HEX.match(v):
-            big = int(v, 16)
-            return big if big < 2**63 else None  # Go's ParseInt(…, 16, 64) fails past int64
-        n = str_to_number(v)
-        if n is None:
-            return None
-        return int(n) if math.isfinite(n) else None
-    if c is list:
-        return _toint(v[0]) if v else None
-    return None
+    return to_int64(v)
 
 
 def _tobool(v: Any) -> Any:
-    if v is None:
+    if _nil(v):
         return None
-    c = v.__class__
-    if c is int or c is float:
-        return True if v == 1 else False if v == 0 else None
-    return to_bool(v)
+    return go_bool(v)
 
 
 def _oneof(*args: Any) -> Any:
     for v in args:
-        if v is None or v == "" or ((v.__class__ is list or v.__class__ is dict) and not v):
+        if v is BAD or _nil(v):
             continue
         return v
     return None
 
 
 def _exists(v: Any) -> bool:
-    return v is not None
+    """exists(x) as qlbridge's builtin: any present value, except a map that is not all ints."""
+    if v is None or v is NULL:
+        return False
+    if v.__class__ is dict:
+        kinds = {x.__class__ for x in v.values() if x is not None}
+        return kinds == {int}
+    return True
 
 
 # -- email and urls --------------------------------------------------------------------------------
@@ -248,10 +261,6 @@ def _parse_address(v: Any) -> tuple[str, str] | None:
     """(display name, address) of an email (a list reads its first element), or None."""
     if v is None:
         return None
-    if v.__class__ is list:
-        v = v[0] if v else None
-        if v is None:
-            return None
     s = to_text(v)
     if not s:
         return None
@@ -267,7 +276,9 @@ def _parse_address(v: Any) -> tuple[str, str] | None:
 
 
 def _email(v: Any) -> Any:
-    parsed = _parse_address(v)
+    if _nil(v):
+        return None
+    parsed = _parse_address(_first_text(v))
     return parsed[1].lower() if parsed else None
 
 
@@ -282,12 +293,16 @@ def _emailname(v: Any) -> Any:
 
 
 def _first_text(v: Any) -> str:
-    if v is None:
-        return ""
-    if v.__class__ is list:
-        return _first_text(v[0]) if v else ""
-    if v.__class__ is str:
+    """host(), path() and email() read a string, or a list's first item as text (a map of plain
+    values is a list of its keys to qlbridge)."""
+    c = v.__class__
+    if c is str:
         return str(v)
+    if (c is list or c is Lits) and v:
+        return _text_or_empty(v[0])
+    if c is dict:
+        keys = map_keys_slice(v)
+        return keys[0] if keys else ""
     return ""
 
 
@@ -305,7 +320,7 @@ def _host(v: Any) -> Any:
     host = netloc.rpartition("@")[2]
     if " " in host:
         return None
-    return host or None
+    return host
 
 
 def _path(v: Any) -> Any:
@@ -389,16 +404,22 @@ def effective_tld_plus_one(domain: str) -> str | None:
 
 
 def _domain(v: Any) -> Any:
-    s = _first_text(v)
+    """The registrable domain of a URL's host (with its port, if any, as Go's URL.Host has it)."""
+    c = v.__class__
+    if c is str:
+        s = str(v)
+    elif c is list and v and all(e.__class__ is str for e in v):
+        s = v[0]
+    else:
+        s = ""
     url = s.lower()
     if not url.startswith("http"):
         url = "http://" + url
     try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
+        host = urlsplit(url).netloc.rpartition("@")[2]
     except ValueError:
         return None
-    if len(parts.netloc) <= 2 or not host:
+    if len(host) <= 2:
         return None
     return effective_tld_plus_one(host)
 
@@ -445,9 +466,21 @@ def hourofweek_of(ns: int) -> int:
     return weekday(ns) * 24 + hourofday_of(ns)
 
 
+def calendar_time(v: Any) -> int | None:
+    """The instant yy(), mm(), dayofweek()... read from their argument: a date, else its text
+    (qlbridge's ValueToString: a list's first item, a number as Go prints it) read as a date."""
+    if v is None or v is NULL:
+        return None
+    c = v.__class__
+    if c is Time or c is DateMath:
+        return v.ns  # type: ignore[no-any-return]
+    text = to_text(v)
+    return parse_date(text) if text else None
+
+
 def _calendar(fn: Callable[[int], Any]) -> Callable[..., Any]:
     def impl(*args: Any) -> Any:
-        ns = time_of(args[0]) if args else None
+        ns = calendar_time(args[0]) if args else None
         return fn(ns) if ns is not None else None
 
     return impl
