@@ -13,7 +13,8 @@ from typing import Any
 import orjson
 
 MAX_OCCURRENCES = 512
-"""Most recent occurrences kept per event name; older ones cannot matter to a window of that size."""
+"""Most recent occurrences kept per event name when the caller does not say (the drain keeps only
+as many as the audiences' windows count: see Snapshot.occurrences_to_keep)."""
 
 
 @dataclass(slots=True)
@@ -63,14 +64,16 @@ class Profile:
         self._touch(ts)
         return changed
 
-    def record_occurrence(self, event: str, ts: int) -> None:
+    def record_occurrence(self, event: str, ts: int, keep: int = MAX_OCCURRENCES) -> None:
+        """Add one occurrence, keeping the ``keep`` most recent: timewindow(event, N, D) needs
+        only the N most recent, whatever D is."""
         times = self.occurrences.setdefault(event, [])
         if not times or ts >= times[-1]:
             times.append(ts)
         else:
             insort(times, ts)
-        if len(times) > MAX_OCCURRENCES:
-            del times[: len(times) - MAX_OCCURRENCES]
+        if len(times) > keep:
+            del times[: len(times) - keep]
         self._touch(ts)
 
     def _touch(self, ts: int) -> None:

@@ -20,7 +20,8 @@ from __future__ import annotations
 import math
 import operator
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
@@ -28,6 +29,7 @@ from workers.filterql import dates
 from workers.filterql.dates import DateMathError, parse_datemath, rfc3339_ns
 from workers.filterql.errors import FilterQLError
 from workers.filterql.functions import FUNCTIONS, Function, daysago_of, time_of
+from workers.filterql.glob import PatternTooLarge, compile_like
 from workers.filterql.parser import parse_statements
 from workers.filterql.syntax import (
     Arith,
@@ -68,7 +70,6 @@ from workers.filterql.values import (
     between,
     binop,
     field_value,
-    glob_regex,
     infix,
     literal_value,
     resolve_path,
@@ -194,6 +195,49 @@ BUDGET = 5000
 _BUDGET: ContextVar[list[int] | None] = ContextVar("filterql_budget", default=None)
 
 
+_MEMO: ContextVar[dict[tuple[int, int, int], Any] | None] = ContextVar("filterql_memo", default=None)
+"""Answers of included audiences during one evaluation of one profile: (filter, question, instant)
+-> answer. ``a = AND (INCLUDE b, INCLUDE b)``, ``b = AND (INCLUDE c, INCLUDE c)``… would otherwise
+evaluate the last audience 2^depth times; with it every included audience is asked once per
+instant, however often it is named."""
+_ASKED_MATCH, _ASKED_CHANGE, _ASKED_FALSE = 0, 1, 2
+_UNKNOWN = object()
+
+
+def _memoized(ident: int, question: int, fn: NextChange) -> NextChange:
+    """An included audience's next change (of "is true" or of "is false"), asked once per
+    instant within one evaluation (see ``_MEMO``)."""
+
+    def nc(p: Profile, now: int) -> int | None:
+        memo = _MEMO.get()
+        if memo is None:
+            return fn(p, now)
+        key = (ident, question, now)
+        got = memo.get(key, _UNKNOWN)
+        if got is _UNKNOWN:
+            got = memo[key] = fn(p, now)
+        return got  # type: ignore[no-any-return]
+
+    return nc
+
+
+@contextmanager
+def one_evaluation() -> Iterator[None]:
+    """Share included audiences' answers while the block evaluates one (unchanging) profile.
+
+    Filter.matches and Filter.next_change open one themselves; explain, which calls many nodes'
+    closures, holds one around all of them.
+    """
+    if _MEMO.get() is not None:
+        yield
+        return
+    token = _MEMO.set({})
+    try:
+        yield
+    finally:
+        _MEMO.reset(token)
+
+
 def _spend() -> bool:
     """Use one unit of the search budget; False once it is gone (answer with a re-check then)."""
     b = _BUDGET.get()
@@ -210,11 +254,13 @@ class Filter:
         "_chain",
         "_ev",
         "_nt",
+        "_scoped",
         "alias",
         "depth",
         "events",
         "fields",
         "includes",
+        "needs",
         "root",
         "statement",
         "text",
@@ -243,13 +289,22 @@ class Filter:
         self._chain = chain
         self._ev = root.ev
         self._nt = root.nt
+        self._scoped = bool(includes)
+        self.needs: dict[str, int] = {}
+        """Event name -> the most occurrences any timewindow() here (or included) counts."""
 
     def __repr__(self) -> str:
         return f"Filter({self.text!r})"
 
     def matches(self, profile: Profile, now: int) -> bool:
         """Does the profile belong to the audience at ``now`` (ns)?"""
-        return self._ev(profile, now) is True
+        if not self._scoped or _MEMO.get() is not None:
+            return self._ev(profile, now) is True
+        token = _MEMO.set({})
+        try:
+            return self._ev(profile, now) is True
+        finally:
+            _MEMO.reset(token)
 
     def next_change(self, profile: Profile, now: int) -> int | None:
         """The earliest instant T > now at which ``matches`` flips with no new data, or None.
@@ -266,9 +321,12 @@ class Filter:
         if _BUDGET.get() is not None:  # an INCLUDE inside a larger search shares its budget
             return nt(profile, now)
         token = _BUDGET.set([BUDGET])
+        memo = _MEMO.set({}) if self._scoped and _MEMO.get() is None else None
         try:
             at = nt(profile, now)
         finally:
+            if memo is not None:
+                _MEMO.reset(memo)
             _BUDGET.reset(token)
         return at if at is not None and at <= LAST_INSTANT else None
 
@@ -447,6 +505,7 @@ class _Compiler:
         self.events: set[str] = set()
         self.includes: set[str] = set()
         self.included: list[Filter] = []
+        self.needs: dict[str, int] = {}
         self.depth = 0
         self.chain: tuple[str, ...] = ()
 
@@ -467,7 +526,9 @@ class _Compiler:
         for f in self.included:
             self.fields |= f.fields
             self.events |= f.events
-        return Filter(
+            for name, need in f.needs.items():
+                self.needs[name] = max(self.needs.get(name, 0), need)
+        out = Filter(
             self.statement,
             root,
             frozenset(self.fields),
@@ -476,6 +537,8 @@ class _Compiler:
             self.depth,
             self.chain,
         )
+        out.needs = self.needs
+        return out
 
     # -- phrases (tri-state) ------------------------------------------------------------------
     def phrase(self, node: Node) -> CNode:
@@ -599,16 +662,26 @@ class _Compiler:
         """INCLUDE is the other audience's value: true, false, or unknown (qlbridge's "not ok")."""
         inc = self.resolve_include(node.name, node.pos)
         fev = inc._ev
+        ident = id(inc)
 
         def ev(p: Profile, now: int) -> Any:
-            v = fev(p, now)
-            return v if v is True or v is False else None
+            memo = _MEMO.get()
+            if memo is None:
+                v = fev(p, now)
+                return v if v is True or v is False else None
+            key = (ident, _ASKED_MATCH, now)
+            got = memo.get(key, _UNKNOWN)
+            if got is _UNKNOWN:
+                v = fev(p, now)
+                got = memo[key] = v if v is True or v is False else None
+            return got
 
         out = CNode("include", node.name, node.pos, ev)
         out.info = {"filter": inc}
         if inc.time_dependent:
             out.td = STEP
-            out.nt, out.nf = inc.next_change, _root_nf(inc)
+            out.nt = _memoized(ident, _ASKED_CHANGE, inc.next_change)
+            out.nf = _memoized(ident, _ASKED_FALSE, _root_nf(inc))
             _phrase_step(out)
         return out
 
@@ -708,7 +781,10 @@ class _Compiler:
             ev = _contains_ev(left, right, node.left, node.right)
             thresholdable = False
         else:
-            ev = _like_ev(left, right, node.left, node.right)
+            try:
+                ev = _like_ev(left, right, node.left, node.right)
+            except PatternTooLarge as exc:
+                raise self.error(str(exc), node.right.pos) from None
             thresholdable = False
         out = CNode(op.lower(), op, node.pos, ev, (left, right))
         out.syntax = node
@@ -1046,6 +1122,7 @@ class _Compiler:
             raise self.error("timewindow() days are out of range", d_node.pos)
         window = round(span)
         self.events.add(name)
+        self.needs[name] = max(self.needs.get(name, 0), need)
         self.fields |= roots
 
         def times(p: Profile) -> list[int]:
@@ -1527,16 +1604,17 @@ def _contains_ev(left: CNode, right: CNode, lnode: Node, rnode: Node) -> Evaluat
 
 def _like_ev(left: CNode, right: CNode, lnode: Node, rnode: Node) -> Evaluator:
     field = _simple_field(lnode)
-    if isinstance(rnode, Literal) and isinstance(rnode.value, str) and left.td == STATIC:
+    if isinstance(rnode, Literal) and isinstance(rnode.value, str):
         pattern = rnode.value
-        rx = glob_regex(pattern)
-        if rx is not None and field is not None:
-            match = rx.fullmatch
+        match = compile_like(pattern).match  # PatternTooLarge: reported by the compiler
+        if field is not None and left.td == STATIC:
 
             def evf(p: Profile, now: int) -> Any:
                 v = p.fields.get(field)
                 if v.__class__ is str and rfc3339_ns(v) is None:
-                    return match(v) is not None
+                    got = match(v)
+                    if got is not None:
+                        return got
                 if v is None:
                     return False
                 return binop(LIKE, field_value(v), pattern)

@@ -18,13 +18,12 @@ from urllib.parse import unquote, urlsplit
 
 from workers.filterql.dates import (
     NS_PER_HOUR,
-    civil_from_days,
-    days_from_civil,
     parse_date,
     rfc3339_ns,
     split_ns,
     weekday,
 )
+from workers.filterql.layouts import parse_layout
 from workers.filterql.values import (
     BAD,
     NULL,
@@ -39,7 +38,7 @@ from workers.filterql.values import (
     to_text,
     to_time,
 )
-from workers.timefmt import NS_PER_DAY, NS_PER_S
+from workers.timefmt import NS_PER_DAY
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +142,17 @@ def _strip(v: Any) -> Any:
     return None
 
 
+MAX_RESULT_CHARS = 1 << 20
+"""Longest text a function may build: ``replace(x, "", y)`` puts y between every two characters,
+so two 64 KiB values would ask for 4 G characters. Longer results are missing (None)."""
+
+
 def _replace(s: Any, old: Any, new: Any = "") -> Any:
-    text = _text_or_empty(s)
-    return text.replace(_text_or_empty(old), _text_or_empty(new))
+    text, find, put = _text_or_empty(s), _text_or_empty(old), _text_or_empty(new)
+    count = len(text) + 1 if find == "" else text.count(find)
+    if len(text) + count * (len(put) - len(find)) > MAX_RESULT_CHARS:
+        return None
+    return text.replace(find, put)
 
 
 def _join(*args: Any) -> Any:
@@ -226,6 +233,30 @@ def _exists(v: Any) -> bool:
 _ADDR = re.compile(r"^[^\s@<>,;\"]+@[^\s@<>,;\"]+$")
 
 
+def _bracketed(s: str) -> tuple[str, str] | None:
+    """``Name <addr>`` or ``"Name" <addr>`` split in one pass, or None.
+
+    The same reading as ``^(?:"?([^"<]*?)"?\\s*)?<([^<>]+)>$`` without a backtracking regex, which
+    took minutes on a value of a few thousand spaces.
+    """
+    if not s.endswith(">"):
+        return None
+    i = s.find("<")
+    if i < 0 or s.find("<", i + 1) >= 0:
+        return None
+    addr = s[i + 1 : -1]
+    if not addr or ">" in addr:
+        return None
+    name = s[:i].rstrip()
+    if name.startswith('"'):
+        name = name[1:]
+    if name.endswith('"'):
+        name = name[:-1]
+    if '"' in name:
+        return None
+    return name.strip(), addr.strip()
+
+
 def _parse_address(v: Any) -> tuple[str, str] | None:
     """(display name, address) of an email (a list reads its first element), or None."""
     if v is None:
@@ -234,11 +265,8 @@ def _parse_address(v: Any) -> tuple[str, str] | None:
     if not s:
         return None
     s = s.strip()
-    m = re.match(r'^\s*(?:"?([^"<]*?)"?\s*)?<([^<>]+)>\s*$', s)
-    if m:
-        name, addr = (m.group(1) or "").strip(), m.group(2).strip()
-    else:
-        name, addr = "", s
+    bracketed = _bracketed(s)
+    name, addr = bracketed if bracketed is not None else ("", s)
     if not _ADDR.match(addr):
         return None
     local, _, dom = addr.rpartition("@")
@@ -465,119 +493,13 @@ def _todate(*args: Any) -> Any:
     layout, value = (to_text(a) if a is not None else None for a in args)
     if layout is None or value is None:
         return None
-    ns = parse_go_layout(layout, value)
+    ns = parse_layout(layout, value)
     return Time(ns) if ns is not None else None
 
 
 def daysago_of(then: int, now: int) -> int:
     """Whole days from ``then`` to ``now`` (floor; negative for a future date)."""
     return (now - then) // NS_PER_DAY
-
-
-_GO_TOKENS = [
-    ("2006", r"(?P<Y>\d{4})"),
-    ("January", r"(?P<Bf>[A-Za-z]+)"),
-    ("Jan", r"(?P<B>[A-Za-z]{3})"),
-    ("Monday", r"[A-Za-z]+"),
-    ("Mon", r"[A-Za-z]{3}"),
-    ("MST", r"[A-Z]{3,5}"),
-    ("Z07:00", r"(?P<Z>Z|[+-]\d{2}:\d{2})"),
-    ("-07:00", r"(?P<Z>[+-]\d{2}:\d{2})"),
-    ("-0700", r"(?P<Z>[+-]\d{4})"),
-    ("01", r"(?P<m>\d{2})"),
-    ("02", r"(?P<d>\d{2})"),
-    ("_2", r"\s?(?P<d>\d{1,2})"),
-    ("06", r"(?P<y>\d{2})"),
-    ("15", r"(?P<H>\d{2})"),
-    ("03", r"(?P<I>\d{2})"),
-    ("04", r"(?P<M>\d{2})"),
-    ("05", r"(?P<S>\d{2})"),
-    ("PM", r"(?P<p>[AaPp][Mm])"),
-    ("pm", r"(?P<p>[AaPp][Mm])"),
-    (".000000000", r"\.(?P<f>\d{9})"),
-    (".000000", r"\.(?P<f>\d{6})"),
-    (".000", r"\.(?P<f>\d{3})"),
-    ("1", r"(?P<m>\d{1,2})"),
-    ("2", r"(?P<d>\d{1,2})"),
-    ("3", r"(?P<I>\d{1,2})"),
-    ("4", r"(?P<M>\d{1,2})"),
-    ("5", r"(?P<S>\d{1,2})"),
-]
-
-
-@lru_cache(maxsize=256)
-def _go_layout_regex(layout: str) -> re.Pattern[str] | None:
-    out: list[str] = []
-    seen: set[str] = set()
-    i = 0
-    while i < len(layout):
-        for tok, rx in _GO_TOKENS:
-            if layout.startswith(tok, i):
-                name = re.search(r"\?P<(\w+)>", rx)
-                if name and name.group(1) in seen:
-                    rx = re.sub(r"\?P<\w+>", "?:", rx)
-                elif name:
-                    seen.add(name.group(1))
-                out.append(rx)
-                i += len(tok)
-                break
-        else:
-            out.append(re.escape(layout[i]))
-            i += 1
-    try:
-        return re.compile("^" + "".join(out) + "$")
-    except re.error:
-        return None
-
-
-_MONTHS3 = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
-
-
-def parse_go_layout(layout: str, value: str) -> int | None:
-    """Parse ``value`` with a Go reference layout ("01/02/2006"), as ``todate(layout, v)`` does."""
-    rx = _go_layout_regex(layout)
-    if rx is None:
-        return None
-    m = rx.match(value.strip())
-    if not m:
-        return None
-    g = m.groupdict()
-    try:
-        if g.get("Y"):
-            year = int(g["Y"])
-        elif g.get("y"):
-            yy = int(g["y"])
-            year = yy + (1900 if yy >= 69 else 2000)
-        else:
-            year = 0
-        if g.get("m"):
-            month = int(g["m"])
-        elif g.get("B") or g.get("Bf"):
-            month = _MONTHS3.index((g.get("B") or g.get("Bf") or "")[:3].lower()) + 1
-        else:
-            month = 1
-        day = int(g["d"]) if g.get("d") else 1
-        hour = int(g["H"]) if g.get("H") else int(g["I"]) if g.get("I") else 0
-        if g.get("p"):
-            hour = hour % 12 + (12 if g["p"].lower() == "pm" else 0)
-        minute = int(g["M"]) if g.get("M") else 0
-        sec = int(g["S"]) if g.get("S") else 0
-    except ValueError:
-        return None
-    if not (1 <= month <= 12) or not (1 <= day <= 31) or hour > 23 or minute > 59 or sec > 59:
-        return None
-    days = days_from_civil(year, month, day)
-    if civil_from_days(days) != (year, month, day):
-        return None
-    ns = ((days * 24 + hour) * 60 + minute) * 60 * NS_PER_S + sec * NS_PER_S
-    if g.get("f"):
-        ns += int(g["f"].ljust(9, "0"))
-    z = g.get("Z")
-    if z and z != "Z":
-        sign = 1 if z[0] == "+" else -1
-        digits = z[1:].replace(":", "")
-        ns -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60) * NS_PER_S
-    return ns
 
 
 def _timewindow(*_args: Any) -> Any:  # compiled specially; never called

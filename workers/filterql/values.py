@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from workers.filterql.dates import number_to_date, parse_date, rfc3339_ns, split_ns
+from workers.filterql.glob import PatternTooLarge, compile_like
 from workers.timefmt import NS_PER_MS, NS_PER_S
 
 EQ, NE, LT, LE, GT, GE = range(6)
@@ -537,11 +538,12 @@ def go_equal(left: Any, right: Any) -> bool:
 
 
 def _like_text(text: str, pattern: str) -> bool | None:
-    """qlbridge's ``LikeCompare``: None for a pattern the glob cannot compile."""
-    rx = glob_regex(pattern)
-    if rx is None:
+    """qlbridge's ``LikeCompare`` (mb0/glob, in linear time: see glob.py): None where it is not ok,
+    a malformed pattern reached while matching this text (or a pattern over the glob limits)."""
+    try:
+        return compile_like(pattern).match(text)
+    except PatternTooLarge:
         return None
-    return rx.fullmatch(text) is not None
 
 
 # -- comparison ------------------------------------------------------------------------------------
@@ -846,86 +848,6 @@ def _numbers_logic(is_and: bool, symbol: bool, x: float, y: float, ints: bool) -
     if is_and:
         return x != 0 and y != 0
     return x != 0 or y != 0
-
-
-# -- LIKE: qlbridge's glob (mb0/glob with '/' as separator, '%' read as '*') ----------------------
-
-_GLOB_CACHE: dict[str, re.Pattern[str] | None] = {}
-
-
-def glob_regex(pattern: str) -> re.Pattern[str] | None:
-    """Compile a LIKE pattern: ``*`` any run without '/', ``**`` any run, ``?`` one char, ``[a-z]``."""
-    try:
-        return _GLOB_CACHE[pattern]
-    except KeyError:
-        pass
-    pat = pattern.replace("%", "*")
-    out: list[str] = []
-    i, n = 0, len(pat)
-    ok = True
-    while i < n:
-        ch = pat[i]
-        if ch == "*":
-            j = i
-            while j < n and pat[j] == "*":
-                j += 1
-            out.append(".*" if j - i > 1 else "[^/]*")
-            i = j
-        elif ch == "?":
-            out.append("[^/]")
-            i += 1
-        elif ch == "[":
-            j = i + 1
-            neg = j < n and pat[j] == "^"
-            if neg:
-                j += 1
-            k = pat.find("]", j + 1)
-            if k < 0:
-                ok = False
-                break
-            body = pat[j:k].replace("\\", "\\\\")
-            out.append("[" + ("^" if neg else "") + body + "]")
-            i = k + 1
-        elif ch == "\\":
-            if i + 1 >= n:
-                ok = False
-                break
-            out.append(re.escape(pat[i + 1]))
-            i += 2
-        else:
-            out.append(re.escape(ch))
-            i += 1
-    rx: re.Pattern[str] | None = None
-    if ok:
-        try:
-            rx = re.compile("".join(out), re.DOTALL)
-        except re.error:
-            rx = None
-    if len(_GLOB_CACHE) > 10_000:
-        _GLOB_CACHE.clear()
-    _GLOB_CACHE[pattern] = rx
-    return rx
-
-
-def like(a: Any, pattern: Any) -> bool:
-    """``a LIKE pattern`` (whole-value match; a list matches if any element does)."""
-    if a is None or pattern is None:
-        return False
-    p = to_text(pattern)
-    if p is None:
-        return False
-    rx = glob_regex(p)
-    if rx is None:
-        return False
-    if a.__class__ is list:
-        for e in a:
-            if e is not None:
-                s = to_text(e)
-                if s is not None and rx.fullmatch(s):
-                    return True
-        return False
-    s = to_text(a)
-    return s is not None and rx.fullmatch(s) is not None
 
 
 # -- BETWEEN ---------------------------------------------------------------------------------------
