@@ -482,10 +482,10 @@ def test_owner_levels_and_the_five_reader_limit(hub: HubProcess) -> None:
 
 
 def test_a_consumer_that_stops_reading_costs_a_bounded_buffer(hub: HubProcess) -> None:
-    body = "z" * 4000
-    total = 5000  # 20 MB: far more than the socket buffers on both sides together
-    for start in range(0, total, 200):
-        batch = [item(f"{n:05d}{body}") for n in range(start, start + 200)]
+    body = "z" * 10_000
+    total = 5000  # 50 MB: far more than the socket buffers on both sides can hold (~10 MB)
+    for start in range(0, total, 80):
+        batch = [item(f"{n:05d}{body}") for n in range(start, min(start + 80, total))]
         assert hub.post(batch, partition="2").status_code == 201
     peer = Consumer(hub, window=100_000)
     try:
