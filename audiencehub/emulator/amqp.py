@@ -1477,12 +1477,14 @@ class AmqpConnection(asyncio.Protocol):
                 break
             budget -= len(messages)
             for sent, message in enumerate(messages):
-                if self.frames_for(message) > session.remote_incoming_window:
-                    reader.next_sequence = start + sent  # resent when the window opens
+                if self.write_paused or self.frames_for(message) > session.remote_incoming_window:
+                    # Taken but not sent: sent when the socket drains or the window opens. (A
+                    # client whose whole window is smaller than one event's frames stalls.)
+                    reader.next_sequence = start + sent
                     break
                 self.transfer(session, link, message, settled=True)
                 if self.out_size >= FLUSH_BYTES:
-                    self.flush()  # may pause writing: the loop stops before the next batch
+                    self.flush()  # may pause writing (asyncio calls pause_writing at once)
             else:
                 continue
             break
