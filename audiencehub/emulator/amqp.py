@@ -821,7 +821,7 @@ class AmqpFace:
                             "hub": reader.hub,
                             "consumer_group": reader.consumer_group,
                             "partition_id": reader.partition,
-                            "link": reader.name,
+                            "link": reader.name[:200],
                             "peer": conn.peer,
                             "owner_level": reader.owner_level,
                             "next_sequence_number": reader.next_sequence,
@@ -1261,7 +1261,7 @@ class AmqpConnection(asyncio.Protocol):
                 other.conn.steal(other, link.reader)
             log.info(
                 "consumer link %r from %s reads %s/%s (group %s) from sequence number %s",
-                name,
+                name[:100],
                 self.peer,
                 link.reader.hub,
                 link.reader.partition,
@@ -1321,13 +1321,18 @@ class AmqpConnection(asyncio.Protocol):
         )
         error = e_error(
             "amqp:link:stolen",
-            f"New receiver '{by.name}' with owner level {by.owner_level} took partition "
+            f"New receiver '{by.name[:100]}' with owner level {by.owner_level} took partition "
             f"{by.partition!r} of event hub {by.hub!r} (consumer group {by.consumer_group!r}) "
-            f"from receiver '{reader.name}' with {mine}",
+            f"from receiver '{reader.name[:100]}' with {mine}",
         )
         self.send(session.channel, performative(DETACH, e_uint(link.handle), TRUE, error))
         self.flush()
-        log.info("receiver %r from %s lost its partition to %r", reader.name, self.peer, by.name)
+        log.info(
+            "receiver %r from %s lost its partition to %r",
+            reader.name[:100],
+            self.peer,
+            by.name[:100],
+        )
 
     def release_links(self, session: _Session) -> None:
         for link in session.links.values():
