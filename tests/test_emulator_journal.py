@@ -99,15 +99,22 @@ def test_dropping_the_oldest_deletes_whole_segments(tmp_path: Path) -> None:
         ]
 
 
-def test_one_directory_one_stand_in_and_the_same_partitions(tmp_path: Path) -> None:
+def test_one_directory_one_stand_in_and_partitions_only_grow(tmp_path: Path) -> None:
     with opened(tmp_path) as store:
-        store.append("h", [_ev("x")], "rest")
+        store.append("h", [_ev("x")], "rest", partition_id="1")
         with pytest.raises(JournalError, match="in use by another hub stand-in"):
             Journal(tmp_path)
-    with (
-        pytest.raises(ValueError, match="holds event hub 'h' with partitions 0, 1"),
-        opened(tmp_path, partitions=3),
-    ):
-        pass
-    with opened(tmp_path) as store:  # a refused start left it as it was
-        assert [e.body for e in store.events("h")[0]] == [b"x"]
+    with opened(tmp_path, partitions=3) as store:  # more partitions: the hub grows
+        assert store.hub("h").partition_ids == ("0", "1", "2")
+        store.append("h", [_ev("y")], "rest", partition_id="2")
+    with opened(tmp_path, partitions=2) as store:  # fewer: it keeps what it had, events too
+        assert store.hub("h").partition_ids == ("0", "1", "2")
+        assert [e.body for e in store.events("h")[0]] == [b"x", b"y"]
+    journal = Journal(tmp_path)
+    try:
+        store = EventStore(journal=journal)
+        store.create_hub("h", ["a", "b"])  # ids that do not line up: refused
+        with pytest.raises(ValueError, match="holds event hub 'h' with partitions 0, 1, 2"):
+            store.load()
+    finally:
+        journal.close()

@@ -151,10 +151,13 @@ class Journal:
 
     # ---- writing (called by the store under its lock) -----------------------------------------
 
-    def hub_created(self, name: str, partition_ids: Sequence[str], created_at: int) -> None:
+    def hub_created(
+        self, name: str, partition_ids: Sequence[str], created_at: int, replace: bool = False
+    ) -> None:
+        """Record a hub's shape (``replace``: it grew)."""
         files = self._files(name)
         meta = files.path / "hub.json"
-        if not meta.exists():
+        if replace or not meta.exists():
             tmp = meta.with_suffix(".tmp")
             meta_doc = {
                 "name": name,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import logging
 import threading
 import time
 import uuid
@@ -56,6 +57,7 @@ DEFAULT_MAX_EVENTS_PER_HUB = 1_000_000
 WHEN_FULL = ("refuse", "drop-oldest")
 # Offsets are byte positions, as in the service: each event takes its body plus this much.
 RECORD_OVERHEAD = 32
+log = logging.getLogger("audiencehub.emulator.store")
 _HUB_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 
@@ -254,9 +256,12 @@ class Hub:
         }
 
     def log(self, partition_id: str) -> PartitionLog:
+        """A partition's log; made on first use for a partition the hub grew at run time."""
         part = self.partitions.get(partition_id)
         if part is None:
-            raise UnknownPartition(partition_id)
+            if partition_id not in self.partition_ids:
+                raise UnknownPartition(partition_id)
+            part = self.partitions[partition_id] = PartitionLog()
         return part
 
 
@@ -405,7 +410,7 @@ class EventStore:
                     face,
                 )
                 out.append(row)
-                part = logs[pid]
+                part = logs.get(pid) or hub.log(pid)
                 part.rows.append(row)
                 offset = part.next_offset
                 part.offsets.append(offset)
@@ -657,21 +662,34 @@ class EventStore:
                 if hub is None:
                     hub = Hub(name=name, partition_ids=tuple(ids), created_at=created_at)
                     self._hubs[name.lower()] = hub
-                elif hub.partition_ids != tuple(ids):
-                    raise ValueError(
-                        f"the data directory holds event hub {name!r} with partitions "
-                        f"{', '.join(ids)}; it was started with {', '.join(hub.partition_ids)}. "
-                        "Use the same --partitions, or another --data directory"
-                    )
                 else:
+                    held, asked = tuple(ids), hub.partition_ids
+                    # A hub only ever grows: the longer list wins if the other begins it.
+                    if held[: len(asked)] != asked[: len(held)]:
+                        raise ValueError(
+                            f"the data directory holds event hub {name!r} with partitions "
+                            f"{', '.join(ids)}; it was started with {', '.join(asked)}. "
+                            "Use the same --partitions, or another --data directory"
+                        )
+                    hub.partition_ids = max(held, asked, key=len)
                     hub.created_at = created_at
+                    if hub.partition_ids != held:
+                        journal.hub_created(hub.name, hub.partition_ids, created_at, replace=True)
+                    if hub.partition_ids != asked:
+                        log.warning(
+                            "event hub %r keeps the %d partitions it has in the data directory "
+                            "(asked for %d): a hub never shrinks",
+                            hub.name,
+                            len(hub.partition_ids),
+                            len(asked),
+                        )
                 state, rows = journal.replay(hub.name)
                 seq, parts = state
                 self._seq = max(self._seq, seq)
                 for pid, (next_sequence, next_offset, last_offset, last_time) in parts.items():
-                    part = hub.partitions.get(pid)
-                    if part is None:
+                    if pid not in hub.partition_ids:
                         continue
+                    part = hub.log(pid)
                     part.first_sequence = part.next_sequence = next_sequence
                     part.next_offset, part.last_offset, part.last_time = (
                         next_offset,
@@ -679,7 +697,7 @@ class EventStore:
                         last_time,
                     )
                 for sequence, offset, row in rows:
-                    part = hub.partitions[row[2]]
+                    part = hub.log(row[2])
                     if not part.rows:
                         part.first_sequence = sequence
                     part.rows.append(row)
