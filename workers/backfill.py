@@ -205,7 +205,7 @@ class Backfills:
                 if aid in profile.membership and aid in audiences
             ]
             if moved:
-                body, key = render(job, profile, moved, now)
+                body, key = render(job, profile, moved, now, snapshot.slugs)
                 args += (uid, key, body)
                 written += 1
         if not self._commit(keys=self._keys(shard, job_id), args=args):

@@ -34,6 +34,8 @@ class Snapshot:
     jobs_by_audience: dict[str, tuple[Job, ...]]
     by_field: dict[str, tuple[LiveAudience, ...]] = field(default_factory=dict)
     by_event: dict[str, tuple[LiveAudience, ...]] = field(default_factory=dict)
+    slugs: dict[str, str] = field(default_factory=dict)
+    """Audience id -> slug, for naming the audiences a message carries."""
 
     def affected(self, changed: Iterable[str], event: str | None) -> list[LiveAudience]:
         """Audiences whose answer can depend on what just changed; the rest cannot flip."""
@@ -70,6 +72,7 @@ def build_snapshot(r: Redis, keys: Keys, version: int) -> Snapshot:
         {k: tuple(v) for k, v in by_audience.items()},
         {k: tuple(v) for k, v in by_field.items()},
         {k: tuple(v) for k, v in by_event.items()},
+        {a.id: a.slug for a in audiences.values()},
     )
 
 
