@@ -124,8 +124,8 @@ def partition_key_for(user_id: str) -> str:
     64 characters, ``~``, and 32 hex digits of a BLAKE2b hash of the whole id. The same id
     always gives the same key (one partition, in order); the body carries the full user id.
     """
-    if key_length(user_id) <= MAX_PARTITION_KEY:
-        return user_id
+    if len(user_id) <= MAX_PARTITION_KEY // 2 or key_length(user_id) <= MAX_PARTITION_KEY:
+        return user_id  # (at most 2 UTF-16 units per character: short ids need no counting)
     prefix = user_id[:64]
     while key_length(prefix) > 64:
         prefix = prefix[:-1]
