@@ -585,6 +585,14 @@ def test_jobs_lifecycle(env: Env) -> None:
     )  # fmt: skip
     assert inline.status_code == 201
     assert env.api.get("/authorizations/inline hub").status_code == 200
+    assert job["changes_only"] is False and inline.json()["changes_only"] is False
+    assert job["partitions"]["mode"] in ("one request per partition", "one user per request")
+    changes = env.api.post(
+        "/jobs",
+        json={"label": "changes", "audiences": ["job_aud"], "authorization": "jobs-hub",
+              "changes_only": True},
+    )  # fmt: skip
+    assert changes.status_code == 201 and changes.json()["changes_only"] is True
     for bad, field in [
         ({"label": "x", "audiences": ["job_aud"]}, "authorization"),
         ({"label": "x", "audiences": ["job_aud"], "authorization": "jobs-hub",

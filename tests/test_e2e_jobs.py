@@ -163,6 +163,12 @@ def test_no_secret_in_broker_messages_logs_cli_output_or_errors(
     outputs.append(cli(proc_env, "auth", "show", "hub"))
     outputs.append(cli(proc_env, "auth", "list"))
     outputs.append(cli(proc_env, "auth", "test", "hub"))
+    assert outputs[-1].startswith("healthy: the hub accepted the key for event hub 'audiences'")
+    shown = orjson.loads(cli(proc_env, "auth", "show", "hub"))
+    assert (shown["delivery"]["mode"], shown["delivery"]["count"]) == ("one request per partition", 4)
+    changes = cli(proc_env, "job", "create", "--label", "c", "--audience", "all", "--auth", "hub",
+                  "--changes-only").strip()  # fmt: skip
+    assert orjson.loads(cli(proc_env, "job", "show", changes))["changes_only"] is True
     events = "\n".join(
         orjson.dumps({"user_id": f"s{i}", "email": "a@b.c"}).decode() for i in range(20)
     )

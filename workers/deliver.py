@@ -33,7 +33,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from workers import faults
@@ -162,15 +162,20 @@ class Deliverer:
             if self.health.get(job_id).sleeping(time.time_ns()):
                 e.r.delete(e.keys.deliver_kick(job_id))
                 return report  # beat's sweep kicks us again once the next attempt is due
+            # Before the lease: asking the hub for its partitions can take seconds, and the
+            # lease must never run out while this deliverer still sends.
+            ready = self._sender(job, report)
+            if ready is None:
+                e.r.delete(e.keys.deliver_kick(job_id))
+                return report
+            sender, layout = ready
             lease = Lease(e.r, e.keys.deliver_lease(job_id), LEASE_MS)
             if not lease.acquire():
                 e.r.delete(e.keys.deliver_kick(job_id))
                 return report  # the holder checks for more after it lets go
             try:
-                ready = self._sender(job, report)
-                while ready and time.monotonic() < deadline and not report.error:
-                    sender, layout = ready
-                    if not self._round(job, sender, layout, report):
+                while time.monotonic() < deadline and not report.error:
+                    if not self._round(job, sender, layout, report, lease.extend):
                         break
                     lease.extend()
             finally:
@@ -244,15 +249,22 @@ class Deliverer:
         return min(MAX_READ, max(READ_COUNT, READ_PER_PARTITION * len(layout.ids)))
 
     def _round(
-        self, job: Job, sender: Sender, layout: PartitionLayout, report: DeliverReport
+        self,
+        job: Job,
+        sender: Sender,
+        layout: PartitionLayout,
+        report: DeliverReport,
+        keep_alive: Callable[[], bool] = lambda: True,
     ) -> bool:
-        """Send one round; False when every outbox is empty or an error stopped sending."""
+        """Send one round; False when every outbox is empty or an error stopped sending.
+        ``keep_alive`` extends the lease while a round is under way (False: it was lost, so
+        no new publication starts)."""
         read = self._read(job, self._read_count(layout))
         if not read:
             return False
         outcome = Outcome()
         groups = self._plan(read, sender, layout, outcome)
-        self._send_groups(read, sender, groups, outcome)
+        self._send_groups(read, sender, groups, outcome, keep_alive)
         if outcome.sent:
             faults.fire(self.e.cfg, self.e.r, "deliver.after_send")
         self._settle(job, read, outcome, report)
@@ -290,24 +302,35 @@ class Deliverer:
         return list(groups.values())
 
     def _send_groups(
-        self, read: list[Pending], sender: Sender, groups: list[Group], outcome: Outcome
+        self,
+        read: list[Pending],
+        sender: Sender,
+        groups: list[Group],
+        outcome: Outcome,
+        keep_alive: Callable[[], bool],
     ) -> None:
         stop = threading.Event()
         workers = min(sender.concurrency, len(groups))
         if workers <= 1:
             for group in groups:
                 self._send_group(read, sender, group, outcome, stop)
+                if not keep_alive():
+                    stop.set()
             return
         if self._threads is None:
             self._threads = ThreadPoolExecutor(max_workers=16, thread_name_prefix="deliver")
         # Groups are queued in turn on ``workers`` lanes: at most that many requests in flight.
         lanes = [groups[i::workers] for i in range(workers)]
-        futures = [
+        pending = {
             self._threads.submit(self._send_lane, read, sender, lane, outcome, stop)
             for lane in lanes
-        ]
-        for future in futures:
-            future.result()
+        }
+        while pending:
+            done, pending = wait(pending, timeout=LEASE_MS / 3000)
+            for future in done:
+                future.result()
+            if pending and not keep_alive():
+                stop.set()  # another deliverer may hold the job now: start nothing new
 
     def _send_lane(
         self,
