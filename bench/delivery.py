@@ -5,7 +5,8 @@ without 20 % of requests throttled, against the stand-in's raw intake in the sam
 One process delivers (the figure is per worker process). Outboxes are filled with rendered
 ~430-byte messages for 20,000 users over 16 shards; the clock runs from the first send to the
 last ack. The 1-partition hub is the baseline: one request per round, what a round cost when it
-was one mixed batch to /{hub}/messages. Prints figures; asserts nothing.
+was one mixed batch to /{hub}/messages; it runs first and again last, so drift in the machine's
+load shows. The stand-in forgets what it stored before each run. Prints figures; asserts nothing.
 
     .venv/bin/python bench/delivery.py [--messages 200000] [--fallback-messages 20000]
                                        [--amqp-messages 40000]
@@ -131,6 +132,7 @@ def main() -> None:
             ("AMQP, 20% throttled", "amqp", "audiences", args.amqp_messages // 2,
              {"seed": 1, "rules": [{"status": 503, "share": 0.2, "retry_after": 0, "face": "amqp",
                                    "op": "send"}]}),
+            ("REST, 1 partition (baseline, again)", "rest", "p1", args.messages, None),
         ]  # fmt: skip
         logging.getLogger("audiencehub").setLevel(logging.ERROR)  # throttling is the point here
         pool = SenderPool(e)
@@ -140,6 +142,7 @@ def main() -> None:
             server = rest_only if target == "unknown" else hub
             at_hub = hub_events(server)
             requests.delete(f"{server.base_url}/_emulator/faults", timeout=5)
+            requests.delete(f"{server.base_url}/_emulator/events", timeout=30)  # same start
             # Warm up: the first send learns the partitions (the management call) and opens the
             # sender's connections; the figure is for a sender that is already running.
             fill(stack, job.id, 500)

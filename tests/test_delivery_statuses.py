@@ -184,3 +184,18 @@ def test_the_servers_timeout_is_shorter_than_the_clients(hub: HubEmulator) -> No
         assert 1 <= server_timeout_s(client) < client and server_timeout_s(client) <= 120
     with pytest.raises(ValueError, match="at least 3"):
         RestSender(conn, timeout_s=2)
+
+
+def test_a_round_that_made_progress_does_not_escalate_the_backoff(
+    engine: Engine, hub: HubEmulator
+) -> None:
+    """With a request per partition, part of a round can be throttled while the rest goes
+    through; the backoff must not double round after round while messages keep flowing."""
+    job = setup(engine, hub)  # 10 users over 4 partitions: several requests a round
+    plan(hub, {"status": 503, "message": "ServerBusy: x", "count": 1, "retry_after": 0})
+    health = JobHealth(engine.r, engine.keys)
+    engine.r.hset(engine.keys.job_health(job.id), mapping={"failures": 9, "first_failure_at": 1})
+    (report,) = deliver(engine, job)
+    assert "503" in report.error and report.sent > 0
+    assert health.get(job.id).failures == 1  # progress started the count again
+    assert health.get(job.id).first_failure_at > 1  # and the failure period

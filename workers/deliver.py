@@ -441,7 +441,9 @@ class Deliverer:
         pipe.execute()
         for _, reason in dead:
             log.warning("dead-lettered a message: %s", reason, extra={"job": job.id})
-        if sent and not report.sent and outcome.error() is None:
+        if sent and (not report.sent or outcome.error() is not None):
+            # Progress starts the backoff and the failure period again: a round with one
+            # partition throttled and the rest accepted backs off a little, not ever longer.
             self.health.clear(job.id)
         report.sent += sent
         report.dead += len(dead)
