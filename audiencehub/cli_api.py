@@ -13,6 +13,7 @@ import click
 import redis
 
 from workers.config import ConfigError, settings
+from workers.secrets import secret_box
 
 
 def _where(url: str) -> str:
@@ -49,6 +50,7 @@ def api_command(host: str, port: int, log_level: str) -> None:
     try:
         cfg = settings()
         api_cfg = load_api_settings(cfg)
+        secret_box(cfg)  # production without a valid AUDIENCEHUB_SECRET_KEY stops here
         e = engine()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
@@ -57,7 +59,11 @@ def api_command(host: str, port: int, log_level: str) -> None:
             f"cannot reach Redis at {_where(settings().redis_url)}; check REDIS_URL"
         ) from None
     app = create_app(e, api_cfg)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=False)
+    # Behind a TLS proxy, X-Forwarded-Proto makes request.url.scheme https (the dashboard's cookie
+    # then gets Secure), but only from the proxies AUDIENCEHUB_API_FORWARDED_ALLOW_IPS names.
+    forwarded = api_cfg.forwarded_allow_ips
+    uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=bool(forwarded),
+                forwarded_allow_ips=forwarded or None)  # fmt: skip
 
 
 if __name__ == "__main__":

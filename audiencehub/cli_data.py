@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterator
+from itertools import islice
 from typing import BinaryIO
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.text import Text
 
 from audiencehub.cli_support import echo_json, friendly
 from audiencehub.context import engine
 from workers.clock import movable_clock
-from workers.entries import DATA, SCORE
+from workers.entries import DATA, SCORE, Kind
 from workers.events import Invalid
-from workers.ingest import Ingestor, IngestResult, Item, ndjson_items
+from workers.ingest import Ingestor, IngestRefused, IngestResult, Item, ndjson_items
 from workers.profiles import describe, stored_profile
 from workers.timefmt import NS_PER_DAY, NS_PER_S, format_rfc3339
 
 MAX_ERRORS_SHOWN = 50
+CHUNK_LINES = 1000
+"""Lines per all-or-nothing write: a file is stored in order, a chunk at a time."""
 _UNITS = {
     "s": NS_PER_S,
     "m": 60 * NS_PER_S,
@@ -30,16 +35,26 @@ _UNITS = {
 }
 
 
-def _report(result: IngestResult, as_json: bool) -> None:
+def _report(result: IngestResult, as_json: bool, stopped: str | None = None) -> None:
+    """The summary, then the exit code. User text (a rejected line, a field name) is printed as
+    plain text, never read as rich markup: a line holding ``[/red]`` is shown, not obeyed."""
     if as_json:
-        echo_json(result.as_dict())
+        out = result.as_dict()
+        if stopped:
+            out["stopped"] = stopped
+        echo_json(out)
     else:
-        err = Console(stderr=True)
+        err = Console(stderr=True, highlight=False)
         for error in result.errors[:MAX_ERRORS_SHOWN]:
-            err.print(f"[red]rejected[/red] {error}", markup=True, highlight=False)
+            err.print(Text.assemble(("rejected", "red"), " ", str(error)))
         if result.rejected > MAX_ERRORS_SHOWN:
-            err.print(f"... and {result.rejected - MAX_ERRORS_SHOWN} more rejected")
-        click.echo(f"accepted {result.accepted}, rejected {result.rejected}")
+            err.print(f"... and {result.rejected - MAX_ERRORS_SHOWN} more rejected", markup=False)
+        dup = f" ({result.duplicates} duplicates, not applied again)" if result.duplicates else ""
+        click.echo(f"accepted {result.accepted}, rejected {result.rejected}{dup}")
+        if stopped:
+            click.echo(f"stopped: {stopped}", err=True)
+    if stopped:
+        sys.exit(3)
     if result.rejected:
         sys.exit(1 if result.accepted == 0 else 2)
 
@@ -48,30 +63,79 @@ def _lines(stream: BinaryIO) -> Iterator[bytes]:
     yield from stream
 
 
+def _where(item: Item) -> str:
+    return item[0]
+
+
+def _store(
+    ingestor: Ingestor, items: Iterator[Item], kind: Kind, max_wait_s: float
+) -> tuple[IngestResult, str | None]:
+    """Store the lines chunk by chunk, each chunk all-or-nothing and in order.
+
+    While the backlog is over its bound the chunk waits (up to ``max_wait_s`` in all) for the
+    workers to catch up; when Redis refuses writes, or the wait runs out, the command stops and
+    says from which line nothing was stored.
+    """
+    total = IngestResult()
+    waited = 0.0
+    err = Console(stderr=True, highlight=False)
+    while chunk := list(islice(items, CHUNK_LINES)):
+        while True:
+            try:
+                part = ingestor.ingest(iter(chunk), kind)
+                break
+            except IngestRefused as exc:
+                if exc.kind == "backlog" and waited < max_wait_s:
+                    err.print(
+                        f"waiting {exc.retry_after_s} s: {exc.reason}", markup=False
+                    )
+                    time.sleep(exc.retry_after_s)
+                    waited += exc.retry_after_s
+                    continue
+                first = _where(chunk[0])
+                return total, (
+                    f"{exc.reason}. Nothing from {first} on was stored (everything before it "
+                    f"was); send the rest again from {first}"
+                )
+        total.accepted += part.accepted
+        total.duplicates += part.duplicates
+        total.errors += part.errors
+    return total, None
+
+
 @click.command("ingest")
 @click.argument("source", type=click.Path(allow_dash=True, dir_okay=False))
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the result (with every error) as JSON."
 )
 @click.option("--scores", is_flag=True, help="Profile updates: merge fields, record no event.")
+@click.option(
+    "--max-wait",
+    "max_wait_s",
+    default=600.0,
+    show_default=True,
+    help="Seconds to wait in all while the backlog is full before stopping.",
+)
 @friendly
-def ingest(source: str, as_json: bool, scores: bool) -> None:
+def ingest(source: str, as_json: bool, scores: bool, max_wait_s: float) -> None:
     """Accept NDJSON events from FILE or '-' (stdin); one line per event.
 
-    Exit code 0 when all were accepted, 2 when some were rejected, 1 when none were accepted.
+    Lines are stored in chunks of 1,000, each all-or-nothing, in order. Exit code 0 when all
+    were accepted, 2 when some were rejected, 1 when none were accepted, 3 when Redis refused
+    writes part-way (the message says from which line to send again).
     """
     ingestor = Ingestor(engine())
     kind = SCORE if scores else DATA
     show = sys.stderr.isatty() and not as_json
     if source == "-":
-        result = ingestor.ingest(ndjson_items(_lines(sys.stdin.buffer)), kind)
+        result, stopped = _store(ingestor, ndjson_items(_lines(sys.stdin.buffer)), kind, max_wait_s)
     else:
         size = os.path.getsize(source)
         columns = (TextColumn("ingest"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
         bar = Progress(*columns, disable=not show, console=Console(stderr=True))
         with bar, bar.open(source, "rb", total=size) as handle:
-            result = ingestor.ingest(ndjson_items(_lines(handle)), kind)
-    _report(result, as_json)
+            result, stopped = _store(ingestor, ndjson_items(_lines(handle)), kind, max_wait_s)
+    _report(result, as_json, stopped)
 
 
 @click.group()

@@ -11,6 +11,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from audiencehub.cli_support import echo_json, friendly
 from audiencehub.context import engine
@@ -180,25 +181,32 @@ def job_create(
     if dry_run:
         echo_json(backfill_preview(e, list(audiences)))
         return
+    inline = None
     if auth_ref:
         auth_id = _auths().get(auth_ref).id
     else:
+        _jobs().check_label_free(label, "job")  # before its authorization is stored
         text = read_connection_string(connection_string, env)
-        auth_id = _auths().create(f"{label} hub", text).id
-    created = create_job(
-        e,
-        label,
-        auth_id,
-        list(audiences),
-        existing_users=existing_users,
-        fields=_csv(fields),
-        events=_csv(events),
-        transport=transport,
-        description=description,
-        max_batch_bytes=max_batch_bytes,
-        failure_period_s=failure_period_s,
-        changes_only=changes_only,
-    )
+        inline = auth_id = _auths().create(f"{label} hub", text).id
+    try:
+        created = create_job(
+            e,
+            label,
+            auth_id,
+            list(audiences),
+            existing_users=existing_users,
+            fields=_csv(fields),
+            events=_csv(events),
+            transport=transport,
+            description=description,
+            max_batch_bytes=max_batch_bytes,
+            failure_period_s=failure_period_s,
+            changes_only=changes_only,
+        )
+    except Exception:
+        if inline is not None:  # leave nothing behind from a job that was not created
+            _auths().delete(inline, [])
+        raise
     click.echo(created.id)
 
 
@@ -318,7 +326,9 @@ def _sending(status: dict[str, object]) -> str:
 
 
 def _table(status: dict[str, object]) -> Table:
-    table = Table(title=f"job {status['label']} ({status['id']})", show_header=False)
+    """Every value is a plain ``Text``: a label like ``[/bad]`` is shown, not read as markup."""
+    title = Text(f"job {status['label']} ({status['id']})")
+    table = Table(title=title, show_header=False)
     counts = status["counts"]
     assert isinstance(counts, dict)
     rows = [
@@ -334,5 +344,5 @@ def _table(status: dict[str, object]) -> Table:
         ("last error", status["last_error"] or "-"),
     ]
     for name, value in rows:
-        table.add_row(name, str(value))
+        table.add_row(Text(name), Text(str(value)))
     return table

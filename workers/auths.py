@@ -14,8 +14,8 @@ from workers.eventhub.connstr import (
 )
 from workers.keys import Keys
 from workers.redisconn import Redis
-from workers.registry_store import Conflict, DefinitionStore, NotFound, new_id
-from workers.secrets import secret_box
+from workers.registry_store import ATTEMPTS, Conflict, DefinitionStore, NotFound, new_id
+from workers.secrets import UNREADABLE, SecretUnreadable, secret_box
 
 MAX_PARTITIONS = 2048
 """Event Hubs allows up to 1024 partitions per hub (Dedicated); twice that is a typo guard."""
@@ -90,13 +90,14 @@ class AuthStore(DefinitionStore):
             time.time_ns(),
             partitions=partitions,
         )
-        self.raw_put(auth.id, {**auth.public(), "created": auth.created, "sealed": sealed})
+        data = {**auth.public(), "created": auth.created, "sealed": sealed}
+        self.put_new_labelled(auth.id, data, "authorization")
         return auth
 
     def get(self, id_or_label: str) -> Authorization:
         d = self.raw_get(id_or_label)
         if d is None:
-            d = next((x for x in self.raw_all() if x["label"] == id_or_label), None)
+            d = self.by_label(id_or_label, "authorization")
         if d is None:
             raise NotFound(f"no authorization with id or label {id_or_label!r}")
         return _from_raw(d)
@@ -109,7 +110,12 @@ class AuthStore(DefinitionStore):
         d = self.raw_get(auth_id)
         if d is None:
             raise NotFound(f"no authorization with id {auth_id!r}")
-        text = secret_box(self._cfg).open(d["sealed"].encode("ascii"))
+        try:
+            text = secret_box(self._cfg).open(d["sealed"].encode("ascii"))
+        except SecretUnreadable:
+            raise SecretUnreadable(
+                f"authorization {d['label']!r} ({auth_id}) cannot be decrypted: {UNREADABLE}"
+            ) from None
         return self._allowed(parse_connection_string(text))
 
     def _allowed(self, conn: ConnectionString) -> ConnectionString:
@@ -119,6 +125,31 @@ class AuthStore(DefinitionStore):
                 "or test mode; an operator can allow it with AUDIENCEHUB_ALLOW_EMULATOR=1"
             )
         return conn
+
+    def reseal_all(self) -> tuple[list[str], list[str]]:
+        """Seal every stored secret again with the first configured key (``secret rotate``).
+
+        Returns the ids re-sealed and the ids no configured key opens (left as they are). Each
+        authorization is rewritten by a compare-and-set, so a concurrent change is not lost.
+        """
+        box = secret_box(self._cfg)
+        done: list[str] = []
+        unreadable: list[str] = []
+        for d in self.raw_all():
+            for _ in range(ATTEMPTS):
+                version = self.version()
+                current = self.raw_get(d["id"])
+                if current is None:
+                    break
+                try:
+                    sealed = box.reseal(current["sealed"].encode("ascii")).decode("ascii")
+                except SecretUnreadable:
+                    unreadable.append(d["id"])
+                    break
+                if self.raw_put_if(d["id"], {**current, "sealed": sealed}, version):
+                    done.append(d["id"])
+                    break
+        return done, unreadable
 
     def delete(self, auth_id: str, jobs_using: list[str]) -> None:
         """Remove an authorization; refused while a job that is not stopped uses it."""

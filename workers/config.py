@@ -33,6 +33,13 @@ class Settings:
     drain_batch: int
     deliver_batch_bytes: int
     allow_emulator: bool = False
+    max_backlog: int = 1_000_000
+    """Unapplied entries the shards may hold in all; each shard takes its share (see intake)."""
+    dedup_window_s: int = 3600
+    """How long an event id (``_id`` / ``messageId``) is remembered; 0 turns dedup off."""
+    max_request_events: int = 10_000
+    """Events stored by one all-or-nothing write (one /collect request, one ingest() call)."""
+    metrics_host: str = "127.0.0.1"
 
     @property
     def testing(self) -> bool:
@@ -96,6 +103,10 @@ def load_settings() -> Settings:
         drain_batch=_int("AUDIENCEHUB_DRAIN_BATCH", 2000, 1, 100_000),
         deliver_batch_bytes=_int("AUDIENCEHUB_BATCH_BYTES", 1_000_000, 1_000, 16_000_000),
         allow_emulator=_flag("AUDIENCEHUB_ALLOW_EMULATOR"),
+        max_backlog=_int("AUDIENCEHUB_MAX_BACKLOG", 1_000_000, 1, 1_000_000_000),
+        dedup_window_s=_int("AUDIENCEHUB_DEDUP_WINDOW_S", 3600, 0, 7 * 86400),
+        max_request_events=_int("AUDIENCEHUB_MAX_REQUEST_EVENTS", 10_000, 1, 100_000),
+        metrics_host=os.environ.get("AUDIENCEHUB_METRICS_HOST") or "127.0.0.1",
     )
 
 

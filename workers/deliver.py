@@ -51,6 +51,7 @@ from workers.job_status import count_sent
 from workers.jobs import Job
 from workers.lease import Lease
 from workers.redisconn import stream_rows
+from workers.secrets import SecretUnreadable
 
 LEASE_MS = 15_000
 log = logging.getLogger("audiencehub.deliver")
@@ -209,6 +210,9 @@ class Deliverer:
         try:
             sender = self._senders(job)
             auth = AuthStore(e.r, e.keys, e.cfg).get(job.auth_id)
+        except SecretUnreadable as exc:
+            self._unreadable(job, exc, report)
+            return None
         except ConnectionStringError as exc:
             report.error = f"authorization {job.auth_id} cannot be used: {exc}"
             JobControl(e).fail(job.id, report.error)
@@ -469,3 +473,11 @@ class Deliverer:
                 job.id, f"hub errors for longer than {job.failure_period_s}s; last: {err}"
             )
             log.error("job failed: errors outlasted the failure period", extra={"job": job.id})
+
+    def _unreadable(self, job: Job, exc: SecretUnreadable, report: DeliverReport) -> None:
+        """The authorization opens with none of the configured keys: nothing can be sent until
+        an operator fixes the keys, so the job fails with the reason (backlog kept) instead of
+        looking ``running`` while its outbox grows."""
+        report.error = str(exc)
+        JobControl(self.e).fail(job.id, str(exc))
+        log.error("job failed: its authorization cannot be decrypted", extra={"job": job.id})

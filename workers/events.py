@@ -1,8 +1,9 @@
 """Incoming events: what a valid one looks like, and a clear error for each bad one.
 
 An event is a JSON object with a user id (``user_id`` by default), an optional ``event`` name, an
-optional ``_ts`` (RFC 3339 text or epoch milliseconds; default: now) and any other fields, which
-are merged into the user's profile.
+optional ``_ts`` (RFC 3339 text or epoch milliseconds; default: now), an optional id (``_id``, or
+``messageId`` as Segment and RudderStack clients send it) that makes a repeat of the event a
+duplicate, and any other fields, which are merged into the user's profile.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ MAX_EVENT_BYTES = 64 * 1024
 USER_ID_FIELD = "user_id"
 EVENT_FIELD = "event"
 TS_FIELD = "_ts"
+ID_FIELDS = ("_id", "messageId")
+"""Where an event's id may be; the first present wins. Neither is merged into the profile."""
+MAX_ID_CHARS = 256
+_CONTROL_FIELDS = frozenset((EVENT_FIELD, TS_FIELD, *ID_FIELDS))
 _MIN_TS = 0
 _MAX_TS = 4_102_444_800_000 * NS_PER_MS  # 2100-01-01: anything later is a unit mistake
 
@@ -46,6 +51,7 @@ class Event:
     name: str | None
     ts: int
     fields: dict[str, Any]
+    event_id: str | None = None
 
 
 class Invalid(ValueError):
@@ -65,6 +71,20 @@ def _user_id(raw: dict[str, Any], field: str) -> str:
     if not text.strip() or len(text) > 256:
         raise Invalid(field, "must be 1 to 256 characters and not blank")
     return text
+
+
+def _event_id(raw: dict[str, Any]) -> str | None:
+    for name in ID_FIELDS:
+        value = raw.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise Invalid(name, f"must be a string or an integer, not {type(value).__name__}")
+        text = str(value)
+        if not text or len(text) > MAX_ID_CHARS:
+            raise Invalid(name, f"must be 1 to {MAX_ID_CHARS} characters")
+        return text
+    return None
 
 
 def parse_ts(value: Any, now: int) -> int:
@@ -104,7 +124,8 @@ def validate(raw: Any, now: int, size: int | None = None, user_field: str = USER
     if name is not None and (not isinstance(name, str) or not name):
         raise Invalid(EVENT_FIELD, "must be a non-empty string naming what happened")
     ts = parse_ts(raw.get(TS_FIELD), now)
-    fields = {k: v for k, v in raw.items() if k not in (EVENT_FIELD, TS_FIELD)}
+    event_id = _event_id(raw)
+    fields = {k: v for k, v in raw.items() if k not in _CONTROL_FIELDS}
     fields.pop(user_field, None)
     fields[USER_ID_FIELD] = user_id
     try:  # values a JSON parser accepts but we could not store: deep nesting, huge ints, NaN
@@ -116,4 +137,4 @@ def validate(raw: Any, now: int, size: int | None = None, user_field: str = USER
     for key in fields:
         if not key or len(key) > 256:
             raise Invalid(key[:40] or "(empty)", "field names must be 1 to 256 characters")
-    return Event(user_id, name, ts, fields)
+    return Event(user_id, name, ts, fields, event_id)

@@ -1,31 +1,37 @@
-"""Accepting events: validate each, append the valid ones to their users' shard streams.
+"""Accepting events: validate each, then store the valid ones in one all-or-nothing write.
 
-"Accepted" means durable in Redis (the XADD returned), not "a task was queued": the drain that
-turns events into profile changes may run later, or again, without losing or doubling anything.
-Bad events are reported one by one while the valid ones beside them go through.
+"Accepted" means durable in Redis (the intake's script returned), not "a task was queued": the
+drain that turns events into profile changes may run later, or again, without losing or doubling
+anything. Bad events are reported one by one while the valid ones beside them go through; if
+Redis refuses the write (full, read-only, down) or the backlog is over its bound, nothing of the
+call is stored and ``IngestRefused`` says why (workers/intake.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import redis
 
 from workers.engine import Engine
 from workers.entries import DATA, SCORE, Entry, Kind
 from workers.events import MAX_EVENT_BYTES, Event, EventError, Invalid, validate
-from workers.keys import shard_of
-from workers.metrics import Tallies
-
-CHUNK = 1000
+from workers.intake import IngestRefused, Intake, IntakeItem, Stored
+from workers.metrics import Tallies, metric_field
+from workers.timefmt import NS_PER_MS
 
 
 @dataclass
 class IngestResult:
     accepted: int = 0
+    """Valid events acknowledged: stored, or recognised as a repeat of a stored one."""
     errors: list[EventError] = field(default_factory=list)
+    duplicates: int = 0
+    """Of the accepted, repeats of an event id seen within the dedup window: not stored again."""
 
     @property
     def rejected(self) -> int:
@@ -35,6 +41,7 @@ class IngestResult:
         return {
             "accepted": self.accepted,
             "rejected": self.rejected,
+            "duplicates": self.duplicates,
             "errors": [e.as_dict() for e in self.errors],
         }
 
@@ -73,57 +80,93 @@ def list_items(values: Iterable[Any]) -> Iterator[Item]:
 class Ingestor:
     def __init__(self, engine: Engine) -> None:
         self.e = engine
+        self.intake = Intake(engine)
 
-    def ingest(self, items: Iterable[Item], kind: Kind = DATA) -> IngestResult:
-        """Validate and append; returns counts and the per-event errors."""
+    def ingest(
+        self, items: Iterable[Item], kind: Kind = DATA, token: str | None = None
+    ) -> IngestResult:
+        """Validate every item, then store the valid ones in one all-or-nothing write.
+
+        Raises ``IngestRefused`` (nothing stored) when Redis refuses writes or the backlog is
+        full, and ``TooManyEvents`` (nothing stored) past ``max_request_events`` valid events.
+        ``token`` names the write for a caller that may repeat it (see ``Intake.append``).
+        """
         result = IngestResult()
-        chunk: list[Event] = []
+        valid: list[Event] = []
+        limit = self.e.cfg.max_request_events
         now = self.e.clock.now_ns()  # one read per call: the test clock lives in Redis
         for where, value, size in items:
             if isinstance(value, Invalid):
                 result.errors.append(EventError(where, value.field, value.reason))
                 continue
             try:
-                chunk.append(validate(value, now, size))
+                valid.append(validate(value, now, size))
             except Invalid as exc:
                 result.errors.append(EventError(where, exc.field, exc.reason))
                 continue
-            if len(chunk) >= CHUNK:
-                result.accepted += self.append(chunk, kind)
-                chunk = []
-        if chunk:
-            result.accepted += self.append(chunk, kind)
-        if result.errors:
-            tallies = Tallies()
-            for error in result.errors:
-                tallies.add("events_rejected", 1, error.field or "(event)")
-            pipe = self.e.r.pipeline(transaction=False)
-            tallies.flush(self.e, pipe)
-            pipe.execute()
+            if len(valid) > limit:
+                raise TooManyEvents(limit)
+        self._count_rejected(result)
+        stored = self.append(valid, kind, now // NS_PER_MS, token)
+        result.accepted = len(valid)
+        result.duplicates = stored.duplicates
         return result
 
-    def append(self, events: list[Event], kind: Kind = DATA) -> int:
-        """Append validated events as entries of ``kind`` (data events or score updates)."""
-        return self.append_entries(
-            [
-                Entry(kind, ev.user_id, ev.ts, ev.name if kind == DATA else None, ev.fields)
-                for ev in events
-            ]
+    def _count_rejected(self, result: IngestResult) -> None:
+        if not result.errors:
+            return
+        tallies = Tallies()
+        for error in result.errors:
+            tallies.add("events_rejected", 1, metric_field(error.field))
+        pipe = self.e.r.pipeline(transaction=False)
+        tallies.flush(self.e, pipe)
+        with contextlib.suppress(redis.RedisError):  # a counter is not worth failing the call
+            pipe.execute()
+
+    def append(
+        self,
+        events: list[Event],
+        kind: Kind = DATA,
+        now_ms: int | None = None,
+        token: str | None = None,
+    ) -> Stored:
+        """Store validated events as entries of ``kind`` (data events or score updates)."""
+        if now_ms is None:
+            now_ms = self.e.clock.now_ns() // NS_PER_MS
+        items = [
+            IntakeItem(
+                Entry(kind, ev.user_id, ev.ts, ev.name if kind == DATA else None, ev.fields),
+                ev.event_id,
+            )
+            for ev in events
+        ]
+        stored = self.intake.append(items, now_ms, token)
+        pipe = self.e.r.pipeline(transaction=False)
+        pipe.hincrby(self.e.keys.metrics, "events_accepted", stored.stored)
+        if stored.duplicates:
+            pipe.hincrby(self.e.keys.metrics, "events_duplicate", stored.duplicates)
+        with contextlib.suppress(redis.RedisError):  # stored is stored; the counter may lag
+            pipe.execute()
+        return stored
+
+
+class TooManyEvents(ValueError):
+    """One write may hold at most ``AUDIENCEHUB_MAX_REQUEST_EVENTS`` events; nothing was stored."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"more than {limit:,} valid events in one request; each request is stored "
+            f"all-or-nothing, so split it (AUDIENCEHUB_MAX_REQUEST_EVENTS={limit:,})"
         )
-
-    def append_entries(self, entries: list[Entry]) -> int:
-        """XADD each entry to its user's shard stream in one pipeline, then wake those shards."""
-        e = self.e
-        pipe = e.r.pipeline(transaction=False)
-        touched: set[int] = set()
-        for entry in entries:
-            shard = shard_of(entry.user_id, e.cfg.shards)
-            touched.add(shard)
-            pipe.xadd(e.keys.events(shard), {"d": entry.encode()})
-        pipe.hincrby(e.keys.metrics, "events_accepted", len(entries))
-        pipe.execute()
-        e.kicker.drains(touched)
-        return len(entries)
+        self.limit = limit
 
 
-__all__ = ["SCORE", "IngestResult", "Ingestor", "list_items", "ndjson_items"]
+__all__ = [
+    "SCORE",
+    "IngestRefused",
+    "IngestResult",
+    "Ingestor",
+    "TooManyEvents",
+    "list_items",
+    "ndjson_items",
+]

@@ -78,7 +78,7 @@ class JobStore(DefinitionStore):
     def get(self, id_or_label: str) -> Job:
         d = self.raw_get(id_or_label)
         if d is None:
-            d = next((x for x in self.raw_all() if x["label"] == id_or_label), None)
+            d = self.by_label(id_or_label, "job")
         if d is None:
             raise NotFound(f"no job with id or label {id_or_label!r}")
         return _from_raw(d)
@@ -127,7 +127,7 @@ class JobStore(DefinitionStore):
             max_batch_bytes,
             changes_only,
         )
-        self.raw_put(job.id, job.as_dict())
+        self.put_new_labelled(job.id, job.as_dict(), "job")
         return job
 
     def set_state(self, job_id: str, state: str, reason: str = "") -> Job:

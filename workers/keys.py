@@ -25,6 +25,7 @@ Layout (``p`` is the configured prefix, ``k`` a shard number)::
     p:reeval:schedules            hash    schedule id -> next time and cron (JSON)
     p:audience:<aud>:sizes        hash    minute -> member count (the last day)
     p:audience-sizes:<minute>     string  claims the minute's size sample
+    p:ui:revoked:<nonce>          string  a signed-out dashboard session, until its cookie expires
     p:clock:offset                string  test clock offset in ns (test mode only)
     p:faults                      hash    fault point -> remaining count (test mode only)
 
@@ -40,6 +41,8 @@ Layout (``p`` is the configured prefix, ``k`` a shard number)::
     p:{sk}:drain:kick             string  set while a drain task is queued
     p:{sk}:backfill:<job>         string  backfill cursor: last user id written ("" = start)
     p:{sk}:backfill:<job>:kick    string  set while a backfill task is queued
+    p:{sk}:intake:<token>         string  outcome of one ingest write, kept minutes (idempotency)
+    p:{sk}:seen:<bucket>          set     12-byte digests of event ids seen in a time bucket
 
 Every key a shard's commit touches carries ``{sk}`` as its Redis Cluster hash tag, so the commit
 is a single-slot script and the same code runs on one server or a cluster. The definitions share
@@ -144,6 +147,9 @@ class Keys:
     def audience_sizes_claim(self, minute: int) -> str:
         return f"{self.prefix}:audience-sizes:{minute}"
 
+    def ui_revoked(self, nonce: str) -> str:
+        return f"{self.prefix}:ui:revoked:{nonce}"
+
     @property
     def clock_offset(self) -> str:
         return f"{self.prefix}:clock:offset"
@@ -191,3 +197,9 @@ class Keys:
 
     def backfill_kick(self, shard: int, job: str) -> str:
         return f"{self._shard(shard)}:backfill:{job}:kick"
+
+    def intake_token(self, shard: int, token: str) -> str:
+        return f"{self._shard(shard)}:intake:{token}"
+
+    def seen_ids(self, shard: int, bucket: int) -> str:
+        return f"{self._shard(shard)}:seen:{bucket}"

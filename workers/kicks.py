@@ -9,6 +9,8 @@ a crashed task by at most KICK_TTL_S), so a lost task costs seconds, never data.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Callable, Iterable
 from typing import Protocol, TypeVar
 
@@ -16,6 +18,7 @@ from workers.keys import Keys
 from workers.redisconn import Redis
 
 KICK_TTL_S = 10
+log = logging.getLogger("audiencehub.kicks")
 T = TypeVar("T", int, str, tuple[str, int])
 
 
@@ -49,18 +52,35 @@ class Kicker:
         )
 
     def _kick(self, wanted: set[T], flag: Callable[[T], str], send: Callable[[T], None]) -> int:
-        """SET NX each flag in one round trip; send a task for each flag that was free."""
+        """SET NX each flag in one round trip; send a task for each flag that was free.
+
+        Best effort, never raises: the work a kick announces is already durable, and beat's sweep
+        finds it within seconds. So a broker (or Redis) that refuses the kick, say because it is
+        full, must not turn a stored request into an error its client would retry.
+        """
         if not wanted:
             return 0
         ordered = sorted(wanted)
-        pipe = self._r.pipeline(transaction=False)
-        for item in ordered:
-            pipe.set(flag(item), 1, nx=True, ex=KICK_TTL_S)
+        try:
+            pipe = self._r.pipeline(transaction=False)
+            for item in ordered:
+                pipe.set(flag(item), 1, nx=True, ex=KICK_TTL_S)
+            flags = pipe.execute()
+        except Exception as exc:  # any client's error: see above
+            log.warning("kick skipped, the sweep will find the work: %s", type(exc).__name__)
+            return 0
         sent = 0
-        for item, fresh in zip(ordered, pipe.execute(), strict=True):
-            if fresh:
+        for item, fresh in zip(ordered, flags, strict=True):
+            if not fresh:
+                continue
+            try:
                 send(item)
-                sent += 1
+            except Exception as exc:  # the broker refused: free the flag for the next kick
+                log.warning("kick not sent, the sweep will find the work: %s", type(exc).__name__)
+                with contextlib.suppress(Exception):
+                    self._r.delete(flag(item))
+                continue
+            sent += 1
         return sent
 
 

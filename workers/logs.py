@@ -27,10 +27,18 @@ class JsonFormatter(logging.Formatter):
         }
         for name, value in vars(record).items():
             if name not in _STANDARD and not name.startswith("_"):
-                out[name] = value
+                out[name] = _without_task_args(value) if name == "data" else value
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(out, default=str).decode()
+
+
+def _without_task_args(value: Any) -> Any:
+    """Celery passes a task's arguments to its log calls as ``extra={"data": {...}}`` (on every
+    failure, as the full repr); those may be events, people's data, so they are left out."""
+    if isinstance(value, dict):
+        return {k: v for k, v in value.items() if k not in ("args", "kwargs")}
+    return value
 
 
 def use_json(logger: logging.Logger) -> None:

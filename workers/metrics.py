@@ -26,7 +26,11 @@ from workers.timefmt import NS_PER_MS
 
 COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "events_accepted": ("Events accepted (durable in a shard stream).", ()),
-    "events_rejected": ("Events refused at ingest, by the field at fault.", ("field",)),
+    "events_rejected": (
+        "Events refused at ingest, by the field at fault (named fields only; see LABELLED_FIELDS).",
+        ("field",),
+    ),
+    "events_duplicate": ("Events acknowledged as repeats of an event id, not stored again.", ()),
     "profiles_updated": ("Profiles written back by drains.", ()),
     "evaluations": ("Audience evaluations (one profile against one audience).", ()),
     "transitions": ("Users entering or leaving audiences.", ("audience", "direction")),
@@ -39,6 +43,16 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "backfilled": ("Existing members written by backfills, by job.", ("job",)),
 }
 LATENESS_BUCKETS_MS = (50, 100, 250, 500, 1000, 2500, 5000, 10000, 60000)
+LABELLED_FIELDS = frozenset({"user_id", "event", "_ts", "_id", "messageId"})
+"""Rejected fields the metrics name; any other (a client's own field name, unbounded and maybe
+personal) counts as ``(other field)``, so a client cannot create series at will."""
+
+
+def metric_field(field: str | None) -> str:
+    """The ``field`` label for a rejected event: bounded to the fields ingest itself checks."""
+    if field is None:
+        return "(event)"
+    return field if field in LABELLED_FIELDS else "(other field)"
 
 
 class Tallies:
@@ -144,8 +158,12 @@ class EngineCollector(Collector):
         yield oldest
 
 
-def serve(engine: Engine, port: int, host: str = "0.0.0.0") -> None:
-    """Serve the engine's metrics on ``host:port`` from a background thread."""
+def serve(engine: Engine, port: int, host: str = "127.0.0.1") -> None:
+    """Serve the engine's metrics on ``host:port`` from a background thread.
+
+    Loopback unless ``AUDIENCEHUB_METRICS_HOST`` says otherwise: the endpoint has no auth, and
+    its labels name jobs and audiences, so it is opened to a network only on purpose.
+    """
     from prometheus_client import CollectorRegistry, start_http_server
 
     registry = CollectorRegistry()

@@ -68,3 +68,42 @@ def check_shard_count(r: Redis, cfg: Settings | None = None) -> None:
             f"AUDIENCEHUB_SHARDS={cfg.shards} but the data in {cfg.redis_url} was written with "
             f"{stored} shards; set AUDIENCEHUB_SHARDS={stored}"
         )
+
+
+_REFUSALS = (
+    ("OOM", "Redis is full (maxmemory reached) and refuses writes"),
+    ("READONLY", "Redis is a read-only replica and refuses writes"),
+    ("MISCONF", "Redis refuses writes because it cannot persist (see its log)"),
+    ("LOADING", "Redis is loading its data"),
+    ("MASTERDOWN", "Redis has lost its primary and refuses writes"),
+    ("NOREPLICAS", "Redis has too few replicas to accept writes"),
+    ("BUSY", "Redis is busy running a script"),
+    ("TRYAGAIN", "the Redis Cluster is moving slots"),
+    ("CLUSTERDOWN", "the Redis Cluster is down"),
+)
+
+
+def write_refusal(exc: BaseException) -> str | None:
+    """Why Redis refused (or could not take) a write that may succeed later, or None for a bug.
+
+    redis-py maps some refusals to their own classes (OutOfMemoryError, ReadOnlyError,
+    BusyLoadingError) but a refusal raised inside a Lua script arrives as a plain ResponseError
+    whose text carries Redis's error code (``-OOM command not allowed…``), so the code is read
+    from the text too.
+    """
+    if isinstance(exc, redis.exceptions.BusyLoadingError):
+        return "Redis is loading its data"
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return "Redis does not answer"
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return _REFUSALS[0][1]
+    if isinstance(exc, redis.exceptions.ReadOnlyError):
+        return _REFUSALS[1][1]
+    if isinstance(exc, redis.ResponseError):
+        text = str(exc)
+        for code, reason in _REFUSALS:
+            if text.startswith(code) or f"-{code} " in text or f" {code} " in f" {text} ":
+                return reason
+        if "maxmemory" in text:
+            return _REFUSALS[0][1]
+    return None

@@ -18,7 +18,7 @@ from fastapi.openapi.utils import get_openapi
 from audiencehub import __version__
 from audiencehub.api import errors
 from audiencehub.api.metrics import ApiMetrics, MetricsMiddleware
-from audiencehub.api.middleware import BearerAuth, BodyLimit
+from audiencehub.api.middleware import BearerAuth, BodyLimit, SameOriginWrites
 from audiencehub.api.routes_audiences import router as audiences
 from audiencehub.api.routes_auths import router as authorizations
 from audiencehub.api.routes_collect import router as collect
@@ -32,10 +32,15 @@ from audiencehub.ui.app import UiGate
 from workers.config import Settings, settings
 from workers.engine import Engine
 from workers.metrics import EngineCollector
+from workers.secrets import secret_box
 
 log = logging.getLogger("audiencehub.api")
 
 HEALTH_TIMEOUT_S = 2.0
+RETRY_AFTER = {
+    "description": "Seconds to wait before retrying the same request.",
+    "schema": {"type": "integer"},
+}
 DESCRIPTION = """Collect events, manage audiences, authorizations and export jobs, and follow them.
 
 Every route except `/healthz` needs `Authorization: Bearer <token>` (tokens from
@@ -110,9 +115,17 @@ def _openapi(app: FastAPI, public: frozenset[str]) -> Callable[[], dict[str, Any
                     responses["422"]["content"] = error
                 if path != "/healthz":
                     responses["503"] = {
-                        "description": "Redis is unavailable; retry later.",
+                        "description": "Redis does not answer, or refuses writes (full, read-only)"
+                        ". Retry after `Retry-After` seconds.",
                         "content": error,
+                        "headers": {"Retry-After": RETRY_AFTER},
                     }
+                if "429" in responses:
+                    responses["429"]["headers"] = {"Retry-After": RETRY_AFTER}
+                if "requestBody" in op and path.startswith("/collect/"):
+                    responses["413"]["description"] += (
+                        " Also: more valid events than AUDIENCEHUB_MAX_REQUEST_EVENTS."
+                    )
         schemas = components.get("schemas", {})
         for unused in ("HTTPValidationError", "ValidationError"):
             schemas.pop(unused, None)
@@ -130,6 +143,7 @@ def create_app(
     """The API; without ``engine`` it is made at startup, so a bad setting fails the start."""
     cfg = engine.cfg if engine is not None else settings()
     api_cfg = api_settings or load_api_settings(cfg)
+    secret_box(cfg)  # refuse to start in production without a valid AUDIENCEHUB_SECRET_KEY
     metrics = ApiMetrics()
 
     @asynccontextmanager
@@ -168,6 +182,8 @@ def create_app(
     app.add_middleware(BearerAuth, tokens=api_cfg.tokens, public=public)
     # /ui is the dashboard, with its own session-cookie login (audiencehub/ui, docs/dashboard.md).
     app.add_middleware(UiGate, api=app, api_settings=api_cfg)
+    if not api_cfg.auth_required:
+        app.add_middleware(SameOriginWrites)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.openapi = _openapi(app, public)  # type: ignore[method-assign]
     return app

@@ -17,6 +17,8 @@ _DESCRIPTIONS = {
     413: "The body is larger than AUDIENCEHUB_API_MAX_BODY.",
     415: "The Content-Type is not JSON or NDJSON.",
     422: "A field is missing or invalid; `message` and `details` name it and the fix.",
+    429: "Too many events wait to be processed (AUDIENCEHUB_MAX_BACKLOG); nothing of the request "
+    "was stored. Retry after `Retry-After` seconds.",
 }
 
 

@@ -21,19 +21,25 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from workers.config import ConfigError
 from workers.eventhub.connstr import ConnectionStringError
 from workers.filterql import FilterQLError
+from workers.ingest import IngestRefused, TooManyEvents
+from workers.intake import RETRY_AFTER_S
+from workers.redisconn import write_refusal
 from workers.registry_store import Conflict, NotFound
+from workers.secrets import SecretUnreadable
 
 log = logging.getLogger("audiencehub.api")
 
 CODES = {
     400: "bad_request",
     401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
     413: "too_large",
     415: "unsupported_media_type",
     422: "invalid",
+    429: "busy",
     500: "internal",
     503: "unavailable",
 }
@@ -91,6 +97,33 @@ def too_large(limit: int) -> ApiError:
         413,
         f"the request body is larger than {limit:,} bytes (AUDIENCEHUB_API_MAX_BODY); "
         "split it into smaller requests",
+    )
+
+
+def refused(exc: IngestRefused) -> ApiError:
+    """429 when the workers are behind (the backlog bound), 503 when Redis refuses writes.
+
+    Either way nothing of the request was stored (on a Redis Cluster: nothing after ``stored``,
+    which the body then carries), so the client retries the same request after Retry-After.
+    """
+    headers = {"Retry-After": str(exc.retry_after_s)}
+    extra = {"stored": exc.stored} if exc.stored else None
+    if exc.kind == "backlog":
+        return ApiError(
+            429,
+            f"too many events are waiting to be processed: {exc.reason}; nothing of this request "
+            f"was stored, retry it in {exc.retry_after_s} s",
+            headers=headers,
+            extra=extra,
+        )
+    done = (
+        f"{exc.stored} event(s) were stored before the refusal (Redis Cluster: per shard); "
+        "retry the request, event ids (_id) make the retry exactly-once"
+        if exc.stored
+        else "nothing of this request was stored"
+    )
+    return ApiError(
+        503, f"{exc.reason}; {done}, retry in {exc.retry_after_s} s", headers=headers, extra=extra
     )
 
 
@@ -223,17 +256,35 @@ def install(app: FastAPI) -> None:
         # the safety net, and the engine's messages never quote the key.
         return ApiError(422, str(exc), field="connection_string").response()
 
+    @app.exception_handler(SecretUnreadable)
+    async def _unreadable(request: Request, exc: SecretUnreadable) -> JSONResponse:
+        return ApiError(409, str(exc)).response()
+
     @app.exception_handler(ConfigError)
     async def _config(request: Request, exc: ConfigError) -> JSONResponse:
         log.error("configuration error on %s %s: %s", request.method, request.url.path, exc)
         return ApiError(500, "the server is misconfigured; the API log says what to set").response()
 
-    @app.exception_handler(redis.exceptions.ConnectionError)
-    @app.exception_handler(redis.exceptions.TimeoutError)
-    async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
-        log.error("redis unavailable on %s %s: %s", request.method, request.url.path, exc)
+    @app.exception_handler(IngestRefused)
+    async def _refused(request: Request, exc: IngestRefused) -> JSONResponse:
+        log.warning("write refused on %s %s: %s", request.method, request.url.path, exc.reason)
+        return refused(exc).response()
+
+    @app.exception_handler(TooManyEvents)
+    async def _too_many(request: Request, exc: TooManyEvents) -> JSONResponse:
+        return ApiError(413, str(exc), field="body").response()
+
+    @app.exception_handler(redis.exceptions.RedisError)
+    async def _redis_refused(request: Request, exc: Exception) -> JSONResponse:
+        reason = write_refusal(exc)
+        if reason is None:
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            return ApiError(500, "internal error; the API log has the details").response()
+        log.error("redis unavailable on %s %s: %s", request.method, request.url.path, reason)
         return ApiError(
-            503, "the state store (Redis) is unavailable; retry later", headers={"Retry-After": "5"}
+            503,
+            f"the state store (Redis) is unavailable: {reason}; retry later",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
         ).response()
 
     @app.exception_handler(StarletteHTTPException)

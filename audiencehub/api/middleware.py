@@ -110,3 +110,52 @@ class BodyLimit:
             return message
 
         await self.app(scope, counting_receive, send)
+
+
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class SameOriginWrites:
+    """Without tokens (demo and test modes) anyone who can reach the API may use it, and so could
+    any web page the operator opens: a page's script or form can POST to ``127.0.0.1:8000``
+    (``/collect`` reads text/plain bodies, ``/jobs/…/pause`` needs none). Browsers say where such
+    a request comes from, so a state-changing request from a browser must come from the API's
+    own origin: its ``Origin`` names the host it was sent to, and ``Sec-Fetch-Site`` (when sent)
+    is ``same-origin`` or ``none``. Clients that are not browsers send neither header and pass.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    @staticmethod
+    def _refusal(scope: Scope) -> str | None:
+        headers = dict(scope["headers"])
+        site = headers.get(b"sec-fetch-site", b"").decode("latin-1").lower()
+        if site in ("cross-site", "same-site"):
+            return f"Sec-Fetch-Site is {site}"
+        origin = headers.get(b"origin")
+        if origin is None:
+            return None
+        host = headers.get(b"host", b"").decode("latin-1").lower()
+        text = origin.decode("latin-1").lower()
+        _, _, netloc = text.partition("://")
+        if not host or netloc.rstrip("/") != host:
+            return f"Origin {text[:100]!r} is not this API ({host[:100]!r})"
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("method") in STATE_CHANGING:
+            reason = self._refusal(scope)
+            if reason is not None:
+                await _discard(receive, 1024 * 1024)
+                await _send_error(
+                    send,
+                    ApiError(
+                        403,
+                        f"a state-changing request from another web page is refused while the "
+                        f"API runs without tokens ({reason}); set AUDIENCEHUB_API_TOKENS",
+                        field="Origin (header)",
+                    ),
+                )
+                return
+        await self.app(scope, receive, send)

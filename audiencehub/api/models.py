@@ -100,6 +100,11 @@ class ErrorBody(BaseModel):
     events: list[EventErrorOut] | None = Field(
         None, description="POST /collect only: why each event was refused when none was accepted."
     )
+    stored: int | None = Field(
+        None,
+        description="429/503 on a Redis Cluster only: events stored before a later shard refused "
+        "(each shard's part is all-or-nothing; see docs/delivery.md).",
+    )
 
 
 # -- collect ------------------------------------------------------------------------------------
@@ -107,6 +112,11 @@ class CollectOut(BaseModel):
     stream: str
     accepted: int = Field(description="Events now durable in Redis; they will be processed.")
     rejected: int
+    duplicates: int = Field(
+        0,
+        description="Of the accepted, repeats of an event id (`_id`/`messageId`) seen within "
+        "the dedup window: acknowledged, not applied again.",
+    )
     errors: list[EventErrorOut] = Field(description="One entry per rejected event (capped).")
     errors_truncated: bool = False
 

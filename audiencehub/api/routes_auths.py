@@ -63,7 +63,7 @@ def store_connection_string(
     status_code=201,
     response_model=AuthorizationOut,
     summary="Store an Event Hub connection string (write-only)",
-    responses=errors(422),
+    responses=errors(409, 422),
 )
 def create_authorization(body: AuthorizationCreate, engine: EngineDep) -> AuthorizationOut:
     text = body.connection_string.get_secret_value()
@@ -107,7 +107,7 @@ def delete_authorization(auth_ref: AuthRef, engine: EngineDep) -> Response:
     "/{auth_ref}/test",
     response_model=AuthorizationTest,
     summary="Ask the hub about itself with this key (nothing is sent)",
-    responses=errors(404),
+    responses=errors(404, 409),
 )
 def test_authorization(auth_ref: AuthRef, engine: EngineDep) -> AuthorizationTest:
     """200 either way; ``healthy`` says whether the hub accepted the key for the SDK's

@@ -44,11 +44,15 @@ SNIFFED_TYPES = frozenset(
 _EVENT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "An event: `user_id` (string or integer), optional `event` (name), optional "
-    "`_ts` (RFC 3339 or epoch ms), any other fields (merged into the profile).",
+    "`_ts` (RFC 3339 or epoch ms), optional id (`_id`, or `messageId` as Segment sends it) that "
+    "makes a repeat within the dedup window a duplicate, any other fields (merged into the "
+    "profile).",
     "properties": {
         "user_id": {"type": ["string", "integer"]},
         "event": {"type": "string"},
         "_ts": {"type": ["string", "integer", "number"]},
+        "_id": {"type": ["string", "integer"]},
+        "messageId": {"type": ["string", "integer"]},
     },
     "additionalProperties": True,
 }
@@ -168,15 +172,19 @@ def _error_out(error: EventError) -> EventErrorOut:
     response_model=CollectOut,
     summary="Accept events (JSON, JSON array or NDJSON)",
     responses={
-        **errors(400, 415, 422),
-        202: {"description": "The valid events are durable; `errors` lists each refused one."},
+        **errors(400, 415, 422, 429),
+        202: {
+            "description": "The valid events are durable (a request is stored all-or-nothing); "
+            "`errors` lists each refused one, `duplicates` counts repeats of an event id."
+        },
     },
     openapi_extra=REQUEST_BODY,
 )
 async def collect(
     stream: StreamParam, request: Request, engine: EngineDep, metrics: MetricsDep
 ) -> CollectOut:
-    """202 once every valid event is durable in Redis; 422 when none was valid."""
+    """202 once every valid event is durable in Redis; 422 when none was valid; 429 or 503 (with
+    Retry-After, nothing stored) when the backlog is over its bound or Redis refuses writes."""
     body = await request.body()
     media = _media_type(request)
 
@@ -199,6 +207,7 @@ async def collect(
         stream=stream,
         accepted=result.accepted,
         rejected=result.rejected,
+        duplicates=result.duplicates,
         errors=shown,
         errors_truncated=result.rejected > len(shown),
     )

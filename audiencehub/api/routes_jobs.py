@@ -113,6 +113,7 @@ def create(body: JobCreate, engine: EngineDep) -> JSONResponse:
         chosen = auth_id(engine, body.authorization)
     else:
         assert body.connection_string is not None
+        _jobs(engine).check_label_free(body.label, "job")  # before its authorization is stored
         text = body.connection_string.get_secret_value()
         created_auth = store_connection_string(engine, f"{body.label} hub", text, body.hub)
         chosen = created_auth.id

@@ -59,7 +59,7 @@ def show(user_id: UserId, engine: EngineDep) -> dict[str, Any]:
     status_code=202,
     response_model=ProfileUpdateOut,
     summary="Set score fields without recording an event",
-    responses=errors(422),
+    responses=errors(422, 429),
 )
 def set_scores(
     user_id: UserId, body: ProfileUpdate, engine: EngineDep, metrics: MetricsDep

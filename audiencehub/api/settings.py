@@ -23,6 +23,9 @@ class ApiSettings:
     tokens: tuple[str, ...]
     max_body: int
     metrics_public: bool
+    forwarded_allow_ips: str = ""
+    """Proxies whose X-Forwarded-Proto/-For are believed (uvicorn's list: IPs, CIDRs or '*');
+    empty: none, so the scheme is the connection's own."""
 
     @property
     def auth_required(self) -> bool:
@@ -58,4 +61,10 @@ def load_api_settings(cfg: Settings) -> ApiSettings:
             f"AUDIENCEHUB_API_MAX_BODY={max_body} must be between 1024 and 1073741824 bytes"
         )
     metrics_public = os.environ.get("AUDIENCEHUB_API_METRICS_PUBLIC", "").lower() in _TRUE
-    return ApiSettings(tokens=tokens, max_body=max_body, metrics_public=metrics_public)
+    forwarded = os.environ.get("AUDIENCEHUB_API_FORWARDED_ALLOW_IPS", "").strip()
+    return ApiSettings(
+        tokens=tokens,
+        max_body=max_body,
+        metrics_public=metrics_public,
+        forwarded_allow_ips=forwarded,
+    )

@@ -26,6 +26,7 @@ from audiencehub.api.settings import ApiSettings
 from audiencehub.ui.render import STATIC, environment
 from audiencehub.ui.routes import PREFIX, LoginRequired, Ui, build_router
 from audiencehub.ui.session import COOKIE, Sessions
+from workers.redisconn import write_refusal
 from workers.registry_store import Conflict, NotFound
 
 log = logging.getLogger("audiencehub.ui")
@@ -72,7 +73,7 @@ def create_ui(api: FastAPI, api_settings: ApiSettings) -> FastAPI:
     def _page(request: Request, status: int, heading: str, message: str) -> Response:
         if _json(request):
             return JSONResponse({"error": heading, "message": message}, status_code=status)
-        session = ui.sessions.check(request.cookies.get(COOKIE))  # the nav, when signed in
+        session = ui.sessions.check(request.cookies.get(COOKIE))  # the nav only, no data
         return ui.page(request, "error.html", session, status=status, heading=heading,
                        message=message)  # fmt: skip
 
@@ -114,12 +115,15 @@ def create_ui(api: FastAPI, api_settings: ApiSettings) -> FastAPI:
         message = str(exc.detail) if exc.status_code != 404 else "There is no such page."
         return _page(request, exc.status_code, heading, message)
 
-    @ui_app.exception_handler(redis.exceptions.ConnectionError)
-    @ui_app.exception_handler(redis.exceptions.TimeoutError)
+    @ui_app.exception_handler(redis.exceptions.RedisError)
     async def _redis_down(request: Request, exc: Exception) -> Response:
-        log.error("redis unavailable on %s %s: %s", request.method, request.url.path, exc)
-        return _page(request, 503, "Unavailable", "The state store (Redis) does not answer; "
-                     "the page retries by itself.")  # fmt: skip
+        reason = write_refusal(exc)
+        if reason is None:
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            return _page(request, 500, "Internal error", "The API log has the details.")
+        log.error("redis unavailable on %s %s: %s", request.method, request.url.path, reason)
+        return _page(request, 503, "Unavailable", f"The state store: {reason}. The page "
+                     "retries by itself.")  # fmt: skip
 
     @ui_app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> Response:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, quote, urlencode
@@ -67,6 +68,22 @@ class Ui:
     def engine(self) -> Engine:
         engine: Engine = self.api.state.engine
         return engine
+
+    def session(self, cookie: str | None) -> Session | None:
+        """The signed-in session a cookie carries, unless it was signed out (revoked)."""
+        session = self.sessions.check(cookie)
+        if session is None or not session.nonce:
+            return session
+        e = self.engine()
+        return None if e.r.exists(e.keys.ui_revoked(session.nonce)) else session
+
+    def revoke(self, session: Session) -> None:
+        """Sign this session out everywhere, for as long as its cookie could still be used."""
+        if not session.nonce:
+            return
+        left = session.issued + self.sessions.max_age_s - int(time.time()) + 60
+        e = self.engine()
+        e.r.set(e.keys.ui_revoked(session.nonce), 1, ex=max(left, 1))
 
     @staticmethod
     def login_url(next_url: str = "") -> str:
@@ -163,7 +180,7 @@ def _ui(request: Request) -> Ui:
 
 def current(request: Request) -> Session:
     """The request's session; a login redirect (or a 401 for scripts) when it has none."""
-    session = _ui(request).sessions.check(request.cookies.get(COOKIE))
+    session = _ui(request).session(request.cookies.get(COOKIE))
     if session is None:
         query = f"?{request.url.query}" if request.url.query else ""
         raise LoginRequired(request.url.path + query if request.method == "GET" else "")
@@ -200,7 +217,7 @@ def build_router(ui: Ui) -> APIRouter:
 
     @router.get("/login")
     def login_form(request: Request, next: str = "") -> Response:
-        if sessions.check(request.cookies.get(COOKIE)) is not None:
+        if ui.session(request.cookies.get(COOKIE)) is not None:
             return RedirectResponse(safe_next(next), status_code=303)
         return ui.page(request, "login.html", None, next=safe_next(next), failed=False,
                        hours=sessions.max_age_s // 3600)  # fmt: skip
@@ -228,6 +245,7 @@ def build_router(ui: Ui) -> APIRouter:
     @router.post("/logout")
     def logout(session: SessionDep, form: FormDep) -> Response:
         checked(session, form)
+        ui.revoke(session)
         response = RedirectResponse(ui.login_url(), status_code=303)
         response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
         return response

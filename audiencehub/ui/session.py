@@ -4,10 +4,14 @@ A browser cannot attach ``Authorization: Bearer`` to a page it navigates to, so 
 takes one of the API's tokens once and answers with a session cookie. The cookie never holds the
 token: it is ``v1.<issued>.<nonce>.<mac>`` with ``mac = HMAC-SHA256(token, issued|nonce)``.
 Checking it needs no server-side store (every API process behind a load balancer accepts it), and
-removing a token from ``AUDIENCEHUB_API_TOKENS`` ends every session it opened.
+removing a token from ``AUDIENCEHUB_API_TOKENS`` ends every session it opened. Signing out also
+ends that one session everywhere: its nonce is kept in Redis as revoked until the cookie would
+have expired anyway, so a copy of the cookie stops working too (``Ui.session``).
 
 The cookie is ``HttpOnly`` (page scripts cannot read it), ``SameSite=Strict`` (another site's form
-or fetch never carries it), ``Path=/ui`` (the JSON API never accepts it) and ``Secure`` over HTTPS.
+or fetch never carries it), ``Path=/ui`` (the JSON API never accepts it) and ``Secure`` over HTTPS,
+including behind a TLS proxy whose ``X-Forwarded-Proto`` the API is told to trust
+(``AUDIENCEHUB_API_FORWARDED_ALLOW_IPS``).
 State-changing forms also carry a per-session CSRF token, ``HMAC(token, csrf|nonce)``, so even a
 browser that ignores SameSite cannot be made to pause a job from another site.
 
@@ -44,6 +48,8 @@ class Session:
 
     csrf: str
     auth_required: bool
+    nonce: str = ""
+    issued: int = 0
 
 
 class Sessions:
@@ -94,7 +100,9 @@ class Sessions:
                 found = key
         if found is None:
             return None
-        return Session(csrf=_mac(found, "ui-csrf", nonce), auth_required=True)
+        return Session(
+            csrf=_mac(found, "ui-csrf", nonce), auth_required=True, nonce=nonce, issued=int(issued)
+        )
 
     @staticmethod
     def csrf_ok(session: Session, given: str | None) -> bool:

@@ -176,7 +176,8 @@ def _toint(v: Any) -> Any:
         return v.ns // NS_PER_MS
     if c is str:
         if _HEX.match(v):
-            return int(v, 16)
+            big = int(v, 16)
+            return big if big < 2**63 else None  # Go's ParseInt(…, 16, 64) fails past int64
         n = str_to_number(v)
         if n is None:
             return None

@@ -155,8 +155,18 @@ def split_ident(raw: str) -> tuple[tuple[str, bool], ...]:
     return tuple(segs)
 
 
+MAX_NUMBER_DIGITS = 4000
+"""Python refuses to turn longer digit strings into an int (and they only take time)."""
+
+
 def _number(tok: Token) -> int | float:
     text = str(tok)
+    if len(text) > MAX_NUMBER_DIGITS:
+        raise FilterQLError(
+            f"a number of {len(text):,} characters; at most {MAX_NUMBER_DIGITS:,}",
+            line=tok.line or 1,
+            column=tok.column or 1,
+        )
     if re.fullmatch(r"-?\d+", text):
         return int(text)
     return float(text)

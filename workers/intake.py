@@ -1,0 +1,185 @@
+"""The intake: a request's entries appended to their shard streams all-or-nothing, once.
+
+What it guarantees (docs/delivery.md, "Accepting"):
+
+- **All or nothing.** On one Redis server a write is one Lua script over every shard the request
+  touches (``intake.lua``): it checks every shard's backlog first and writes only then, and Redis
+  refuses a script for lack of memory at its first write, never half-way. So a refusal (OOM,
+  READONLY, a full backlog) leaves nothing stored, and an answer of "stored" means every entry is.
+- **Once.** The script records its outcome under a random token before it returns; the Redis
+  client's own retry after a dropped connection replays the same token and gets the first answer
+  instead of appending again. Events with an id (``_id`` or ``messageId``) are also remembered for
+  ``AUDIENCEHUB_DEDUP_WINDOW_S`` per user: a repeat within the window, from any request, is
+  acknowledged as a duplicate and not appended.
+- **On a Redis Cluster** a script may only touch one slot, and every shard is its own slot, so
+  the same script runs once per shard, in shard order: each shard's part is all-or-nothing and
+  idempotent, but a refusal from a later shard leaves the earlier shards' parts stored. The
+  refusal says how many events were stored; with event ids a retry of the whole request is
+  exactly-once.
+
+The backlog limit is the deployment's ``AUDIENCEHUB_MAX_BACKLOG`` shared out over the shards: a
+shard that holds its share of unapplied entries refuses more until its drainer catches up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections import defaultdict
+from dataclasses import dataclass
+from importlib.resources import files
+from typing import Literal
+
+import redis
+
+from workers.engine import Engine
+from workers.entries import Entry
+from workers.keys import shard_of
+from workers.redisconn import write_refusal
+
+_LUA = files("workers").joinpath("intake.lua").read_text()
+TOKEN_TTL_MS = 60_000
+"""How long a write's outcome is kept for replays of a random token: longer than the Redis
+client's own retries (about 10 s)."""
+NAMED_TOKEN_TTL_MS = 1_200_000
+"""For a token the caller names (the Celery task's id): longer than the broker's visibility
+timeout (900 s, celeryconfig), so a task redelivered after its worker died replays its write."""
+SEEN_BUCKETS = 4
+"""The dedup window is kept as this many time buckets (sets) plus the current one, so an id is
+remembered for at least the window and at most a quarter more."""
+DIGEST_BYTES = 12
+"""Bytes kept per remembered id: a BLAKE2b digest of (user id, event id). 96 bits make a false
+"duplicate" vanishingly unlikely (about 1e-13 with 100 million ids in one window) and keep each
+id at about 64 bytes of Redis memory, whatever the id's length."""
+RETRY_AFTER_S = 5
+"""What a refused caller is told to wait (HTTP Retry-After) before trying again."""
+
+Refusal = Literal["backlog", "unavailable"]
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeItem:
+    """One entry to append, with the client's event id (``None`` when it gave none)."""
+
+    entry: Entry
+    event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    stored: int
+    duplicates: int
+
+
+class IngestRefused(Exception):
+    """Nothing of this write was stored (on a cluster: nothing after ``stored`` events)."""
+
+    def __init__(self, kind: Refusal, reason: str, stored: int = 0, duplicates: int = 0) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+        self.stored = stored
+        self.duplicates = duplicates
+        self.retry_after_s = RETRY_AFTER_S
+
+
+def id_digest(user_id: str, event_id: str) -> bytes:
+    """What is remembered of an event id: fixed size, scoped to its user."""
+    raw = f"{user_id}\x00{event_id}".encode()
+    return hashlib.blake2b(raw, digest_size=DIGEST_BYTES).digest()
+
+
+class Intake:
+    def __init__(self, engine: Engine) -> None:
+        self.e = engine
+        self._script = engine.r.register_script(_LUA)
+
+    def shard_limit(self) -> int:
+        """Each shard's share of ``AUDIENCEHUB_MAX_BACKLOG`` (at least 1)."""
+        cfg = self.e.cfg
+        return max(1, -(-cfg.max_backlog // cfg.shards))
+
+    def append(self, items: list[IntakeItem], now_ms: int, token: str | None = None) -> Stored:
+        """Append ``items`` atomically (per shard on a cluster); raise IngestRefused if refused.
+
+        A caller that may repeat the same write (a Celery task after a refusal or a redelivery)
+        names it with ``token``: a repeat then replays what was stored instead of storing again.
+        """
+        if not items:
+            return Stored(0, 0)
+        groups: dict[int, list[IntakeItem]] = defaultdict(list)
+        for item in items:
+            groups[shard_of(item.entry.user_id, self.e.cfg.shards)].append(item)
+        ttl = TOKEN_TTL_MS if token is None else NAMED_TOKEN_TTL_MS
+        token = token or secrets.token_hex(12)
+        order = sorted(groups)
+        if not self.e.cfg.redis_cluster:
+            result = self._run(token, ttl, order, groups, now_ms, done=Stored(0, 0))
+        else:
+            result = Stored(0, 0)
+            for shard in order:
+                result = self._run(token, ttl, [shard], groups, now_ms, done=result)
+        self.e.kicker.drains(order)
+        return result
+
+    def _run(
+        self,
+        token: str,
+        ttl_ms: int,
+        shards: list[int],
+        groups: dict[int, list[IntakeItem]],
+        now_ms: int,
+        done: Stored,
+    ) -> Stored:
+        keys, args = self._build(token, ttl_ms, shards, groups, now_ms)
+        try:
+            answer = self._script(keys=keys, args=args)
+        except redis.RedisError as exc:
+            reason = write_refusal(exc)
+            if reason is None:
+                raise
+            raise IngestRefused("unavailable", reason, done.stored, done.duplicates) from None
+        status = int(answer[0])
+        if status == 0:
+            shard = shards[int(answer[1]) - 1]
+            raise IngestRefused(
+                "backlog",
+                f"shard {shard} holds {int(answer[2]):,} events not yet applied (its share of "
+                f"AUDIENCEHUB_MAX_BACKLOG={self.e.cfg.max_backlog:,}); the workers are behind",
+                done.stored,
+                done.duplicates,
+            )
+        if status == 2:  # a replay: the first attempt's outcome
+            stored, duplicates = (int(x) for x in answer[1].split())
+        else:
+            stored, duplicates = int(answer[1]), int(answer[2])
+        return Stored(done.stored + stored, done.duplicates + duplicates)
+
+    def _build(
+        self,
+        token: str,
+        ttl_ms: int,
+        shards: list[int],
+        groups: dict[int, list[IntakeItem]],
+        now_ms: int,
+    ) -> tuple[list[str], list[str | bytes | int]]:
+        k = self.e.keys
+        window_ms = self.e.cfg.dedup_window_s * 1000
+        bucket_ms = max(1, window_ms // SEEN_BUCKETS)
+        current = now_ms // bucket_ms
+        keys: list[str] = [k.intake_token(shards[0], token)]
+        args: list[str | bytes | int] = [ttl_ms, self.shard_limit(), window_ms + 2 * bucket_ms]
+        args.append(len(shards))
+        for shard in shards:
+            items = groups[shard]
+            dedup = window_ms > 0 and any(item.event_id is not None for item in items)
+            keys.append(k.events(shard))
+            buckets = [current - b for b in range(SEEN_BUCKETS + 1)] if dedup else []
+            keys += [k.seen_ids(shard, b) for b in buckets]
+            args += (len(buckets), len(items))
+            for item in items:
+                digest = b""
+                if dedup and item.event_id is not None:
+                    digest = id_digest(item.entry.user_id, item.event_id)
+                args += (digest, item.entry.encode())
+        return keys, args
