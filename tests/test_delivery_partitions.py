@@ -69,7 +69,8 @@ def enter_and_exit(engine: Engine, users: list[str], leaving: list[str] | None =
     leaving = users if leaving is None else leaving
     events = [{"user_id": u, "score": 10} for u in users]
     events += [{"user_id": u, "score": 1} for u in leaving]
-    Ingestor(engine).ingest(list_items(events))
+    for start in range(0, len(events), 5_000):  # one write takes at most 10,000 events
+        Ingestor(engine).ingest(list_items(events[start : start + 5_000]))
     drainer = ShardDrainer(engine)
     for shard in range(engine.cfg.shards):
         while drainer.drain(shard, budget_s=5).more:
