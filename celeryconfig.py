@@ -39,8 +39,20 @@ result_backend = None
 task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
-task_time_limit = 300
-task_soft_time_limit = 240
+
+# Time limits. Every task works for a short budget (a drain 0.3 s, a delivery 0.5 s) and re-queues
+# itself, so a minute is far beyond any healthy run; what exceeds it is stuck (a poison entry, a
+# hung connection). These values are what limits our tasks: Celery copies task_time_limit onto
+# each task class and passes it with every job, which overrides a worker's --time-limit /
+# --soft-time-limit flags (those only set the pool's default for tasks without a limit). That is
+# why a worker started with --time-limit=10 let a drain run 75 s: ours was 300 s, soft 240 s.
+# The soft limit raises SoftTimeLimitExceeded inside the task (the drain records why it stopped);
+# the hard limit kills the pool process, which only the prefork pool can do, so it is the pool.
+# A drain that keeps failing or timing out on the same entry sets the entry aside after
+# AUDIENCEHUB_MAX_ATTEMPTS tries (workers/set_aside.py), so the shard moves on.
+worker_pool = "prefork"
+task_time_limit = _cfg.task_time_limit_s
+task_soft_time_limit = max(1, _cfg.task_time_limit_s * 3 // 4)
 # Task events cost three Redis publishes per task; Flower switches them on for the workers it
 # watches (enable_events), so nothing is spent on them while nobody looks.
 worker_send_task_events = False

@@ -1,36 +1,97 @@
-"""The ``audiencehub`` command: one group per concept, each in its own module."""
+"""The ``audiencehub`` command: one group per concept, each in its own module, loaded when run.
+
+A script calls the CLI often, so ``audiencehub --help`` and each command import only what they
+need: the modules below are imported when their command runs (or shows its own help), and the
+top-level help lists them from :data:`COMMANDS` without importing any.
+"""
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
+
 import click
 
-from audiencehub.cli_api import api_command
-from audiencehub.cli_audience import audience
-from audiencehub.cli_data import clock, ingest, profile
-from audiencehub.cli_explain import profile_explain_command
-from audiencehub.cli_filterql import eval_command, validate_command
-from audiencehub.cli_job import auth, job
-from audiencehub.cli_schedule import schedule
-from audiencehub.cli_secret import secret
-from audiencehub.emulator.cli import hub_emulator
-from workers.secrets import new_key
+Loader = Callable[[], click.Command]
 
 
-@click.group()
-def main() -> None:
-    """Stream audience enter/exit triggers to Azure Event Hubs."""
+def _attr(module: str, name: str) -> Loader:
+    def load() -> click.Command:
+        command = getattr(importlib.import_module(module), name)
+        assert isinstance(command, click.Command)
+        return command
+
+    return load
 
 
-@main.command("secret-key")
+def _audience() -> click.Command:
+    from audiencehub.cli_audience import audience
+    from audiencehub.cli_filterql import eval_command, validate_command
+
+    audience.add_command(validate_command, "validate")
+    audience.add_command(eval_command, "eval")
+    return audience
+
+
+def _profile() -> click.Command:
+    from audiencehub.cli_data import profile
+    from audiencehub.cli_explain import profile_explain_command
+
+    profile.add_command(profile_explain_command, "explain")
+    return profile
+
+
+@click.command("secret-key")
 def secret_key() -> None:
     """Print a new key for AUDIENCEHUB_SECRET_KEY (encrypts connection strings at rest)."""
+    from workers.secrets import new_key
+
     click.echo(new_key())
 
 
-audience.add_command(validate_command, "validate")
-audience.add_command(eval_command, "eval")
-profile.add_command(profile_explain_command, "explain")
-for command in (audience, auth, job, ingest, profile, clock, schedule, secret):
-    main.add_command(command)
-main.add_command(hub_emulator, "hub-emulator")
-main.add_command(api_command, "api")
+COMMANDS: dict[str, tuple[Loader, str]] = {
+    "api": (_attr("audiencehub.cli_api", "api_command"),
+            "Serve the HTTP API (FastAPI on uvicorn); see docs/api.md."),
+    "audience": (_audience, "Audiences written in FilterQL."),
+    "auth": (_attr("audiencehub.cli_job", "auth"),
+             "Event Hub connection strings, encrypted at rest."),
+    "clock": (_attr("audiencehub.cli_clock", "clock"),
+              "The movable clock (test mode only: AUDIENCEHUB_MODE=test)."),
+    "hub-emulator": (_attr("audiencehub.emulator.cli", "hub_emulator"),
+                     "Local Event Hubs stand-in (REST, SAS checks, faults)."),
+    "ingest": (_attr("audiencehub.cli_data", "ingest"),
+               "Accept NDJSON events from FILE or '-' (stdin)."),
+    "job": (_attr("audiencehub.cli_job", "job"), "Export jobs: audiences -> an Event Hub."),
+    "profile": (_profile, "Users' profiles."),
+    "schedule": (_attr("audiencehub.cli_schedule", "schedule"),
+                 "Time-driven re-evaluation: due index, re-checks."),
+    "secret": (_attr("audiencehub.cli_secret", "secret"),
+               "Keys that encrypt connection strings at rest."),
+    "secret-key": (lambda: secret_key,
+                   "Print a new key for AUDIENCEHUB_SECRET_KEY."),
+    "wait": (_attr("audiencehub.cli_clock", "wait_command"),
+             "Wait until the workers are idle: wait --idle."),
+}  # fmt: skip
+"""name -> (how to load the command, its one-line help for ``audiencehub --help``)."""
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported only when one of them is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        return entry[0]() if entry else None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup)
+def main() -> None:
+    """Stream audience enter/exit triggers to Azure Event Hubs."""
+

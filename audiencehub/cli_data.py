@@ -1,4 +1,4 @@
-"""``audiencehub ingest``, ``profile …`` and ``clock …``: data in, and a look at users."""
+"""``audiencehub ingest`` and ``profile …``: data in, and a look at users."""
 
 from __future__ import annotations
 
@@ -16,23 +16,13 @@ from rich.text import Text
 
 from audiencehub.cli_support import echo_json, friendly
 from audiencehub.context import engine
-from workers.clock import movable_clock
 from workers.entries import DATA, SCORE, Kind
-from workers.events import Invalid
 from workers.ingest import Ingestor, IngestRefused, IngestResult, Item, ndjson_items
 from workers.profiles import describe, stored_profile
-from workers.timefmt import NS_PER_DAY, NS_PER_S, format_rfc3339
 
 MAX_ERRORS_SHOWN = 50
 CHUNK_LINES = 1000
 """Lines per all-or-nothing write: a file is stored in order, a chunk at a time."""
-_UNITS = {
-    "s": NS_PER_S,
-    "m": 60 * NS_PER_S,
-    "h": 3600 * NS_PER_S,
-    "d": NS_PER_DAY,
-    "w": 7 * NS_PER_DAY,
-}
 
 
 def _report(result: IngestResult, as_json: bool, stopped: str | None = None) -> None:
@@ -174,37 +164,3 @@ def profile_set(user_id: str, assignments: tuple[str, ...]) -> None:
     if result.errors:
         raise click.ClickException(str(result.errors[0]))
     click.echo("accepted")
-
-
-def parse_duration(text: str) -> int:
-    try:
-        number, unit = float(text[:-1]), text[-1]
-        return int(number * _UNITS[unit])
-    except (ValueError, KeyError, IndexError):
-        raise Invalid(None, f"{text!r} is not a duration like 90s, 15m, 2h, 7d or 1w") from None
-
-
-@click.group()
-def clock() -> None:
-    """The movable clock (test mode only: AUDIENCEHUB_MODE=test)."""
-
-
-@clock.command("advance")
-@click.argument("duration")
-@friendly
-def clock_advance(duration: str) -> None:
-    """Move every process's "now" forward, e.g. ``clock advance 7d``."""
-    e = engine()
-    try:
-        delta = parse_duration(duration)
-    except Invalid as exc:
-        raise click.ClickException(exc.reason) from None
-    mc = movable_clock(e.cfg, e.r)
-    mc.advance(delta)
-    click.echo(format_rfc3339(mc.now_ns()))
-
-
-@clock.command("now")
-@friendly
-def clock_now() -> None:
-    click.echo(format_rfc3339(engine().clock.now_ns()))

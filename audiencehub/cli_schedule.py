@@ -13,6 +13,7 @@ from audiencehub.context import engine
 from workers.audiences import AudienceStore
 from workers.reevaluate import Reevaluations, Run
 from workers.release import due_stats
+from workers.set_aside import ShardDeadLetters
 from workers.timefmt import NS_PER_MS, format_rfc3339, parse_rfc3339
 
 
@@ -89,6 +90,12 @@ def stats(as_json: bool) -> None:
         {"id": x.id, "audiences": x.audiences, "next_at": format_rfc3339(x.next_at), "cron": x.cron}
         for x in reevals.schedules()
     ]
+    aside = ShardDeadLetters(e)
+    aside_counts = aside.counts()
+    latest = [
+        {"shard": x.shard, "entry": x.entry_id, "at": x.at, "reason": x.reason}
+        for x in aside.latest(5)
+    ]
     next_due = format_rfc3339(s.next_due_ms * NS_PER_MS) if s.next_due_ms else None
     p50, p99 = s.percentile(0.5), s.percentile(0.99)
     worst = max(s.lateness_ms) if s.lateness_ms else None
@@ -105,6 +112,11 @@ def stats(as_json: bool) -> None:
                 },
                 "runs": runs,
                 "schedules": schedules,
+                "set_aside": {
+                    "total": sum(aside_counts.values()),
+                    "by_shard": {str(k): v for k, v in aside_counts.items()},
+                    "latest": latest,
+                },
             }
         )
         return
@@ -118,3 +130,7 @@ def stats(as_json: bool) -> None:
         click.echo(f"run {item['id']}: {item['checked']}/{item['total']} ({item['reason']})")
     for sched in schedules:
         click.echo(f"schedule {sched['id']}: next {sched['next_at']} {sched['cron']}")
+    click.echo(f"set aside:       {sum(aside_counts.values())} shard entries", nl=False)
+    click.echo(f" (by shard: {aside_counts})" if aside_counts else "")
+    for item in latest:
+        click.echo(f"  shard {item['shard']} entry {item['entry']} at {item['at']}: {item['reason']}")

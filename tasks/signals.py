@@ -35,6 +35,21 @@ def _refuse_without_secret_key(**_: Any) -> None:
         raise SystemExit(1) from None
 
 
+@worker_init.connect
+def _refuse_pools_without_time_limits(sender: Any = None, **_: Any) -> None:
+    """Only the prefork pool can enforce a hard time limit (it kills the pool process); under
+    solo or threads a stuck task would hold its worker for ever, so such a worker stops at once."""
+    pool = getattr(sender, "pool_cls", "prefork")
+    name = pool if isinstance(pool, str) else f"{pool.__module__}.{pool.__qualname__}"
+    if name not in ("prefork", "processes") and "prefork" not in name:
+        print(
+            f"audiencehub: the worker pool {name!r} cannot enforce task time limits; "
+            "run workers with -P prefork (the default)",
+            file=sys.stderr,
+        )
+        raise SystemExit(1)
+
+
 @before_task_publish.connect
 def _hide_event_contents(
     sender: str | None = None,

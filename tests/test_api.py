@@ -761,3 +761,27 @@ def test_the_key_never_appears_in_a_response_or_the_log(env: Env) -> None:
     log = env.proc.log()
     assert "POST /authorizations" in log  # the access log is there
     assert KEY.rstrip("=") not in log
+
+
+def test_idle_answers_at_once_or_long_polls_with_prefer_wait(env: Env) -> None:
+    """GET /idle is ``audiencehub wait --idle`` over HTTP: at once, or held until idle."""
+    env.drain()
+    now = env.api.get("/idle")
+    assert now.status_code == 200 and "Preference-Applied" not in now.headers
+    assert now.json()["pending_entries"] == 0
+    env.api.post("/collect/idle-test", json={"user_id": "idle1", "plan": "pro"})
+    busy = env.api.get("/idle")
+    assert busy.json()["idle"] is False and busy.json()["pending_entries"] >= 1
+    assert any("entries to apply" in b for b in busy.json()["busy"])
+
+    import threading
+
+    timer = threading.Timer(0.5, env.drain)  # a worker applies the event while the request waits
+    timer.start()
+    held = env.api.get("/idle", headers={"Prefer": "wait=3"})  # (other tests' outboxes may stay)
+    timer.join()
+    assert held.status_code == 200 and held.headers["Preference-Applied"] == "wait=3"
+    assert held.json()["pending_entries"] == 0
+    from audiencehub.api.routes_system import _wanted_wait
+
+    assert _wanted_wait("respond-async, wait=999") == 25 and _wanted_wait("wait=x") == 0

@@ -11,14 +11,17 @@ from workers import backfill as backfill_module
 from workers.audiences import AudienceStore
 from workers.auths import AuthStore
 from workers.backfill import Backfills
+from workers.clock import RedisOffsetClock
 from workers.drain import ShardDrainer
 from workers.engine import Engine
 from workers.ingest import Ingestor, list_items
 from workers.job_setup import backfill_preview, create_job
-from workers.jobs import Job
+from workers.jobs import Job, JobStore
 from workers.keys import shard_of
+from workers.lease import Lease
 from workers.profile import Profile
 from workers.redisconn import stream_rows
+from workers.registry_store import Conflict
 
 CONN = (
     "Endpoint=sb://127.0.0.1:1/;SharedAccessKeyName=k;SharedAccessKey=a2V5;"
@@ -163,3 +166,86 @@ def test_a_page_is_refused_when_a_drain_commits_between_its_read_and_its_write(
         pass
     sent = outbox_by_user(engine, job)
     assert sent["u002"] == [[("exit", "even"), ("exit", "small")]]
+
+
+def enters_by_user(engine: Engine, job: Job) -> dict[str, list[str]]:
+    """user -> the slugs of every enter the job's outbox holds for them, in order."""
+    return {
+        uid: [slug for message in messages for event, slug in message if event == "enter"]
+        for uid, messages in outbox_by_user(engine, job).items()
+    }
+
+
+def test_users_who_enter_after_the_backfill_started_get_their_enter_once(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12: a page wrote an enter for every current member, so a user who entered live after
+    the job was created got it twice (live, then backfilled). The backfill sends only what was
+    recorded before it started; live enters are the drains'."""
+    monkeypatch.setattr(backfill_module, "PAGE", 5)
+    populate(engine, 40)  # u000..u039: members before the job exists
+    job = job_with_backfill(engine)
+    state = Backfills(engine).get(job.id)
+    assert state is not None and 0 < state.started <= engine.clock.now_ns()
+    backfills = Backfills(engine)
+    late = 40
+    while backfills.active(job.id):  # users keep entering live between pages
+        backfills.advance(engine.registry.get())
+        for shard in range(engine.cfg.shards):
+            backfills.page(job.id, shard)
+        Ingestor(engine).ingest(list_items([{"user_id": f"u{late:03d}", "n": 2 * late}]))
+        late += 1
+        drain(engine)
+    assert late > 42, "users entered live while the backfill ran"
+    enters = enters_by_user(engine, job)
+    for uid, slugs in enters.items():
+        assert len(slugs) == len(set(slugs)), f"{uid} got an enter twice: {slugs}"
+    assert {f"u{i:03d}" for i in range(40, late)} <= set(enters), "live enters all went out"
+
+
+def test_a_time_driven_enter_applied_after_the_backfill_started_is_sent_once(
+    engine: Engine,
+) -> None:
+    """An enter due before the job existed but applied after (a late release) is recorded after
+    the backfill started: the drain sends it live, the backfill leaves it."""
+    AudienceStore(engine.r, engine.keys).create("aged", 'FILTER signup < "now-1h"')
+    clock = engine.clock
+    assert isinstance(clock, RedisOffsetClock)
+    from workers.timefmt import format_rfc3339
+
+    signup = clock.now_ns() - 3_600_000_000_000 + 60_000_000_000  # "now-1h" reaches it in 60 s
+    Ingestor(engine).ingest(list_items([{"user_id": "late", "signup": format_rfc3339(signup)}]))
+    drain(engine)
+    clock.advance(120_000_000_000)  # the flip is due, but no drain has applied it yet
+    auth = AuthStore(engine.r, engine.keys, engine.cfg).create("h", CONN)
+    job = create_job(engine, "j", auth.id, ["aged"], existing_users=True)
+    Ingestor(engine).ingest(list_items([{"user_id": "late", "x": 1}]))  # applies the flip
+    drain(engine)
+    run_backfill(engine, job)
+    assert enters_by_user(engine, job) == {"late": ["aged"]}
+    shard = shard_of("late", engine.cfg.shards)
+    profile = Profile.loads("late", engine.r.hget(engine.keys.users(shard), "late"))  # type: ignore[arg-type]
+    aged = AudienceStore(engine.r, engine.keys).get("aged").id
+    assert profile.membership[aged] < profile.recorded_at(aged)
+
+
+def test_job_creation_pauses_drains_and_gives_up_cleanly_on_a_stuck_shard(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backfill's start is read with every shard's drain lease held: no batch runs inside.
+    A shard that stays busy makes job creation fail with nothing created."""
+    populate(engine, 4)
+    Ingestor(engine).ingest(list_items([{"user_id": "u900", "n": 2}]))
+    with backfill_module.drains_paused(engine):
+        drain(engine)  # every drainer finds its lease taken and leaves the entry
+        assert sum(engine.r.xlen(engine.keys.events(s)) for s in range(engine.cfg.shards)) == 1
+    drain(engine)
+    assert sum(engine.r.xlen(engine.keys.events(s)) for s in range(engine.cfg.shards)) == 0
+
+    monkeypatch.setattr(backfill_module, "PAUSE_WAIT_S", 0.2)
+    stuck = Lease(engine.r, engine.keys.drain_lease(1), 60_000)
+    assert stuck.acquire()
+    with pytest.raises(Conflict, match="shard 1 stayed busy"):
+        job_with_backfill(engine)
+    assert JobStore(engine.r, engine.keys).all() == []
+    assert Lease(engine.r, engine.keys.drain_lease(0), 1000).acquire(), "leases were given back"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,9 @@ from workers.engine import Engine
 from workers.ingest import Ingestor, list_items
 from workers.job_control import JobControl
 from workers.job_setup import create_job
+from workers.jobs import JobStore
 from workers.reevaluate import Reevaluations
+from workers.timefmt import format_rfc3339
 
 pytestmark = pytest.mark.e2e
 USERS = 20_000
@@ -98,6 +101,66 @@ def test_backfill_of_20000_users_under_live_changes_ends_in_the_true_state(
     assert status["state"] == "running" and status["backlog"] == 0
     assert status["counts"]["backfilled"] >= sum(1 for s in members.values() if s) * 0.5
     print(f"\nbackfill e2e: {count} messages, {len(changed)} users changed during the backfill")
+
+
+def test_users_entering_live_while_an_existing_users_job_is_created_get_one_enter(
+    live_engine: Engine, hub: HubEmulator, worker2: CeleryWorker, beat: CeleryBeat,
+    proc_env: dict[str, str],
+) -> None:  # fmt: skip
+    """Issue 12: ``job create --existing-users`` while users enter live through real workers. Each
+    member's first enter comes once: from the backfill if it was recorded before the backfill
+    started, else live. Users only ever enter here, so every enter the hub sees is a first one.
+    "aged" adds time-driven enters (released by beat) around the moment the job is created."""
+    e = live_engine
+    store = AudienceStore(e.r, e.keys)
+    store.create("members", "FILTER stage >= 1")
+    store.create("aged", 'FILTER signup < "now-2s"')
+    old = format_rfc3339(e.clock.now_ns() - 3600 * 10**9)
+    Ingestor(e).ingest(list_items([{"user_id": f"b{i:03d}", "stage": 1, "signup": old}
+                                   for i in range(150)]))  # fmt: skip
+    wait_for(lambda: not any(e.r.xlen(e.keys.events(s)) for s in range(e.cfg.shards)), 60,
+             interval=0.1, what="the first users to be applied")  # fmt: skip
+    AuthStore(e.r, e.keys, e.cfg).create("hub", hub.connection_string)
+
+    stop = threading.Event()
+    entered: list[str] = []
+
+    def enter_live() -> None:
+        i = 0
+        while not stop.is_set() or i < 150:
+            now = format_rfc3339(e.clock.now_ns())
+            batch = [{"user_id": f"n{i + k:03d}", "stage": 1, "signup": now} for k in range(5)]
+            Ingestor(e).ingest(list_items(batch))
+            entered.extend(str(b["user_id"]) for b in batch)
+            i += 5
+            time.sleep(0.02)
+
+    feeder = threading.Thread(target=enter_live)
+    feeder.start()
+    try:
+        time.sleep(0.5)  # users are entering live when the job is created
+        job_id = cli(proc_env, "job", "create", "--label", "live", "--audience", "members",
+                     "--audience", "aged", "--auth", "hub", "--existing-users").strip()  # fmt: skip
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        feeder.join()
+    JobStore(e.r, e.keys).get(job_id)
+    cli(proc_env, "clock", "advance", "5s")  # every live signup is now "aged": all due
+    cli(proc_env, "wait", "--idle", "--timeout", "120")
+
+    enters: dict[tuple[str, str], int] = {}
+    for ev in hub.events():
+        body = orjson.loads(ev["body"])
+        for seg in body["data"]["segment_events"]:
+            assert seg["event"] == "enter", "users only enter in this test"
+            key = (body["data"]["user_id"], seg["slug"])
+            enters[key] = enters.get(key, 0) + 1
+    twice = {k: n for k, n in enters.items() if n > 1}
+    assert not twice, f"{len(twice)} memberships got their enter more than once: {twice}"
+    users = [f"b{i:03d}" for i in range(150)] + entered
+    missing = [(u, s) for u in users for s in ("members", "aged") if (u, s) not in enters]
+    assert not missing, f"{len(missing)} memberships never got an enter: {missing[:10]}"
 
 
 def test_pause_keeps_collecting_and_resume_sends_everything(

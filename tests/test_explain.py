@@ -84,7 +84,8 @@ def test_each_clause_is_the_compiled_node_with_its_own_value() -> None:
 @pytest.mark.parametrize(
     ("text", "value", "decided"),
     [
-        ("FILTER AND (a == 1, b == 2, c == 3)", False, [1, 2]),  # the false parts of a false AND
+        ("FILTER AND (a == 1, b == 2, c == 3)", False, [1]),  # the first part that is not true
+        ("FILTER a == 1 AND b == 2 AND c == 3", False, [1, 2]),  # infix: every part not true
         ("FILTER AND (a == 1, flag)", None, [1]),  # an unknown part makes it unknown
         ("FILTER AND (a == 1, a < 5)", True, [0, 1]),  # every part was needed
         ("FILTER OR (b == 2, a == 1, c == 1)", True, [1]),  # the true parts of a true OR
@@ -115,7 +116,7 @@ def test_leaves_show_what_they_read() -> None:
     assert notes == [
         [("tolower(plan)", '"pro"'), ("plan", '"Pro"')],
         [("scores.momentum * 2", "160"), ("scores.momentum", "80")],
-        [("last_seen", '"2026-03-09T00:00:00Z"'), ('"now-7d"', "2026-03-03T12:00:00Z")],
+        [("last_seen", "2026-03-09T00:00:00Z"), ('"now-7d"', "2026-03-03T12:00:00Z")],
         [("email", "missing")],
         [("tags", '["a"]')],
     ]
@@ -373,7 +374,8 @@ def test_json_form() -> None:
         "kind", "text", "line", "column", "value", "decides", "decided_by", "reads", "window",
         "include", "changes_at", "changes_at_ns", "children",
     }  # fmt: skip
-    assert tree["value"] == "false" and tree["decided_by"] == [0]
+    # a number is no date to qlbridge: the first part is unknown, and so is the AND
+    assert tree["value"] == "unknown" and tree["decided_by"] == [0]
     left, right = tree["children"]
     assert left["reads"][0] == {"text": "last_seen", "value": 5, "shown": "5"}
     assert right["window"]["times"] == ["2026-03-07T09:12:00Z"] and right["window"]["count"] == 1

@@ -17,14 +17,19 @@ from tests.test_filterql_fixtures import NOW, customer, qlbridge_includes, yoda
 from tests.test_filterql_props import BASE, INCLUDES, TOKENS, offsets, phrases, profiles
 from workers.filterql import Filter, FilterQLError, compile_filter, compile_set
 from workers.filterql.explain import Clause, explain
+from workers.filterql.syntax import Logic
 from workers.profile import Profile
 
 
-def _kleene(kind: str, kids: list[bool | None]) -> bool | None:
+def _logic(kind: str, kids: list[bool | None], infix: bool) -> bool | None:
+    """qlbridge's AND / OR: a group AND is decided by its first part that is not true; infix
+    ``a AND b`` is unknown only when every part is; OR is true when any part is."""
     if kind == "and":
-        if any(k is False for k in kids):
-            return False
-        return None if any(k is None for k in kids) else True
+        if all(k is True for k in kids):
+            return True
+        if infix:
+            return None if all(k is None for k in kids) else False
+        return next(k for k in kids if k is not True)
     return any(k is True for k in kids)
 
 
@@ -34,11 +39,16 @@ def _check_clause(c: Clause, p: Profile, now: int) -> None:
     alone = compile_filter("FILTER " + c.text, INCLUDES.__getitem__)
     assert alone.matches(p, now) == (c.value is True), f"{c.text} alone disagrees"
     if c.kind in ("and", "or"):
-        assert c.value == _kleene(c.kind, [k.value for k in c.children])
+        infix = isinstance(c.node.syntax, Logic) and c.node.syntax.infix
+        assert c.value == _logic(c.kind, [k.value for k in c.children], infix)
         assert c.decided_by, "an AND/OR is always decided by some part"
         assert all(c.children[i].decides for i in c.decided_by)
     if c.kind == "not":
-        assert c.value == (None if c.children[0].value is None else not c.children[0].value)
+        inner = c.children[0]
+        if inner.kind == "include":  # NOT INCLUDE holds unless the audience does (qlbridge)
+            assert c.value == (inner.value is not True)
+        else:
+            assert c.value == (None if inner.value is None else not inner.value)
     if c.changes_at is not None:
         assert c.changes_at > now
     for k in c.children:

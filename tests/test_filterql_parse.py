@@ -6,6 +6,7 @@ import pytest
 
 from workers.filterql import FilterQLError, compile_filter, parse_statements
 from workers.filterql.syntax import Between, Binary, Compare, Include, Logic, MatchAll, Not
+from workers.profile import Profile
 
 # rel/parse_filterql_test.go FilterTests: every one must parse.
 QLBRIDGE_FILTER_TESTS = [
@@ -248,3 +249,50 @@ def test_compile_errors(text: str, words: str, line: int, column: int) -> None:
 def test_error_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="line 1, column 8"):
         compile_filter("FILTER )")
+
+
+# -- a function call starts a phrase; OR ( / AND ( after a phrase, as qlbridge reads them ---------
+
+
+def _members(text: str) -> list[str]:
+    st = parse_statements(text)[0]
+    node = st.filter
+    assert isinstance(node, Logic)
+    return [type(a).__name__ for a in node.args]
+
+
+def test_a_function_call_may_start_any_phrase_in_a_group() -> None:
+    """Issue 12: without a comma, ``contains(`` started a phrase qlbridge reads as a call, and this
+    parser read it as the CONTAINS operator (a parse error). Touching its "(" it is the function."""
+    assert _members('FILTER OR (plan == "gold"\n contains(name, "p"))') == ["Compare", "Call"]
+    assert _members('FILTER OR (plan == "gold" contains(name, "p"))') == ["Compare", "Call"]
+    assert _members('FILTER AND (x > 3 contains(plan, "p") == true)') == ["Compare", "Compare"]
+    assert _members('FILTER AND (x > 3 NOT contains(plan, "p"))') == ["Compare", "Not"]
+    assert _members('FILTER AND (x > 3 exists(plan) hasprefix(url, "h"))') == [
+        "Compare",
+        "Call",
+        "Call",
+    ]
+    f = compile_filter('FILTER OR (plan == "gold"\n contains(name, "p"))')
+    assert f.matches(Profile("u", fields={"name": "p"}), 0)
+    op = parse_statements('FILTER name CONTAINS ("p")')[0].filter
+    assert isinstance(op, Binary) and op.op == "CONTAINS"  # with a space it is the operator
+
+
+def test_or_paren_after_a_phrase_on_the_same_line_is_infix() -> None:
+    """qlbridge's tree.Or has no "boolean" check: ``x OR (y)`` on one line is infix even in a group;
+    after a comma or a line break ``OR (`` opens a nested group."""
+    infix = parse_statements("FILTER AND (a > 1 OR (b > 1))")[0].filter
+    assert isinstance(infix, Logic) and infix.op == "AND" and len(infix.args) == 1
+    assert isinstance(infix.args[0], Logic) and infix.args[0].infix and infix.args[0].op == "OR"
+    assert _members("FILTER AND (a > 1\n OR (b > 1, c))") == ["Compare", "Logic"]
+    assert _members("FILTER AND (a > 1, OR (b > 1, c))") == ["Compare", "Logic"]
+
+
+def test_and_paren_in_a_group_follows_qlbridges_boolean_flag() -> None:
+    """``AND (`` after a phrase opens a nested group until a nested group has closed in the
+    enclosing one (qlbridge keeps one flag, cleared when any group closes), then it is infix."""
+    assert _members("FILTER OR (a > 1 AND (b > 1, c))") == ["Compare", "Logic"]
+    inner = parse_statements('FILTER OR (AND (a, b) AND (c) d)')[0].filter
+    assert isinstance(inner, Logic) and isinstance(inner.args[0], Logic)
+    assert inner.args[0].infix and len(inner.args) == 2

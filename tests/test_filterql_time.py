@@ -315,11 +315,15 @@ def test_include_carries_time() -> None:
 
 
 def test_unknown_parts_do_not_hide_a_flip() -> None:
-    """AND(unknown, moving) is unknown now; it can only become false when the moving part does."""
-    f = compile_filter('FILTER NOT AND (missing_flag, last_login > "now-1d")')
+    """AND(moving, unknown) is unknown now; it becomes false when the moving part does. A group
+    AND stops at its first part that is not true (qlbridge), so AND(unknown, moving) never moves."""
+    f = compile_filter('FILTER NOT AND (last_login > "now-1d", missing_flag)')
     p = profile({"last_login": rfc(DAY0)})
     assert not f.matches(p, DAY0)
     assert_exact(f, p, DAY0, DAY0 + DAY)
+    g = compile_filter('FILTER NOT AND (missing_flag, last_login > "now-1d")')
+    assert not g.matches(p, DAY0)
+    assert_exact(g, p, DAY0, None)
 
 
 # -- calendar date math (M, y) and calendar functions ------------------------------------------------

@@ -1,4 +1,12 @@
-"""Existing Users: write every current member of a job's audiences into its outbox as ``enter``.
+"""Existing Users: write every member of a job's audiences as of when it started, as ``enter``.
+
+The backfill and the live triggers split the memberships by when they were recorded: a membership
+recorded (by a drain) before the backfill started is the backfill's to send, one recorded later was
+sent live. ``started`` is the engine's clock read while no drain batch runs on any shard, right
+after the job (or the audience added to it) became visible to drains: every batch that could not
+see the job had committed before, and every batch that can see it starts after (see
+:func:`drains_paused`). So each member gets its first enter exactly once, from one side or the
+other, even while users enter live during the backfill.
 
 Pages walk each shard's member indexes in user-id order after a cursor kept in the shard's slot.
 A page is committed by one script fenced by the shard version, exactly like a drain: the members
@@ -15,6 +23,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import cast
 
@@ -28,6 +38,7 @@ from workers.lease import Lease
 from workers.membership import Transition
 from workers.profile import Profile
 from workers.registry import Snapshot
+from workers.registry_store import Conflict
 
 log = logging.getLogger("audiencehub.backfill")
 PAGE = 1000
@@ -47,11 +58,44 @@ return 1
 """
 
 
+PAUSE_WAIT_S = 15.0
+"""How long :func:`drains_paused` waits for the running drain batches to finish (a batch holds
+its shard's lease for at most a few seconds)."""
+
+
+@contextmanager
+def drains_paused(engine: Engine) -> Iterator[None]:
+    """Hold every shard's drain lease: no drain batch runs inside, none straddles the inside.
+
+    Drains that find a lease taken return and leave their kick; every shard is kicked again after.
+    """
+    e = engine
+    held: list[Lease] = []
+    deadline = time.monotonic() + PAUSE_WAIT_S
+    try:
+        for shard in range(e.cfg.shards):
+            lease = Lease(e.r, e.keys.drain_lease(shard), int(PAUSE_WAIT_S * 1000) + 5_000)
+            while not lease.acquire():
+                if time.monotonic() > deadline:
+                    raise Conflict(
+                        f"shard {shard} stayed busy draining for {PAUSE_WAIT_S:.0f}s; try again "
+                        "(no change was made)"
+                    )
+                time.sleep(0.005)
+            held.append(lease)
+        yield
+    finally:
+        for lease in held:
+            lease.release()
+        e.kicker.drains(range(e.cfg.shards))
+
+
 @dataclass
 class BackfillState:
     job: str
     audiences: list[str]
     started: int
+    """Engine clock (ns): memberships recorded before this are the backfill's to send."""
     total: int  # memberships (user, audience) in the selected audiences when it started
     finished_at: int = 0
 
@@ -70,15 +114,24 @@ class Backfills:
         self._commit = engine.r.register_script(_COMMIT_PAGE)
 
     # -- lifecycle ----------------------------------------------------------------------------
-    def start(self, job: Job, audiences: list[str] | None = None) -> BackfillState:
-        """Begin (or restart) a backfill of ``audiences`` (default: all of the job's)."""
+    def start(
+        self, job: Job, audiences: list[str] | None = None, started: int | None = None
+    ) -> BackfillState:
+        """Begin (or restart) a backfill of ``audiences`` (default: all of the job's).
+
+        ``started``: the engine's clock read inside :func:`drains_paused`, right after the job
+        (or its new audience) was saved; without it, the clock now (then a user who enters live
+        while the job is being set up may get a second enter).
+        """
         e = self.e
         chosen = audiences or list(job.audiences)
+        if started is None:
+            started = e.clock.now_ns()
         pipe = e.r.pipeline(transaction=False)
         for shard in range(e.cfg.shards):
             for aid in chosen:
                 pipe.zcard(e.keys.members(shard, aid))
-        state = BackfillState(job.id, chosen, time.time_ns(), int(sum(pipe.execute())))
+        state = BackfillState(job.id, chosen, started, int(sum(pipe.execute())))
         pipe = e.r.pipeline(transaction=False)  # cursors live in every shard's cluster slot
         for shard in range(e.cfg.shards):
             pipe.delete(e.keys.backfill_cursor(shard, job.id))
@@ -125,7 +178,7 @@ class Backfills:
             answers = pipe.execute()
             cursors, backlogs = answers[0::2], answers[1::2]
             if all(c == DONE for c in cursors):
-                state.finished_at = time.time_ns()
+                state.finished_at = e.clock.now_ns()
                 e.r.set(e.keys.job_backfill(job.id), orjson.dumps(asdict(state)))
                 JobControl(e).record(job.id, "running", "existing users backfill finished")
                 log.info("backfill finished", extra={"job": job.id})
@@ -197,12 +250,14 @@ class Backfills:
         written = 0
         for uid, blob in zip(users, blobs, strict=True):
             profile = Profile.loads(uid, blob)
-            moved = [
+            moved = [  # only what was recorded before the backfill started: the rest went live
                 Transition(
                     aid, snapshot.audiences[aid].slug, "enter", profile.membership[aid], None
                 )
                 for aid in job.audiences
-                if aid in profile.membership and aid in audiences
+                if aid in profile.membership
+                and aid in audiences
+                and profile.recorded_at(aid) < state.started
             ]
             if moved:
                 body, key = render(job, profile, moved, now, snapshot.slugs)

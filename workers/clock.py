@@ -2,7 +2,8 @@
 
 Production reads the system clock. Test mode (``AUDIENCEHUB_MODE=test``, refused otherwise) adds an
 offset kept in Redis, so black-box tests can move time for real worker and beat processes with
-``audiencehub clock advance 7d``.
+``audiencehub clock advance 7d`` or ``audiencehub clock set 2026-03-01T00:00:00Z``. Only the
+offset moves: the test clock keeps running at the system clock's pace.
 """
 
 from __future__ import annotations
@@ -39,7 +40,14 @@ class RedisOffsetClock:
         return time.time_ns() + self.offset_ns()
 
     def advance(self, delta_ns: int) -> int:
+        """Move now by ``delta_ns`` (negative goes back); returns the new offset."""
         return int(self._r.incrby(self._key, delta_ns))
+
+    def set(self, now_ns: int) -> int:
+        """Make now read ``now_ns`` at this instant; from there it keeps running."""
+        offset = now_ns - time.time_ns()
+        self._r.set(self._key, offset)
+        return offset
 
 
 def clock_for(cfg: Settings, r: Redis) -> Clock:

@@ -6,7 +6,9 @@
 -- KEYS[4] due       zset    due index: bucket number -> bucket start (ms); each bucket is the
 --                           hash KEYS[4]..':'..bucket of user id -> due time (ms)
 -- KEYS[5] due count string  users in the due index
--- KEYS[6..]         member indexes (zset, score 0) and job outboxes (stream), by index
+-- KEYS[6] attempts  string  the head entry's drains that did not commit: cleared by any commit
+-- KEYS[7] dead      stream  entries set aside instead of applied (with the reason)
+-- KEYS[8..]         member indexes (zset, score 0) and job outboxes (stream), by index
 --
 -- ARGV: expected version ('' when none), new version, trim MINID ('' = no trim), bucket width
 -- (ms), then sections, each starting with its count:
@@ -14,6 +16,7 @@
 --   due:       n, then n triples (user id, old due ms or '', new due ms or '')
 --   members:   g groups of (key index, n adds, n pairs ('0', user id), m removes, m ids)
 --   outboxes:  g groups of (key index, n records, n triples (user id, idempotency key, body))
+--   set aside: n, then n quadruples (entry id, reason, time ms, entry payload)
 --
 -- Returns 1, or {0, current version} when another writer committed first (the fence).
 local current = redis.call('GET', KEYS[1]) or ''
@@ -73,6 +76,14 @@ for _ = 1, groups do
   end
 end
 
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  redis.call('XADD', KEYS[7], '*', 'id', ARGV[i], 'why', ARGV[i + 1], 'at', ARGV[i + 2],
+             'd', ARGV[i + 3])
+  i = i + 4
+end
+
+redis.call('DEL', KEYS[6])
 redis.call('SET', KEYS[1], ARGV[2])
 if ARGV[3] ~= '' then redis.call('XTRIM', KEYS[2], 'MINID', ARGV[3]) end
 return 1

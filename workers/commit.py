@@ -43,10 +43,13 @@ class ShardCommit:
     outbox: dict[str, list[tuple[str, str, bytes]]] = field(
         default_factory=lambda: defaultdict(list)
     )
+    set_aside: list[tuple[str, str, int, bytes]] = field(default_factory=list)
+    """Entries not applied: (stream entry id, reason, time ms, entry payload)."""
 
     def build(self) -> tuple[list[str], list[str | bytes | int]]:
         k, s = self.keys, self.shard
         keys: list[str] = [k.applied(s), k.events(s), k.users(s), k.due(s), k.due_count(s)]
+        keys += [k.drain_attempts(s), k.shard_dead(s)]
         args: list[str | bytes | int] = [self.expected, self.version, self.trim_to, DUE_BUCKET_MS]
         args.append(len(self.users))
         for uid, blob in self.users.items():
@@ -75,6 +78,9 @@ class ShardCommit:
             args.append(len(records))
             for uid, key, body in records:
                 args += (uid, key, body)
+        args.append(len(self.set_aside))
+        for entry_id, reason, at_ms, payload in self.set_aside:
+            args += (entry_id, reason, at_ms, payload)
         return keys, args
 
 

@@ -33,6 +33,19 @@ class Settings:
     drain_batch: int
     deliver_batch_bytes: int
     allow_emulator: bool = False
+    max_future_skew_s: int = 900
+    """An event's ``_ts`` may be at most this far ahead of the engine clock."""
+    max_profile_fields: int = 1000
+    """Fields one profile may hold; an event that would add more is refused."""
+    max_profile_bytes: int = 256 * 1024
+    """Size of one stored profile; an event that would make it larger is refused."""
+    occurrences_kept: int = 32
+    """Occurrences kept per event name that no audience counts (those an audience's
+    ``timewindow`` counts keep as many as the largest count asks for, at least this many)."""
+    task_time_limit_s: int = 60
+    """Hard time limit of every task (the soft limit is 3/4 of it)."""
+    max_attempts: int = 3
+    """Drains of a shard entry that may fail or time out before it is set aside."""
     max_backlog: int = 1_000_000
     """Unapplied entries the shards may hold in all; each shard takes its share (see intake)."""
     dedup_window_s: int = 3600
@@ -103,6 +116,12 @@ def load_settings() -> Settings:
         drain_batch=_int("AUDIENCEHUB_DRAIN_BATCH", 2000, 1, 100_000),
         deliver_batch_bytes=_int("AUDIENCEHUB_BATCH_BYTES", 1_000_000, 1_000, 16_000_000),
         allow_emulator=_flag("AUDIENCEHUB_ALLOW_EMULATOR"),
+        max_future_skew_s=_int("AUDIENCEHUB_MAX_FUTURE_SKEW", 900, 0, 366 * 86_400),
+        max_profile_fields=_int("AUDIENCEHUB_MAX_PROFILE_FIELDS", 1000, 10, 100_000),
+        max_profile_bytes=_int("AUDIENCEHUB_MAX_PROFILE_BYTES", 256 * 1024, 4096, 64 * 1024**2),
+        occurrences_kept=_int("AUDIENCEHUB_OCCURRENCES_KEPT", 32, 1, 100_000),
+        task_time_limit_s=_int("AUDIENCEHUB_TASK_TIME_LIMIT", 60, 5, 600),
+        max_attempts=_int("AUDIENCEHUB_MAX_ATTEMPTS", 3, 1, 100),
         max_backlog=_int("AUDIENCEHUB_MAX_BACKLOG", 1_000_000, 1, 1_000_000_000),
         dedup_window_s=_int("AUDIENCEHUB_DEDUP_WINDOW_S", 3600, 0, 7 * 86400),
         max_request_events=_int("AUDIENCEHUB_MAX_REQUEST_EVENTS", 10_000, 1, 100_000),

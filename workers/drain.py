@@ -8,9 +8,13 @@ audiences it can affect -> render one message per (job, user, instant) -> one at
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+
+import orjson
+from redis.exceptions import RedisError
 
 from workers import faults
 from workers.commit import Committer, ShardCommit, next_stream_id
@@ -24,6 +28,7 @@ from workers.profile import Profile
 from workers.redisconn import as_bytes, stream_rows
 from workers.registry import ALWAYS_CHANGED, LiveAudience, Snapshot
 from workers.release import record_lateness
+from workers.set_aside import FAILED, LIMIT, TIMED_OUT, Attempt, DrainAttempts
 from workers.timefmt import NS_PER_MS, ns_to_ms_ceil
 
 LEASE_MS = 5_000
@@ -37,7 +42,15 @@ class DrainReport:
     transitions: int = 0
     messages: int = 0
     conflicts: int = 0
+    set_aside: int = 0
     more: bool = False
+
+
+def _stop_reason(exc: BaseException) -> str:
+    """Why a drain stopped, without the exception's text (it may quote an event)."""
+    if type(exc).__name__ == "SoftTimeLimitExceeded":  # Celery's, raised into the task
+        return "timed out (the task's soft time limit)"
+    return f"failed ({type(exc).__name__})"
 
 
 def _due_ms(profile: Profile) -> int | None:
@@ -49,6 +62,9 @@ class ShardDrainer:
     def __init__(self, engine: Engine) -> None:
         self.e = engine
         self._committer = Committer(engine.r)
+        self.attempts = DrainAttempts(engine)
+        self._working: Attempt | None = None
+        """The attempt being worked (written down before its entries, cleared by the commit)."""
 
     def drain(self, shard: int, budget_s: float = 0.3) -> DrainReport:
         """Drain until the shard is empty or the time budget is spent (then ask for another run).
@@ -69,6 +85,17 @@ class ShardDrainer:
                     if not self._batch(shard, report):
                         break
                     lease.extend()
+            except RedisError:
+                self._working = None
+                self._forget_attempt(shard)  # the store failed, not the entry
+                raise
+            except Exception as exc:  # the entry's fault until proven otherwise: counted
+                working, self._working = self._working, None
+                if working is not None:
+                    self.attempts.stopped(shard, working, _stop_reason(exc))
+                    e.r.delete(e.keys.drain_kick(shard))
+                    e.kicker.drains([shard])  # try again now: the entry alone, then set aside
+                raise
             finally:
                 lease.release()
             # The kick flag stays set while this task runs, so arrivals meanwhile queue no new
@@ -94,16 +121,27 @@ class ShardDrainer:
         pipe.get(k.applied(shard))
         pipe.get(k.registry_version)
         pipe.xrange(k.events(shard), min="-", max="+", count=e.cfg.drain_batch)
-        applied_raw, version_raw, raw_rows = pipe.execute()
+        pipe.get(self.attempts.key(shard))
+        applied_raw, version_raw, raw_rows, attempt_raw = pipe.execute()
         applied = applied_raw.decode() if (applied_raw := as_bytes(applied_raw)) else ""
         rows = stream_rows(raw_rows)
         if not rows:
             return False
+        head = rows[0][0].decode()
+        last = Attempt.decode(attempt_raw)
+        tries = last.count if last is not None and last.entry_id == head else 0
+        if last is not None and tries >= e.cfg.max_attempts:
+            return self._set_aside_head(shard, applied, rows[0][1][b"d"], last, report)
+        if tries:
+            rows = rows[:1]  # it failed before: this time the first entry alone
         snapshot = e.registry.get(int(version_raw or 0))
         now = e.clock.now_ns()
         entries: list[Entry] = []
-        for count, (_, fields) in enumerate(rows, start=1):
-            entries += Entry.decode(fields[b"d"])
+        entry_ids: list[str] = []
+        for count, (row_id, fields) in enumerate(rows, start=1):
+            decoded = Entry.decode(fields[b"d"])
+            entries += decoded
+            entry_ids += [row_id.decode()] * len(decoded)
             if len(entries) >= e.cfg.drain_batch:  # pages expand to many users: cap the batch
                 rows = rows[:count]
                 break
@@ -115,6 +153,10 @@ class ShardDrainer:
         profiles = {
             uid: Profile.loads(uid, blob) for uid, blob in zip(user_ids, blobs, strict=True)
         }
+        sizes = {uid: len(blob or b"") for uid, blob in zip(user_ids, blobs, strict=True)}
+        self._working = Attempt(head, tries + 1)
+        self.attempts.begin(shard, self._working)
+        faults.fire(e.cfg, e.r, "drain.stall")
         before = {uid: set(p.membership) for uid, p in profiles.items()}
         due_before = {uid: _due_ms(p) for uid, p in profiles.items()}
         released = {entry.user_id for entry in entries if entry.kind == REEVALUATE}
@@ -125,7 +167,7 @@ class ShardDrainer:
         tallies = Tallies()
         offset = now - time.time_ns()  # the test clock's offset; zero in production
         at = now - 1
-        for entry in entries:
+        for entry, entry_id in zip(entries, entry_ids, strict=True):
             # Each entry gets its own processing instant, strictly increasing, so an enter and
             # an exit applied in one batch keep distinct, ordered times.
             at = max(time.time_ns() + offset, at + 1)
@@ -137,7 +179,13 @@ class ShardDrainer:
                     commit, snapshot, profile, step.changes, step.at, report, tallies,
                     step.membership,
                 )  # fmt: skip
-            targets = self._apply(profile, entry, snapshot)
+            refused = self._over_limits(profile, entry, snapshot, sizes)
+            if refused is not None:
+                commit.set_aside.append((entry_id, refused, now // NS_PER_MS, entry.encode()))
+                tallies.add("entries_set_aside", 1, LIMIT)
+                report.set_aside += 1
+                continue
+            targets = self._apply(profile, entry, snapshot, e.cfg.occurrences_kept)
             changes = evaluate(profile, targets, at)
             tallies.add("evaluations", evaluated + len(targets))
             if changes:
@@ -158,7 +206,9 @@ class ShardDrainer:
                     commit.member_rem[aid].append(uid)
 
         faults.fire(e.cfg, e.r, "drain.before_commit")
-        if not self._committer.run(commit):
+        committed_ok = self._committer.run(commit)
+        self._working = None
+        if not committed_ok:
             report.conflicts += 1
             return True  # someone else committed first; re-read from their version
         faults.fire(e.cfg, e.r, "drain.after_commit")
@@ -176,8 +226,72 @@ class ShardDrainer:
         e.kicker.delivers(commit.outbox)
         return True
 
+    def _forget_attempt(self, shard: int) -> None:
+        with contextlib.suppress(RedisError):  # still down: counted, at worst one time too many
+            self.attempts.forget(shard)
+
+    def _set_aside_head(
+        self, shard: int, applied: str, payload: bytes, last: Attempt, report: DrainReport
+    ) -> bool:
+        """Move the shard past an entry whose drains kept failing, keeping it with the reason."""
+        e = self.e
+        why = last.why or "killed (the task's hard time limit, or its worker died)"
+        kind = FAILED if why.startswith("failed") else TIMED_OUT
+        reason = f"drained {last.count} times without committing; the last one {why}"
+        commit = ShardCommit(e.keys, shard, applied, last.entry_id, next_stream_id(last.entry_id))
+        commit.set_aside.append((last.entry_id, reason, e.clock.now_ns() // NS_PER_MS, payload))
+        if self._committer.run(commit):
+            tallies = Tallies()
+            tallies.add("entries_set_aside", 1, kind)
+            pipe = e.r.pipeline(transaction=False)
+            tallies.flush(e, pipe)
+            pipe.execute()
+            report.set_aside += 1
+        else:
+            report.conflicts += 1
+        return True
+
+    def _over_limits(
+        self, profile: Profile, entry: Entry, snapshot: Snapshot, sizes: dict[str, int]
+    ) -> str | None:
+        """Why the entry cannot be applied to this profile (fields or bytes over the limits), or
+        None; a cheap upper bound on the growth decides unless the profile is near its limit."""
+        if entry.kind == REEVALUATE or not entry.fields:
+            return None
+        cfg = self.e.cfg
+        fields = entry.fields
+        new = [k for k, v in fields.items() if v is not None and k not in profile.fields]
+        if new and len(profile.fields) + len(new) > cfg.max_profile_fields:
+            more = f" and {len(new) - 1:,} more" if len(new) > 1 else ""
+            return (
+                f"field {new[0][:60]!r}{more} would make {len(profile.fields) + len(new):,} fields; "
+                f"a profile holds at most {cfg.max_profile_fields:,} (AUDIENCEHUB_MAX_PROFILE_FIELDS)"
+            )
+        uid = profile.user_id
+        growth = 2 * len(orjson.dumps(fields)) + 24 * len(fields) + 64
+        if entry.name:
+            growth += len(entry.name) * 4
+        if sizes[uid] + growth <= cfg.max_profile_bytes:
+            sizes[uid] += growth
+            return None
+        # Near the limit: apply to a copy and measure.
+        trial = Profile.loads(uid, profile.dumps())
+        self._apply(trial, entry, snapshot, cfg.occurrences_kept)
+        size = len(trial.dumps())
+        if size > cfg.max_profile_bytes:
+            biggest = max(fields, key=lambda k: len(orjson.dumps(fields[k])))
+            return (
+                f"the profile would be {size:,} bytes (largest field of the event: "
+                f"{biggest[:60]!r}); the limit is {cfg.max_profile_bytes:,} "
+                "(AUDIENCEHUB_MAX_PROFILE_BYTES)"
+            )
+        sizes[uid] = size
+        return None
+
     @staticmethod
-    def _apply(profile: Profile, entry: Entry, snapshot: Snapshot) -> list[LiveAudience]:
+    def _apply(
+        profile: Profile, entry: Entry, snapshot: Snapshot, occurrences_floor: int
+    ) -> list[LiveAudience]:
         """Apply the entry's data; returns the audiences whose answer it can have changed."""
         if entry.kind == REEVALUATE:
             if entry.audiences:
@@ -187,7 +301,8 @@ class ShardDrainer:
         created = profile.created
         changed = profile.merge(entry.fields or {}, entry.ts)
         if entry.kind == DATA and entry.name:
-            profile.record_occurrence(entry.name, entry.ts)
+            keep = snapshot.occurrences_to_keep(entry.name, occurrences_floor)
+            profile.record_occurrence(entry.name, entry.ts, keep)
         changed.add(ALWAYS_CHANGED)
         if profile.created != created:
             changed.add("_created")

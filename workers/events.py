@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from workers.timefmt import NS_PER_MS, parse_rfc3339
+from workers.timefmt import NS_PER_MS, NS_PER_S, parse_rfc3339
 
 MAX_EVENT_BYTES = 64 * 1024
 USER_ID_FIELD = "user_id"
@@ -113,8 +113,31 @@ def parse_ts(value: Any, now: int) -> int:
     return ts
 
 
-def validate(raw: Any, now: int, size: int | None = None, user_field: str = USER_ID_FIELD) -> Event:
-    """Turn one decoded JSON value into an Event, or raise Invalid naming the field and reason."""
+def _ahead(ns: int) -> str:
+    seconds = ns // NS_PER_S
+    if seconds >= 2 * 86_400:
+        return f"{seconds // 86_400:,} days"
+    if seconds >= 7200:
+        return f"{seconds // 3600} hours"
+    if seconds >= 120:
+        return f"{seconds // 60} minutes"
+    return f"{seconds} seconds"
+
+
+def validate(
+    raw: Any,
+    now: int,
+    size: int | None = None,
+    user_field: str = USER_ID_FIELD,
+    max_ahead_s: int | None = None,
+    max_fields: int | None = None,
+) -> Event:
+    """Turn one decoded JSON value into an Event, or raise Invalid naming the field and reason.
+
+    ``max_ahead_s``: how far ``_ts`` may be ahead of ``now`` (a 2099 timestamp would win every
+    later update of the fields it set); ``max_fields``: the most fields a profile may hold, so
+    an event with more can never be applied.
+    """
     if not isinstance(raw, dict):
         raise Invalid(None, f"an event must be a JSON object, not {type(raw).__name__}")
     if size is not None and size > MAX_EVENT_BYTES:  # known from the input line: no parsing
@@ -124,10 +147,22 @@ def validate(raw: Any, now: int, size: int | None = None, user_field: str = USER
     if name is not None and (not isinstance(name, str) or not name):
         raise Invalid(EVENT_FIELD, "must be a non-empty string naming what happened")
     ts = parse_ts(raw.get(TS_FIELD), now)
+    if max_ahead_s is not None and ts > now + max_ahead_s * NS_PER_S:
+        raise Invalid(
+            TS_FIELD,
+            f"is {_ahead(ts - now)} ahead of the server clock; at most {_ahead(max_ahead_s * NS_PER_S)}"
+            " ahead is accepted (AUDIENCEHUB_MAX_FUTURE_SKEW)",
+        )
     event_id = _event_id(raw)
     fields = {k: v for k, v in raw.items() if k not in _CONTROL_FIELDS}
     fields.pop(user_field, None)
     fields[USER_ID_FIELD] = user_id
+    if max_fields is not None and len(fields) > max_fields:
+        raise Invalid(
+            None,
+            f"event has {len(fields):,} fields; a profile holds at most {max_fields:,} "
+            "(AUDIENCEHUB_MAX_PROFILE_FIELDS)",
+        )
     try:  # values a JSON parser accepts but we could not store: deep nesting, huge ints, NaN
         stored = len(orjson.dumps(fields))
     except (orjson.JSONEncodeError, TypeError) as exc:

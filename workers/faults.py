@@ -3,6 +3,7 @@
 ``fire(point)`` is a no-op in production. In test mode a test arms a point with a count
 (``HSET p:faults drain.after_commit 1``); the next ``count`` passes through that point kill the
 process with SIGKILL, exactly as a crash would, so tests can prove nothing is lost or doubled.
+A ``.stall`` point sleeps for a minute instead, as a stuck task would (to meet a time limit).
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from workers.config import Settings
 from workers.keys import Keys
 from workers.redisconn import Redis
 
+STALL_S = 60
+
 POINTS = (
+    "drain.stall",
     "drain.before_commit",
     "drain.after_commit",
     "deliver.after_send",
@@ -37,6 +41,9 @@ def fire(cfg: Settings, r: Redis, point: str) -> None:
     if not _armed:
         return
     if r.hincrby(key, point, -1) >= 0:
+        if point.endswith(".stall"):
+            time.sleep(STALL_S)
+            return
         os.kill(os.getpid(), signal.SIGKILL)
     else:
         r.hdel(key, point)

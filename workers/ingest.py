@@ -95,12 +95,21 @@ class Ingestor:
         valid: list[Event] = []
         limit = self.e.cfg.max_request_events
         now = self.e.clock.now_ns()  # one read per call: the test clock lives in Redis
+        cfg = self.e.cfg
         for where, value, size in items:
             if isinstance(value, Invalid):
                 result.errors.append(EventError(where, value.field, value.reason))
                 continue
             try:
-                valid.append(validate(value, now, size))
+                valid.append(
+                    validate(
+                        value,
+                        now,
+                        size,
+                        max_ahead_s=cfg.max_future_skew_s,
+                        max_fields=cfg.max_profile_fields,
+                    )
+                )
             except Invalid as exc:
                 result.errors.append(EventError(where, exc.field, exc.reason))
                 continue

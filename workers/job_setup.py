@@ -11,7 +11,7 @@ from typing import Any
 
 from workers.audiences import AudienceStore
 from workers.auths import AuthStore
-from workers.backfill import Backfills
+from workers.backfill import Backfills, drains_paused
 from workers.engine import Engine
 from workers.eventhub.connstr import ConnectionStringError
 from workers.eventhub.management import hub_properties
@@ -56,14 +56,18 @@ def create_job(
     store = AudienceStore(engine.r, engine.keys)
     ids = [store.get(ref).id for ref in audience_refs]
     AuthStore(engine.r, engine.keys, engine.cfg).get(auth_id)
-    job = JobStore(engine.r, engine.keys).create(
-        label, auth_id, ids, existing_users=existing_users, **options
-    )
+    jobs = JobStore(engine.r, engine.keys)
+    if not existing_users:
+        job = jobs.create(label, auth_id, ids, existing_users=existing_users, **options)
+        JobControl(engine).record(job.id, "running", "created")
+        return job
+    with drains_paused(engine):  # memberships recorded before ``started`` are the backfill's
+        job = jobs.create(label, auth_id, ids, existing_users=existing_users, **options)
+        started = engine.clock.now_ns()
     control = JobControl(engine)
     control.record(job.id, "running", "created")
-    if existing_users:
-        Backfills(engine).start(job)
-        control.record(job.id, "backfilling", "existing users backfill started")
+    Backfills(engine).start(job, started=started)
+    control.record(job.id, "backfilling", "existing users backfill started")
     return job
 
 
@@ -79,10 +83,15 @@ def add_audience(engine: Engine, job_ref: str, audience_ref: str, existing_users
         raise Conflict(
             f"job {job.id} is still backfilling; add {audience.slug!r} when that has finished"
         )
-    updated = jobs.update(replace(job, audiences=(*job.audiences, audience.id)))
+    if not existing_users:
+        updated = jobs.update(replace(job, audiences=(*job.audiences, audience.id)))
+        JobControl(engine).record(job.id, job.state, f"audience {audience.slug} added")
+        return updated
+    with drains_paused(engine):
+        updated = jobs.update(replace(job, audiences=(*job.audiences, audience.id)))
+        started = engine.clock.now_ns()
     JobControl(engine).record(job.id, job.state, f"audience {audience.slug} added")
-    if existing_users:
-        backfills.start(updated, [audience.id])
+    backfills.start(updated, [audience.id], started=started)
     return updated
 
 

@@ -39,6 +39,8 @@ Layout (``p`` is the configured prefix, ``k`` a shard number)::
     p:{sk}:outbox:<job>           stream  rendered trigger messages waiting for the hub
     p:{sk}:drain:lease            string  token of the drainer holding the shard
     p:{sk}:drain:kick             string  set while a drain task is queued
+    p:{sk}:drain:attempts         string  the head entry and its drains that did not commit (JSON)
+    p:{sk}:dead                   stream  entries set aside: refused by a limit, or failed N times
     p:{sk}:backfill:<job>         string  backfill cursor: last user id written ("" = start)
     p:{sk}:backfill:<job>:kick    string  set while a backfill task is queued
     p:{sk}:intake:<token>         string  outcome of one ingest write, kept minutes (idempotency)
@@ -191,6 +193,12 @@ class Keys:
 
     def drain_kick(self, shard: int) -> str:
         return f"{self._shard(shard)}:drain:kick"
+
+    def drain_attempts(self, shard: int) -> str:
+        return f"{self._shard(shard)}:drain:attempts"
+
+    def shard_dead(self, shard: int) -> str:
+        return f"{self._shard(shard)}:dead"
 
     def backfill_cursor(self, shard: int, job: str) -> str:
         return f"{self._shard(shard)}:backfill:{job}"

@@ -34,9 +34,11 @@ def evaluate(profile: Profile, audiences: Iterable[LiveAudience], at: int) -> li
         entered = profile.membership.get(a.id)
         if inside and entered is None:
             profile.membership[a.id] = at
+            profile.recorded.pop(a.id, None)
             changes.append(Transition(a.id, a.slug, "enter", at, None))
         elif not inside and entered is not None:
             del profile.membership[a.id]
+            profile.recorded.pop(a.id, None)
             changes.append(Transition(a.id, a.slug, "exit", entered, at))
         flip = a.filter.next_change(profile, at) if a.filter.time_dependent else None
         if flip is None or flip <= at:
@@ -75,12 +77,15 @@ def catch_up(profile: Profile, snapshot: Snapshot, until: int) -> tuple[list[Ste
         changes = evaluate(profile, live, at)
         evaluations += len(live)
         if changes:
+            for t in changes:  # recorded now (``until``), though it happened at ``at``
+                if t.event == "enter" and until > at:
+                    profile.recorded[t.audience] = until
             steps.append(Step(at, changes, dict(profile.membership)))
     return steps, evaluations
 
 
 def forget_unknown(profile: Profile, snapshot: Snapshot) -> None:
     """Drop state about audiences that were deleted, so they neither fire nor linger."""
-    for table in (profile.membership, profile.next_change):
+    for table in (profile.membership, profile.next_change, profile.recorded):
         for aid in [aid for aid in table if aid not in snapshot.audiences]:
             del table[aid]

@@ -40,6 +40,10 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
         ("job", "reason"),
     ),
     "dead_letters": ("Messages moved to dead letters, by job.", ("job",)),
+    "entries_set_aside": (
+        "Shard entries set aside instead of applied (limit, failed, timed_out).",
+        ("reason",),
+    ),
     "backfilled": ("Existing members written by backfills, by job.", ("job",)),
 }
 LATENESS_BUCKETS_MS = (50, 100, 250, 500, 1000, 2500, 5000, 10000, 60000)
@@ -119,6 +123,8 @@ class EngineCollector(Collector):
         for shard in shards:
             pipe.xlen(e.keys.events(shard))
             pipe.get(e.keys.due_count(shard))
+        for shard in shards:
+            pipe.xlen(e.keys.shard_dead(shard))
         for job in jobs:
             for shard in shards:
                 pipe.xlen(e.keys.outbox(shard, job))
@@ -135,6 +141,14 @@ class EngineCollector(Collector):
         yield GaugeMetricFamily(
             "audiencehub_due_index_users", "Users scheduled for a time-driven re-check.", value=due
         )
+        aside = GaugeMetricFamily(
+            "audiencehub_shard_set_aside_entries",
+            "Entries set aside in shard dead letters (audiencehub schedule stats lists them).",
+            labels=["shard"],
+        )
+        for shard in shards:
+            aside.add_metric([str(shard)], answers[2 * e.cfg.shards + shard])
+        yield aside
         backlog = GaugeMetricFamily(
             "audiencehub_outbox_backlog_messages", "Messages waiting to be sent.", labels=["job"]
         )
@@ -144,7 +158,7 @@ class EngineCollector(Collector):
             labels=["job"],
         )
         now_ms = time.time_ns() // NS_PER_MS
-        base = 2 * e.cfg.shards
+        base = 3 * e.cfg.shards
         for j, job in enumerate(jobs):
             total, heads = 0, []
             for shard in shards:

@@ -13,7 +13,8 @@ from typing import Any
 import orjson
 
 MAX_OCCURRENCES = 512
-"""Most recent occurrences kept per event name; older ones cannot matter to a window of that size."""
+"""Most recent occurrences kept per event name when the caller does not say (the drain keeps only
+as many as the audiences' windows count: see Snapshot.occurrences_to_keep)."""
 
 
 @dataclass(slots=True)
@@ -34,6 +35,10 @@ class Profile:
     occurrences: dict[str, list[int]] = field(default_factory=dict)
     membership: dict[str, int] = field(default_factory=dict)
     next_change: dict[str, int] = field(default_factory=dict)
+    recorded: dict[str, int] = field(default_factory=dict)
+    """audience id -> the processing instant at which a membership was recorded, for the few
+    whose enter instant is earlier (a time-driven flip applied late). The Existing Users
+    backfill sends a membership only if it was recorded before the backfill started."""
 
     @property
     def is_new(self) -> bool:
@@ -59,14 +64,16 @@ class Profile:
         self._touch(ts)
         return changed
 
-    def record_occurrence(self, event: str, ts: int) -> None:
+    def record_occurrence(self, event: str, ts: int, keep: int = MAX_OCCURRENCES) -> None:
+        """Add one occurrence, keeping the ``keep`` most recent: timewindow(event, N, D) needs
+        only the N most recent, whatever D is."""
         times = self.occurrences.setdefault(event, [])
         if not times or ts >= times[-1]:
             times.append(ts)
         else:
             insort(times, ts)
-        if len(times) > MAX_OCCURRENCES:
-            del times[: len(times) - MAX_OCCURRENCES]
+        if len(times) > keep:
+            del times[: len(times) - keep]
         self._touch(ts)
 
     def _touch(self, ts: int) -> None:
@@ -74,6 +81,10 @@ class Profile:
             self.created = ts
         if ts > self.modified:
             self.modified = ts
+
+    def recorded_at(self, audience: str) -> int:
+        """When this profile's membership of ``audience`` was recorded (processing time)."""
+        return self.recorded.get(audience, self.membership[audience])
 
     def due(self) -> int | None:
         """The earliest instant any audience answer can flip with no new data."""
@@ -90,6 +101,7 @@ class Profile:
                 "o": self.occurrences,
                 "a": self.membership,
                 "n": self.next_change,
+                **({"r": self.recorded} if self.recorded else {}),
             }
         )
 
@@ -107,6 +119,7 @@ class Profile:
             occurrences=d["o"],
             membership=d["a"],
             next_change=d["n"],
+            recorded=d.get("r", {}),
         )
 
 

@@ -34,8 +34,15 @@ class Snapshot:
     jobs_by_audience: dict[str, tuple[Job, ...]]
     by_field: dict[str, tuple[LiveAudience, ...]] = field(default_factory=dict)
     by_event: dict[str, tuple[LiveAudience, ...]] = field(default_factory=dict)
+    needs: dict[str, int] = field(default_factory=dict)
+    """Event name -> the most occurrences any audience's timewindow() counts."""
     slugs: dict[str, str] = field(default_factory=dict)
     """Audience id -> slug, for naming the audiences a message carries."""
+
+    def occurrences_to_keep(self, event: str, floor: int) -> int:
+        """Only as many as the largest window asking about this event can count (at least
+        ``floor``, so an audience created later still finds some history)."""
+        return max(floor, self.needs.get(event, 0))
 
     def affected(self, changed: Iterable[str], event: str | None) -> list[LiveAudience]:
         """Audiences whose answer can depend on what just changed; the rest cannot flip."""
@@ -60,11 +67,14 @@ def build_snapshot(r: Redis, keys: Keys, version: int) -> Snapshot:
             by_audience[aid].append(job)
     by_field: dict[str, list[LiveAudience]] = defaultdict(list)
     by_event: dict[str, list[LiveAudience]] = defaultdict(list)
+    needs: dict[str, int] = {}
     for a in audiences.values():
         for name in a.filter.fields:
             by_field[name].append(a)
         for name in a.filter.events:
             by_event[name].append(a)
+        for name, need in a.filter.needs.items():
+            needs[name] = max(needs.get(name, 0), need)
     return Snapshot(
         version,
         audiences,
@@ -72,6 +82,7 @@ def build_snapshot(r: Redis, keys: Keys, version: int) -> Snapshot:
         {k: tuple(v) for k, v in by_audience.items()},
         {k: tuple(v) for k, v in by_field.items()},
         {k: tuple(v) for k, v in by_event.items()},
+        needs,
         {a.id: a.slug for a in audiences.values()},
     )
 

@@ -445,6 +445,17 @@ class ProfileUpdateOut(BaseModel):
 
 
 # -- system -------------------------------------------------------------------------------------
+class IdleOut(BaseModel):
+    idle: bool = Field(description="Nothing left to apply, release, deliver or backfill.")
+    now: str = Field(description="The engine's now (RFC 3339) the answer is about.")
+    pending_entries: int = Field(description="Accepted events and re-checks not applied yet.")
+    due_now: bool = Field(description="A time-driven change is due at or before now.")
+    pending_messages: int = Field(description="Messages in running jobs' outboxes.")
+    backfilling_jobs: list[str] = Field(description="Running jobs whose backfill is unfinished.")
+    recheck_runs: list[str] = Field(description="Re-check runs not finished.")
+    busy: list[str] = Field(description="What is still going on, in words.")
+
+
 class HealthOut(BaseModel):
     status: Literal["ok", "unavailable"]
     redis: str

@@ -1,16 +1,20 @@
-"""``/healthz`` (no token: load balancers probe it) and ``/metrics`` (Prometheus text)."""
+"""``/healthz`` (no token: load balancers probe it), ``/metrics`` (Prometheus text) and ``/idle``
+(have the workers finished everything up to now?)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import time
 
 import redis
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from audiencehub.api.deps import MetricsDep
-from audiencehub.api.models import HealthOut
+from audiencehub.api.deps import EngineDep, MetricsDep
+from audiencehub.api.models import HealthOut, IdleOut
+from workers.idle import POLL_S, idle_report
 
 log = logging.getLogger("audiencehub.api")
 router = APIRouter(tags=["system"])
@@ -47,3 +51,39 @@ async def healthz(request: Request) -> HealthOut | JSONResponse:
 def metrics(metrics: MetricsDep) -> Response:
     body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)
+
+
+MAX_WAIT_S = 25
+"""Longest a ``GET /idle`` holds the request (``Prefer: wait=N``); loop for longer waits."""
+_WAIT = re.compile(r"(?:^|[;,\s])wait\s*=\s*(\d+)", re.IGNORECASE)
+
+
+def _wanted_wait(prefer: str | None) -> int:
+    """Seconds asked for by an RFC 7240 ``Prefer: wait=N`` header (0 without one), capped."""
+    m = _WAIT.search(prefer or "")
+    return min(int(m.group(1)), MAX_WAIT_S) if m and len(m.group(1)) <= 6 else 0
+
+
+@router.get(
+    "/idle",
+    response_model=IdleOut,
+    summary="Are the workers done with everything up to now? (long-poll with Prefer: wait=N)",
+)
+async def idle(request: Request, engine: EngineDep) -> Response:
+    """Idle: every shard drained, nothing due up to the engine's now, the running jobs' outboxes
+    empty, no backfill or re-check run unfinished (as ``audiencehub wait --idle``).
+
+    Answers at once by default. With the RFC 7240 header ``Prefer: wait=N`` it holds the request
+    until idle or N seconds (at most 25), checking every 0.1 s, and answers with
+    ``Preference-Applied: wait=N``; a script loops for longer waits. Always 200: look at ``idle``.
+    """
+    wait_s = _wanted_wait(request.headers.get("prefer"))
+    deadline = time.monotonic() + wait_s
+    while True:
+        report = await asyncio.to_thread(idle_report, engine)
+        if report.idle or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(POLL_S)
+    body = IdleOut.model_validate(report.as_dict())
+    headers = {"Preference-Applied": f"wait={wait_s}"} if wait_s else {}
+    return JSONResponse(body.model_dump(), headers=headers)

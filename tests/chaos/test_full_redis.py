@@ -131,6 +131,9 @@ def test_flood_at_the_memory_limit_and_past_the_backlog_bound(
             AUDIENCEHUB_MODE="test",
             AUDIENCEHUB_SHARDS=str(SHARDS),
             AUDIENCEHUB_PREFIX=PREFIX,
+            # The verdict counts each user's applied events by their occurrences; no audience
+            # counts "hit", so by default only a few are kept (docs/operations.md, Limits).
+            AUDIENCEHUB_OCCURRENCES_KEPT="10000",
         )
         worker = CeleryWorker(workdir, env, concurrency=2)
         beat = CeleryBeat(workdir, env)

@@ -20,14 +20,16 @@ from __future__ import annotations
 import math
 import operator
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
 from workers.filterql import dates
-from workers.filterql.dates import DateMathError, parse_datemath
+from workers.filterql.dates import DateMathError, parse_datemath, rfc3339_ns
 from workers.filterql.errors import FilterQLError
 from workers.filterql.functions import FUNCTIONS, Function, daysago_of, time_of
+from workers.filterql.glob import PatternTooLarge, compile_like
 from workers.filterql.parser import parse_statements
 from workers.filterql.syntax import (
     Arith,
@@ -49,22 +51,28 @@ from workers.filterql.syntax import (
 )
 from workers.filterql.timing import CAP, Clock
 from workers.filterql.values import (
+    BAD,
+    CONTAINS,
     EQ,
     GE,
     GT,
+    IN,
     LE,
+    LIKE,
     LT,
     NE,
+    NULL,
     OP_NAMES,
-    SWAPPED,
+    DateMath,
+    Lits,
     Time,
     arith,
     between,
-    compare,
-    contains,
-    glob_regex,
-    like,
-    member,
+    binop,
+    field_value,
+    infix,
+    literal_value,
+    resolve_path,
     str_to_number,
     to_number,
     to_time,
@@ -92,7 +100,6 @@ _OPF: dict[int, Callable[[Any, Any], bool]] = {
     GE: operator.ge,
 }
 _OP_TEXT = {EQ: "==", NE: "!=", LT: "<", LE: "<=", GT: ">", GE: ">="}
-_DATE_CACHE = dates._CACHE
 
 
 class CNode:
@@ -188,6 +195,49 @@ BUDGET = 5000
 _BUDGET: ContextVar[list[int] | None] = ContextVar("filterql_budget", default=None)
 
 
+_MEMO: ContextVar[dict[tuple[int, int, int], Any] | None] = ContextVar("filterql_memo", default=None)
+"""Answers of included audiences during one evaluation of one profile: (filter, question, instant)
+-> answer. ``a = AND (INCLUDE b, INCLUDE b)``, ``b = AND (INCLUDE c, INCLUDE c)``… would otherwise
+evaluate the last audience 2^depth times; with it every included audience is asked once per
+instant, however often it is named."""
+_ASKED_MATCH, _ASKED_CHANGE, _ASKED_FALSE = 0, 1, 2
+_UNKNOWN = object()
+
+
+def _memoized(ident: int, question: int, fn: NextChange) -> NextChange:
+    """An included audience's next change (of "is true" or of "is false"), asked once per
+    instant within one evaluation (see ``_MEMO``)."""
+
+    def nc(p: Profile, now: int) -> int | None:
+        memo = _MEMO.get()
+        if memo is None:
+            return fn(p, now)
+        key = (ident, question, now)
+        got = memo.get(key, _UNKNOWN)
+        if got is _UNKNOWN:
+            got = memo[key] = fn(p, now)
+        return got  # type: ignore[no-any-return]
+
+    return nc
+
+
+@contextmanager
+def one_evaluation() -> Iterator[None]:
+    """Share included audiences' answers while the block evaluates one (unchanging) profile.
+
+    Filter.matches and Filter.next_change open one themselves; explain, which calls many nodes'
+    closures, holds one around all of them.
+    """
+    if _MEMO.get() is not None:
+        yield
+        return
+    token = _MEMO.set({})
+    try:
+        yield
+    finally:
+        _MEMO.reset(token)
+
+
 def _spend() -> bool:
     """Use one unit of the search budget; False once it is gone (answer with a re-check then)."""
     b = _BUDGET.get()
@@ -204,11 +254,13 @@ class Filter:
         "_chain",
         "_ev",
         "_nt",
+        "_scoped",
         "alias",
         "depth",
         "events",
         "fields",
         "includes",
+        "needs",
         "root",
         "statement",
         "text",
@@ -237,13 +289,22 @@ class Filter:
         self._chain = chain
         self._ev = root.ev
         self._nt = root.nt
+        self._scoped = bool(includes)
+        self.needs: dict[str, int] = {}
+        """Event name -> the most occurrences any timewindow() here (or included) counts."""
 
     def __repr__(self) -> str:
         return f"Filter({self.text!r})"
 
     def matches(self, profile: Profile, now: int) -> bool:
         """Does the profile belong to the audience at ``now`` (ns)?"""
-        return self._ev(profile, now) is True
+        if not self._scoped or _MEMO.get() is not None:
+            return self._ev(profile, now) is True
+        token = _MEMO.set({})
+        try:
+            return self._ev(profile, now) is True
+        finally:
+            _MEMO.reset(token)
 
     def next_change(self, profile: Profile, now: int) -> int | None:
         """The earliest instant T > now at which ``matches`` flips with no new data, or None.
@@ -260,11 +321,33 @@ class Filter:
         if _BUDGET.get() is not None:  # an INCLUDE inside a larger search shares its budget
             return nt(profile, now)
         token = _BUDGET.set([BUDGET])
+        memo = _MEMO.set({}) if self._scoped and _MEMO.get() is None else None
         try:
             at = nt(profile, now)
         finally:
+            if memo is not None:
+                _MEMO.reset(memo)
             _BUDGET.reset(token)
         return at if at is not None and at <= LAST_INSTANT else None
+
+
+def _root_nf(f: Filter) -> NextChange:
+    """When an included audience's "is false" changes (its ``next_change`` is "is true")."""
+    nf = f.root.nf
+
+    def nc(p: Profile, now: int) -> int | None:
+        if nf is None:
+            return None
+        if _BUDGET.get() is not None:
+            return nf(p, now)
+        token = _BUDGET.set([BUDGET])
+        try:
+            at = nf(p, now)
+        finally:
+            _BUDGET.reset(token)
+        return at if at is not None and at <= LAST_INSTANT else None
+
+    return nc
 
 
 def node_next_change(node: CNode, profile: Profile, now: int) -> int | None:
@@ -422,6 +505,7 @@ class _Compiler:
         self.events: set[str] = set()
         self.includes: set[str] = set()
         self.included: list[Filter] = []
+        self.needs: dict[str, int] = {}
         self.depth = 0
         self.chain: tuple[str, ...] = ()
 
@@ -442,7 +526,9 @@ class _Compiler:
         for f in self.included:
             self.fields |= f.fields
             self.events |= f.events
-        return Filter(
+            for name, need in f.needs.items():
+                self.needs[name] = max(self.needs.get(name, 0), need)
+        out = Filter(
             self.statement,
             root,
             frozenset(self.fields),
@@ -451,6 +537,8 @@ class _Compiler:
             self.depth,
             self.chain,
         )
+        out.needs = self.needs
+        return out
 
     # -- phrases (tri-state) ------------------------------------------------------------------
     def phrase(self, node: Node) -> CNode:
@@ -458,7 +546,7 @@ class _Compiler:
         if isinstance(node, Logic):
             out = self.logic(node)
         elif isinstance(node, Not):
-            out = self.negate(self.phrase(node.arg), node.pos, "NOT")
+            out = self.not_phrase(node)
         elif isinstance(node, Compare):
             out = self.compare(node)
         elif isinstance(node, Binary):
@@ -472,8 +560,9 @@ class _Compiler:
         elif isinstance(node, MatchAll):
             out = CNode("match_all", "*", node.pos, _const(True))
         elif isinstance(node, Literal):
-            value = truth(node.value)
-            out = CNode("literal", repr(node.value), node.pos, _const(value))
+            raw = literal_value(node.value)
+            out = CNode("literal", repr(node.value), node.pos, _const(truth(raw)))
+            out.info = {"raw": raw}
         else:
             inner = self.value(node)
             out = inner if inner.kind in ("timewindow", "phrase") else self.truth_of(inner)
@@ -482,30 +571,58 @@ class _Compiler:
         return out
 
     def truth_of(self, inner: CNode) -> CNode:
-        """A value used as a phrase: True/False stay, anything else is unknown."""
+        """A value used as a phrase: True/False stay; missing is unknown (None), any other value is
+        BAD (neither true nor false)."""
         get = inner.ev
 
         def ev(p: Profile, now: int) -> Any:
-            v = get(p, now)
-            if v is True or v is False:
-                return v
-            return None
+            return truth(get(p, now))
 
         node = CNode("truth", inner.label, inner.pos, ev, (inner,))
         if inner.td == CLOCK:
-            node.ev = _const(None)
+            node.ev = _const(BAD)
         elif inner.td == STEP:
             _leaf_timing(node, (inner,), False)
         return node
+
+    def not_phrase(self, node: Not) -> CNode:
+        """NOT as qlbridge reads it: over an INCLUDE (through single-member groups, which are their
+        member) it flips the INCLUDE's own negation; over anything else it negates the value."""
+        core: Node = node
+        flips = 0
+        while True:
+            if isinstance(core, Not):
+                flips += 1
+                core = core.arg
+            elif isinstance(core, Logic) and not core.infix and len(core.args) == 1:
+                core = core.args[0]
+            else:
+                break
+        if not isinstance(core, Include):
+            return self.negate(self.phrase(node.arg), node.pos, "NOT")
+        inc = self.include(core)
+        inc.syntax = core
+        if flips % 2 == 0:
+            return inc
+        get = inc.ev
+
+        def ev(p: Profile, now: int) -> Any:
+            return get(p, now) is not True
+
+        out = CNode("not", "NOT", node.pos, ev, (inc,), inc.td)
+        if inc.td:
+            out.nt = out.nf = inc.nt
+            out.step, out.period = inc.step, inc.period
+        return out
 
     def negate(self, inner: CNode, pos: Pos, label: str) -> CNode:
         get = inner.ev
 
         def ev(p: Profile, now: int) -> Any:
             v = get(p, now)
-            if v is None:
-                return None
-            return v is False
+            if v is True:
+                return False
+            return True if v is False else None
 
         node = CNode("not", label, pos, ev, (inner,), inner.td)
         if inner.td:
@@ -515,32 +632,56 @@ class _Compiler:
         return node
 
     def logic(self, node: Logic) -> CNode:
+        """AND / OR. A group of one is its member (qlbridge collapses it). In a group, AND stops at
+        the first part that is not true (unknown or false, in order); infix ``a AND b`` is unknown
+        only when every part is, else false unless all hold. OR is true if any part is."""
+        if not node.infix and len(node.args) == 1:
+            return self.phrase(node.args[0])
         kids = tuple(self.phrase(a) for a in node.args)
         evs = tuple(k.ev for k in kids)
         moving = tuple(k for k in kids if k.td)
-        ev = _and(evs) if node.op == "AND" else _or(evs)
+        if node.infix:  # qlbridge's evalBinary sees a bare value itself, not its truth
+            raw = tuple(_raw_ev(k) for k in kids)
+            ev = _infix(raw, node.op == "AND", node.symbols)
+        else:
+            ev = _and(evs) if node.op == "AND" else _or(evs)
         out = CNode(node.op.lower(), node.op, node.pos, ev, kids, STEP if moving else STATIC)
         if moving:
-            if node.op == "AND":
+            if node.infix:
+                out.nt = _step_kids(ev, kids, True)
+                out.nf = _step_kids(ev, kids, False)
+            elif node.op == "AND":
                 out.nt = _settle(ev, kids, True, "nt", all_needed=True)
-                out.nf = _settle(ev, kids, False, "nf", all_needed=False)
+                out.nf = _step_kids(ev, kids, False)
             else:
                 out.nt = out.nf = _settle(ev, kids, True, "nt", all_needed=False)
             _phrase_step(out)
         return out
 
     def include(self, node: Include) -> CNode:
+        """INCLUDE is the other audience's value: true, false, or unknown (qlbridge's "not ok")."""
         inc = self.resolve_include(node.name, node.pos)
         fev = inc._ev
+        ident = id(inc)
 
         def ev(p: Profile, now: int) -> Any:
-            return fev(p, now) is True
+            memo = _MEMO.get()
+            if memo is None:
+                v = fev(p, now)
+                return v if v is True or v is False else None
+            key = (ident, _ASKED_MATCH, now)
+            got = memo.get(key, _UNKNOWN)
+            if got is _UNKNOWN:
+                v = fev(p, now)
+                got = memo[key] = v if v is True or v is False else None
+            return got
 
         out = CNode("include", node.name, node.pos, ev)
         out.info = {"filter": inc}
         if inc.time_dependent:
             out.td = STEP
-            out.nt = out.nf = inc.next_change
+            out.nt = _memoized(ident, _ASKED_CHANGE, inc.next_change)
+            out.nf = _memoized(ident, _ASKED_FALSE, _root_nf(inc))
             _phrase_step(out)
         return out
 
@@ -608,7 +749,7 @@ class _Compiler:
         left = self.value(node.left, time_pos=True)
         right = self.value(node.right, time_pos=True)
         self.check_moving((left, right), node.pos)
-        ev = _compare_ev(op, left, right, node.left, node.right)
+        ev = _compare_ev(op, left, right, node.left)
         out = CNode("compare", label, node.pos, ev, (left, right))
         if left.td or right.td:
             _leaf_timing(out, (left, right), True)
@@ -636,11 +777,14 @@ class _Compiler:
         if op in ("IN", "INTERSECTS"):
             ev = _member_ev(left, right, node.left, node.right)
             thresholdable = True
+        elif op == "CONTAINS":
+            ev = _contains_ev(left, right, node.left, node.right)
+            thresholdable = False
         else:
-            if op == "CONTAINS":
-                ev = _binary_ev(contains, left, right)
-            else:
-                ev = _like_ev(left, right, node.right)
+            try:
+                ev = _like_ev(left, right, node.left, node.right)
+            except PatternTooLarge as exc:
+                raise self.error(str(exc), node.right.pos) from None
             thresholdable = False
         out = CNode(op.lower(), op, node.pos, ev, (left, right))
         out.syntax = node
@@ -668,11 +812,21 @@ class _Compiler:
             return self.negate(out, node.pos, "NOT BETWEEN")
         return out
 
-    def exists(self, arg: Node, pos: Pos) -> CNode:
+    def exists(self, arg: Node, pos: Pos, call: bool = False) -> CNode:
+        """``EXISTS x``: any present value. ``exists(x)`` (``call``) is qlbridge's builtin, which
+        also says false for a map that does not hold only ints."""
         inner = self.value(arg)
         if inner.td == CLOCK:
             return CNode("exists", "EXISTS", pos, _const(True), (inner,))
-        if (
+        get = inner.ev
+        ev: Evaluator
+        if call:
+            fn = FUNCTIONS["exists"].impl
+
+            def ev(p: Profile, now: int) -> Any:
+                return fn(get(p, now))
+
+        elif (
             isinstance(arg, Ident)
             and len(arg.segments) == 1
             and not arg.segments[0][1]
@@ -684,10 +838,10 @@ class _Compiler:
                 return p.fields.get(name) is not None
 
         else:
-            get = inner.ev
 
             def ev(p: Profile, now: int) -> Any:
-                return get(p, now) is not None
+                v = get(p, now)
+                return v is not None and v is not NULL
 
         out = CNode("exists", "EXISTS", pos, ev, (inner,))
         if inner.td == STEP:
@@ -706,9 +860,9 @@ class _Compiler:
                 except DateMathError as exc:
                     raise self.error(str(exc), node.pos) from None
             if dm is not None:
-                out = self.clock_node(Clock(dm[0], dm[1]), repr(v), node.pos)
+                out = self.clock_node(Clock(dm[0], dm[1]), repr(v), node.pos, text=v)
             else:
-                out = CNode("literal", repr(v), node.pos, _const(v))
+                out = CNode("literal", repr(v), node.pos, _const(literal_value(v)))
         elif isinstance(node, Ident):
             out = self.ident(node)
         elif isinstance(node, ListLit):
@@ -727,9 +881,23 @@ class _Compiler:
             out.syntax = node
         return out
 
-    def clock_node(self, clock: Clock, label: str, pos: Pos) -> CNode:
+    def clock_node(self, clock: Clock, label: str, pos: Pos, text: str | None = None) -> CNode:
+        """A moving time. ``text``: it is a date math literal, which qlbridge holds as text (read as a
+        date only against a date), so its value is a DateMath; otherwise (now(), todate()) a Time."""
         fixed, months = clock.fixed, clock.months
-        if months:
+        ev: Evaluator
+        if text is not None:
+            if months:
+
+                def ev(p: Profile, now: int) -> Any:
+                    return DateMath(dates.add_months(now, months) + fixed, text)
+
+            else:
+
+                def ev(p: Profile, now: int) -> Any:
+                    return DateMath(now + fixed, text)
+
+        elif months:
 
             def ev(p: Profile, now: int) -> Any:
                 return Time(dates.add_months(now, months) + fixed)
@@ -741,6 +909,8 @@ class _Compiler:
 
         node = CNode("clock", label, pos, ev, (), CLOCK)
         node.clock = clock
+        if text is not None:
+            node.info = {"datemath": text}
         return node
 
     def ident(self, node: Ident) -> CNode:
@@ -758,9 +928,17 @@ class _Compiler:
         self.fields |= ident_roots(node)
         if len(segs) == 1:
             name = segs[0][0]
+            rfc = dates._RFC_CACHE
 
             def ev(p: Profile, now: int) -> Any:
-                return p.fields.get(name)
+                v: Any = p.fields.get(name)
+                c = v.__class__
+                if c is str:
+                    ns = rfc.get(v, _UNSEEN)
+                    if ns is None:
+                        return v
+                    return field_value(v) if ns is _UNSEEN else Time(ns)
+                return field_value(v) if c is list else v
 
             return CNode("field", label, node.pos, ev)
         texts = tuple(s for s, _q in segs)
@@ -772,17 +950,21 @@ class _Compiler:
         return CNode("field", label, node.pos, ev_path)
 
     def list_value(self, node: ListLit) -> CNode:
+        """A list written in the filter: a Lits (qlbridge's SliceValue). In ``[...]`` every number is
+        a float, as qlbridge's ValueArray reads them."""
         items = tuple(self.value(i) for i in node.items)
         for it in items:
             if it.td != STATIC:
                 raise self.error("a list cannot hold values that change with time", it.pos)
         if all(isinstance(i, Literal) for i in node.items):
-            const = [i.value for i in node.items if isinstance(i, Literal)]
+            const = Lits(literal_value(i.value) for i in node.items if isinstance(i, Literal))
+            if node.bracket:
+                const = Lits(float(x) if x.__class__ is int else x for x in const)
             return CNode("list", "(…)", node.pos, _const(const), items)
         evs = tuple(i.ev for i in items)
 
         def ev(p: Profile, now: int) -> Any:
-            return [f(p, now) for f in evs]
+            return Lits(f(p, now) for f in evs)
 
         return CNode("list", "(…)", node.pos, ev, items)
 
@@ -825,7 +1007,7 @@ class _Compiler:
         if kind == "daysago":
             return self.daysago(node)
         if kind == "exists":
-            out = self.exists(node.args[0], node.pos)
+            out = self.exists(node.args[0], node.pos, call=True)
             out.kind = "phrase"
             return out
         if kind == "todate" and n == 1:
@@ -846,8 +1028,8 @@ class _Compiler:
 
     def calendar(self, node: Call, fn: Function) -> CNode:
         impl = fn.impl
-        if node.args:
-            arg = self.value(node.args[0], time_pos=True)
+        if node.args:  # a "now-1d" text here is no date math to qlbridge (only todate() is)
+            arg = self.value(node.args[0])
         else:
             arg = self.clock_node(Clock(0, 0), "now()", node.pos)
         if arg.td != CLOCK or arg.clock is None:
@@ -940,6 +1122,7 @@ class _Compiler:
             raise self.error("timewindow() days are out of range", d_node.pos)
         window = round(span)
         self.events.add(name)
+        self.needs[name] = max(self.needs.get(name, 0), need)
         self.fields |= roots
 
         def times(p: Profile) -> list[int]:
@@ -1037,28 +1220,6 @@ def ident_roots(node: Ident) -> set[str]:
     return roots
 
 
-def resolve_path(d: Any, texts: tuple[str, ...], quoted: tuple[bool, ...], i: int) -> Any:
-    """Walk maps along a path; unquoted neighbours may also form one key with dots in it."""
-    if i == len(texts):
-        return d
-    if d.__class__ is not dict:
-        return None
-    if quoted[i]:
-        v = d.get(texts[i])
-        return None if v is None else resolve_path(v, texts, quoted, i + 1)
-    j = i
-    while j < len(texts) and not quoted[j]:
-        j += 1
-    for k in range(j, i, -1):
-        key = ".".join(texts[i:k]) if k - i > 1 else texts[i]
-        v = d.get(key)
-        if v is not None:
-            r = resolve_path(v, texts, quoted, k)
-            if r is not None:
-                return r
-    return None
-
-
 def _field_getter(name: str) -> Evaluator:
     def ev(p: Profile, now: int) -> Any:
         return p.fields.get(name)
@@ -1118,6 +1279,10 @@ def _call_ev(impl: Callable[..., Any], args: tuple[CNode, ...]) -> Evaluator:
     return evn
 
 
+_NO_PROFILE = Profile("")
+_UNSEEN: Any = object()
+
+
 def _null_eq(get: Evaluator, want_missing: bool) -> Evaluator:
     def ev(p: Profile, now: int) -> Any:
         return (get(p, now) is None) is want_missing
@@ -1126,51 +1291,90 @@ def _null_eq(get: Evaluator, want_missing: bool) -> Evaluator:
 
 
 def _and(evs: tuple[Evaluator, ...]) -> Evaluator:
-    if len(evs) == 1:
-        (only,) = evs
-        return only
+    """A group AND, as qlbridge's ``walkBoolean``: the first part that is not true decides (false,
+    or unknown)."""
     if len(evs) == 2:
         a, b = evs
 
         def ev2(p: Profile, now: int) -> Any:
             x = a(p, now)
-            if x is False:
-                return False
+            if x is not True:
+                return False if x is False else None
             y = b(p, now)
-            if y is False:
-                return False
-            if x is None or y is None:
-                return None
-            return True
+            return y if y is True or y is False else None
 
         return ev2
 
     def ev(p: Profile, now: int) -> Any:
-        unknown = False
         for f in evs:
             x = f(p, now)
-            if x is False:
-                return False
-            if x is None:
-                unknown = True
-        return None if unknown else True
+            if x is not True:
+                return False if x is False else None
+        return True
 
     return ev
 
 
 def _or(evs: tuple[Evaluator, ...]) -> Evaluator:
-    if len(evs) == 1:
-        (only,) = evs
-
-        def ev1(p: Profile, now: int) -> Any:
-            return only(p, now) is True
-
-        return ev1
+    """A group OR: true if any part is; unknown parts count as false."""
 
     def ev(p: Profile, now: int) -> Any:
         return any(f(p, now) is True for f in evs)
 
     return ev
+
+
+def _raw_ev(k: CNode) -> Evaluator:
+    """What infix AND / OR reads of a part: a bare value itself, else the phrase's answer."""
+    if k.kind == "truth":
+        return k.children[0].ev
+    if k.kind == "literal" and k.info is not None:
+        return _const(k.info["raw"])
+    return k.ev
+
+
+def _infix(evs: tuple[Evaluator, ...], is_and: bool, symbols: tuple[bool, ...]) -> Evaluator:
+    """Infix ``a AND b`` / ``a OR b`` (``&&``, ``||``), folded from the left as qlbridge's
+    ``evalBinary`` does; ``symbols[i]`` tells ``&&`` from ``AND`` before part i + 1."""
+
+    def ev(p: Profile, now: int) -> Any:
+        acc = evs[0](p, now)
+        for i in range(1, len(evs)):
+            acc = infix(is_and, symbols[i - 1], acc, evs[i](p, now))
+        return acc
+
+    return ev
+
+
+def _step_kids(ev: Evaluator, kids: tuple[CNode, ...], want: bool) -> NextChange:
+    """Exact next change of "the phrase is ``want``" for a phrase that depends on its parts' values
+    in order: between two instants where some part changes, nothing can change."""
+    moving = tuple(k for k in kids if k.td)
+    fns = tuple(f for k in moving for f in (k.nt, k.nf) if f is not None)
+
+    def earliest(p: Profile, t: int) -> int | None:
+        best: int | None = None
+        for f in fns:
+            x = f(p, t)
+            if x is not None and (best is None or x < best):
+                best = x
+        return best
+
+    def nc(p: Profile, now: int) -> int | None:
+        cur = ev(p, now) is want
+        t = now
+        for _ in range(CAP):
+            best = earliest(p, t)
+            if best is None:
+                return None
+            if (ev(p, best) is want) is not cur:
+                return best
+            t = best
+            if not _spend():
+                return earliest(p, t)
+        return t
+
+    return nc
 
 
 def _settle(
@@ -1234,33 +1438,37 @@ def _simple_field(node: Node) -> str | None:
     return None
 
 
-def _compare_ev(op: int, left: CNode, right: CNode, lnode: Node, rnode: Node) -> Evaluator:
-    # Put a constant or a clock on the right.
-    if isinstance(lnode, Literal) or (left.td == CLOCK and right.td != CLOCK):
-        op, left, right, lnode, rnode = SWAPPED[op], right, left, rnode, lnode
+def _literal_of(node: CNode) -> Any:
+    """The constant a literal CNode evaluates to."""
+    return node.ev(_NO_PROFILE, 0)
+
+
+def _compare_ev(op: int, left: CNode, right: CNode, lnode: Node) -> Evaluator:
+    """``left op right`` (operand order kept: qlbridge's rules are not symmetric), with fast paths
+    for a field against a number, a plain text, or date math."""
     field = _simple_field(lnode)
-    if isinstance(rnode, Literal) and left.td == STATIC and right.td == STATIC:
-        lit = rnode.value
+    if left.td == STATIC and right.kind == "literal":
+        lit = _literal_of(right)
         if _is_number(lit):
             return _fast_number(op, lit, field, left.ev)
-        if isinstance(lit, str) and op in (EQ, NE) and _plain_text(lit):
+        if lit.__class__ is str and op in (EQ, NE) and _plain_text(lit):
             return _fast_text(op == EQ, lit, field, left.ev)
     if (
-        right.td == CLOCK
+        left.td == STATIC
+        and right.td == CLOCK
         and right.clock is not None
         and not right.clock.months
-        and left.td == STATIC
+        and right.info is not None
     ):
-        return _fast_date(op, right.clock.fixed, field, left.ev)
+        return _fast_date(op, right.clock.fixed, right.info["datemath"], field, left.ev)
+    return _binop_ev(op, left, right)
+
+
+def _binop_ev(op: int, left: CNode, right: CNode) -> Evaluator:
     gl, gr = left.ev, right.ev
-    ne = op == NE
 
     def ev(p: Profile, now: int) -> Any:
-        a = gl(p, now)
-        b = gr(p, now)
-        if a is None or b is None:
-            return ne and (a is not None or b is not None)
-        return compare(op, a, b)
+        return binop(op, gl(p, now), gr(p, now))
 
     return ev
 
@@ -1277,7 +1485,7 @@ def _fast_number(op: int, lit: Any, field: str | None, get: Evaluator) -> Evalua
                 return opf(v, lit)
             if v is None:
                 return ne
-            return compare(op, v, lit)
+            return binop(op, field_value(v), lit)
 
         return evf
 
@@ -1286,24 +1494,25 @@ def _fast_number(op: int, lit: Any, field: str | None, get: Evaluator) -> Evalua
         c = v.__class__
         if c is int or c is float:
             return opf(v, lit)
-        if v is None:
-            return ne
-        return compare(op, v, lit)
+        return binop(op, v, lit)
 
     return ev
 
 
 def _fast_text(eq: bool, lit: str, field: str | None, get: Evaluator) -> Evaluator:
+    """``x == "text"`` where the text is neither a number nor a date."""
     op = EQ if eq else NE
     if field is not None:
 
         def evf(p: Profile, now: int) -> Any:
             v = p.fields.get(field)
             if v.__class__ is str:
-                return (v == lit) is eq
+                if v == lit:
+                    return eq
+                return None if rfc3339_ns(v) is not None else not eq
             if v is None:
                 return not eq
-            return compare(op, v, lit)
+            return binop(op, field_value(v), lit)
 
         return evf
 
@@ -1311,44 +1520,32 @@ def _fast_text(eq: bool, lit: str, field: str | None, get: Evaluator) -> Evaluat
         v = get(p, now)
         if v.__class__ is str:
             return (v == lit) is eq
-        if v is None:
-            return not eq
-        return compare(op, v, lit)
+        return binop(op, v, lit)
 
     return ev
 
 
-def _fast_date(op: int, fixed: int, field: str | None, get: Evaluator) -> Evaluator:
+def _fast_date(op: int, fixed: int, text: str, field: str | None, get: Evaluator) -> Evaluator:
+    """``x op "now-7d"`` (no months): a date field at whole seconds."""
     opf = _OPF[op]
     ne = op == NE
-    cache = _DATE_CACHE
-    parse = dates.parse_date
+    rfc = dates._RFC_CACHE
     s = NS_PER_S
 
     def decide(v: Any, now: int) -> Any:
-        if v.__class__ is str:
-            t = cache.get(v)
-            if t is None:
-                t = parse(v)
-                if t is None:
-                    return ne
-            return opf(t // s, (now + fixed) // s)
         if v is None:
             return ne
-        return compare(op, v, Time(now + fixed))
+        return binop(op, v, DateMath(now + fixed, text))
 
     if field is not None:
 
         def evf(p: Profile, now: int) -> Any:
             v = p.fields.get(field)
             if v.__class__ is str:
-                t = cache.get(v)
-                if t is None:
-                    t = parse(v)
-                    if t is None:
-                        return ne
-                return opf(t // s, (now + fixed) // s)
-            return decide(v, now)
+                t = rfc.get(v)
+                if t is not None:
+                    return opf(t // s, (now + fixed) // s)
+            return decide(field_value(v), now)
 
         return evf
 
@@ -1360,14 +1557,9 @@ def _fast_date(op: int, fixed: int, field: str | None, get: Evaluator) -> Evalua
 
 def _member_ev(left: CNode, right: CNode, lnode: Node, rnode: Node) -> Evaluator:
     field = _simple_field(lnode)
-    if (
-        isinstance(rnode, ListLit)
-        and all(isinstance(i, Literal) for i in rnode.items)
-        and left.td == STATIC
-    ):
-        values = [i.value for i in rnode.items if isinstance(i, Literal)]
-        plain = all(isinstance(v, str) and _plain_text(v) for v in values)
-        if plain:
+    if isinstance(rnode, ListLit) and right.kind == "list" and left.td == STATIC:
+        values = _literal_of(right) if all(isinstance(i, Literal) for i in rnode.items) else None
+        if values is not None and all(v.__class__ is str and _plain_text(v) for v in values):
             texts = frozenset(values)
             get = left.ev
             if field is not None:
@@ -1375,8 +1567,12 @@ def _member_ev(left: CNode, right: CNode, lnode: Node, rnode: Node) -> Evaluator
                 def evf(p: Profile, now: int) -> Any:
                     v = p.fields.get(field)
                     if v.__class__ is str:
-                        return v in texts
-                    return member(v, values)
+                        if v in texts:
+                            return True
+                        return None if rfc3339_ns(v) is not None else False
+                    if v is None:
+                        return False
+                    return binop(IN, field_value(v), values)
 
                 return evf
 
@@ -1384,38 +1580,47 @@ def _member_ev(left: CNode, right: CNode, lnode: Node, rnode: Node) -> Evaluator
                 v = get(p, now)
                 if v.__class__ is str:
                     return v in texts
-                return member(v, values)
+                return binop(IN, v, values)
 
             return evp
-    return _binary_ev(member, left, right)
+    return _binop_ev(IN, left, right)
 
 
-def _binary_ev(fn: Callable[[Any, Any], bool], left: CNode, right: CNode) -> Evaluator:
-    gl, gr = left.ev, right.ev
+def _contains_ev(left: CNode, right: CNode, lnode: Node, rnode: Node) -> Evaluator:
+    field = _simple_field(lnode)
+    if isinstance(rnode, Literal) and isinstance(rnode.value, str) and field is not None:
+        sub = rnode.value
+        rfc = dates._RFC_CACHE
 
-    def ev(p: Profile, now: int) -> Any:
-        return fn(gl(p, now), gr(p, now))
+        def evf(p: Profile, now: int) -> Any:
+            v = p.fields.get(field)
+            if v.__class__ is str and rfc.get(v, _UNSEEN) is None:
+                return sub in v
+            return binop(CONTAINS, field_value(v), sub)
 
-    return ev
+        return evf
+    return _binop_ev(CONTAINS, left, right)
 
 
-def _like_ev(left: CNode, right: CNode, rnode: Node) -> Evaluator:
+def _like_ev(left: CNode, right: CNode, lnode: Node, rnode: Node) -> Evaluator:
+    field = _simple_field(lnode)
     if isinstance(rnode, Literal) and isinstance(rnode.value, str):
-        rx = glob_regex(rnode.value)
         pattern = rnode.value
-        gl = left.ev
-        if rx is None:
-            return _const(False)
-        match = rx.fullmatch
+        match = compile_like(pattern).match  # PatternTooLarge: reported by the compiler
+        if field is not None and left.td == STATIC:
 
-        def ev(p: Profile, now: int) -> Any:
-            v = gl(p, now)
-            if v.__class__ is str:
-                return match(v) is not None
-            return like(v, pattern)
+            def evf(p: Profile, now: int) -> Any:
+                v = p.fields.get(field)
+                if v.__class__ is str and rfc3339_ns(v) is None:
+                    got = match(v)
+                    if got is not None:
+                        return got
+                if v is None:
+                    return False
+                return binop(LIKE, field_value(v), pattern)
 
-        return ev
-    return _binary_ev(like, left, right)
+            return evf
+    return _binop_ev(LIKE, left, right)
 
 
 # -- public entry points --------------------------------------------------------------------------

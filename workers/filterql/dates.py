@@ -125,8 +125,10 @@ def weekday(ns: int) -> int:
 
 # -- date math ------------------------------------------------------------------------------------
 
-_DATEMATH = re.compile(r"^[nN][oO][wW](?:([+-]\d+)([smhdwMy]))?$")
+_DATEMATH = re.compile(r"^now([+-]?\d+)([smhdwMy])$")
 _UNIT_NS = {"s": NS_PER_S, "m": NS_PER_MIN, "h": NS_PER_HOUR, "d": NS_PER_DAY, "w": 7 * NS_PER_DAY}
+_INT64 = 1 << 63
+_CACHE_MAX = 200_000
 
 
 class DateMathError(ValueError):
@@ -134,28 +136,73 @@ class DateMathError(ValueError):
 
 
 def parse_datemath(text: str) -> tuple[int, int] | None:
-    """``(fixed_ns, months)`` for ``"now"``, ``"now-7d"``, ``"now+1M"``…; None if not date math.
+    """``(fixed_ns, months)`` for ``"now-7d"``, ``"now+1M"``…; None if the text is not date math.
 
-    Raises DateMathError for text that starts with ``now`` but is malformed (``"now-3x"``), so the
-    mistake is reported at compile time instead of silently never matching.
+    The rules are qlbridge's (``value.StringToTimeAnchor`` and lytics/datemath): date math is text
+    longer than three characters whose first three are ``now`` in any case, then a whole number
+    (sign optional) and one unit of ``s m h d w M y``. ``"now"`` alone is text to qlbridge, and so
+    it is here. Anything else starting with ``now`` + a sign or a digit, and any ``NOW…`` spelling,
+    can never be a date there (every comparison with it is "not ok"), so it raises DateMathError:
+    the mistake is reported at compile time instead of silently never matching.
     """
-    if len(text) < 3 or text[:3].lower() != "now":
+    if len(text) <= 3 or text[:3].lower() != "now":
         return None
     m = _DATEMATH.match(text)
-    if m is None:
-        if len(text) > 3 and text[3] in "+-":
+    if m is None or abs(int(m.group(1))) >= _INT64:
+        rest = text[3:]
+        if text[:3] != "now" and _DATEMATH.match("now" + rest):
+            raise DateMathError(f"{text!r} is not valid date math: write now in lower case")
+        if rest[:1] in ("+", "-") or rest[:1].isdigit():
             raise DateMathError(
                 f"{text!r} is not valid date math: use now±N followed by one of s m h d w M y"
             )
         return None
-    if m.group(1) is None:
-        return 0, 0
     n, unit = int(m.group(1)), m.group(2)
     if unit == "M":
         return 0, n
     if unit == "y":
         return 0, 12 * n
     return n * _UNIT_NS[unit], 0
+
+
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?(Z|[+-]\d{2}:\d{2})\Z"
+)
+_RFC_CACHE: dict[str, int | None] = {}
+
+
+def rfc3339_ns(text: str) -> int | None:
+    """ns of a string Go's ``time.Parse(time.RFC3339Nano, …)`` accepts, else None. Cached.
+
+    A profile field holding such a string is a date (a Lytics date field), the way the qlbridge
+    oracle hands RFC 3339 strings to qlbridge as ``time.Time``.
+    """
+    try:
+        return _RFC_CACHE[text]
+    except KeyError:
+        pass
+    value: int | None = None
+    m = _RFC3339.match(text)
+    if m is not None:
+        y, mo, d, h, mi, sec = (int(g) for g in m.group(1, 2, 3, 4, 5, 6))
+        zone = m.group(8)
+        zh = int(zone[1:3]) if zone != "Z" else 0
+        zm = int(zone[4:6]) if zone != "Z" else 0
+        valid = 1 <= mo <= 12 and 1 <= d <= days_in_month(y, mo) and zh < 24 and zm < 60
+        if valid and h < 24 and mi < 60 and sec < 60:
+            ns = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60 + sec
+            ns *= NS_PER_S
+            frac = m.group(7)
+            if frac:
+                ns += int(frac[:9].ljust(9, "0"))
+            if zone != "Z":
+                off = (zh * 60 + zm) * 60 * NS_PER_S
+                ns += -off if zone[0] == "+" else off
+            value = ns
+    if len(_RFC_CACHE) >= _CACHE_MAX:
+        _RFC_CACHE.clear()
+    _RFC_CACHE[text] = value
+    return value
 
 
 # -- lenient parsing -------------------------------------------------------------------------------
@@ -206,6 +253,8 @@ _ANSIC = re.compile(
     r"^[A-Za-z]{3},?\s+([A-Za-z]{3})\s+(\d{1,2})\s+" + _TIME + _ZONE + r"\s+(\d{4})$"
 )
 _DIGITS = re.compile(r"^\d+$")
+_YEAR_DOT_MONTH = re.compile(r"^(\d{4})\.(\d{1,2})$")  # dateparse: "2014.05"
+_MONTH_DOT_DAY = re.compile(r"^(\d{1,2})\.(\d{1,2})$")  # dateparse: "3.31", in year 0
 
 
 def _year2(y: int) -> int:
@@ -287,6 +336,12 @@ def _parse(text: str) -> int | None:
         m = _MDY.match(s)
         if m:
             return _build(_year(m[3]), int(m[1]), int(m[2]), m.group(4, 5, 6, 7, 8, 9))
+        m = _YEAR_DOT_MONTH.match(s)
+        if m:
+            return _build(int(m[1]), int(m[2]), 1)
+        m = _MONTH_DOT_DAY.match(s)
+        if m:
+            return _build(0, int(m[1]), int(m[2]))
         m = _D_MON_Y.match(s)
         if m:
             return _build(_year(m[3]), _month(m[2]), int(m[1]), m.group(4, 5, 6, 7, 8, 9))
@@ -305,7 +360,6 @@ def _parse(text: str) -> int | None:
 
 
 _CACHE: dict[str, int | None] = {}
-_CACHE_MAX = 200_000
 
 
 def parse_date(text: str) -> int | None:

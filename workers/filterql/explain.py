@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from workers.filterql.compiler import CLOCK, STATIC, CNode, Filter, node_next_change
+from workers.filterql.compiler import (
+    CLOCK,
+    STATIC,
+    CNode,
+    Filter,
+    node_next_change,
+    one_evaluation,
+)
 from workers.filterql.syntax import (
     Arith,
     Between,
@@ -215,12 +222,13 @@ class Explanation:
 
 def explain(filter: Filter, profile: Profile, now: int) -> Explanation:
     """Explain ``filter.matches(profile, now)``: the same closures, clause by clause."""
-    root = _Builder(profile, now).clause(filter.root, _Source(filter.statement), True)
-    matches = filter.matches(profile, now)
-    change: Change | None = None
-    at = filter.next_change(profile, now)
-    if at is not None:
-        change = _change(filter, root, profile, now, at, matches)
+    with one_evaluation():  # each included audience is asked once, however often it is named
+        root = _Builder(profile, now).clause(filter.root, _Source(filter.statement), True)
+        matches = filter.matches(profile, now)
+        change: Change | None = None
+        at = filter.next_change(profile, now)
+        if at is not None:
+            change = _change(filter, root, profile, now, at, matches)
     return Explanation(filter.text, now, matches, filter.time_dependent, root, change)
 
 
@@ -566,6 +574,9 @@ class _Builder:
     def __init__(self, profile: Profile, now: int) -> None:
         self.p = profile
         self.now = now
+        self.shown: set[int] = set()
+        """Included audiences already expanded: a later INCLUDE of one shows its value only, so
+        an audience named at many places (or 2^n times through nested includes) is shown once."""
 
     def value(self, node: CNode) -> bool | None:
         return _tri(node.ev(self.p, self.now))
@@ -589,7 +600,8 @@ class _Builder:
             operands = inner.children
         if kind in ("and", "or"):
             kid_values = [self.value(k) for k in node.children]
-            decided = _deciders(kind, value, kid_values)
+            infix = isinstance(node.syntax, Logic) and node.syntax.infix
+            decided = _deciders(kind, value, kid_values, infix)
             children = [self.clause(k, src, i in decided) for i, k in enumerate(node.children)]
         elif kind == "not" and node.children:
             decided = [0]
@@ -597,8 +609,10 @@ class _Builder:
         elif kind == "include" and node.info is not None:
             inc: Filter = node.info["filter"]
             include = node.label
-            decided = [0]
-            children = [self.clause(inc.root, _Source(inc.statement), True)]
+            if id(inc) not in self.shown:
+                self.shown.add(id(inc))
+                decided = [0]
+                children = [self.clause(inc.root, _Source(inc.statement), True)]
         elif kind == "timewindow" and node.info is not None:
             info = node.info
             times: list[int] = list(info["times"](p))
@@ -671,15 +685,16 @@ def negated_leaf(node: CNode) -> CNode | None:
     return None
 
 
-def _deciders(kind: str, value: bool | None, kids: list[bool | None]) -> list[int]:
-    """Which children decided an AND/OR: the false parts of a false AND, the true parts of a true
-    OR, the unknown parts of an unknown AND; every part when all were needed."""
+def _deciders(kind: str, value: bool | None, kids: list[bool | None], infix: bool) -> list[int]:
+    """Which children decided an AND/OR: the first part that is not true of a false or unknown
+    group AND (qlbridge stops there), the parts that are not true of an infix ``a AND b``, the true
+    parts of a true OR; every part when all were needed."""
     if kind == "and":
-        if value is False:
-            return [i for i, v in enumerate(kids) if v is False]
-        if value is None:
-            return [i for i, v in enumerate(kids) if v is None]
-        return list(range(len(kids)))
+        if value is True:
+            return list(range(len(kids)))
+        if infix:
+            return [i for i, v in enumerate(kids) if v is not True]
+        return [next(i for i, v in enumerate(kids) if v is not True)]
     if value is True:
         return [i for i, v in enumerate(kids) if v is True]
     return list(range(len(kids)))

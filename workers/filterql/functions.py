@@ -7,7 +7,6 @@ moves (for ``next_change``). Failures give None (missing), as qlbridge's "not ok
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable
@@ -19,14 +18,27 @@ from urllib.parse import unquote, urlsplit
 
 from workers.filterql.dates import (
     NS_PER_HOUR,
-    civil_from_days,
-    days_from_civil,
     parse_date,
+    rfc3339_ns,
     split_ns,
     weekday,
 )
-from workers.filterql.values import Time, str_to_number, to_bool, to_text, to_time
-from workers.timefmt import NS_PER_DAY, NS_PER_MS, NS_PER_S
+from workers.filterql.layouts import parse_layout
+from workers.filterql.values import (
+    BAD,
+    NULL,
+    DateMath,
+    Lits,
+    Time,
+    go_bool,
+    go_string,
+    map_keys_slice,
+    to_float64,
+    to_int64,
+    to_text,
+    to_time,
+)
+from workers.timefmt import NS_PER_DAY
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +82,8 @@ def _contains(a: Any, b: Any) -> Any:
 
 
 def _text_or_empty(v: Any) -> str:
-    s = to_text(v) if v is not None else None
-    return s if s is not None else ""
+    """qlbridge's ``Value.ToString()`` of an argument (a missing one is NilValue: "")."""
+    return "" if v is None else go_string(v)
 
 
 def _hasprefix(a: Any, b: Any) -> Any:
@@ -89,12 +101,30 @@ def _hassuffix(a: Any, b: Any) -> Any:
 
 
 def _len(v: Any) -> Any:
-    if v is None:
+    """Bytes of a string (Go's len), items of a list or map; 0 for numbers, booleans and dates.
+    Maps of only booleans or only dates have no length in qlbridge (MapBoolValue, MapTimeValue)."""
+    if v is None or v is NULL:
         return None
     c = v.__class__
-    if c is str or c is list or c is dict:
+    if c is str:
+        return len(v.encode("utf-8", "surrogatepass"))
+    if c is list:
         return len(v)
-    return 0
+    if c is dict:
+        kinds = {_map_kind(x) for x in v.values() if x is not None}
+        return None if kinds in ({"bool"}, {"time"}) else len(v)
+    if c is int or c is float or c is bool or c is Time:
+        return 0
+    return None
+
+
+def _map_kind(x: Any) -> str:
+    c = x.__class__
+    if c is bool:
+        return "bool"
+    if c is str and rfc3339_ns(x) is not None:
+        return "time"
+    return str(c.__name__)
 
 
 def _split(s: Any, sep: Any) -> Any:
@@ -107,14 +137,22 @@ def _split(s: Any, sep: Any) -> Any:
 def _strip(v: Any) -> Any:
     if v.__class__ is str:
         return v.strip(" \n\t\r")
-    if v.__class__ is list:
-        return [e.strip(" \n\t\r") if e.__class__ is str else e for e in v]
+    if v.__class__ is list and v and all(e.__class__ is str for e in v):
+        return [e.strip(" \n\t\r") for e in v]
     return None
 
 
+MAX_RESULT_CHARS = 1 << 20
+"""Longest text a function may build: ``replace(x, "", y)`` puts y between every two characters,
+so two 64 KiB values would ask for 4 G characters. Longer results are missing (None)."""
+
+
 def _replace(s: Any, old: Any, new: Any = "") -> Any:
-    text = _text_or_empty(s)
-    return text.replace(_text_or_empty(old), _text_or_empty(new))
+    text, find, put = _text_or_empty(s), _text_or_empty(old), _text_or_empty(new)
+    count = len(text) + 1 if find == "" else text.count(find)
+    if len(text) + count * (len(put) - len(find)) > MAX_RESULT_CHARS:
+        return None
+    return text.replace(find, put)
 
 
 def _join(*args: Any) -> Any:
@@ -123,10 +161,11 @@ def _join(*args: Any) -> Any:
         return None
     parts: list[str] = []
     for v in args[:-1]:
-        if v.__class__ is list:
-            parts.extend(t for t in (to_text(e) for e in v if e is not None) if t is not None)
-        elif v is not None and v.__class__ is not dict:
-            t = to_text(v)
+        c = v.__class__
+        if c is list or c is Lits:
+            parts.extend(_text_or_empty(e) for e in v)
+        elif c is str or c is int or c is float:
+            t = go_string(v)
             if t:
                 parts.append(t)
     return sep.join(parts) if parts else None
@@ -135,77 +174,58 @@ def _join(*args: Any) -> Any:
 # -- casts -----------------------------------------------------------------------------------------
 
 
+def _nil(v: Any) -> bool:
+    """qlbridge's ``Value.Nil()``: missing, NULL, "", an empty list or map, NaN."""
+    if v is None or v is NULL:
+        return True
+    c = v.__class__
+    if c is str or c is list or c is dict or c is Lits:
+        return not v
+    if c is float:
+        return math.isnan(v)
+    return c is int and v == -(1 << 31)
+
+
 def _tostring(v: Any) -> Any:
-    if v is None:
-        return ""
-    if v.__class__ is dict or v.__class__ is list:
-        return json.dumps(v, separators=(",", ":"), default=str)
-    return to_text(v)
+    return "" if _nil(v) else go_string(v)
 
 
 def _tonumber(v: Any) -> Any:
     if v is None:
         return None
-    c = v.__class__
-    if v is True:
-        return 1.0
-    if v is False:
-        return 0.0
-    if c is int or c is float:
-        return float(v)
-    if c is Time:
-        return float(v.ns // NS_PER_MS)
-    if c is str:
-        n = str_to_number(v)
-        return float(n) if n is not None else None
-    return None
-
-
-_HEX = re.compile(r"^0x[0-9a-fA-F]+$")
+    if v.__class__ is float and math.isnan(v):
+        return None
+    return to_float64(v)
 
 
 def _toint(v: Any) -> Any:
     if v is None:
         return None
-    c = v.__class__
-    if c is int:
-        return v
-    if c is float:
-        return int(v) if math.isfinite(v) else None
-    if c is Time:
-        return v.ns // NS_PER_MS
-    if c is str:
-        if _HEX.match(v):
-            big = int(v, 16)
-            return big if big < 2**63 else None  # Go's ParseInt(…, 16, 64) fails past int64
-        n = str_to_number(v)
-        if n is None:
-            return None
-        return int(n) if math.isfinite(n) else None
-    if c is list:
-        return _toint(v[0]) if v else None
-    return None
+    return to_int64(v)
 
 
 def _tobool(v: Any) -> Any:
-    if v is None:
+    if _nil(v):
         return None
-    c = v.__class__
-    if c is int or c is float:
-        return True if v == 1 else False if v == 0 else None
-    return to_bool(v)
+    return go_bool(v)
 
 
 def _oneof(*args: Any) -> Any:
     for v in args:
-        if v is None or v == "" or ((v.__class__ is list or v.__class__ is dict) and not v):
+        if v is BAD or _nil(v):
             continue
         return v
     return None
 
 
 def _exists(v: Any) -> bool:
-    return v is not None
+    """exists(x) as qlbridge's builtin: any present value, except a map that is not all ints."""
+    if v is None or v is NULL:
+        return False
+    if v.__class__ is dict:
+        kinds = {x.__class__ for x in v.values() if x is not None}
+        return kinds == {int}
+    return True
 
 
 # -- email and urls --------------------------------------------------------------------------------
@@ -213,23 +233,40 @@ def _exists(v: Any) -> bool:
 _ADDR = re.compile(r"^[^\s@<>,;\"]+@[^\s@<>,;\"]+$")
 
 
+def _bracketed(s: str) -> tuple[str, str] | None:
+    """``Name <addr>`` or ``"Name" <addr>`` split in one pass, or None.
+
+    The same reading as ``^(?:"?([^"<]*?)"?\\s*)?<([^<>]+)>$`` without a backtracking regex, which
+    took minutes on a value of a few thousand spaces.
+    """
+    if not s.endswith(">"):
+        return None
+    i = s.find("<")
+    if i < 0 or s.find("<", i + 1) >= 0:
+        return None
+    addr = s[i + 1 : -1]
+    if not addr or ">" in addr:
+        return None
+    name = s[:i].rstrip()
+    if name.startswith('"'):
+        name = name[1:]
+    if name.endswith('"'):
+        name = name[:-1]
+    if '"' in name:
+        return None
+    return name.strip(), addr.strip()
+
+
 def _parse_address(v: Any) -> tuple[str, str] | None:
     """(display name, address) of an email (a list reads its first element), or None."""
     if v is None:
         return None
-    if v.__class__ is list:
-        v = v[0] if v else None
-        if v is None:
-            return None
     s = to_text(v)
     if not s:
         return None
     s = s.strip()
-    m = re.match(r'^\s*(?:"?([^"<]*?)"?\s*)?<([^<>]+)>\s*$', s)
-    if m:
-        name, addr = (m.group(1) or "").strip(), m.group(2).strip()
-    else:
-        name, addr = "", s
+    bracketed = _bracketed(s)
+    name, addr = bracketed if bracketed is not None else ("", s)
     if not _ADDR.match(addr):
         return None
     local, _, dom = addr.rpartition("@")
@@ -239,7 +276,9 @@ def _parse_address(v: Any) -> tuple[str, str] | None:
 
 
 def _email(v: Any) -> Any:
-    parsed = _parse_address(v)
+    if _nil(v):
+        return None
+    parsed = _parse_address(_first_text(v))
     return parsed[1].lower() if parsed else None
 
 
@@ -254,12 +293,16 @@ def _emailname(v: Any) -> Any:
 
 
 def _first_text(v: Any) -> str:
-    if v is None:
-        return ""
-    if v.__class__ is list:
-        return _first_text(v[0]) if v else ""
-    if v.__class__ is str:
+    """host(), path() and email() read a string, or a list's first item as text (a map of plain
+    values is a list of its keys to qlbridge)."""
+    c = v.__class__
+    if c is str:
         return str(v)
+    if (c is list or c is Lits) and v:
+        return _text_or_empty(v[0])
+    if c is dict:
+        keys = map_keys_slice(v)
+        return keys[0] if keys else ""
     return ""
 
 
@@ -277,7 +320,7 @@ def _host(v: Any) -> Any:
     host = netloc.rpartition("@")[2]
     if " " in host:
         return None
-    return host or None
+    return host
 
 
 def _path(v: Any) -> Any:
@@ -361,16 +404,22 @@ def effective_tld_plus_one(domain: str) -> str | None:
 
 
 def _domain(v: Any) -> Any:
-    s = _first_text(v)
+    """The registrable domain of a URL's host (with its port, if any, as Go's URL.Host has it)."""
+    c = v.__class__
+    if c is str:
+        s = str(v)
+    elif c is list and v and all(e.__class__ is str for e in v):
+        s = v[0]
+    else:
+        s = ""
     url = s.lower()
     if not url.startswith("http"):
         url = "http://" + url
     try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
+        host = urlsplit(url).netloc.rpartition("@")[2]
     except ValueError:
         return None
-    if len(parts.netloc) <= 2 or not host:
+    if len(host) <= 2:
         return None
     return effective_tld_plus_one(host)
 
@@ -417,9 +466,21 @@ def hourofweek_of(ns: int) -> int:
     return weekday(ns) * 24 + hourofday_of(ns)
 
 
+def calendar_time(v: Any) -> int | None:
+    """The instant yy(), mm(), dayofweek()... read from their argument: a date, else its text
+    (qlbridge's ValueToString: a list's first item, a number as Go prints it) read as a date."""
+    if v is None or v is NULL:
+        return None
+    c = v.__class__
+    if c is Time or c is DateMath:
+        return v.ns  # type: ignore[no-any-return]
+    text = to_text(v)
+    return parse_date(text) if text else None
+
+
 def _calendar(fn: Callable[[int], Any]) -> Callable[..., Any]:
     def impl(*args: Any) -> Any:
-        ns = time_of(args[0]) if args else None
+        ns = calendar_time(args[0]) if args else None
         return fn(ns) if ns is not None else None
 
     return impl
@@ -432,119 +493,13 @@ def _todate(*args: Any) -> Any:
     layout, value = (to_text(a) if a is not None else None for a in args)
     if layout is None or value is None:
         return None
-    ns = parse_go_layout(layout, value)
+    ns = parse_layout(layout, value)
     return Time(ns) if ns is not None else None
 
 
 def daysago_of(then: int, now: int) -> int:
     """Whole days from ``then`` to ``now`` (floor; negative for a future date)."""
     return (now - then) // NS_PER_DAY
-
-
-_GO_TOKENS = [
-    ("2006", r"(?P<Y>\d{4})"),
-    ("January", r"(?P<Bf>[A-Za-z]+)"),
-    ("Jan", r"(?P<B>[A-Za-z]{3})"),
-    ("Monday", r"[A-Za-z]+"),
-    ("Mon", r"[A-Za-z]{3}"),
-    ("MST", r"[A-Z]{3,5}"),
-    ("Z07:00", r"(?P<Z>Z|[+-]\d{2}:\d{2})"),
-    ("-07:00", r"(?P<Z>[+-]\d{2}:\d{2})"),
-    ("-0700", r"(?P<Z>[+-]\d{4})"),
-    ("01", r"(?P<m>\d{2})"),
-    ("02", r"(?P<d>\d{2})"),
-    ("_2", r"\s?(?P<d>\d{1,2})"),
-    ("06", r"(?P<y>\d{2})"),
-    ("15", r"(?P<H>\d{2})"),
-    ("03", r"(?P<I>\d{2})"),
-    ("04", r"(?P<M>\d{2})"),
-    ("05", r"(?P<S>\d{2})"),
-    ("PM", r"(?P<p>[AaPp][Mm])"),
-    ("pm", r"(?P<p>[AaPp][Mm])"),
-    (".000000000", r"\.(?P<f>\d{9})"),
-    (".000000", r"\.(?P<f>\d{6})"),
-    (".000", r"\.(?P<f>\d{3})"),
-    ("1", r"(?P<m>\d{1,2})"),
-    ("2", r"(?P<d>\d{1,2})"),
-    ("3", r"(?P<I>\d{1,2})"),
-    ("4", r"(?P<M>\d{1,2})"),
-    ("5", r"(?P<S>\d{1,2})"),
-]
-
-
-@lru_cache(maxsize=256)
-def _go_layout_regex(layout: str) -> re.Pattern[str] | None:
-    out: list[str] = []
-    seen: set[str] = set()
-    i = 0
-    while i < len(layout):
-        for tok, rx in _GO_TOKENS:
-            if layout.startswith(tok, i):
-                name = re.search(r"\?P<(\w+)>", rx)
-                if name and name.group(1) in seen:
-                    rx = re.sub(r"\?P<\w+>", "?:", rx)
-                elif name:
-                    seen.add(name.group(1))
-                out.append(rx)
-                i += len(tok)
-                break
-        else:
-            out.append(re.escape(layout[i]))
-            i += 1
-    try:
-        return re.compile("^" + "".join(out) + "$")
-    except re.error:
-        return None
-
-
-_MONTHS3 = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
-
-
-def parse_go_layout(layout: str, value: str) -> int | None:
-    """Parse ``value`` with a Go reference layout ("01/02/2006"), as ``todate(layout, v)`` does."""
-    rx = _go_layout_regex(layout)
-    if rx is None:
-        return None
-    m = rx.match(value.strip())
-    if not m:
-        return None
-    g = m.groupdict()
-    try:
-        if g.get("Y"):
-            year = int(g["Y"])
-        elif g.get("y"):
-            yy = int(g["y"])
-            year = yy + (1900 if yy >= 69 else 2000)
-        else:
-            year = 0
-        if g.get("m"):
-            month = int(g["m"])
-        elif g.get("B") or g.get("Bf"):
-            month = _MONTHS3.index((g.get("B") or g.get("Bf") or "")[:3].lower()) + 1
-        else:
-            month = 1
-        day = int(g["d"]) if g.get("d") else 1
-        hour = int(g["H"]) if g.get("H") else int(g["I"]) if g.get("I") else 0
-        if g.get("p"):
-            hour = hour % 12 + (12 if g["p"].lower() == "pm" else 0)
-        minute = int(g["M"]) if g.get("M") else 0
-        sec = int(g["S"]) if g.get("S") else 0
-    except ValueError:
-        return None
-    if not (1 <= month <= 12) or not (1 <= day <= 31) or hour > 23 or minute > 59 or sec > 59:
-        return None
-    days = days_from_civil(year, month, day)
-    if civil_from_days(days) != (year, month, day):
-        return None
-    ns = ((days * 24 + hour) * 60 + minute) * 60 * NS_PER_S + sec * NS_PER_S
-    if g.get("f"):
-        ns += int(g["f"].ljust(9, "0"))
-    z = g.get("Z")
-    if z and z != "Z":
-        sign = 1 if z[0] == "+" else -1
-        digits = z[1:].replace(":", "")
-        ns -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60) * NS_PER_S
-    return ns
 
 
 def _timewindow(*_args: Any) -> Any:  # compiled specially; never called

@@ -8,6 +8,7 @@ what could have come there.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, cast
@@ -55,6 +56,8 @@ _DESCRIBE = {
     "OR": "OR",
     "AND_LP": "AND (",
     "OR_LP": "OR (",
+    "OR_INFIX_LP": "OR (",
+    "AND_INFIX_LP": "AND (",
     "NOT": "NOT",
     "NOT_IN": "NOT IN",
     "NOT_INTERSECTS": "NOT INTERSECTS",
@@ -113,11 +116,10 @@ def _pos(*items: Any) -> Pos:
     return Pos()
 
 
-_ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "r": "\r"}
-
-
 def unquote_string(raw: str) -> str:
-    """A double-quoted literal's value: ``\\"`` and ``""`` are quotes; unknown escapes are kept."""
+    """A double-quoted literal's value, as qlbridge's lexer reads it: ``\\"`` and ``""`` are a
+    quote; every other backslash stays as written (``"a\\nb"`` is a, backslash, n, b), so LIKE
+    patterns can escape ``\\*``."""
     body = raw[1:-1]
     out: list[str] = []
     i, n = 0, len(body)
@@ -125,10 +127,7 @@ def unquote_string(raw: str) -> str:
         ch = body[i]
         if ch == "\\" and i + 1 < n:
             nxt = body[i + 1]
-            if nxt in _ESCAPES:
-                out.append(_ESCAPES[nxt])
-            else:
-                out.append(ch + nxt)
+            out.append('"' if nxt == '"' else ch + nxt)
             i += 2
         elif ch == '"' and i + 1 < n and body[i + 1] == '"':
             out.append('"')
@@ -229,10 +228,10 @@ class _Build(Transformer[Token, Any]):
 
     # -- phrases ----------------------------------------------------------------------------
     def infix_or(self, items: list[Any]) -> Node:
-        return _flatten("OR", items[0], items[2])
+        return _flatten("OR", items[0], items[2], items[1].type == "OROR")
 
     def infix_and(self, items: list[Any]) -> Node:
-        return _flatten("AND", items[0], items[2])
+        return _flatten("AND", items[0], items[2], items[1].type == "ANDAND")
 
     def not_(self, items: list[Any]) -> Node:
         return Not(items[1], _pos(items[0]))
@@ -283,7 +282,7 @@ class _Build(Transformer[Token, Any]):
         return Call(str(tok).lower(), tuple(items[1:]), _pos(tok))
 
     def array(self, items: list[Any]) -> Node:
-        return ListLit(tuple(items), _pos(*items))
+        return ListLit(tuple(items), _pos(*items), bracket=True)
 
     def ident(self, items: list[Any]) -> Node:
         tok: Token = items[0]
@@ -307,15 +306,53 @@ class _Build(Transformer[Token, Any]):
         return Literal(value, _pos(tok))
 
 
-def _flatten(op: str, left: Node, right: Node) -> Node:
-    """``a AND b AND c`` as one AND of three (qlbridge collapses nested same-operator groups)."""
-    args: list[Node] = []
-    for side in (left, right):
-        if isinstance(side, Logic) and side.op == op and side.infix:
-            args.extend(side.args)
-        else:
-            args.append(side)
-    return Logic(op, tuple(args), left.pos, infix=True)
+def _flatten(op: str, left: Node, right: Node, symbol: bool) -> Node:
+    """``a AND b AND c`` as one AND of three, read from the left as qlbridge folds it (a
+    parenthesised chain on the right stays a part of its own)."""
+    if isinstance(left, Logic) and left.op == op and left.infix:
+        return Logic(op, (*left.args, right), left.pos, infix=True, symbols=(*left.symbols, symbol))
+    return Logic(op, (left, right), left.pos, infix=True, symbols=(symbol,))
+
+
+_PHRASE_ENDS = frozenset(
+    ("IDENT", "QIDENT", "SLUG", "STRING", "NUMBER", "TRUE", "FALSE", "NULL", "_RPAR", "_RBRACK")
+)
+
+
+class _Infix:
+    """Tells infix ``x OR (y)`` / ``x AND (y)`` from a nested group, as qlbridge's parser does.
+
+    After a phrase on the same line, ``OR (`` is infix (``tree.Or`` never looks further), and so is
+    ``AND (`` unless qlbridge's single "boolean" flag is set: it is set when a group opens and
+    cleared when any group closes, so inside a group ``AND (`` opens a nested group only until the
+    first nested group has closed. Such tokens become OR_INFIX_LP / AND_INFIX_LP.
+    """
+
+    always_accept = ("OR_LP", "AND_LP")
+
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        prev: Token | None = None
+        boolean = False
+        opens_group = False
+        parens: list[bool] = []  # per open "(": does it open a group?
+        for tok in stream:
+            kind = tok.type
+            if kind in ("OR_LP", "AND_LP"):
+                after_phrase = (
+                    prev is not None and prev.type in _PHRASE_ENDS and prev.end_line == tok.line
+                )
+                if after_phrase and (kind == "OR_LP" or not boolean):
+                    tok = Token.new_borrow_pos(kind[:-3] + "_INFIX_LP", str(tok), tok)
+                else:
+                    opens_group = True
+            elif kind == "_LPAR":
+                parens.append(opens_group)
+                boolean = boolean or opens_group
+                opens_group = False
+            elif kind == "_RPAR" and parens and parens.pop():
+                boolean = False
+            prev = tok
+            yield tok
 
 
 @lru_cache(maxsize=1)
@@ -326,6 +363,7 @@ def _parser() -> Lark:
         lexer="contextual",
         transformer=_Build(),
         maybe_placeholders=False,
+        postlex=_Infix(),
     )
 
 

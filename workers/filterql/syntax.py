@@ -46,6 +46,7 @@ class ListLit:
 
     items: tuple[Node, ...]
     pos: Pos = field(default_factory=Pos, compare=False)
+    bracket: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,8 @@ class Logic:
     args: tuple[Node, ...]
     pos: Pos = field(default_factory=Pos, compare=False)
     infix: bool = field(default=False, compare=False)
+    symbols: tuple[bool, ...] = field(default=(), compare=False)
+    """Infix only: True where the operator before part i + 1 was written ``&&`` / ``||``."""
 
 
 @dataclass(frozen=True, slots=True)

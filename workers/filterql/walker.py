@@ -33,17 +33,25 @@ from workers.filterql.syntax import (
     Statement,
 )
 from workers.filterql.values import (
+    CONTAINS,
     EQ,
+    IN,
+    LIKE,
     NE,
+    NULL,
     OP_NAMES,
+    DateMath,
+    Lits,
     Time,
     arith,
     between,
-    compare,
-    contains,
-    like,
-    member,
+    binop,
+    infix,
+    literal_value,
+    resolve_path,
     to_time,
+    tri,
+    truth,
 )
 from workers.profile import Profile
 from workers.timefmt import NS_PER_DAY
@@ -56,64 +64,93 @@ class Walker:
         self.includes = {k.lower(): v for k, v in (includes or {}).items()}
 
     def matches(self, statement: Statement, profile: Profile, now: int) -> bool:
+        return self.root(statement, profile, now) is True
+
+    def root(self, statement: Statement, profile: Profile, now: int) -> Any:
         body = statement.filter
         if isinstance(body, MatchAll) or (
             isinstance(body, Ident) and body.segments == (("match_all", False),)
         ):
             return True
-        return self.phrase(body, profile, now) is True
+        return self.phrase(body, profile, now)
 
     # -- phrases ------------------------------------------------------------------------------
-    def phrase(self, node: Node, p: Profile, now: int) -> bool | None:
+    def phrase(self, node: Node, p: Profile, now: int) -> Any:
+        """True, False, None (not ok), or BAD / NULL (ok, but not a boolean)."""
         if isinstance(node, Logic):
+            if not node.infix and len(node.args) == 1:
+                return self.phrase(node.args[0], p, now)
+            if node.infix:
+                parts = [self.infix_part(a, p, now) for a in node.args]
+                acc = parts[0]
+                for i, r in enumerate(parts[1:]):
+                    acc = infix(node.op == "AND", node.symbols[i], acc, r)
+                return acc
             results = [self.phrase(a, p, now) for a in node.args]
             if node.op == "AND":
-                if any(r is False for r in results):
-                    return False
-                return None if any(r is None for r in results) else True
+                for r in results:
+                    if r is not True:
+                        return False if r is False else None
+                return True
             return any(r is True for r in results)
         if isinstance(node, Not):
+            core, flips = _peel(node)
+            if isinstance(core, Include):
+                inner = tri(self.include(core, p, now))
+                return inner if flips % 2 == 0 else inner is not True
             r = self.phrase(node.arg, p, now)
-            return None if r is None else not r
+            return False if r is True else True if r is False else None
         if isinstance(node, Compare):
             return self.compare(node, p, now)
         if isinstance(node, Binary):
-            if node.op in ("IN", "INTERSECTS"):
-                ok = member(self.value(node.left, p, now), self.value(node.right, p, now))
-            elif node.op == "CONTAINS":
-                ok = contains(self.value(node.left, p, now), self.value(node.right, p, now))
-            else:
-                ok = like(self.value(node.left, p, now), self.value(node.right, p, now))
-            return not ok if node.negated else ok
+            op = {"IN": IN, "INTERSECTS": IN, "CONTAINS": CONTAINS, "LIKE": LIKE}[node.op]
+            r = binop(op, self.value(node.left, p, now), self.value(node.right, p, now))
+            if node.negated:
+                return False if r is True else True if r is False else None
+            return r
         if isinstance(node, Between):
-            r = between(
+            b = between(
                 self.value(node.arg, p, now, True),
                 self.value(node.lo, p, now, True),
                 self.value(node.hi, p, now, True),
             )
-            if r is None:
+            if b is None:
                 return None
-            return not r if node.negated else r
+            return not b if node.negated else b
         if isinstance(node, Exists):
-            return self.value(node.arg, p, now) is not None
+            v = self.value(node.arg, p, now)
+            return v is not None and v is not NULL
         if isinstance(node, Include):
-            return self.matches(self.includes[node.name.lower()], p, now)
+            return tri(self.include(node, p, now))
         if isinstance(node, MatchAll):
             return True
+        if isinstance(node, Literal):
+            return truth(literal_value(node.value))
         v = self.value(node, p, now)
-        return v if v is True or v is False else None
+        if isinstance(node, Call) and FUNCTIONS[node.name].kind in ("exists", "timewindow"):
+            return v
+        return truth(v)
 
-    def compare(self, node: Compare, p: Profile, now: int) -> bool:
+    def infix_part(self, node: Node, p: Profile, now: int) -> Any:
+        """A part of infix AND / OR: a phrase's answer, or a bare value itself."""
+        if isinstance(node, Literal):
+            return literal_value(node.value)
+        if isinstance(node, (Ident, Arith, ListLit)) or (
+            isinstance(node, Call) and FUNCTIONS[node.name].kind not in ("exists", "timewindow")
+        ):
+            return self.value(node, p, now)
+        return self.phrase(node, p, now)
+
+    def include(self, node: Include, p: Profile, now: int) -> Any:
+        return self.root(self.includes[node.name.lower()], p, now)
+
+    def compare(self, node: Compare, p: Profile, now: int) -> Any:
         op = OP_NAMES[node.op]
         for this, other in ((node.left, node.right), (node.right, node.left)):
             if isinstance(other, Literal) and other.value is None:
                 missing = self.value(this, p, now, True) is None
                 return missing if op == EQ else (not missing if op == NE else False)
-        a = self.value(node.left, p, now, True)
-        b = self.value(node.right, p, now, True)
-        if a is None or b is None:
-            return op == NE and (a is not None or b is not None)
-        return compare(op, a, b)
+        return binop(op, self.value(node.left, p, now, True), self.value(node.right, p, now, True))
 
     # -- values -------------------------------------------------------------------------------
     def value(self, node: Node, p: Profile, now: int, time_pos: bool = False) -> Any:
@@ -122,12 +159,15 @@ class Walker:
             if time_pos and isinstance(v, str):
                 dm = parse_datemath(v)
                 if dm is not None:
-                    return Time(dates.add_months(now, dm[1]) + dm[0])
-            return v
+                    return DateMath(dates.add_months(now, dm[1]) + dm[0], v)
+            return literal_value(v)
         if isinstance(node, Ident):
             return self.ident(node, p)
         if isinstance(node, ListLit):
-            return [self.value(i, p, now) for i in node.items]
+            items = [self.value(i, p, now) for i in node.items]
+            if node.bracket:
+                items = [float(x) if x.__class__ is int else x for x in items]
+            return Lits(items)
         if isinstance(node, Arith):
             return arith(node.op, self.value(node.left, p, now), self.value(node.right, p, now))
         if isinstance(node, Call):
@@ -139,7 +179,7 @@ class Walker:
         if len(segs) == 1 and not segs[0][1] and segs[0][0] in ("_created", "_modified"):
             ns = p.created if segs[0][0] == "_created" else p.modified
             return Time(ns) if ns else None
-        return _lookup(p.fields, [s for s, _q in segs], [q for _s, q in segs])
+        return resolve_path(p.fields, tuple(s for s, _q in segs), tuple(q for _s, q in segs), 0)
 
     def call(self, node: Call, p: Profile, now: int) -> Any:
         fn = FUNCTIONS[node.name]
@@ -159,34 +199,28 @@ class Walker:
                 )
             return sum(1 for t in times if now < t + window) >= need
         if fn.kind == "exists":
-            return self.value(node.args[0], p, now) is not None
+            return fn.impl(self.value(node.args[0], p, now))
         if fn.kind == "calendar":
-            arg = self.value(node.args[0], p, now, True) if node.args else Time(now)
+            arg = self.value(node.args[0], p, now) if node.args else Time(now)
             return fn.impl(arg)
         if fn.kind == "daysago":
             then = time_of(self.value(node.args[0], p, now, True))
             return None if then is None else daysago_of(then, now)
         if fn.kind == "todate" and len(node.args) == 1:
-            return fn.impl(self.value(node.args[0], p, now, True))
+            v = self.value(node.args[0], p, now, True)
+            return Time(v.ns) if isinstance(v, DateMath) else fn.impl(v)
         return fn.impl(*[self.value(a, p, now) for a in node.args])
 
 
-def _lookup(d: Any, texts: list[str], quoted: list[bool]) -> Any:
-    """Follow a dotted path through maps, trying longer dotted keys first."""
-    if not texts:
-        return d
-    if not isinstance(d, dict):
-        return None
-    if quoted[0]:
-        v = d.get(texts[0])
-        return None if v is None else _lookup(v, texts[1:], quoted[1:])
-    run = 0
-    while run < len(texts) and not quoted[run]:
-        run += 1
-    for k in range(run, 0, -1):
-        v = d.get(".".join(texts[:k]))
-        if v is not None:
-            r = _lookup(v, texts[k:], quoted[k:])
-            if r is not None:
-                return r
-    return None
+def _peel(node: Not) -> tuple[Node, int]:
+    """The phrase under a chain of NOTs and one-member groups, and how many NOTs there were."""
+    core: Node = node
+    flips = 0
+    while True:
+        if isinstance(core, Not):
+            flips += 1
+            core = core.arg
+        elif isinstance(core, Logic) and not core.infix and len(core.args) == 1:
+            core = core.args[0]
+        else:
+            return core, flips

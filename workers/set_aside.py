@@ -1,0 +1,117 @@
+"""Shard entries set aside: what a drain would not apply, kept with the reason; and the attempts
+that decide when an entry is set aside.
+
+A shard applies its entries in order, so one entry that cannot be applied would hold every user of
+the shard behind it. Two kinds are set aside instead, in the same atomic commit that moves the
+shard on (nothing lost, nothing applied twice):
+
+- an event a profile limit refuses (too many fields or bytes for its profile), at once;
+- an entry whose drains failed or timed out ``max_attempts`` times in a row: before a batch is
+  worked, its first entry's attempt is written down; any commit clears it, so an attempt still
+  there on the next drain did not commit (an exception, a time limit, a killed worker). A repeat
+  attempt drains that entry alone, so a poison entry is told apart from a slow batch.
+
+The payload is kept so an operator can read the entry and send it again once the cause is fixed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from workers.engine import Engine
+from workers.redisconn import stream_rows
+from workers.timefmt import NS_PER_MS, format_rfc3339
+
+LIMIT, FAILED, TIMED_OUT = "limit", "failed", "timed_out"
+"""Kinds of reason (the metric's label); the full reason is kept with each entry."""
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """The head entry of a shard, how many drains of it began without committing, and why the
+    last one stopped when it could say (a killed process says nothing)."""
+
+    entry_id: str
+    count: int
+    why: str = ""
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"id": self.entry_id, "n": self.count, "why": self.why})
+
+    @classmethod
+    def decode(cls, raw: Any) -> Attempt | None:
+        if not raw:
+            return None
+        d = orjson.loads(raw)
+        return cls(d["id"], int(d["n"]), d.get("why", ""))
+
+
+class DrainAttempts:
+    """Owner of ``p:{sk}:drain:attempts`` (one per shard; commit.lua clears it)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.e = engine
+
+    def key(self, shard: int) -> str:
+        return self.e.keys.drain_attempts(shard)
+
+    def begin(self, shard: int, attempt: Attempt) -> None:
+        self.e.r.set(self.key(shard), attempt.encode())
+
+    def stopped(self, shard: int, attempt: Attempt, why: str) -> None:
+        """Say why an attempt ended without a commit (best effort: it is already counted)."""
+        self.e.r.set(self.key(shard), Attempt(attempt.entry_id, attempt.count, why).encode())
+
+    def forget(self, shard: int) -> None:
+        """The state store failed, not the entry: do not count this attempt against it."""
+        self.e.r.delete(self.key(shard))
+
+
+@dataclass(frozen=True, slots=True)
+class SetAside:
+    shard: int
+    id: str
+    entry_id: str
+    reason: str
+    at: str
+    payload: bytes
+
+
+class ShardDeadLetters:
+    """Owner of ``p:{sk}:dead``: entries set aside, per shard (written by the shard commit)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.e = engine
+
+    def counts(self) -> dict[int, int]:
+        """Entries set aside, by shard (shards with none left out)."""
+        e = self.e
+        pipe = e.r.pipeline(transaction=False)
+        for shard in range(e.cfg.shards):
+            pipe.xlen(e.keys.shard_dead(shard))
+        return {s: int(n) for s, n in enumerate(pipe.execute()) if n}
+
+    def entries(self, shard: int, count: int = 100) -> list[SetAside]:
+        rows = stream_rows(self.e.r.xrevrange(self.e.keys.shard_dead(shard), count=count))
+        return [
+            SetAside(
+                shard,
+                entry_id.decode(),
+                f[b"id"].decode(),
+                f[b"why"].decode(),
+                format_rfc3339(int(f[b"at"]) * NS_PER_MS),
+                f[b"d"],
+            )
+            for entry_id, f in rows
+        ]
+
+    def latest(self, count: int = 5) -> list[SetAside]:
+        """The newest entries set aside across shards, newest first."""
+        found: list[SetAside] = []
+        for shard in self.counts():
+            found += self.entries(shard, count)
+        found.sort(key=lambda x: tuple(int(p) for p in x.id.split("-")), reverse=True)
+        return found[:count]
