@@ -118,3 +118,16 @@ def test_one_directory_one_stand_in_and_partitions_only_grow(tmp_path: Path) -> 
             store.load()
     finally:
         journal.close()
+
+
+def test_a_hub_grown_at_run_time_comes_back_grown(tmp_path: Path) -> None:
+    with opened(tmp_path) as store:
+        store.grow_hub("h", 3)
+        store.append("h", [_ev("new")], "rest", partition_id="2")
+        assert store.partition_info("h", "2").last_enqueued_sequence_number == 0
+    with opened(tmp_path) as store:
+        assert store.hub("h").partition_ids == ("0", "1", "2")
+        (event,), _ = store.events("h")
+        assert (event.partition_id, event.sequence_number, event.request) == ("2", 0, 1)
+        store.append("h", [_ev("next")], "rest", partition_id="2")
+        assert [e.request for e in store.events("h")[0]] == [1, 2]  # request numbers go on

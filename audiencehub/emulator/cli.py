@@ -126,6 +126,13 @@ def _load_faults(text: str | None) -> Any:
     help="Also serve AMQP 1.0 (the azure-eventhub SDK) on the same port.",
 )
 @click.option(
+    "--lenient",
+    is_flag=True,
+    help="Accept a /{hub}/messages batch whose events carry different partition keys, and "
+    "keys that hash to another partition than the one posted to (strict by default, as the "
+    "service is).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -148,6 +155,7 @@ def hub_emulator(
     advertise_host: str | None,
     faults_spec: str | None,
     amqp: bool,
+    lenient: bool,
     log_level: str,
 ) -> None:
     """Local Event Hubs stand-in (REST send API, SAS checks, readback, fault injection).
@@ -174,10 +182,13 @@ def hub_emulator(
             when_full=when_full,
             consumer_groups=consumer_groups,
             data_dir=data_dir,
+            lenient=lenient,
         )
         emulator = Emulator(config)
         if amqp:
             emulator.enable_amqp()
+        else:
+            emulator.refuse_amqp()
     except (ValueError, JournalError) as exc:
         raise click.UsageError(str(exc)) from None
     plan = _load_faults(faults_spec)

@@ -258,7 +258,7 @@ def _e_events(written: Sequence[tuple[int, int, _Row]]) -> bytes:
 
     entries = []
     for sequence, offset, row in written:
-        seq, hub, pid, key, body, user, broker, when, face = row
+        seq, hub, pid, key, body, user, broker, when, face, request = row
         fields = b"".join(
             (
                 long(0x81, seq),
@@ -270,7 +270,8 @@ def _e_events(written: Sequence[tuple[int, int, _Row]]) -> bytes:
                 props(broker),
                 long(0x81, when),
                 short(face),
+                long(0x81, request),
             )
         )
-        entries.append(_list32(long(0x81, sequence) + long(0x81, offset) + _list32(fields, 9), 3))
+        entries.append(_list32(long(0x81, sequence) + long(0x81, offset) + _list32(fields, 10), 3))
     return _list32(long(0x81, _EVENTS) + _list32(b"".join(entries), len(entries)), 2)

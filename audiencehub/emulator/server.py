@@ -53,6 +53,7 @@ class EmulatorConfig:
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
     max_events_per_hub: int = DEFAULT_MAX_EVENTS_PER_HUB
     advertise_host: str | None = None
+    lenient: bool = False
     # What a full hub does: "refuse" new events (403 / amqp:resource-limit-exceeded), or
     # "drop-oldest" (like retention; consumers skip what is gone).
     when_full: str = "refuse"
@@ -86,6 +87,11 @@ class EmulatorConfig:
         return groups
 
 
+class _Refuse(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
 class Emulator:
     """The shared state and the servers; start and stop it on one asyncio loop."""
 
@@ -113,12 +119,14 @@ class Emulator:
             config.max_batch_bytes,
             info={
                 "service": "audiencehub hub emulator",
+                "lenient": config.lenient,
                 "consumer_groups": config.all_consumer_groups,
                 "max_events_per_hub": config.max_events_per_hub,
                 "when_full": config.when_full,
                 "on_disk": config.data_dir is not None,
             },
             faces=self.faces,
+            lenient=config.lenient,
         )
         self.http = HttpServer(self.rest)
         self.amqp: AmqpFace | None = None
@@ -133,6 +141,11 @@ class Emulator:
         """
         self.http.alt_protocols[prefix] = factory
         self.faces.append(face)
+
+    def refuse_amqp(self) -> None:
+        """Without the AMQP face, close connections that open with the AMQP header at once (an
+        HTTP server would wait for a request line that never comes), so an SDK call fails fast."""
+        self.http.alt_protocols[b"AMQP"] = _Refuse
 
     def enable_amqp(self) -> None:
         """Serve the AMQP 1.0 face (``amqp.py``, what the azure-eventhub SDK speaks) on this port."""

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from workers.eventhub.connstr import valid_hub_name
 from workers.eventhub.partitions import partition_for_key
 
 if TYPE_CHECKING:
@@ -58,7 +59,6 @@ WHEN_FULL = ("refuse", "drop-oldest")
 # Offsets are byte positions, as in the service: each event takes its body plus this much.
 RECORD_OVERHEAD = 32
 log = logging.getLogger("audiencehub.emulator.store")
-_HUB_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 
 class UnknownHub(LookupError):
@@ -111,6 +111,7 @@ class StoredEvent(NamedTuple):
     broker_properties: dict[str, Any]
     received_at: int  # ns since the epoch; also the enqueued time
     face: str  # "rest" or "amqp"
+    request: int  # which accepted request (REST POST, AMQP delivery) brought it, from 1
     sequence_number: int = -1  # in its partition, from 0
     offset: int = -1  # byte position in its partition
 
@@ -131,25 +132,36 @@ class PartitionInfo(NamedTuple):
 # subclass) or a tuple holding a dict stays tracked for good. With a million stored events that
 # difference is what makes each full collection take ~200 ms and halves intake.
 _Props = tuple[tuple[str, Any], ...]
-_Row = tuple[int, str, str, str | None, bytes, _Props, _Props, int, str]
+_Row = tuple[int, str, str, str | None, bytes, _Props, _Props, int, str, int]
 
 
 def _row_event(row: _Row, sequence_number: int = -1, offset: int = -1) -> StoredEvent:
-    seq, hub, pid, key, body, user, broker, when, face = row
+    seq, hub, pid, key, body, user, broker, when, face, request = row
     return StoredEvent(
-        seq, hub, pid, key, body, dict(user), dict(broker), when, face, sequence_number, offset
+        seq,
+        hub,
+        pid,
+        key,
+        body,
+        dict(user),
+        dict(broker),
+        when,
+        face,
+        request,
+        sequence_number,
+        offset,
     )
 
 
 def row_record(row: _Row) -> list[Any]:
     """A row as plain values for the journal (property pairs as maps)."""
-    seq, hub, pid, key, body, user, broker, when, face = row
-    return [seq, hub, pid, key, body, dict(user), dict(broker), when, face]
+    seq, hub, pid, key, body, user, broker, when, face, request = row
+    return [seq, hub, pid, key, body, dict(user), dict(broker), when, face, request]
 
 
 def record_row(record: Sequence[Any]) -> _Row:
     """The inverse of :func:`row_record`."""
-    seq, hub, pid, key, body, user, broker, when, face = record
+    seq, hub, pid, key, body, user, broker, when, face, request = record
     return (
         int(seq),
         str(hub),
@@ -160,6 +172,7 @@ def record_row(record: Sequence[Any]) -> _Row:
         tuple((str(k), v) for k, v in broker.items()),
         int(when),
         str(face),
+        int(request),
     )
 
 
@@ -178,16 +191,6 @@ def plain_value(value: Any) -> Any:
     if isinstance(value, uuid.UUID):
         return str(value)
     return str(value)
-
-
-def valid_hub_name(name: str) -> bool:
-    """Event Hub names: letters, digits, ``.-_``, starting with a letter or digit, ≤ 256 chars."""
-    return (
-        0 < len(name) <= 256
-        and name[0].isascii()
-        and name[0].isalnum()
-        and all(ch in _HUB_NAME_CHARS for ch in name)
-    )
 
 
 @dataclass(slots=True)
@@ -290,6 +293,7 @@ class EventStore:
         self._lock = threading.Lock()
         self._hubs: dict[str, Hub] = {}  # lower-cased name -> hub (names are case-insensitive)
         self._seq = 0
+        self._accepted = 0  # requests stored, never reset (like seq)
         self._max = max_events_per_hub
         self._when_full = when_full
         self._journal = journal
@@ -315,8 +319,8 @@ class EventStore:
         """Create (or return the existing) hub; partition ids are ``"0"…"n-1"`` unless given."""
         if not valid_hub_name(name):
             raise ValueError(
-                f"hub name {name!r} is not valid (letters, digits, '.', '-', '_'; "
-                "starting with a letter or digit)"
+                f"hub name {name[:60]!r} is not valid (letters, digits, '.', '-', '_'; "
+                "starting and ending with a letter or digit; at most 256)"
             )
         ids = (
             tuple(str(i) for i in range(partitions))
@@ -332,6 +336,25 @@ class EventStore:
                 self._hubs[name.lower()] = hub
                 if self._journal is not None:
                     self._journal.hub_created(hub.name, hub.partition_ids, hub.created_at)
+            return hub
+
+    def grow_hub(self, name: str, partitions: int) -> Hub:
+        """Add partitions to a hub, as Premium and Dedicated namespaces allow (never fewer):
+        ids ``"n"…"partitions-1"`` join the existing ones."""
+        with self._lock:
+            hub = self._hubs.get(name.lower())
+            if hub is None:
+                raise UnknownHub(name)
+            have = len(hub.partition_ids)
+            if not have <= partitions <= 1024:
+                raise ValueError(
+                    f"event hub {hub.name!r} has {have} partitions; it can grow to at most 1024 "
+                    "and never shrink"
+                )
+            hub.partition_ids = (*hub.partition_ids, *(str(i) for i in range(have, partitions)))
+            hub._rr = None
+            if self._journal is not None:
+                self._journal.hub_created(hub.name, hub.partition_ids, hub.created_at, replace=True)
             return hub
 
     def hub(self, name: str) -> Hub:
@@ -381,6 +404,8 @@ class EventStore:
             # Enqueued times never go backwards within a hub, whatever the wall clock does.
             when = max(when, hub.last_received)
             hub.last_received = when
+            self._accepted += 1
+            request = self._accepted
             seq = self._seq
             first = seq + 1
             counts = hub.per_partition
@@ -408,6 +433,7 @@ class EventStore:
                     tuple(broker.items()) if broker else (),
                     when,
                     face,
+                    request,
                 )
                 out.append(row)
                 part = logs.get(pid) or hub.log(pid)
@@ -711,6 +737,7 @@ class EventStore:
                     hub.bytes_received += len(row[4])
                     hub.last_received = max(hub.last_received, row[7])
                     self._seq = max(self._seq, row[0])
+                    self._accepted = max(self._accepted, row[9])
                     loaded += 1
                 self._events_by_face.update(row[8] for row in hub.events)
                 overflow = len(hub.events) - self._max
