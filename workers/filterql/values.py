@@ -2,7 +2,7 @@
 
 One module holds every rule so the compiled evaluator, its fast paths and the reference walker all
 answer the same way, and the rules are qlbridge's (``vm/vm.go``), checked against the real qlbridge
-by the golden corpus in tests/filterql_golden/. ``None`` stands for "missing" or "not ok"
+by the golden corpus in tests/filterql/golden/. ``None`` stands for "missing" or "not ok"
 everywhere: an absent field, a JSON null, a function that could not compute, a comparison qlbridge
 cannot make, and the unknown truth value of a non-boolean phrase.
 """
@@ -75,7 +75,7 @@ def str_to_number(s: str) -> int | float | None:
         if _NUM.match(cand):
             integral = not ("." in cand or "e" in cand or "E" in cand)
             # Out of float64's range (5,000 digits, 1e400) is not a number to qlbridge, whose
-            # ParseFloat fails there (golden: tests/test_filterql_cases.py); Python's int() would
+            # ParseFloat fails there (golden: tests/filterql/test_cases.py); Python's int() would
             # even refuse past 4,300 digits and fail the whole evaluation.
             f = float(cand)
             if not math.isfinite(f):

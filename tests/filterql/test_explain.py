@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.test_filterql_fixtures import DAY, HOUR, rfc
+from tests.filterql.helpers import DAY, HOUR, rfc
 from workers.filterql import CNode, Filter, compile_filter, compile_set, parse_statements
 from workers.filterql.compiler import compile_statement
 from workers.filterql.explain import Clause, Explanation, explain, render

@@ -1,6 +1,6 @@
 """The golden corpus: random filters and profiles answered by the real qlbridge, checked every run.
 
-tests/filterql_golden/cases.jsonl.gz holds what the qlbridge oracle (tools/qlbridge-oracle, at the
+tests/filterql/golden/cases.jsonl.gz holds what the qlbridge oracle (tools/qlbridge-oracle, at the
 commit in the file's first line) answered for the generator's cases, plus issue 12's table and the
 rules table of docs/filterql.md. Regenerate with the command in docs/filterql.md
 ("The reference: qlbridge itself").
@@ -13,7 +13,7 @@ import json
 from collections import Counter
 from typing import Any
 
-from tests.filterql_golden.generate import GOLDEN, ORACLE_COMMIT
+from tests.filterql.golden.generate import GOLDEN, ORACLE_COMMIT
 from workers.filterql import FilterQLError, compile_filter, compile_set, parse_statements, values
 from workers.filterql.walker import Walker
 from workers.profile import Profile
