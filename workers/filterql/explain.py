@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from workers.filterql.compiler import (
@@ -25,24 +23,8 @@ from workers.filterql.compiler import (
     node_next_change,
     one_evaluation,
 )
-from workers.filterql.syntax import (
-    Arith,
-    Between,
-    Binary,
-    Call,
-    Compare,
-    Exists,
-    Ident,
-    Include,
-    ListLit,
-    Literal,
-    Logic,
-    MatchAll,
-    Node,
-    Not,
-    Pos,
-    Statement,
-)
+from workers.filterql.source import Source, one_line
+from workers.filterql.syntax import Between, Binary, Literal, Logic
 from workers.filterql.timing import Clock
 from workers.filterql.values import Time, to_time
 from workers.profile import Profile
@@ -147,7 +129,7 @@ class Clause:
     """When this clause's own value next changes with no new data (None: never by time alone)."""
     children: list[Clause]
     node: CNode = field(repr=False, compare=False)
-    source: _Source = field(repr=False, compare=False)
+    source: Source = field(repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -223,7 +205,7 @@ class Explanation:
 def explain(filter: Filter, profile: Profile, now: int) -> Explanation:
     """Explain ``filter.matches(profile, now)``: the same closures, clause by clause."""
     with one_evaluation():  # each included audience is asked once, however often it is named
-        root = _Builder(profile, now).clause(filter.root, _Source(filter.statement), True)
+        root = _Builder(profile, now).clause(filter.root, Source(filter.statement), True)
         matches = filter.matches(profile, now)
         change: Change | None = None
         at = filter.next_change(profile, now)
@@ -247,7 +229,7 @@ def render(explained: dict[str, Any]) -> str:
     rows: list[tuple[str, str, str]] = []
 
     def walk(c: dict[str, Any], lead: str, branch: str) -> None:
-        text = _cut(_display(c["text"], TEXT_WIDTH), TEXT_WIDTH)
+        text = _cut(one_line(c["text"], TEXT_WIDTH), TEXT_WIDTH)
         rows.append((lead + branch + text, c["value"], clause_note(c)))
         cont = lead + ("│  " if branch == "├─ " else "   " if branch else "")
         kids = c["children"]
@@ -278,257 +260,19 @@ def clause_note(c: dict[str, Any]) -> str:
         decided = c["decided_by"]
         if len(decided) == len(kids) > 1:
             return "<- all hold" if c["value"] == "true" else "<- none holds"
-        names = ", ".join(_cut(_display(kids[i]["text"], 40), 40) for i in decided)
+        names = ", ".join(_cut(one_line(kids[i]["text"], 40), 40) for i in decided)
         return f"<- decided by {names}" if names else ""
     if c["kind"] == "include":
         return f"audience {c['include']}"
     return ", ".join(f"{r['text']} = {_cut(r['shown'], NOTE_VALUE_WIDTH)}" for r in c["reads"])
 
 
-# -- source slices ----------------------------------------------------------------------------------
-
-_STRING = re.compile(r'"(?:[^"\\]|\\.|"")*"', re.S)
-_TOKEN = re.compile(
-    r'"(?:[^"\\]|\\.|"")*"'
-    r"|'[^'\n]*'"
-    r"|-?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?"
-    r"|(?:`[^`\n]*`|[A-Za-z_@][\w@/-]*)(?:\.(?:`[^`\n]*`|[\w@/-]+))*"
-    r"|[\w@/.-]+",
-    re.S,
-)
+# -- source text ------------------------------------------------------------------------------------
 
 
-class _Source:
-    """The statement's text, and where each syntax node starts and ends in it.
-
-    Nodes know only where they start (line, column in the text they were parsed from, which may
-    hold several statements); the end is found by scanning tokens after the node's last part, and
-    parentheses that the parser dropped around a clause are put back so every slice is balanced.
-    One pass over the text finds every bracket's match and depth (outside strings and comments),
-    and ends are remembered per node, so even a filter nested thousands deep explains in time
-    linear in its size.
-    """
-
-    def __init__(self, statement: Statement) -> None:
-        self.text = statement.text
-        self.line0 = statement.pos.line
-        self.col0 = statement.pos.column
-        self.starts = [0] + [i + 1 for i, ch in enumerate(self.text) if ch == "\n"]
-        self.ends: dict[int, int | None] = {}
-        self.depth: list[int] = []
-        """Bracket depth before each position (and at the end of the text)."""
-        self.match: dict[int, int] = {}
-        """Opening bracket position -> its closing bracket's."""
-        self._scan()
-
-    def _scan(self) -> None:
-        t, n = self.text, len(self.text)
-        depth, opened, i = 0, [], 0
-        marks = self.depth
-        while i < n:
-            j = self._skip_atom(i)
-            if j != i:
-                marks.extend([depth] * (j - i))
-                i = j
-                continue
-            marks.append(depth)
-            if t[i] in "([":
-                opened.append(i)
-                depth += 1
-            elif t[i] in ")]":
-                depth -= 1
-                if opened:
-                    self.match[opened.pop()] = i
-            i += 1
-        marks.append(depth)
-
-    def offset(self, pos: Pos) -> int | None:
-        k = pos.line - self.line0
-        if not 0 <= k < len(self.starts):
-            return None
-        off = self.starts[k] + pos.column - (self.col0 if k == 0 else 1)
-        return off if 0 <= off <= len(self.text) else None
-
-    def operand(self, node: CNode) -> str:
-        """An operand as written (``last_seen``, ``"now-7d"``, ``dayofweek()``)."""
-        return _display(self.slice(node.syntax, node.label))
-
-    def slice(self, node: Node | None, fallback: str) -> str:
-        if node is None:
-            return fallback
-        start = self.offset(node.pos)
-        end = self._end(node)
-        if start is None or end is None or end <= start:
-            return fallback
-        start, end = self._balance(start, end)
-        return self.text[start:end].strip() or fallback
-
-    # -- scanning ---------------------------------------------------------------------------
-    def _gap(self, i: int) -> int:
-        """Skip white space and comments."""
-        t, n = self.text, len(self.text)
-        while i < n:
-            if t[i].isspace():
-                i += 1
-            elif t.startswith("--", i):
-                j = t.find("\n", i)
-                i = n if j < 0 else j + 1
-            elif t.startswith("/*", i):
-                j = t.find("*/", i + 2)
-                i = n if j < 0 else j + 2
-            else:
-                break
-        return i
-
-    def _token_end(self, i: int) -> int:
-        m = _TOKEN.match(self.text, i)
-        return m.end() if m and m.end() > i else min(i + 1, len(self.text))
-
-    def _skip_atom(self, i: int) -> int:
-        """Past a string, quoted name or comment starting at i (else i itself)."""
-        t = self.text
-        if i >= len(t):
-            return i
-        ch = t[i]
-        if ch == '"':
-            m = _STRING.match(t, i)
-            return m.end() if m else len(t)
-        if ch in "`'":
-            j = t.find(ch, i + 1)
-            return len(t) if j < 0 else j + 1
-        if t.startswith("--", i) or t.startswith("/*", i):
-            return self._gap(i)
-        return i
-
-    def _close(self, i: int) -> int:
-        """Just past the bracket matching the one at i."""
-        j = self.match.get(i)
-        return len(self.text) if j is None else j + 1
-
-    def _open_after(self, i: int) -> int | None:
-        """The next opening bracket at or after i, skipping words, operators and comments."""
-        n = len(self.text)
-        for _ in range(64):
-            i = self._gap(i)
-            if i >= n:
-                return None
-            if self.text[i] in "([":
-                return i
-            i = self._token_end(i)
-        return None
-
-    def _end(self, node: Node) -> int | None:
-        key = id(node)
-        if key not in self.ends:
-            self.ends[key] = self._find_end(node)
-        return self.ends[key]
-
-    def _find_end(self, node: Node) -> int | None:
-        start = self.offset(node.pos)
-        if start is None:
-            return None
-        if isinstance(node, Ident):
-            return start + len(node.text)
-        if isinstance(node, Literal):
-            return self._token_end(start)
-        if isinstance(node, MatchAll):
-            return start + 1
-        if isinstance(node, Call) or (isinstance(node, Logic) and not node.infix):
-            i = self._open_after(start)
-            return None if i is None else self._close(i)
-        if isinstance(node, Logic):
-            return self._end(node.args[-1]) if node.args else None
-        if isinstance(node, (Not, Exists)):
-            return self._end(node.arg)
-        if isinstance(node, (Compare, Binary, Arith)):
-            return self._operand_end(node.right, self._end(node.left))
-        if isinstance(node, Between):
-            return self._end(node.hi)
-        if isinstance(node, Include):
-            i = self._gap(self._token_end(start))
-            return self._token_end(i)
-        if isinstance(node, ListLit):
-            return self._list_end(node, None)
-        return None
-
-    def _operand_end(self, node: Node, after: int | None) -> int | None:
-        if isinstance(node, ListLit):
-            return self._list_end(node, after)
-        return self._end(node)
-
-    def _list_end(self, node: ListLit, after: int | None) -> int | None:
-        """A list's position is its first item's (or nothing when empty): find its brackets."""
-        if not node.items:
-            i = None if after is None else self._open_after(after)
-            return None if i is None else self._close(i)
-        end = self._end(node.items[-1])
-        if end is None:
-            return None
-        i = self._gap(end)
-        while i < len(self.text) and self.text[i] == ",":
-            i = self._gap(i + 1)
-        return i + 1 if i < len(self.text) and self.text[i] in ")]" else end
-
-    def _balance(self, start: int, end: int) -> tuple[int, int]:
-        """Widen [start, end) over the parentheses the parser dropped, so brackets balance."""
-        t, marks = self.text, self.depth
-        base = marks[start]
-        depth = marks[end] - base
-        lowest = min(marks[start : end + 1]) - base
-        for _ in range(-lowest):
-            j = start - 1
-            while j >= 0 and t[j].isspace():
-                j -= 1
-            if j < 0 or t[j] not in "([":
-                break
-            start = j
-        need = depth - lowest
-        if need > 0:
-            m = _closers(need).match(t, end)
-            if m is not None:
-                end = m.end()
-            else:  # fewer closers than openers (not for parsed text): take what there is
-                while (m := _closers(1).match(t, end)) is not None:
-                    end = m.end()
-        return start, end
-
-
-@lru_cache(maxsize=256)
-def _closers(k: int) -> re.Pattern[str]:
-    """``k`` closing brackets, with white space and comments around them."""
-    return re.compile(r"(?:(?:\s|--[^\n]*|/\*.*?\*/)*[)\]]){" + str(k) + "}", re.S)
-
-
-def _display(text: str, limit: int | None = None) -> str:
-    """One line: comments dropped, white space outside strings collapsed (``limit``: stop once
-    that many characters are out, for a text that is going to be cut anyway)."""
-    out: list[str] = []
-    i, n = 0, len(text)
-    while i < n and (limit is None or len(out) <= limit):
-        ch = text[i]
-        if ch in "\"`'":
-            m = _STRING.match(text, i) if ch == '"' else None
-            j = m.end() if m else (text.find(ch, i + 1) + 1 or n)
-            out.append(text[i:j])
-            i = j
-        elif ch.isspace() or text.startswith("--", i) or text.startswith("/*", i):
-            while i < n and (
-                text[i].isspace() or text.startswith("--", i) or text.startswith("/*", i)
-            ):
-                if text[i].isspace():
-                    i += 1
-                elif text.startswith("--", i):
-                    j = text.find("\n", i)
-                    i = n if j < 0 else j + 1
-                else:
-                    j = text.find("*/", i + 2)
-                    i = n if j < 0 else j + 2
-            if out and i < n and out[-1][-1] not in "([" and text[i] not in ")]":
-                out.append(" ")
-        else:
-            out.append(ch)
-            i += 1
-    return "".join(out)
+def _operand(src: Source, node: CNode) -> str:
+    """An operand as written (``last_seen``, ``"now-7d"``, ``dayofweek()``), on one line."""
+    return one_line(src.slice(node.syntax, node.label))
 
 
 def _cut(text: str, width: int) -> str:
@@ -581,7 +325,7 @@ class _Builder:
     def value(self, node: CNode) -> bool | None:
         return _tri(node.ev(self.p, self.now))
 
-    def clause(self, node: CNode, src: _Source, decides: bool) -> Clause:
+    def clause(self, node: CNode, src: Source, decides: bool) -> Clause:
         p, now = self.p, self.now
         value = self.value(node)
         kind = node.kind
@@ -612,7 +356,7 @@ class _Builder:
             if id(inc) not in self.shown:
                 self.shown.add(id(inc))
                 decided = [0]
-                children = [self.clause(inc.root, _Source(inc.statement), True)]
+                children = [self.clause(inc.root, Source(inc.statement), True)]
         elif kind == "timewindow" and node.info is not None:
             info = node.info
             times: list[int] = list(info["times"](p))
@@ -645,7 +389,7 @@ class _Builder:
             source=src,
         )
 
-    def reads(self, operands: tuple[CNode, ...], src: _Source, top_is_clause: bool) -> list[Read]:
+    def reads(self, operands: tuple[CNode, ...], src: Source, top_is_clause: bool) -> list[Read]:
         """The values a leaf read: fields and moving times, and computed operands with their parts."""
         found: dict[str, Read] = {}
 
@@ -773,12 +517,12 @@ def _leaf_reason(leaf: Clause, p: Profile, at: int) -> str:
     node = leaf.node
     was, now = _tri(node.ev(p, at - 1)), _tri(node.ev(p, at))
     if leaf.window is not None and node.info is not None:
-        return _window_reason(node.info, p, at) or f"{_display(leaf.text)} {_turn(was, now)}"
+        return _window_reason(node.info, p, at) or f"{one_line(leaf.text)} {_turn(was, now)}"
     inner = negated_leaf(node)
     operands = (inner or node).children
     src = leaf.source
     detail = _crossing(operands, p, at, src) or _stepped(operands, p, at, src)
-    head = f"{_display(leaf.text)} {_turn(was, now)}"
+    head = f"{one_line(leaf.text)} {_turn(was, now)}"
     return f"{head}: {detail}" if detail else head
 
 
@@ -803,7 +547,7 @@ def _flat(v: Any) -> list[Any]:
     return [] if v is None else [v]
 
 
-def _crossing(operands: tuple[CNode, ...], p: Profile, at: int, src: _Source) -> str:
+def _crossing(operands: tuple[CNode, ...], p: Profile, at: int, src: Source) -> str:
     """A moving time that reaches or passes a date at ``at``: which one, said the natural way."""
     clocks = [o for o in operands if o.td == CLOCK and o.clock is not None]
     statics = [o for o in operands if o.td == STATIC]
@@ -820,14 +564,14 @@ def _crossing(operands: tuple[CNode, ...], p: Profile, at: int, src: _Source) ->
                 sec = tv // NS_PER_S
                 if (g0 > sec) - (g0 < sec) == (g1 > sec) - (g1 < sec):
                     continue
-                name = src.operand(s)
+                name = _operand(src, s)
                 if isinstance(s.syntax, Literal):
                     subject = name
                 elif len(values) > 1 or isinstance(s.ev(p, at), list):
                     subject = f"{rfc(tv)} (in {name})"
                 else:
                     subject = f"{name} ({rfc(tv)})"
-                return _clock_sentence(clock, src.operand(c), subject, reaches=g1 == sec)
+                return _clock_sentence(clock, _operand(src, c), subject, reaches=g1 == sec)
     return ""
 
 
@@ -845,14 +589,14 @@ def _clock_sentence(clock: Clock, clock_text: str, subject: str, reaches: bool) 
     return f"{subject} is {'' if reaches else 'less than '}{span} away"
 
 
-def _stepped(operands: tuple[CNode, ...], p: Profile, at: int, src: _Source) -> str:
+def _stepped(operands: tuple[CNode, ...], p: Profile, at: int, src: Source) -> str:
     """A value that steps with time (daysago, the calendar functions): from what to what."""
     for o in operands:
         if o.td == STATIC or o.td == CLOCK:
             continue
         a, b = o.ev(p, at - 1), o.ev(p, at)
         if a != b:
-            return f"{src.operand(o)} goes from {show_value(a)} to {show_value(b)}"
+            return f"{_operand(src, o)} goes from {show_value(a)} to {show_value(b)}"
     return ""
 
 
