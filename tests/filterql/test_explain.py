@@ -73,7 +73,7 @@ def test_each_clause_is_the_compiled_node_with_its_own_value() -> None:
 
     def pairs(c: Clause, n: CNode) -> None:
         assert c.node is n
-        assert c.value == n.ev(p, NOW)
+        assert c.value == n.evaluate(p, NOW)
         if c.kind in ("and", "or", "not"):
             for ck, nk in zip(c.children, n.children, strict=True):
                 pairs(ck, nk)

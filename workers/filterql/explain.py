@@ -15,14 +15,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from workers.filterql.compiler import (
-    CLOCK,
-    STATIC,
-    CNode,
-    Filter,
-    node_next_change,
-    one_evaluation,
-)
+from workers.filterql.filter import Filter, one_evaluation
+from workers.filterql.next_change import node_next_change
+from workers.filterql.node import CNode, IncludedAudience, Timing, WindowReader
 from workers.filterql.source import Source, one_line
 from workers.filterql.syntax import Between, Binary, Literal, Logic
 from workers.filterql.timing import Clock
@@ -323,7 +318,7 @@ class _Builder:
         an audience named at many places (or 2^n times through nested includes) is shown once."""
 
     def value(self, node: CNode) -> bool | None:
-        return _tri(node.ev(self.p, self.now))
+        return _tri(node.evaluate(self.p, self.now))
 
     def clause(self, node: CNode, src: Source, decides: bool) -> Clause:
         p, now = self.p, self.now
@@ -350,28 +345,28 @@ class _Builder:
         elif kind == "not" and node.children:
             decided = [0]
             children = [self.clause(node.children[0], src, True)]
-        elif kind == "include" and node.info is not None:
-            inc: Filter = node.info["filter"]
+        elif kind == "include" and isinstance(node.detail, IncludedAudience):
+            inc = node.detail.filter
             include = node.label
             if id(inc) not in self.shown:
                 self.shown.add(id(inc))
                 decided = [0]
                 children = [self.clause(inc.root, Source(inc.statement), True)]
-        elif kind == "timewindow" and node.info is not None:
-            info = node.info
-            times: list[int] = list(info["times"](p))
-            span: int = info["window"]
+        elif kind == "timewindow" and isinstance(node.detail, WindowReader):
+            reader = node.detail
+            times = list(reader.times(p))
+            span = reader.window
             window = Window(
-                event=info["event"],
-                need=info["need"],
-                days=info["days"],
+                event=reader.event,
+                need=reader.need,
+                days=reader.days,
                 since=now - span,
                 times=[t for t in times if t + span > now],
                 total=len(times),
             )
         else:
             reads = self.reads(operands, src, top_is_clause=kind == "truth")
-        changes = node_next_change(node, p, now) if node.td != STATIC else None
+        changes = node_next_change(node, p, now) if node.timing else None
         return Clause(
             kind=kind,
             text=text,
@@ -403,7 +398,7 @@ class _Builder:
             if not (top and top_is_clause and n.kind not in ("field", "clock")):
                 text = src.slice(n.syntax, n.label)
                 if text not in found:
-                    found[text] = Read(text, n.ev(self.p, self.now))
+                    found[text] = Read(text, n.evaluate(self.p, self.now))
             if n.kind not in ("field", "clock"):
                 for c in n.children:
                     visit(c, False)
@@ -468,7 +463,7 @@ def _change(f: Filter, root: Clause, p: Profile, now: int, at: int, before: bool
     if includes:
         parts = []
         for c in includes:
-            was = _tri(c.node.ev(p, at - 1))
+            was = _tri(c.node.evaluate(p, at - 1))
             parts.append(f"INCLUDE {c.include} {'stops' if was else 'starts'} matching")
         reason = " because ".join(parts) + ": " + reason
     verb = "enters" if after else "exits"
@@ -488,16 +483,16 @@ def _blame(root: Clause, p: Profile, at: int) -> tuple[list[int], list[Clause]]:
     chain = [root]
     c = root
     while c.children:
-        new_parent = _tri(c.node.ev(p, at))
+        new_parent = _tri(c.node.evaluate(p, at))
         flipped = [
             (i, k)
             for i, k in enumerate(c.children)
-            if _tri(k.node.ev(p, at - 1)) != _tri(k.node.ev(p, at))
+            if _tri(k.node.evaluate(p, at - 1)) != _tri(k.node.evaluate(p, at))
         ]
         if not flipped:
             break
         if c.kind in ("and", "or"):
-            same = [(i, k) for i, k in flipped if _tri(k.node.ev(p, at)) == new_parent]
+            same = [(i, k) for i, k in flipped if _tri(k.node.evaluate(p, at)) == new_parent]
             flipped = same or flipped
         i, c = flipped[0]
         path.append(i)
@@ -515,9 +510,9 @@ def _turn(was: bool | None, now: bool | None) -> str:
 
 def _leaf_reason(leaf: Clause, p: Profile, at: int) -> str:
     node = leaf.node
-    was, now = _tri(node.ev(p, at - 1)), _tri(node.ev(p, at))
-    if leaf.window is not None and node.info is not None:
-        return _window_reason(node.info, p, at) or f"{one_line(leaf.text)} {_turn(was, now)}"
+    was, now = _tri(node.evaluate(p, at - 1)), _tri(node.evaluate(p, at))
+    if leaf.window is not None and isinstance(node.detail, WindowReader):
+        return _window_reason(node.detail, p, at) or f"{one_line(leaf.text)} {_turn(was, now)}"
     inner = negated_leaf(node)
     operands = (inner or node).children
     src = leaf.source
@@ -526,16 +521,15 @@ def _leaf_reason(leaf: Clause, p: Profile, at: int) -> str:
     return f"{head}: {detail}" if detail else head
 
 
-def _window_reason(info: dict[str, Any], p: Profile, at: int) -> str | None:
-    times: list[int] = list(info["times"](p))
-    span: int = info["window"]
-    need: int = info["need"]
+def _window_reason(reader: WindowReader, p: Profile, at: int) -> str | None:
+    times = list(reader.times(p))
+    span, need = reader.window, reader.need
     leaving = [t for t in times if t + span == at]
     if not leaving:
         return None
     left = sum(1 for t in times if t + span > at)
-    days = _number_text(info["days"])
-    what = f"the {info['event']} of {rfc(leaving[-1])} leaves the {days}-day window"
+    days = _number_text(reader.days)
+    what = f"the {reader.event} of {rfc(leaving[-1])} leaves the {days}-day window"
     if need > 1:
         what += f" ({left} left in it, {need} needed)"
     return what
@@ -549,14 +543,14 @@ def _flat(v: Any) -> list[Any]:
 
 def _crossing(operands: tuple[CNode, ...], p: Profile, at: int, src: Source) -> str:
     """A moving time that reaches or passes a date at ``at``: which one, said the natural way."""
-    clocks = [o for o in operands if o.td == CLOCK and o.clock is not None]
-    statics = [o for o in operands if o.td == STATIC]
+    clocks = [o for o in operands if o.timing == Timing.CLOCK and o.clock is not None]
+    statics = [o for o in operands if o.timing == Timing.STATIC]
     for c in clocks:
         clock = c.clock
         assert clock is not None
         g0, g1 = clock.at(at - 1) // NS_PER_S, clock.at(at) // NS_PER_S
         for s in statics:
-            values = _flat(s.ev(p, at))
+            values = _flat(s.evaluate(p, at))
             for v in values:
                 tv = to_time(v)
                 if tv is None:
@@ -567,7 +561,7 @@ def _crossing(operands: tuple[CNode, ...], p: Profile, at: int, src: Source) -> 
                 name = _operand(src, s)
                 if isinstance(s.syntax, Literal):
                     subject = name
-                elif len(values) > 1 or isinstance(s.ev(p, at), list):
+                elif len(values) > 1 or isinstance(s.evaluate(p, at), list):
                     subject = f"{rfc(tv)} (in {name})"
                 else:
                     subject = f"{name} ({rfc(tv)})"
@@ -592,9 +586,9 @@ def _clock_sentence(clock: Clock, clock_text: str, subject: str, reaches: bool) 
 def _stepped(operands: tuple[CNode, ...], p: Profile, at: int, src: Source) -> str:
     """A value that steps with time (daysago, the calendar functions): from what to what."""
     for o in operands:
-        if o.td == STATIC or o.td == CLOCK:
+        if o.timing != Timing.STEP:
             continue
-        a, b = o.ev(p, at - 1), o.ev(p, at)
+        a, b = o.evaluate(p, at - 1), o.evaluate(p, at)
         if a != b:
             return f"{_operand(src, o)} goes from {show_value(a)} to {show_value(b)}"
     return ""

@@ -164,6 +164,21 @@ Node = (
 )
 
 
+def peel_not(node: Not) -> tuple[Node, int]:
+    """The phrase under a chain of NOTs and one-member groups, and how many NOTs there were
+    (qlbridge's NOT over an INCLUDE depends on the count)."""
+    core: Node = node
+    flips = 0
+    while True:
+        if isinstance(core, Not):
+            flips += 1
+            core = core.arg
+        elif isinstance(core, Logic) and not core.infix and len(core.args) == 1:
+            core = core.args[0]
+        else:
+            return core, flips
+
+
 @dataclass(frozen=True, slots=True)
 class Statement:
     """One ``FILTER … [FROM x] [LIMIT n] [WITH k=v, …] [ALIAS slug]`` statement.

@@ -14,7 +14,20 @@ from typing import Any
 
 from workers.filterql import dates
 from workers.filterql.dates import parse_datemath
+from workers.filterql.fields import resolve_path
 from workers.filterql.functions import FUNCTIONS, daysago_of, time_of
+from workers.filterql.operators import (
+    CONTAINS,
+    EQ,
+    IN,
+    LIKE,
+    NE,
+    OP_NAMES,
+    arith,
+    between,
+    binop,
+    infix,
+)
 from workers.filterql.syntax import (
     Arith,
     Between,
@@ -31,28 +44,9 @@ from workers.filterql.syntax import (
     Node,
     Not,
     Statement,
+    peel_not,
 )
-from workers.filterql.values import (
-    CONTAINS,
-    EQ,
-    IN,
-    LIKE,
-    NE,
-    NULL,
-    OP_NAMES,
-    DateMath,
-    Lits,
-    Time,
-    arith,
-    between,
-    binop,
-    infix,
-    literal_value,
-    resolve_path,
-    to_time,
-    tri,
-    truth,
-)
+from workers.filterql.values import NULL, DateMath, Lits, Time, literal_value, to_time, tri, truth
 from workers.profile import Profile
 from workers.timefmt import NS_PER_DAY
 
@@ -94,7 +88,7 @@ class Walker:
                 return True
             return any(r is True for r in results)
         if isinstance(node, Not):
-            core, flips = _peel(node)
+            core, flips = peel_not(node)
             if isinstance(core, Include):
                 inner = tri(self.include(core, p, now))
                 return inner if flips % 2 == 0 else inner is not True
@@ -210,17 +204,3 @@ class Walker:
             v = self.value(node.args[0], p, now, True)
             return Time(v.ns) if isinstance(v, DateMath) else fn.impl(v)
         return fn.impl(*[self.value(a, p, now) for a in node.args])
-
-
-def _peel(node: Not) -> tuple[Node, int]:
-    """The phrase under a chain of NOTs and one-member groups, and how many NOTs there were."""
-    core: Node = node
-    flips = 0
-    while True:
-        if isinstance(core, Not):
-            flips += 1
-            core = core.arg
-        elif isinstance(core, Logic) and not core.infix and len(core.args) == 1:
-            core = core.args[0]
-        else:
-            return core, flips

@@ -678,16 +678,16 @@ def our_member(case: Case) -> bool | None:
 def difference(case: Case, qlbridge: bool) -> str | None:
     """The documented difference (docs/filterql.md, "Differences from qlbridge") that explains a
     disagreement, found by switching audiencehub's extension off and asking again."""
-    from workers.filterql import values
+    from workers.filterql import operators
 
     if re.search(r"(?i)\bnull\b|\bnil\b", case["filter"]):
         return "x == NULL"
-    values.JSON_DATES = False
+    operators.JSON_DATES = False
     try:
         if our_member(case) == qlbridge:
             return "Dates in JSON"
     finally:
-        values.JSON_DATES = True
+        operators.JSON_DATES = True
     return None
 
 
