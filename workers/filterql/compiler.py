@@ -13,6 +13,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from workers.filterql import syntax
 from workers.filterql.calls import clock_node, compile_call
 from workers.filterql.dates import DateMathError, parse_datemath
 from workers.filterql.errors import FilterQLError
@@ -32,24 +33,7 @@ from workers.filterql.next_change import derive_step, leaf_timing
 from workers.filterql.node import BareValue, CNode, Evaluator, Timing, constant
 from workers.filterql.operators import EQ, NE, OP_NAMES, arith, between
 from workers.filterql.parser import parse_statements
-from workers.filterql.syntax import (
-    Arith,
-    Between,
-    Binary,
-    Call,
-    Compare,
-    Exists,
-    Ident,
-    Include,
-    ListLit,
-    Literal,
-    Logic,
-    MatchAll,
-    Node,
-    Not,
-    Pos,
-    Statement,
-)
+from workers.filterql.syntax import Node, Pos, Statement
 from workers.filterql.timing import Clock
 from workers.filterql.values import BAD, NULL, Lits, literal_value, truth
 from workers.profile import Profile
@@ -64,7 +48,6 @@ _OP_TEXT = {
     ">": ">",
     ">=": ">=",
 }
-_PHRASES = (Logic, Not, Compare, Binary, Between, Exists, Include)
 
 
 class Compiler:
@@ -87,8 +70,8 @@ class Compiler:
 
     def build(self) -> Filter:
         body = self.statement.filter
-        if isinstance(body, MatchAll) or (
-            isinstance(body, Ident) and body.segments == (("match_all", False),)
+        if isinstance(body, syntax.MatchAll) or (
+            isinstance(body, syntax.Ident) and body.segments == (("match_all", False),)
         ):
             root = CNode("match_all", "*", body.pos, constant(True), syntax=body)
         else:
@@ -109,23 +92,23 @@ class Compiler:
     # -- phrases (tri-state) ------------------------------------------------------------------
     def phrase(self, node: Node) -> CNode:
         out: CNode
-        if isinstance(node, Logic):
+        if isinstance(node, syntax.Logic):
             out = compile_logic(self, node)
-        elif isinstance(node, Not):
+        elif isinstance(node, syntax.Not):
             out = compile_not(self, node)
-        elif isinstance(node, Compare):
+        elif isinstance(node, syntax.Compare):
             out = self.compare(node)
-        elif isinstance(node, Binary):
+        elif isinstance(node, syntax.Binary):
             out = self.binary(node)
-        elif isinstance(node, Between):
+        elif isinstance(node, syntax.Between):
             out = self.between(node)
-        elif isinstance(node, Exists):
+        elif isinstance(node, syntax.Exists):
             out = self.exists(node.arg, node.pos)
-        elif isinstance(node, Include):
+        elif isinstance(node, syntax.Include):
             out = compile_include(self, node)
-        elif isinstance(node, MatchAll):
+        elif isinstance(node, syntax.MatchAll):
             out = CNode("match_all", "*", node.pos, constant(True))
-        elif isinstance(node, Literal):
+        elif isinstance(node, syntax.Literal):
             bare = literal_value(node.value)
             out = CNode("literal", repr(node.value), node.pos, constant(truth(bare)))
             out.detail = BareValue(bare)
@@ -151,12 +134,12 @@ class Compiler:
             leaf_timing(node, (inner,), False)
         return node
 
-    def compare(self, node: Compare) -> CNode:
+    def compare(self, node: syntax.Compare) -> CNode:
         op = OP_NAMES[node.op]
         label = _OP_TEXT[node.op]
         # NULL: "x == NULL" is true when x is missing, "x != NULL" when it is present.
         for this, other in ((node.left, node.right), (node.right, node.left)):
-            if isinstance(other, Literal) and other.value is None:
+            if isinstance(other, syntax.Literal) and other.value is None:
                 inner = self.value(this, time_pos=True)
                 evaluate = _is_missing(inner.evaluate, op) if op in (EQ, NE) else constant(False)
                 out = CNode("compare", label, node.pos, evaluate, (inner,))
@@ -182,7 +165,7 @@ class Compiler:
                 pos,
             )
 
-    def binary(self, node: Binary) -> CNode:
+    def binary(self, node: syntax.Binary) -> CNode:
         op = node.op
         left = self.value(node.left)
         right = self.value(node.right)
@@ -206,7 +189,7 @@ class Compiler:
             leaf_timing(out, (left, right), thresholdable)
         return negation(out, node.pos, f"NOT {op}") if node.negated else out
 
-    def between(self, node: Between) -> CNode:
+    def between(self, node: syntax.Between) -> CNode:
         operands = tuple(self.value(n, time_pos=True) for n in (node.arg, node.lo, node.hi))
         self.check_moving(operands, node.pos)
         get_arg, get_lo, get_hi = (o.evaluate for o in operands)
@@ -254,7 +237,7 @@ class Compiler:
     def value(self, node: Node, time_pos: bool = False) -> CNode:
         """A value. ``time_pos``: where a date may stand, so a ``"now-7d"`` text is date math."""
         out: CNode
-        if isinstance(node, Literal):
+        if isinstance(node, syntax.Literal):
             v = node.value
             moving: tuple[int, int] | None = None
             if time_pos and isinstance(v, str):
@@ -266,18 +249,18 @@ class Compiler:
                 out = clock_node(Clock(moving[0], moving[1]), repr(v), node.pos, text=v)
             else:
                 out = CNode("literal", repr(v), node.pos, constant(literal_value(v)))
-        elif isinstance(node, Ident):
+        elif isinstance(node, syntax.Ident):
             self.fields |= ident_roots(node)
             out = CNode("field", node.text, node.pos, field_reader(node))
-        elif isinstance(node, ListLit):
+        elif isinstance(node, syntax.ListLit):
             out = self.list_value(node)
-        elif isinstance(node, Call):
+        elif isinstance(node, syntax.Call):
             out = compile_call(self, node)
-        elif isinstance(node, Arith):
+        elif isinstance(node, syntax.Arith):
             out = self.arith(node)
-        elif isinstance(node, MatchAll):
+        elif isinstance(node, syntax.MatchAll):
             raise self.error("'*' (match all) can only be the whole filter", node.pos)
-        elif isinstance(node, _PHRASES):
+        elif isinstance(node, syntax.PHRASES):
             return self.phrase(node)
         else:
             raise FilterQLError(f"cannot compile {type(node).__name__}", text=self.text)
@@ -285,15 +268,17 @@ class Compiler:
             out.syntax = node
         return out
 
-    def list_value(self, node: ListLit) -> CNode:
+    def list_value(self, node: syntax.ListLit) -> CNode:
         """A list written in the filter: a Lits (qlbridge's SliceValue). In ``[...]`` every number is
         a float, as qlbridge's ValueArray reads them."""
         items = tuple(self.value(i) for i in node.items)
         for it in items:
             if it.timing != Timing.STATIC:
                 raise self.error("a list cannot hold values that change with time", it.pos)
-        if all(isinstance(i, Literal) for i in node.items):
-            const = Lits(literal_value(i.value) for i in node.items if isinstance(i, Literal))
+        if all(isinstance(i, syntax.Literal) for i in node.items):
+            const = Lits(
+                literal_value(i.value) for i in node.items if isinstance(i, syntax.Literal)
+            )
             if node.bracket:
                 const = Lits(float(x) if x.__class__ is int else x for x in const)
             return CNode("list", "(…)", node.pos, constant(const), items)
@@ -304,7 +289,7 @@ class Compiler:
 
         return CNode("list", "(…)", node.pos, evaluate, items)
 
-    def arith(self, node: Arith) -> CNode:
+    def arith(self, node: syntax.Arith) -> CNode:
         left, right = self.value(node.left), self.value(node.right)
         if Timing.CLOCK in (left.timing, right.timing):
             raise self.error(

@@ -104,8 +104,8 @@ class Logic(Located):
 
 
 @dataclass(frozen=True, slots=True)
-class Compare(Located):
-    """``left op right`` with op one of == != < <= > >=."""
+class Operation(Located):
+    """``left op right``: the shape comparisons, IN-like operators and arithmetic share."""
 
     op: str
     left: Node
@@ -113,13 +113,20 @@ class Compare(Located):
 
 
 @dataclass(frozen=True, slots=True)
-class Binary(Located):
+class Compare(Operation):
+    """``left op right`` with op one of == != < <= > >=."""
+
+
+@dataclass(frozen=True, slots=True)
+class Binary(Operation):
     """IN, INTERSECTS, CONTAINS, LIKE (``negated`` for the NOT forms)."""
 
-    op: str
-    left: Node
-    right: Node
     negated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Arith(Operation):
+    """``+ - * / %``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,13 +135,6 @@ class Between(Located):
     lo: Node
     hi: Node
     negated: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Arith(Located):
-    op: str
-    left: Node
-    right: Node
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +162,10 @@ Node = (
     | Include
     | MatchAll
 )
+
+
+PHRASES = (Logic, Not, Compare, Binary, Between, Exists, Include)
+"""The node types that are phrases (true, false or unknown) wherever they stand."""
 
 
 def peel_not(node: Not) -> tuple[Node, int]:
