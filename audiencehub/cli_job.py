@@ -16,8 +16,9 @@ from rich.text import Text
 from audiencehub.cli_support import echo_json, friendly
 from audiencehub.context import engine
 from workers.audiences import AudienceStore
-from workers.auths import AuthStore
+from workers.auths import MAX_PARTITIONS, AuthStore
 from workers.dead_letters import DeadLetters
+from workers.hub_partitions import HubPartitions
 from workers.job_control import JobControl
 from workers.job_setup import add_audience, backfill_preview, check_authorization, create_job
 from workers.job_status import job_status
@@ -71,13 +72,20 @@ def auth() -> None:
 @click.option("--connection-string", "connection_string", default=None, help="'-' reads stdin.")
 @click.option("--connection-string-env", "env", default=None, help="Read it from this variable.")
 @click.option("--hub", default=None, help="Event hub name, for a namespace-level string.")
+@click.option("--partitions", type=click.IntRange(1, MAX_PARTITIONS), default=None,
+              help="The hub's partition count, where the SDK's management call cannot be made "
+              "(otherwise it is learned from the hub).")  # fmt: skip
 @friendly
 def auth_create(
-    label: str, connection_string: str | None, env: str | None, hub: str | None
+    label: str,
+    connection_string: str | None,
+    env: str | None,
+    hub: str | None,
+    partitions: int | None,
 ) -> None:
     """Store an authorization; prints its id."""
     text = read_connection_string(connection_string, env)
-    click.echo(_auths().create(label, text, hub).id)
+    click.echo(_auths().create(label, text, hub, partitions).id)
 
 
 @auth.command("list")
@@ -90,15 +98,21 @@ def auth_list() -> None:
 @click.argument("auth_ref")
 @friendly
 def auth_show(auth_ref: str) -> None:
-    """Namespace, hub, key name and health; never the key."""
-    echo_json(_auths().get(auth_ref).public())
+    """Namespace, hub, key name, health and how jobs send to it; never the key."""
+    e = engine()
+    found = _auths().get(auth_ref)
+    echo_json({**found.public(), "delivery": HubPartitions(e.r, e.keys).layout(found).public()})
 
 
 @auth.command("test")
 @click.argument("auth_ref")
 @friendly
 def auth_test(auth_ref: str) -> None:
-    """Check send permission against the hub (an empty batch: nothing is sent)."""
+    """Ask the hub about itself with this key (the SDK's management call; nothing is sent).
+
+    Proves the hub exists and accepts the key, and learns its partitions; whether the key may
+    send shows at a job's first batch.
+    """
     ok, detail = check_authorization(engine(), auth_ref)
     click.echo(("healthy: " if ok else "unhealthy: ") + detail)
     if not ok:
@@ -141,6 +155,9 @@ def _csv(text: str) -> tuple[str, ...]:
               help="Hub limit per batch: 262144 on Basic, 1000000 on Standard and up.")  # fmt: skip
 @click.option("--failure-period", "failure_period_s", type=int, default=DEFAULT_FAILURE_PERIOD_S,
               show_default=True, help="Seconds of hub errors before the job fails.")  # fmt: skip
+@click.option("--changes-only", is_flag=True,
+              help="Messages carry only the audiences that changed, not the user's other "
+              "current audiences of the job.")  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="Report what a backfill would send; create nothing.")
 @friendly
 def job_create(
@@ -156,6 +173,7 @@ def job_create(
     transport: str,
     max_batch_bytes: int,
     failure_period_s: int,
+    changes_only: bool,
     dry_run: bool,
 ) -> None:
     """Start a job that sends its audiences' enters and exits; prints the job id."""
@@ -183,6 +201,7 @@ def job_create(
             description=description,
             max_batch_bytes=max_batch_bytes,
             failure_period_s=failure_period_s,
+            changes_only=changes_only,
         )
     except Exception:
         if inline is not None:  # leave nothing behind from a job that was not created
@@ -299,6 +318,13 @@ def job_watch(job_ref: str, interval: float, until_idle: bool) -> None:
         pass
 
 
+def _sending(status: dict[str, object]) -> str:
+    layout = status["partitions"]
+    assert isinstance(layout, dict)
+    count = f", {layout['count']} partitions" if layout.get("count") else ""
+    return f"{status['transport']}: {layout['mode']}{count}"
+
+
 def _table(status: dict[str, object]) -> Table:
     """Every value is a plain ``Text``: a label like ``[/bad]`` is shown, not read as markup."""
     title = Text(f"job {status['label']} ({status['id']})")
@@ -314,6 +340,7 @@ def _table(status: dict[str, object]) -> Table:
         ("backlog", status["backlog"]),
         ("oldest unsent", f"{status['oldest_unsent_age_s']} s"),
         ("throughput", f"{status['throughput_per_s_last_minute']} msg/s (last minute)"),
+        ("sending", _sending(status)),
         ("last error", status["last_error"] or "-"),
     ]
     for name, value in rows:

@@ -59,8 +59,11 @@ def show(events: list[dict[str, Any]], title: str) -> None:
         table.add_column(column)
     for ev in events:
         body = orjson.loads(ev["body"])
+        at = body["meta"]["timestamp"]
         changes = ", ".join(
             f"{'[green]' if s['event'] == 'enter' else '[red]'}{s['event']}[/] {s['slug']}"
+            if s[s["event"]] == at  # changed now; the others are audiences the user stays in
+            else f"[dim]still in {s['slug']}[/]"
             for s in body["data"]["segment_events"]
         )
         table.add_row(

@@ -45,5 +45,5 @@ def naive_export(job_id: str, user_id: str) -> None:
         for a in job.audiences
         if a in profile.membership
     ]
-    body, key = render(job, profile, moved, e.clock.now_ns())
+    body, key = render(job, profile, moved, e.clock.now_ns(), snapshot.slugs)
     _sender(job.auth_id).send([OutMessage(body, user_id, key)])

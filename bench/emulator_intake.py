@@ -1,8 +1,9 @@
 """Raw intake of the local hub stand-in: events/s for ~1 MB REST batches of ~400-byte JSON bodies.
 
 Starts ``python -m audiencehub.emulator`` on a free port, then posts pre-built batches (SAS token,
-partition key per event, an idempotency property, like the real senders) from 1 and then 2 client
-processes for a few seconds each. Prints figures; asserts nothing.
+partition key per event, an idempotency property, like the real senders: each batch to the one
+partition its users' keys hash to) from 1 and then 2 client processes for a few seconds each.
+Prints figures; asserts nothing.
 
 ``measure()`` is importable so other benchmarks can report their rate against the stand-in's raw
 intake in the same run.
@@ -33,6 +34,7 @@ if str(ROOT) not in sys.path:
 from _common import start_bench_hub  # noqa: E402
 
 from workers.eventhub.connstr import ConnectionString, parse_connection_string  # noqa: E402
+from workers.eventhub.partitions import partition_for_key  # noqa: E402
 from workers.eventhub.sas import make_token  # noqa: E402
 
 BATCH_CONTENT_TYPE = "application/vnd.microsoft.servicebus.json"
@@ -88,16 +90,24 @@ def _body(rng: random.Random, user: str, n: int) -> str:
     return orjson.dumps(doc).decode()
 
 
-def build_batches(count: int, batch_bytes: int, seed: int) -> tuple[list[bytes], list[int]]:
-    """``count`` distinct batch bodies of at most ``batch_bytes`` each, and their event counts."""
+def build_batches(
+    count: int, batch_bytes: int, seed: int, partitions: int = 4
+) -> tuple[list[bytes], list[int], list[str]]:
+    """``count`` distinct batch bodies of at most ``batch_bytes`` each, their event counts and
+    the partition each goes to (every key in a batch hashes to it, as the senders group them)."""
     rng = random.Random(seed)
+    ids = [str(i) for i in range(partitions)]
     bodies: list[bytes] = []
     sizes: list[int] = []
-    for _ in range(count):
+    targets: list[str] = []
+    for n in range(count):
+        target = ids[n % partitions]
         items: list[bytes] = []
         size = 2
         while True:
             user = f"user-{rng.randrange(50_000)}"
+            if partition_for_key(user, ids) != target:
+                continue
             item = orjson.dumps(
                 {
                     "Body": _body(rng, user, len(items)),
@@ -111,13 +121,21 @@ def build_batches(count: int, batch_bytes: int, seed: int) -> tuple[list[bytes],
             size += len(item) + 1
         bodies.append(b"[" + b",".join(items) + b"]")
         sizes.append(len(items))
-    return bodies, sizes
+        targets.append(target)
+    return bodies, sizes, targets
 
 
 def _client(
-    url: str, token: str, batch_bytes: int, seconds: float, seed: int, out: Queue[Any]
+    base: str,
+    token: str,
+    batch_bytes: int,
+    seconds: float,
+    seed: int,
+    partitions: int,
+    out: Queue[Any],
 ) -> None:
-    bodies, sizes = build_batches(4, batch_bytes, seed)
+    bodies, sizes, targets = build_batches(4, batch_bytes, seed, partitions)
+    urls = [f"{base}/partitions/{t}/messages?timeout=60&api-version=2014-01" for t in targets]
     session = requests.Session()
     headers = {"Authorization": token, "Content-Type": BATCH_CONTENT_TYPE}
     events = sent = n = 0
@@ -127,7 +145,7 @@ def _client(
     while time.perf_counter() < deadline:
         i = n % len(bodies)
         start = time.perf_counter()
-        resp = session.post(url, data=bodies[i], headers=headers, timeout=30)
+        resp = session.post(urls[i], data=bodies[i], headers=headers, timeout=30)
         latencies.append(time.perf_counter() - start)
         n += 1
         if resp.status_code == 201:
@@ -137,15 +155,22 @@ def _client(
 
 
 def measure(
-    conn: ConnectionString, clients: int, seconds: float = 6.0, batch_bytes: int = 1_000_000
+    conn: ConnectionString,
+    clients: int,
+    seconds: float = 6.0,
+    batch_bytes: int = 1_000_000,
+    partitions: int = 4,
 ) -> IntakeResult:
-    """Post pre-built batches from ``clients`` processes for ``seconds``; events accepted per s."""
-    url = f"{conn.rest_base}/messages?timeout=60&api-version=2014-01"
+    """Post pre-built batches from ``clients`` processes for ``seconds``; events accepted per s.
+    ``partitions``: the hub's partition count (each batch goes to one of them)."""
     token = make_token(conn.resource_uri, conn.key_name, conn.key, int(time.time()) + 3600)
     ctx = mp.get_context("fork")
     queue: Queue[Any] = ctx.Queue()
     procs = [
-        ctx.Process(target=_client, args=(url, token, batch_bytes, seconds, 1000 + i, queue))
+        ctx.Process(
+            target=_client,
+            args=(conn.rest_base, token, batch_bytes, seconds, 1000 + i, partitions, queue),
+        )
         for i in range(clients)
     ]
     for proc in procs:
@@ -183,7 +208,7 @@ def main() -> None:
     conn = parse_connection_string(hub.connection_string)
     base = hub.base_url
     try:
-        sample, counts = build_batches(1, args.batch_bytes, 1)
+        sample, counts, _ = build_batches(1, args.batch_bytes, 1)
         body_len = len(orjson.loads(sample[0])[0]["Body"])
         print(
             f"hub stand-in intake, {os.cpu_count()} CPU(s): batches of {len(sample[0]):,} bytes "

@@ -39,6 +39,14 @@ def bodies(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def changed(body: dict[str, Any]) -> list[dict[str, str]]:
+    """The segment events that changed in this message: an enter whose enter time (an exit whose
+    exit time) is the message's timestamp. The others are the user's current audiences of the job,
+    carried beside the change as in the seed (docs/delivery.md, "The message")."""
+    at = body["meta"]["timestamp"]
+    return [s for s in body["data"]["segment_events"] if s[s["event"]] == at]
+
+
 def changes_by_user(events: list[dict[str, Any]]) -> dict[str, list[list[tuple[str, str]]]]:
     """user -> ordered list of messages, each a sorted list of (event, slug)."""
     out: dict[str, list[list[tuple[str, str]]]] = defaultdict(list)
@@ -105,7 +113,11 @@ def workload(users: int, rounds: int, seed: int = 3) -> list[dict[str, Any]]:
     return events
 
 
-def model(events: list[dict[str, Any]]) -> dict[str, list[list[tuple[str, str]]]]:
+def model(
+    events: list[dict[str, Any]], changes_only: bool = False
+) -> dict[str, list[list[tuple[str, str]]]]:
+    """user -> the messages the rules call for, each a sorted list of (event, slug): what moved,
+    plus (unless ``changes_only``) the audiences the user stays in, as ("enter", slug)."""
     fields: dict[str, dict[str, Any]] = {}
     inside: dict[str, set[str]] = {}
     out: dict[str, list[list[tuple[str, str]]]] = {}
@@ -114,8 +126,9 @@ def model(events: list[dict[str, Any]]) -> dict[str, list[list[tuple[str, str]]]
         fields.setdefault(uid, {}).update(event)
         now = {slug for slug, rule in AUDIENCES.items() if rule(fields[uid])}
         before = inside.get(uid, set())
-        moved = sorted([("enter", s) for s in now - before] + [("exit", s) for s in before - now])
+        moved = [("enter", s) for s in now - before] + [("exit", s) for s in before - now]
         if moved:
-            out.setdefault(uid, []).append(moved)
+            stayed = [] if changes_only else [("enter", s) for s in now & before]
+            out.setdefault(uid, []).append(sorted(moved + stayed))
         inside[uid] = now
     return out

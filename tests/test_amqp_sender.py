@@ -144,6 +144,7 @@ def test_the_hubs_smaller_limit_wins(hub: HubProcess) -> None:
         ({"status": 429, "amqp_condition": "amqp:resource-limit-exceeded"}, "throttled", 1.0),
         ({"status": 413}, "too_large", None),
         ({"status": 400}, "bad_request", None),
+        ({"status": 404}, "not_found", None),
         ({"status": 500}, "transient", None),
         ({"drop": True}, "transient", None),
     ],

@@ -486,16 +486,23 @@ def test_reevaluations_and_schedules(env: Env) -> None:
 def test_authorizations(env: Env) -> None:
     auth = create_auth(env, "main-hub")
     assert set(auth) == {
-        "id", "label", "namespace", "hub", "key_name", "emulator", "health", "created"
+        "id", "label", "namespace", "hub", "key_name", "emulator", "health", "partitions",
+        "delivery", "created"
     }  # fmt: skip
     assert auth["hub"] == "audiences" and auth["emulator"] is True
+    assert auth["partitions"] is None and auth["delivery"]["mode"] == "one user per request"
     assert env.api.get("/authorizations/main-hub").json()["id"] == auth["id"]
     assert auth["id"] in [a["id"] for a in env.api.get("/authorizations").json()]
     assert_error(env.api.get("/authorizations/nope"), 404)
 
-    tested = env.api.post(f"/authorizations/{auth['id']}/test")
-    assert tested.json() == {"healthy": True, "detail": "the hub accepted the key for sending"}
-    assert env.api.get(f"/authorizations/{auth['id']}").json()["health"] == "healthy"
+    tested = env.api.post(f"/authorizations/{auth['id']}/test").json()
+    assert tested["healthy"] is True, tested
+    assert "accepted the key for event hub 'audiences' (4 partitions)" in tested["detail"]
+    assert "first accepted batch" in tested["detail"]  # what this check cannot prove
+    shown = env.api.get(f"/authorizations/{auth['id']}").json()
+    assert shown["health"] == "healthy"
+    assert shown["delivery"]["mode"] == "one request per partition"
+    assert (shown["delivery"]["count"], shown["delivery"]["source"]) == (4, "management call")
     wrong_key = env.hub.connection_string.replace(KEY, "AnotherKeyThatIsWrong0123456789=")
     bad = env.api.post("/authorizations", json={"label": "wrong", "connection_string": wrong_key})
     unhealthy = env.api.post(f"/authorizations/{bad.json()['id']}/test").json()
@@ -517,6 +524,22 @@ def test_authorizations(env: Env) -> None:
         json={"label": "ns-level", "connection_string": namespace_level, "hub": "audiences"},
     )
     assert with_hub.status_code == 201 and with_hub.json()["hub"] == "audiences"
+    fixed = env.api.post(
+        "/authorizations",
+        json={"label": "fixed", "connection_string": env.hub.connection_string, "partitions": 8},
+    ).json()
+    assert fixed["partitions"] == 8
+    assert fixed["delivery"] == {
+        "mode": "one request per partition", "count": 8, "source": "set by auth create --partitions"
+    }  # fmt: skip
+    assert_error(
+        env.api.post(
+            "/authorizations",
+            json={"label": "x", "connection_string": env.hub.connection_string, "partitions": 0},
+        ),
+        422,
+        "partitions",
+    )
     assert_error(
         env.api.post("/authorizations", json={"label": 5, "connection_string": KEY}), 422, "label"
     )
@@ -563,6 +586,14 @@ def test_jobs_lifecycle(env: Env) -> None:
     )  # fmt: skip
     assert inline.status_code == 201
     assert env.api.get("/authorizations/inline hub").status_code == 200
+    assert job["changes_only"] is False and inline.json()["changes_only"] is False
+    assert job["partitions"]["mode"] in ("one request per partition", "one user per request")
+    changes = env.api.post(
+        "/jobs",
+        json={"label": "changes", "audiences": ["job_aud"], "authorization": "jobs-hub",
+              "changes_only": True},
+    )  # fmt: skip
+    assert changes.status_code == 201 and changes.json()["changes_only"] is True
     for bad, field in [
         ({"label": "x", "audiences": ["job_aud"]}, "authorization"),
         ({"label": "x", "audiences": ["job_aud"], "authorization": "jobs-hub",

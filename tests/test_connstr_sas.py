@@ -46,7 +46,10 @@ def test_namespace_string_needs_a_hub_name() -> None:
         (f"SharedAccessKeyName=a;SharedAccessKey={KEY};EntityPath=h", "Endpoint"),
         ("garbage", "Name=value"),
         ("Endpoint=sb://x/;" + KEY, "missing"),
-        ("Endpoint=sb://x/;SharedAccessKeyName=a;SharedAccessKey=b;EntityPath=h;" + KEY[:-2], "Name=value"),
+        (
+            "Endpoint=sb://x/;SharedAccessKeyName=a;SharedAccessKey=b;EntityPath=h;" + KEY[:-2],
+            "Name=value",
+        ),
         ("", "empty"),
         (GOOD + ";Colour=blue", "unknown"),
     ],
@@ -81,3 +84,45 @@ def test_token_cache_renews_before_expiry_only() -> None:
     first = cache.token(now=1_000_000)
     assert cache.token(now=1_000_000 + 3000) == first
     assert cache.token(now=1_000_000 + 3301) != first
+
+
+# -- side doors (issue 13): nothing pasted into a part comes back, and the hub name is a name ----
+@pytest.mark.parametrize(
+    "endpoint",
+    [KEY, f"sb://{KEY}", "sb://user:secret@ns.servicebus.windows.net/", "ftp://ns/",
+     "sb://ns.servicebus.windows.net/some/path", "sb://ns.servicebus.windows.net/?q=1",
+     "sb://ns.servicebus.windows.net:99999/", "sb://bad_host!.example/"],
+)  # fmt: skip
+def test_a_bad_endpoint_is_refused_without_quoting_it(endpoint: str) -> None:
+    text = f"Endpoint={endpoint};SharedAccessKeyName=a;SharedAccessKey={KEY};EntityPath=h"
+    with pytest.raises(ConnectionStringError, match="Endpoint") as info:
+        parse_connection_string(text)
+    assert endpoint not in str(info.value) and KEY not in str(info.value)
+    assert "secret" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "hub",
+    ["h/../other", "h?timeout=1", "h#x", "a b", "-lead", "trail-", ".x", "x" * 257, "h%2fx", "é"],
+)
+def test_entity_path_must_be_an_event_hub_name(hub: str) -> None:
+    text = GOOD.replace("EntityPath=hub1", f"EntityPath={hub}")
+    with pytest.raises(ConnectionStringError, match="EntityPath") as info:
+        parse_connection_string(text)
+    assert hub not in str(info.value)
+    with pytest.raises(ConnectionStringError, match="hub name"):
+        parse_connection_string(GOOD.replace(";EntityPath=hub1", ""), hub=hub)
+
+
+def test_a_key_pasted_as_entity_path_is_not_echoed() -> None:
+    with pytest.raises(ConnectionStringError) as info:
+        parse_connection_string(GOOD.replace("EntityPath=hub1", f"EntityPath={KEY}"))
+    assert KEY not in str(info.value)
+    with pytest.raises(ConnectionStringError) as info:
+        parse_connection_string(GOOD, hub=KEY)
+    assert KEY not in str(info.value)
+
+
+@pytest.mark.parametrize("hub", ["h", "orders.v2", "a-b_c", "A1", "x" * 256])
+def test_event_hub_names_that_azure_allows_are_accepted(hub: str) -> None:
+    assert parse_connection_string(GOOD.replace("EntityPath=hub1", f"EntityPath={hub}")).hub == hub

@@ -25,11 +25,11 @@ EVENTS = [
     {"user_id": "u2", "score": 1},
     {"user_id": "u3", "plan": "free"},
 ]
-EXPECTED = {
+EXPECTED = {  # as in the seed: what changed, and beside it the audiences the user stays in
     "u1": [
         [("enter", "hi_score"), ("enter", "pro")],
-        [("exit", "pro")],
-        [("enter", "pro")],
+        [("enter", "hi_score"), ("exit", "pro")],
+        [("enter", "hi_score"), ("enter", "pro")],
     ],
     "u2": [[("enter", "hi_score")], [("exit", "hi_score")]],
 }
@@ -66,6 +66,10 @@ def test_enter_exit_and_reenter_arrive_in_order_exactly_once(
     exit_msg = next(b for b in bodies(events) if b["data"]["segment_events"][0]["event"] == "exit")
     seg = exit_msg["data"]["segment_events"][0]
     assert seg["exit"] == exit_msg["meta"]["timestamp"] and seg["enter"] < seg["exit"]
+    if exit_msg["data"]["user_id"] == "u1":  # still in hi_score: carried as in the seed
+        (stays,) = exit_msg["data"]["segment_events"][1:]
+        assert (stays["event"], stays["slug"]) == ("enter", "hi_score")
+        assert stays["enter"] == first["meta"]["timestamp"] and stays["exit"].startswith("2099-")
     for ev in events:
         assert ev["partition_key"] == orjson.loads(ev["body"])["data"]["user_id"]
         assert len(ev["user_properties"]["idempotency_key"]) == 32

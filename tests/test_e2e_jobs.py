@@ -139,8 +139,11 @@ def test_users_entering_live_while_an_existing_users_job_is_created_get_one_ente
     feeder.start()
     try:
         time.sleep(0.5)  # users are entering live when the job is created
+        # --changes-only: each message names only what it enters (the default shape also
+        # carries the user's other current audiences beside it, which would count twice here).
         job_id = cli(proc_env, "job", "create", "--label", "live", "--audience", "members",
-                     "--audience", "aged", "--auth", "hub", "--existing-users").strip()  # fmt: skip
+                     "--audience", "aged", "--auth", "hub", "--existing-users",
+                     "--changes-only").strip()  # fmt: skip
         time.sleep(1.0)
     finally:
         stop.set()
@@ -228,6 +231,12 @@ def test_no_secret_in_broker_messages_logs_cli_output_or_errors(
     outputs.append(cli(proc_env, "auth", "show", "hub"))
     outputs.append(cli(proc_env, "auth", "list"))
     outputs.append(cli(proc_env, "auth", "test", "hub"))
+    assert outputs[-1].startswith("healthy: the hub accepted the key for event hub 'audiences'")
+    shown = orjson.loads(cli(proc_env, "auth", "show", "hub"))
+    assert (shown["delivery"]["mode"], shown["delivery"]["count"]) == ("one request per partition", 4)
+    changes = cli(proc_env, "job", "create", "--label", "c", "--audience", "all", "--auth", "hub",
+                  "--changes-only").strip()  # fmt: skip
+    assert orjson.loads(cli(proc_env, "job", "show", changes))["changes_only"] is True
     events = "\n".join(
         orjson.dumps({"user_id": f"s{i}", "email": "a@b.c"}).decode() for i in range(20)
     )

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from audiencehub.processes import CeleryBeat, CeleryWorker, HubEmulator
-from tests.e2e import bodies, cli, make_job, wait_messages
+from tests.e2e import bodies, changed, cli, make_job, wait_messages
 from workers.audiences import AudienceStore
 from workers.clock import movable_clock
 from workers.engine import Engine
@@ -91,15 +91,22 @@ def test_date_math_not_and_between_flip_on_time_through_real_processes(
     cli(proc_env, "clock", "advance", "1d")
     events = wait_messages(hub, 3, timeout=20)
     moved = sorted((s["event"], s["slug"], s["exit"] if s["event"] == "exit" else s["enter"])
-                   for b in bodies(events)[1:] for s in b["data"]["segment_events"])  # fmt: skip
+                   for b in bodies(events)[1:] for s in changed(b))  # fmt: skip
     flip_login = format_rfc3339(login + 30 * NS_PER_DAY)
     flip_trial = format_rfc3339(signup + 7 * NS_PER_DAY + NS_PER_S)  # BETWEEN is exclusive
     assert moved == sorted(
         [("exit", "recent_login", flip_login), ("enter", "lapsed", flip_login),
          ("enter", "trial", flip_trial)]
     )  # fmt: skip
+    # Each time-driven step carries the memberships of its own instant: when trial is entered,
+    # lapsed (entered at the earlier step) travels beside it, as in the seed.
+    trial = next(b for b in bodies(events)[1:] if changed(b)[0]["slug"] == "trial")
+    assert [(s["event"], s["slug"], s["enter"], s["exit"][:4])
+            for s in trial["data"]["segment_events"]] == [
+        ("enter", "trial", flip_trial, "2099"), ("enter", "lapsed", flip_login, "2099")
+    ]  # fmt: skip
     cli(proc_env, "clock", "advance", "7d")
     events = wait_messages(hub, 4, timeout=20)
     last = bodies(events)[-1]["data"]["segment_events"]
-    assert [(s["event"], s["slug"]) for s in last] == [("exit", "trial")]
+    assert [(s["event"], s["slug"]) for s in last] == [("exit", "trial"), ("enter", "lapsed")]
     assert last[0]["exit"] == format_rfc3339(signup + 14 * NS_PER_DAY)

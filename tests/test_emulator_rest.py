@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import socket
 import time
 from collections import Counter
@@ -22,6 +23,14 @@ OTHER = "Audit.Log"
 @pytest.fixture(scope="module")
 def hub() -> Iterator[HubProcess]:
     yield from started("--hub", HUB, "--hub", OTHER, "--partitions", "4", "--key-name", "send")
+
+
+@pytest.fixture(scope="module")
+def lenient() -> Iterator[HubProcess]:
+    """A stand-in started with --lenient: placement per event, as it was before it was strict."""
+    yield from started(
+        "--hub", HUB, "--hub", OTHER, "--partitions", "4", "--key-name", "send", "--lenient"
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -45,7 +54,9 @@ def test_ready_line_is_an_emulator_connection_string(hub: HubProcess) -> None:
     assert len(hub.conn.key) == 44  # a random 32-byte key, base64
 
 
-def test_good_batch_is_created_and_read_back_exactly(hub: HubProcess) -> None:
+def test_good_batch_is_created_and_read_back_exactly(lenient: HubProcess) -> None:
+    hub = lenient
+    hub.reset()
     sent = [
         item(orjson.dumps({"user_id": f"u{i}", "n": i}).decode(), f"u{i}", idempotency_key=f"k{i}")
         for i in range(50)
@@ -65,6 +76,7 @@ def test_good_batch_is_created_and_read_back_exactly(hub: HubProcess) -> None:
     seqs = [e["seq"] for e in got]
     assert seqs == sorted(seqs) and len(set(seqs)) == 50
     assert {e["face"] for e in got} == {"rest"}
+    assert len({e["request"] for e in got}) == 1
     assert {e["body_encoding"] for e in got} == {"utf-8"}
     assert before <= parse_rfc3339(got[0]["received_at"]) <= time.time_ns()
     assert hub.events(OTHER) == []
@@ -142,15 +154,36 @@ def test_token_tampered_after_signing_is_401(hub: HubProcess) -> None:
         "https://{ns}/orders",
         "https://{ns}/orders/messages",
         "https://{ns}/ORDERS",
-        "sb://some-namespace.servicebus.windows.net/orders",
+        "sb://{ns}/orders",
         "https://{ns}/",
         "http://{ns}/orders/partitions/1",
+        "{ns}/orders",
+        "https://{host}/orders",
     ],
-    ids=["hub", "longer-path", "case", "other-host", "namespace-wide", "partition-path"],
-)
+    ids=["hub", "longer-path", "case", "sb-scheme", "namespace-wide", "partition-path",
+         "no-scheme", "no-port"],
+)  # fmt: skip
 def test_sr_covering_the_hub_is_accepted(hub: HubProcess, uri: str) -> None:
-    token = hub.token(uri=uri.format(ns=hub.conn.namespace))
+    token = hub.token(uri=uri.format(ns=hub.conn.namespace, host=hub.conn.host))
     assert hub.post([item("x")], token=token).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "sb://some-namespace.servicebus.windows.net/orders",
+        "https://localhost.evil/orders",
+        "https://{host}:1/orders",
+        "other-ns.servicebus.windows.net/orders",
+    ],
+    ids=["other-namespace", "other-host", "other-port", "no-scheme-other"],
+)
+def test_a_token_for_another_namespace_is_401(hub: HubProcess, uri: str) -> None:
+    token = hub.token(uri=uri.format(host=hub.conn.host))
+    resp = hub.post([item("x")], token=token)
+    assert resp.status_code == 401
+    assert "InvalidAudience" in _detail(resp) and "another namespace" in resp.text
+    assert hub.events() == []
 
 
 # ---- content and shape -------------------------------------------------------------------------
@@ -236,7 +269,8 @@ def test_body_over_the_limit_is_413_and_stores_nothing(hub: HubProcess) -> None:
 def test_a_body_far_over_the_limit_is_refused_before_it_is_read(hub: HubProcess) -> None:
     with socket.create_connection((hub.conn.host, hub.conn.port or 80), timeout=10) as sock:
         sock.sendall(
-            f"POST /{HUB}/messages HTTP/1.1\r\nHost: x\r\nContent-Type: {BATCH}\r\n"
+            f"POST /{HUB}/messages HTTP/1.1\r\nHost: {hub.conn.namespace}\r\n"
+            f"Content-Type: {BATCH}\r\n"
             f"Authorization: {hub.token()}\r\nContent-Length: 999999999\r\n\r\n".encode()
         )
         reply = sock.recv(4096).decode()
@@ -277,22 +311,93 @@ def test_get_on_a_send_path_is_405(hub: HubProcess) -> None:
 # ---- placement ---------------------------------------------------------------------------------
 
 
+IDS = ["0", "1", "2", "3"]
+
+
 def test_partition_path_puts_every_event_in_that_partition(hub: HubProcess) -> None:
-    assert (
-        hub.post([item(f"e{i}", f"user-{i}") for i in range(20)], partition="2").status_code == 201
-    )
+    keys = [k for k in (f"user-{i}" for i in range(200)) if partition_for_key(k, IDS) == "2"][:20]
+    sent = [item(f"e{i}", key) for i, key in enumerate(keys)] + [item("keyless")]
+    assert hub.post(sent, partition="2").status_code == 201
     got = hub.events()
     assert {e["partition_id"] for e in got} == {"2"}
-    assert [e["partition_key"] for e in got] == [f"user-{i}" for i in range(20)]
+    assert [e["partition_key"] for e in got] == [*keys, None]
+    assert hub.stats()["hubs"][HUB]["key_partition_mismatches"] == 0
+
+
+def test_a_key_that_hashes_elsewhere_is_stored_where_posted_and_counted(hub: HubProcess) -> None:
+    sent = [item(f"e{i}", f"user-{i}") for i in range(20)]
+    assert hub.post(sent, partition="2").status_code == 201
+    assert {e["partition_id"] for e in hub.events()} == {"2"}
     mismatches = hub.stats()["hubs"][HUB]["key_partition_mismatches"]
-    expected = sum(partition_for_key(f"user-{i}", ["0", "1", "2", "3"]) != "2" for i in range(20))
-    assert mismatches == expected
+    assert mismatches == sum(partition_for_key(f"user-{i}", IDS) != "2" for i in range(20))
 
 
-def test_keyless_events_go_round_robin(hub: HubProcess) -> None:
-    assert hub.post([item(f"e{i}") for i in range(40)]).status_code == 201
-    counts = Counter(e["partition_id"] for e in hub.events())
+def test_a_keyless_batch_goes_whole_to_one_partition_round_robin(hub: HubProcess) -> None:
+    for _ in range(4):
+        assert hub.post([item(f"e{i}") for i in range(10)]).status_code == 201
+    by_request: dict[int, set[str]] = {}
+    for event in hub.events():
+        by_request.setdefault(event["request"], set()).add(event["partition_id"])
+    assert len(by_request) == 4 and all(len(p) == 1 for p in by_request.values())
+    assert Counter(e["partition_id"] for e in hub.events()) == {"0": 10, "1": 10, "2": 10, "3": 10}
+
+
+def test_lenient_sends_keyless_events_round_robin_one_by_one(lenient: HubProcess) -> None:
+    lenient.reset()
+    assert lenient.post([item(f"e{i}") for i in range(40)]).status_code == 201
+    counts = Counter(e["partition_id"] for e in lenient.events())
     assert counts == {"0": 10, "1": 10, "2": 10, "3": 10}
+
+
+# ---- strict like the service: one key per send, keys of at most 128 characters ---------------
+
+
+def test_a_batch_with_different_partition_keys_is_400_with_the_reason(hub: HubProcess) -> None:
+    resp = hub.post([item("a", "user-1"), item("b", "user-1"), item("c", "user-2")])
+    assert resp.status_code == 400
+    detail = _detail(resp)
+    assert "PartitionKeyMismatch" in detail and "event[2]" in detail and "'user-2'" in detail
+    assert "/partitions/" in detail  # says what to do instead
+    keyed_and_keyless = hub.post([item("a", "user-1"), item("b")])
+    assert keyed_and_keyless.status_code == 400 and "(none)" in keyed_and_keyless.text
+    assert hub.events() == []
+
+
+def test_lenient_accepts_a_batch_with_different_partition_keys(lenient: HubProcess) -> None:
+    lenient.reset()
+    assert lenient.post([item("a", "user-1"), item("c", "user-2")]).status_code == 201
+    assert [e["partition_key"] for e in lenient.events()] == ["user-1", "user-2"]
+
+
+@pytest.mark.parametrize("partition", [None, "1"])
+def test_a_partition_key_over_128_characters_is_400(
+    hub: HubProcess, lenient: HubProcess, partition: str | None
+) -> None:
+    longest = "k" * 128
+    ok_partition = partition_for_key(longest, IDS) if partition else None
+    assert hub.post([item("a", longest)], partition=ok_partition).status_code == 201
+    for too_long in ("k" * 129, "😀" * 65):  # 130 UTF-16 units, as the service counts
+        for stand_in in (hub, lenient):
+            resp = stand_in.post([item("a", too_long)], partition=partition)
+            assert resp.status_code == 400
+            assert "PartitionKeyTooLong" in _detail(resp) and "128" in resp.text
+    assert len(hub.events()) == 1
+
+
+def test_is_body_base64_carries_binary_bodies(hub: HubProcess) -> None:
+    raw = bytes(range(256))
+    sent = [{"Body": base64.b64encode(raw).decode(), "IsBodyBase64": True},
+            {"Body": "plain", "IsBodyBase64": False}]  # fmt: skip
+    assert hub.post(sent).status_code == 201
+    first, second = hub.events()
+    assert first["body_encoding"] == "base64" and base64.b64decode(first["body"]) == raw
+    assert second["body"] == "plain"
+    for bad, reason in (
+        ({"Body": "not base64!", "IsBodyBase64": True}, "not base64"),
+        ({"Body": "x", "IsBodyBase64": "yes"}, "IsBodyBase64: must be true or false"),
+    ):
+        resp = hub.post([bad])
+        assert resp.status_code == 400 and reason in _detail(resp)
 
 
 def test_same_key_always_lands_in_the_same_partition(hub: HubProcess) -> None:
@@ -305,7 +410,7 @@ def test_same_key_always_lands_in_the_same_partition(hub: HubProcess) -> None:
 
 
 def test_readback_pages_filters_and_validates(hub: HubProcess) -> None:
-    assert hub.post([item(f"e{i}") for i in range(10)]).status_code == 201
+    assert hub.post([item(f"e{i}", "one-user") for i in range(10)]).status_code == 201
     page = hub.control("GET", f"/_emulator/hubs/{HUB}/events", params={"limit": 4}).json()
     assert [e["body"] for e in page["events"]] == ["e0", "e1", "e2", "e3"]
     assert page["more"] is True
@@ -318,8 +423,9 @@ def test_readback_pages_filters_and_validates(hub: HubProcess) -> None:
         "GET", f"/_emulator/hubs/{HUB}/events", params={"after": nxt["last_seq"]}
     ).json()
     assert empty == {"events": [], "last_seq": nxt["last_seq"], "more": False}
-    only = hub.events(partition="1")
-    assert only and {e["partition_id"] for e in only} == {"1"}
+    home = partition_for_key("one-user", IDS)
+    assert len(hub.events(partition=home)) == 10
+    assert hub.events(partition=next(p for p in IDS if p != home)) == []
     for params in ({"after": "x"}, {"limit": 0}, {"limit": 100_001}):
         bad = hub.control("GET", f"/_emulator/hubs/{HUB}/events", params=params)
         assert bad.status_code == 400
@@ -327,7 +433,7 @@ def test_readback_pages_filters_and_validates(hub: HubProcess) -> None:
 
 
 def test_stats_count_events_requests_and_rejections(hub: HubProcess) -> None:
-    assert hub.post([item("a", "k1"), item("b")]).status_code == 201
+    assert hub.post([item("a", "k1"), item("b", "k1")]).status_code == 201
     assert hub.post([item("c")], partition="3").status_code == 201
     assert hub.post([item("x")], token=hub.token(key="wrong")).status_code == 401
     assert hub.post(b"[", content_type=BATCH).status_code == 400
@@ -391,7 +497,8 @@ def test_keep_alive_serves_many_requests_on_one_connection(hub: HubProcess) -> N
     with socket.create_connection((hub.conn.host, hub.conn.port or 80), timeout=10) as sock:
         body = b'[{"Body": "x"}]'
         request = (
-            f"POST /{HUB}/messages HTTP/1.1\r\nHost: x\r\nContent-Type: {BATCH}\r\n"
+            f"POST /{HUB}/messages HTTP/1.1\r\nHost: {hub.conn.namespace}\r\n"
+            f"Content-Type: {BATCH}\r\n"
             f"Authorization: {hub.token()}\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode() + body
         sock.sendall(request * 3)  # pipelined

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 
+from tests.e2e import changed
 from workers.audiences import AudienceStore
 from workers.auths import AuthStore
 from workers.drain import ShardDrainer
@@ -44,13 +45,13 @@ def settle(engine: Engine) -> None:
 
 
 def messages(engine: Engine, job: Job) -> list[tuple[str, str, str]]:
-    """(user, event, slug) for every message in the job's outboxes, then clear them."""
+    """(user, event, slug) for every change in the job's outboxes, then clear them."""
     out = []
     for shard in range(engine.cfg.shards):
         key = engine.keys.outbox(shard, job.id)
         for _, f in stream_rows(engine.r.xrange(key)):
             body = orjson.loads(f[b"b"])
-            for seg in body["data"]["segment_events"]:
+            for seg in changed(body):
                 out.append((body["data"]["user_id"], seg["event"], seg["slug"]))
         engine.r.delete(key)
     return sorted(out)
@@ -207,3 +208,27 @@ def test_a_user_released_before_a_lagging_worker_sees_it_due_stays_scheduled(
     for shard in range(engine.cfg.shards):
         ShardDrainer(engine).drain(shard)
     assert due_stats(engine).scheduled == 1, "the user must go back into the due index"
+
+
+def test_each_time_driven_step_carries_the_memberships_of_its_own_instant(engine: Engine) -> None:
+    store = AudienceStore(engine.r, engine.keys)
+    store.create("day", 'FILTER signup > "now-1d"')
+    store.create("week", 'FILTER signup > "now-7d"')
+    job = job_for(engine, "day", "week")
+    now = engine.clock.now_ns() // NS_PER_S * NS_PER_S
+    Ingestor(engine).ingest(list_items([{"user_id": "s", "signup": format_rfc3339(now)}]))
+    settle(engine)
+    messages(engine, job)
+    advance(engine, 8 * NS_PER_DAY)  # both windows have run out; one data event catches up
+    Ingestor(engine).ingest(list_items([{"user_id": "s", "touch": 1}]))
+    settle(engine)
+    shard = shard_of("s", engine.cfg.shards)
+    bodies = [
+        orjson.loads(f[b"b"])
+        for _, f in stream_rows(engine.r.xrange(engine.keys.outbox(shard, job.id)))
+    ]
+    assert [[(s["event"], s["slug"], s["exit"][:4]) for s in b["data"]["segment_events"]]
+            for b in bodies] == [
+        [("exit", "day", format_rfc3339(now + NS_PER_DAY)[:4]), ("enter", "week", "2099")],
+        [("exit", "week", format_rfc3339(now + 7 * NS_PER_DAY)[:4])],
+    ]  # fmt: skip

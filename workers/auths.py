@@ -7,11 +7,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from workers.config import Settings
-from workers.eventhub.connstr import ConnectionString, parse_connection_string
+from workers.eventhub.connstr import (
+    ConnectionString,
+    ConnectionStringError,
+    parse_connection_string,
+)
 from workers.keys import Keys
 from workers.redisconn import Redis
 from workers.registry_store import ATTEMPTS, Conflict, DefinitionStore, NotFound, new_id
 from workers.secrets import UNREADABLE, SecretUnreadable, secret_box
+
+MAX_PARTITIONS = 2048
+"""Event Hubs allows up to 1024 partitions per hub (Dedicated); twice that is a typo guard."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +33,9 @@ class Authorization:
     emulator: bool
     created: int
     health: str = "unknown"
+    partitions: int | None = None
+    """Partition count set by the operator (``auth create --partitions N``), for hubs whose
+    management call cannot be made; None: learned from the hub."""
 
     def public(self) -> dict[str, Any]:
         return {
@@ -36,6 +46,7 @@ class Authorization:
             "key_name": self.key_name,
             "emulator": self.emulator,
             "health": self.health,
+            "partitions": self.partitions,
         }
 
 
@@ -49,6 +60,7 @@ def _from_raw(d: dict[str, Any]) -> Authorization:
         emulator=bool(d["emulator"]),
         created=int(d["created"]),
         health=d.get("health", "unknown"),
+        partitions=d.get("partitions"),
     )
 
 
@@ -57,11 +69,26 @@ class AuthStore(DefinitionStore):
         super().__init__(r, keys, keys.auths)
         self._cfg = cfg
 
-    def create(self, label: str, connection_string: str, hub: str | None = None) -> Authorization:
-        conn = parse_connection_string(connection_string, hub)
+    def create(
+        self,
+        label: str,
+        connection_string: str,
+        hub: str | None = None,
+        partitions: int | None = None,
+    ) -> Authorization:
+        conn = self._allowed(parse_connection_string(connection_string, hub))
+        if partitions is not None and not 1 <= partitions <= MAX_PARTITIONS:
+            raise Conflict(f"partitions must be between 1 and {MAX_PARTITIONS}")
         sealed = secret_box(self._cfg).seal(conn.text()).decode("ascii")
         auth = Authorization(
-            new_id(), label, conn.namespace, conn.hub, conn.key_name, conn.emulator, time.time_ns()
+            new_id(),
+            label,
+            conn.namespace,
+            conn.hub,
+            conn.key_name,
+            conn.emulator,
+            time.time_ns(),
+            partitions=partitions,
         )
         data = {**auth.public(), "created": auth.created, "sealed": sealed}
         self.put_new_labelled(auth.id, data, "authorization")
@@ -89,7 +116,15 @@ class AuthStore(DefinitionStore):
             raise SecretUnreadable(
                 f"authorization {d['label']!r} ({auth_id}) cannot be decrypted: {UNREADABLE}"
             ) from None
-        return parse_connection_string(text)
+        return self._allowed(parse_connection_string(text))
+
+    def _allowed(self, conn: ConnectionString) -> ConnectionString:
+        if conn.emulator and not self._cfg.emulator_allowed:
+            raise ConnectionStringError(
+                "UseDevelopmentEmulator=true (plain http to any host) is accepted only in demo "
+                "or test mode; an operator can allow it with AUDIENCEHUB_ALLOW_EMULATOR=1"
+            )
+        return conn
 
     def reseal_all(self) -> tuple[list[str], list[str]]:
         """Seal every stored secret again with the first configured key (``secret rotate``).
@@ -127,6 +162,7 @@ class AuthStore(DefinitionStore):
         pipe.hdel(self.hash_key, auth_id)
         pipe.incr(self.keys.registry_version)
         pipe.execute()
+        self.r.delete(self.keys.auth_partitions(auth_id))
 
     def set_health(self, auth_id: str, health: str) -> None:
         d = self.raw_get(auth_id)

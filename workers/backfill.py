@@ -260,7 +260,7 @@ class Backfills:
                 and profile.recorded_at(aid) < state.started
             ]
             if moved:
-                body, key = render(job, profile, moved, now)
+                body, key = render(job, profile, moved, now, snapshot.slugs)
                 args += (uid, key, body)
                 written += 1
         if not self._commit(keys=self._keys(shard, job_id), args=args):

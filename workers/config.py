@@ -32,6 +32,7 @@ class Settings:
     secret_key: str | None
     drain_batch: int
     deliver_batch_bytes: int
+    allow_emulator: bool = False
     max_future_skew_s: int = 900
     """An event's ``_ts`` may be at most this far ahead of the engine clock."""
     max_profile_fields: int = 1000
@@ -57,6 +58,13 @@ class Settings:
     def testing(self) -> bool:
         return self.mode == "test"
 
+    @property
+    def emulator_allowed(self) -> bool:
+        """``UseDevelopmentEmulator=true`` sends plain http to any host and port: a way for
+        whoever can create an authorization to reach internal services. Only in demo and test
+        mode, unless the operator says so (``AUDIENCEHUB_ALLOW_EMULATOR=1``)."""
+        return self.mode in ("demo", "test") or self.allow_emulator
+
 
 def _int(name: str, default: int, low: int, high: int) -> int:
     raw = os.environ.get(name)
@@ -69,6 +77,15 @@ def _int(name: str, default: int, low: int, high: int) -> int:
     if not low <= value <= high:
         raise ConfigError(f"{name}={value} must be between {low} and {high}")
     return value
+
+
+def _flag(name: str) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise ConfigError(f"{name}={raw[:20]!r} must be 1/true/yes or 0/false/no")
 
 
 def load_settings() -> Settings:
@@ -98,6 +115,7 @@ def load_settings() -> Settings:
         secret_key=os.environ.get("AUDIENCEHUB_SECRET_KEY") or None,
         drain_batch=_int("AUDIENCEHUB_DRAIN_BATCH", 2000, 1, 100_000),
         deliver_batch_bytes=_int("AUDIENCEHUB_BATCH_BYTES", 1_000_000, 1_000, 16_000_000),
+        allow_emulator=_flag("AUDIENCEHUB_ALLOW_EMULATOR"),
         max_future_skew_s=_int("AUDIENCEHUB_MAX_FUTURE_SKEW", 900, 0, 366 * 86_400),
         max_profile_fields=_int("AUDIENCEHUB_MAX_PROFILE_FIELDS", 1000, 10, 100_000),
         max_profile_bytes=_int("AUDIENCEHUB_MAX_PROFILE_BYTES", 256 * 1024, 4096, 64 * 1024**2),

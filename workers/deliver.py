@@ -1,41 +1,50 @@
-"""Deliver a job's outboxes: pack messages from every shard up to the hub's limit, send, ack.
+"""Deliver a job's outboxes: group messages by partition, send full batches, ack in order.
 
 Records leave an outbox only after the hub accepted them (XTRIM past the last id handled), so a
 crash between send and ack re-sends (at-least-once, same idempotency key), never drops. One
-deliverer per job at a time (a lease), and a batch built as one run of messages per shard, so any
-prefix of a batch is a prefix of each shard's outbox: acks move through every outbox strictly in
-order, and each user's messages (all in one shard's outbox) stay in order. A batch that failed is
-retried before anything newer for those users is sent.
+deliverer per job at a time (a lease). A round reads a run of messages from each shard's outbox,
+groups them by the partition the service's own hash gives each user's key (one user per group
+when the partition count is unknown: ``workers/hub_partitions.py``), and sends each group as few
+publications as the byte limit allows, one partition per publication. Groups go out side by side
+(up to the sender's ``concurrency``); a group's publications go one after another, so each
+user's messages (one user, one group) arrive in order. The ack removes exactly what the hub
+accepted (or refused for good, into dead letters): other partitions' messages are not sent twice
+because one partition was refused, and whatever waits keeps its place at the front.
 
 One deliverer per job, not per (job, shard): at moderate load the shards' outboxes hold a few
-messages each, and one batch across all of them costs one request and one task instead of
-sixteen (bench/realtime.py). A job's sending is then bounded by one process, about 56k
-messages/s over REST here.
+messages each, and one round across all of them costs one task instead of sixteen
+(bench/realtime.py).
 
-What the hub says decides what happens (issue 6's table):
+What the hub says decides what happens (docs/delivery.md, "When the hub says no"):
 
 - accepted: ack.
-- throttled / transient (429, 503, 500, timeouts, resets): keep, back off (job ``sleeping``).
-- too large (413): split and resend the halves; one message still too large is dead-lettered.
-- bad request (400): split to find the bad message; dead-letter it with the hub's reason.
-- unauthorized (401/403): the job fails (``authorization rejected``); the backlog is kept.
+- throttled / transient (429, 503, 403 quota, 500, timeouts, resets): keep, back off (``sleeping``).
+- too large (413, 403 "too large"): split and resend the halves; one message still too large is
+  dead-lettered.
+- bad request (400): split to find the bad message; dead-letter it with the status and code.
+- unauthorized (401), not found (404, 410), a redirect: the job fails at once with the reason;
+  the backlog is kept.
 - errors for longer than the job's failure period: the job fails with the last reason.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 
 from workers import faults
 from workers.auths import AuthStore
 from workers.commit import next_stream_id
 from workers.engine import Engine
+from workers.eventhub.connstr import ConnectionStringError
+from workers.eventhub.partitions import partition_for_key, partition_key_for
 from workers.eventhub.rest import RestSender
-from workers.eventhub.sender import HubError, OutMessage, Sender
+from workers.eventhub.sender import FATAL_KINDS, HubError, OutMessage, Sender
+from workers.hub_partitions import HubPartitions, PartitionLayout
 from workers.job_control import JobControl
 from workers.job_health import JobHealth
 from workers.job_status import count_sent
@@ -48,6 +57,11 @@ LEASE_MS = 15_000
 log = logging.getLogger("audiencehub.deliver")
 READ_COUNT = 2400
 """Messages read per round across all outboxes: a little over a full 1 MB batch."""
+READ_PER_PARTITION = 300
+"""With many partitions a round reads more, so each partition's publication stays well filled."""
+MAX_READ = 16_000
+READ_PER_USER_MODE = 400
+"""With the partition count unknown every user is a request of its own: smaller rounds."""
 
 
 @dataclass
@@ -57,15 +71,44 @@ class DeliverReport:
     batches: int = 0
     dead: int = 0
     error: str = ""
+    rounds: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Pending:
-    """An outbox record on its way: its shard, its stream id and the message."""
+    """An outbox record on its way: its shard, its stream id, its user and the message."""
 
     shard: int
     id: str
+    user: str
     message: OutMessage
+
+
+@dataclass
+class Group:
+    """One partition's (or, with the count unknown, one user's) messages of a round, packed
+    into publications no bigger than the sender's limit, sent one after another."""
+
+    partition_id: str | None
+    publications: list[list[int]] = field(default_factory=list)
+    size: int = 0
+
+
+@dataclass
+class Outcome:
+    """What became of a round's messages, by their index in the round."""
+
+    sent: set[int] = field(default_factory=set)
+    dead: dict[int, str] = field(default_factory=dict)
+    publications: int = 0
+    errors: list[HubError] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def error(self) -> HubError | None:
+        """The error that decides what happens next: one no retry fixes wins."""
+        fatal = [e for e in self.errors if e.kind in FATAL_KINDS]
+        chosen = fatal or self.errors
+        return chosen[0] if chosen else None
 
 
 SenderFactory = Callable[[Job], Sender]
@@ -104,7 +147,9 @@ class Deliverer:
         self.e = engine
         self._senders = senders
         self.health = JobHealth(engine.r, engine.keys)
+        self.partitions = HubPartitions(engine.r, engine.keys)
         self._rotation = 0
+        self._threads: ThreadPoolExecutor | None = None
 
     def deliver(self, job_id: str, budget_s: float = 0.5) -> DeliverReport:
         e = self.e
@@ -118,18 +163,20 @@ class Deliverer:
             if self.health.get(job_id).sleeping(time.time_ns()):
                 e.r.delete(e.keys.deliver_kick(job_id))
                 return report  # beat's sweep kicks us again once the next attempt is due
+            # Before the lease: asking the hub for its partitions can take seconds, and the
+            # lease must never run out while this deliverer still sends.
+            ready = self._sender(job, report)
+            if ready is None:
+                e.r.delete(e.keys.deliver_kick(job_id))
+                return report
+            sender, layout = ready
             lease = Lease(e.r, e.keys.deliver_lease(job_id), LEASE_MS)
             if not lease.acquire():
                 e.r.delete(e.keys.deliver_kick(job_id))
                 return report  # the holder checks for more after it lets go
             try:
-                try:
-                    sender = self._senders(job)
-                except SecretUnreadable as exc:
-                    self._unreadable(job, exc, report)
-                    return report
                 while time.monotonic() < deadline and not report.error:
-                    if not self._round(job, sender, report):
+                    if not self._round(job, sender, layout, report, lease.extend):
                         break
                     lease.extend()
             finally:
@@ -149,8 +196,32 @@ class Deliverer:
             pipe.xlen(e.keys.outbox(shard, job_id))
         return int(sum(pipe.execute()))
 
-    def _read(self, job: Job) -> list[Pending]:
-        """One batch: a run of messages from each non-empty outbox, in shard order."""
+    def close(self) -> None:
+        if self._threads is not None:
+            self._threads.shutdown(wait=False)
+            self._threads = None
+
+    # ---- a round ------------------------------------------------------------------------------
+
+    def _sender(self, job: Job, report: DeliverReport) -> tuple[Sender, PartitionLayout] | None:
+        """The job's sender and partition layout (learned or refreshed when due), or None after
+        failing the job when its authorization cannot be used at all."""
+        e = self.e
+        try:
+            sender = self._senders(job)
+            auth = AuthStore(e.r, e.keys, e.cfg).get(job.auth_id)
+        except SecretUnreadable as exc:
+            self._unreadable(job, exc, report)
+            return None
+        except ConnectionStringError as exc:
+            report.error = f"authorization {job.auth_id} cannot be used: {exc}"
+            JobControl(e).fail(job.id, report.error)
+            log.error("job failed: authorization unusable", extra={"job": job.id})
+            return None
+        return sender, self.partitions.current(auth, sender.partition_ids)
+
+    def _read(self, job: Job, count: int) -> list[Pending]:
+        """One round: a run of messages from each non-empty outbox, in shard order."""
         e = self.e
         shards = e.cfg.shards
         pipe = e.r.pipeline(transaction=False)
@@ -163,78 +234,225 @@ class Deliverer:
         busy = [s for s in busy if lengths[s]]
         if not busy:
             return []
-        each = max(50, -(-READ_COUNT // len(busy)))
+        each = max(50, -(-count // len(busy)))
         pipe = e.r.pipeline(transaction=False)
         for shard in busy:
             pipe.xrange(e.keys.outbox(shard, job.id), count=each)
         batch: list[Pending] = []
         for shard, rows in zip(busy, pipe.execute(), strict=True):
             for entry_id, f in stream_rows(rows):
-                message = OutMessage(f[b"b"], f[b"u"].decode(), f[b"k"].decode())
-                batch.append(Pending(shard, entry_id.decode(), message))
+                user = f[b"u"].decode()
+                message = OutMessage(f[b"b"], partition_key_for(user), f[b"k"].decode())
+                batch.append(Pending(shard, entry_id.decode(), user, message))
         return batch
 
-    def _round(self, job: Job, sender: Sender, report: DeliverReport) -> bool:
-        """Send one batch; False when every outbox is empty or an error stopped sending."""
-        read = self._read(job)
+    @staticmethod
+    def _read_count(layout: PartitionLayout) -> int:
+        if not layout.ids:
+            return READ_PER_USER_MODE
+        return min(MAX_READ, max(READ_COUNT, READ_PER_PARTITION * len(layout.ids)))
+
+    def _round(
+        self,
+        job: Job,
+        sender: Sender,
+        layout: PartitionLayout,
+        report: DeliverReport,
+        keep_alive: Callable[[], bool] = lambda: True,
+    ) -> bool:
+        """Send one round; False when every outbox is empty or an error stopped sending.
+        ``keep_alive`` extends the lease while a round is under way (False: it was lost, so
+        no new publication starts)."""
+        read = self._read(job, self._read_count(layout))
         if not read:
             return False
-        batch: list[Pending] = []
-        size = 2
-        for pending in read:
-            item = sender.encoded_size(pending.message)
-            if item + 2 > sender.max_batch_bytes:
-                if batch:
-                    break  # send what precedes it first, in order
-                self._dead_letter(job, [pending], f"message is {item:,} bytes; "
-                                  f"the hub takes at most {sender.max_batch_bytes:,} per batch")  # fmt: skip
-                report.dead += 1
-                return True
-            if batch and size + item > sender.max_batch_bytes:
-                break
-            batch.append(pending)
-            size += item
-        return self._send(job, sender, batch, report)
-
-    def _send(self, job: Job, sender: Sender, batch: list[Pending], report: DeliverReport) -> bool:
-        e = self.e
-        try:
-            sender.send([p.message for p in batch])
-        except HubError as err:
-            if err.kind in ("too_large", "bad_request"):
-                if len(batch) == 1:
-                    self._dead_letter(job, batch, str(err))
-                    report.dead += 1
-                    return True
-                half = len(batch) // 2
-                return self._send(job, sender, batch[:half], report) and self._send(
-                    job, sender, batch[half:], report
-                )
-            self._failed(job, err, report, len(batch))
+        outcome = Outcome()
+        groups = self._plan(read, sender, layout, outcome)
+        self._send_groups(read, sender, groups, outcome, keep_alive)
+        if outcome.sent:
+            faults.fire(self.e.cfg, self.e.r, "deliver.after_send")
+        self._settle(job, read, outcome, report)
+        err = outcome.error()
+        if err is not None:
+            self._failed(job, err, report, len(read) - len(outcome.sent) - len(outcome.dead))
             return False
-        faults.fire(e.cfg, e.r, "deliver.after_send")
-        pipe = e.r.pipeline(transaction=False)
-        self._ack(job, batch, pipe)
-        pipe.hincrby(e.keys.job_stats(job.id), "sent", len(batch))
-        pipe.hset(e.keys.job_stats(job.id), "last_sent_at", time.time_ns())
-        count_sent(e, job.id, len(batch), pipe)
-        pipe.hincrby(e.keys.metrics, f"messages_sent|{job.id}", len(batch))
-        pipe.execute()
-        if report.sent == 0 and report.batches == 0:
-            self.health.clear(job.id)
-        report.sent += len(batch)
-        report.batches += 1
         return True
 
-    def _ack(self, job: Job, handled: list[Pending], pipe: Any) -> None:
-        """Trim each outbox past the last of its messages in ``handled`` (a prefix of it)."""
+    @staticmethod
+    def _plan(
+        read: list[Pending], sender: Sender, layout: PartitionLayout, outcome: Outcome
+    ) -> list[Group]:
+        """Group by partition (or user), in read order, packed up to the sender's limit."""
+        limit = sender.max_batch_bytes
+        ids = layout.ids
+        groups: dict[str, Group] = {}
+        for index, pending in enumerate(read):
+            size = sender.encoded_size(pending.message)
+            if size + 2 > limit:
+                outcome.dead[index] = (
+                    f"message is {size:,} bytes; the hub takes at most {limit:,} per batch"
+                )
+                continue
+            key = pending.message.partition_key
+            route = partition_for_key(key, ids) if ids else key
+            group = groups.get(route)
+            if group is None:
+                group = groups[route] = Group(route if ids else None)
+            if not group.publications or group.size + size > limit:
+                group.publications.append([])
+                group.size = 2
+            group.publications[-1].append(index)
+            group.size += size
+        return list(groups.values())
+
+    def _send_groups(
+        self,
+        read: list[Pending],
+        sender: Sender,
+        groups: list[Group],
+        outcome: Outcome,
+        keep_alive: Callable[[], bool],
+    ) -> None:
+        stop = threading.Event()
+        workers = min(sender.concurrency, len(groups))
+        if workers <= 1:
+            for group in groups:
+                self._send_group(read, sender, group, outcome, stop)
+                if not keep_alive():
+                    stop.set()
+            return
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(max_workers=16, thread_name_prefix="deliver")
+        # Groups are queued in turn on ``workers`` lanes: at most that many requests in flight.
+        lanes = [groups[i::workers] for i in range(workers)]
+        pending = {
+            self._threads.submit(self._send_lane, read, sender, lane, outcome, stop)
+            for lane in lanes
+        }
+        while pending:
+            done, pending = wait(pending, timeout=LEASE_MS / 3000)
+            for future in done:
+                future.result()
+            if pending and not keep_alive():
+                stop.set()  # another deliverer may hold the job now: start nothing new
+
+    def _send_lane(
+        self,
+        read: list[Pending],
+        sender: Sender,
+        lane: list[Group],
+        outcome: Outcome,
+        stop: threading.Event,
+    ) -> None:
+        for group in lane:
+            self._send_group(read, sender, group, outcome, stop)
+
+    def _send_group(
+        self,
+        read: list[Pending],
+        sender: Sender,
+        group: Group,
+        outcome: Outcome,
+        stop: threading.Event,
+    ) -> None:
+        for publication in group.publications:
+            if stop.is_set() or not self._publish(read, sender, group, publication, outcome):
+                stop.set()
+                return
+
+    def _publish(
+        self,
+        read: list[Pending],
+        sender: Sender,
+        group: Group,
+        indexes: list[int],
+        outcome: Outcome,
+    ) -> bool:
+        """Send one publication; a refused one is split to find the message at fault.
+        False when an error stops the round."""
+        try:
+            sender.send([read[i].message for i in indexes], group.partition_id)
+        except HubError as err:
+            if err.kind in ("too_large", "bad_request"):
+                if len(indexes) == 1:
+                    with outcome.lock:
+                        outcome.dead[indexes[0]] = str(err)
+                    return True
+                half = len(indexes) // 2
+                return self._publish(read, sender, group, indexes[:half], outcome) and (
+                    self._publish(read, sender, group, indexes[half:], outcome)
+                )
+            with outcome.lock:
+                outcome.errors.append(err)
+            return False
+        with outcome.lock:
+            outcome.sent.update(indexes)
+            outcome.publications += 1
+        return True
+
+    def _settle(
+        self, job: Job, read: list[Pending], outcome: Outcome, report: DeliverReport
+    ) -> None:
+        """Remove from the outboxes exactly what the hub accepted or refused for good: per shard
+        the longest done prefix is trimmed (XTRIM), anything done after a message still waiting
+        is deleted by id (XDEL), so nothing accepted is sent twice. A user's messages are one
+        group sent in order, so whatever waits for that user waits whole. Dead letters are
+        written first (a crash between leaves a letter and its message, which is refused again:
+        at-least-once, never lost)."""
+        e = self.e
+        blocked: set[int] = set()
         last: dict[int, str] = {}
-        for p in handled:
-            last[p.shard] = p.id
+        loose: dict[int, list[str]] = {}
+        sent = 0
+        dead: list[tuple[Pending, str]] = []
+        for index, pending in enumerate(read):
+            if index in outcome.sent:
+                sent += 1
+            elif index in outcome.dead:
+                dead.append((pending, outcome.dead[index]))
+            else:
+                blocked.add(pending.shard)
+                continue
+            if pending.shard in blocked:
+                loose.setdefault(pending.shard, []).append(pending.id)
+            else:
+                last[pending.shard] = pending.id
+        if not last and not loose:
+            return
+        now = time.time_ns()
+        pipe = e.r.pipeline(transaction=False)
+        for pending, reason in dead:
+            pipe.xadd(
+                e.keys.job_dead(job.id),
+                {"u": pending.user, "k": pending.message.idempotency_key,
+                 "b": pending.message.body, "reason": reason, "at": now, "shard": pending.shard},
+            )  # fmt: skip
         for shard, entry_id in last.items():
             pipe.xtrim(
-                self.e.keys.outbox(shard, job.id), minid=next_stream_id(entry_id), approximate=False
+                e.keys.outbox(shard, job.id), minid=next_stream_id(entry_id), approximate=False
             )
+        for shard, ids in loose.items():
+            pipe.xdel(e.keys.outbox(shard, job.id), *ids)
+        stats = e.keys.job_stats(job.id)
+        if sent:
+            pipe.hincrby(stats, "sent", sent)
+            pipe.hset(stats, "last_sent_at", now)
+            count_sent(e, job.id, sent, pipe)
+            pipe.hincrby(e.keys.metrics, f"messages_sent|{job.id}", sent)
+        if dead:
+            pipe.hincrby(stats, "dead_lettered", len(dead))
+            pipe.hincrby(e.keys.metrics, f"dead_letters|{job.id}", len(dead))
+        pipe.execute()
+        for _, reason in dead:
+            log.warning("dead-lettered a message: %s", reason, extra={"job": job.id})
+        if sent and (not report.sent or outcome.error() is not None):
+            # Progress starts the backoff and the failure period again: a round with one
+            # partition throttled and the rest accepted backs off a little, not ever longer.
+            self.health.clear(job.id)
+        report.sent += sent
+        report.dead += len(dead)
+        report.batches += outcome.publications
+        report.rounds += 1
 
     def _failed(self, job: Job, err: HubError, report: DeliverReport, messages: int) -> None:
         report.error = str(err)
@@ -243,10 +461,11 @@ class Deliverer:
             "send failed: %s", err, extra={"job": job.id, "kind": err.kind, "status": err.status}
         )
         now = time.time_ns()
-        if err.kind == "unauthorized":
+        if err.kind in FATAL_KINDS:
             self.health.note_error(job.id, err, now)
-            JobControl(self.e).fail(job.id, f"authorization rejected ({err})")
-            log.error("job failed: authorization rejected", extra={"job": job.id})
+            what = "authorization rejected" if err.kind == "unauthorized" else "hub refused"
+            JobControl(self.e).fail(job.id, f"{what} ({err})")
+            log.error("job failed: %s", what, extra={"job": job.id})
             return
         _, expired = self.health.failed(job, err, now)
         if expired:
@@ -262,24 +481,3 @@ class Deliverer:
         report.error = str(exc)
         JobControl(self.e).fail(job.id, str(exc))
         log.error("job failed: its authorization cannot be decrypted", extra={"job": job.id})
-
-    def _dead_letter(self, job: Job, batch: list[Pending], reason: str) -> None:
-        """Move refused messages to the job's dead letters (with the reason), then ack them.
-
-        Written before the ack: a crash in between leaves the message in both places, and a
-        replay would re-send it at most once more (at-least-once, never lost).
-        """
-        e = self.e
-        now = time.time_ns()
-        log.warning("dead-lettered %d message(s): %s", len(batch), reason, extra={"job": job.id})
-        pipe = e.r.pipeline(transaction=False)
-        for p in batch:
-            pipe.xadd(
-                e.keys.job_dead(job.id),
-                {"u": p.message.partition_key, "k": p.message.idempotency_key,
-                 "b": p.message.body, "reason": reason, "at": now, "shard": p.shard},
-            )  # fmt: skip
-        self._ack(job, batch, pipe)
-        pipe.hincrby(e.keys.job_stats(job.id), "dead_lettered", len(batch))
-        pipe.hincrby(e.keys.metrics, f"dead_letters|{job.id}", len(batch))
-        pipe.execute()

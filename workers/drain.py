@@ -173,9 +173,12 @@ class ShardDrainer:
             at = max(time.time_ns() + offset, at + 1)
             profile = profiles[entry.user_id]
             steps, evaluated = catch_up(profile, snapshot, at)
-            for flip, changes in steps:
-                flips.append(flip)
-                self._emit(commit, snapshot, profile, changes, flip, report, tallies)
+            for step in steps:
+                flips.append(step.at)
+                self._emit(
+                    commit, snapshot, profile, step.changes, step.at, report, tallies,
+                    step.membership,
+                )  # fmt: skip
             refused = self._over_limits(profile, entry, snapshot, sizes)
             if refused is not None:
                 commit.set_aside.append((entry_id, refused, now // NS_PER_MS, entry.encode()))
@@ -316,8 +319,10 @@ class ShardDrainer:
         at: int,
         report: DrainReport,
         tallies: Tallies,
+        membership: dict[str, int] | None = None,
     ) -> None:
-        """Queue one message per job whose audiences moved, holding all of them at once."""
+        """Queue one message per job whose audiences moved, holding all of them at once, beside
+        the job's other audiences the user is in (``membership``: at ``at``)."""
         report.transitions += len(changes)
         per_job: dict[str, list[Transition]] = defaultdict(list)
         for t in changes:
@@ -326,6 +331,8 @@ class ShardDrainer:
                 if t.event in job.events:
                     per_job[job.id].append(t)
         for job_id, moved in per_job.items():
-            body, key = render(snapshot.jobs[job_id], profile, moved, at)
+            body, key = render(
+                snapshot.jobs[job_id], profile, moved, at, snapshot.slugs, membership
+            )
             commit.outbox[job_id].append((profile.user_id, key, body))
             report.messages += 1

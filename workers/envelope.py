@@ -2,12 +2,18 @@
 
 Rendering happens inside the drain, so ``data`` holds the user's fields as they were when the
 user moved, whatever happens to the profile before the message is sent.
+
+``segment_events`` holds, as in the seed's example, every audience of the job that changed in
+this evaluation and then every other audience of the job the user is in at that moment (each
+part in the job's order of audiences) (an
+``enter`` with its original enter time and an exit in 2099). A job made with ``changes_only``
+carries the changes alone. Either way the idempotency key names only the changes.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -42,12 +48,49 @@ def user_data(profile: Profile, fields: Sequence[str]) -> dict[str, Any]:
     return data
 
 
+def current_memberships(
+    job: Job,
+    membership: Mapping[str, int],
+    changed: Sequence[Transition],
+    slugs: Mapping[str, str],
+    at: int,
+) -> list[dict[str, str]]:
+    """The job's other audiences the user is in at ``at``, as the seed shows an unchanged one."""
+    moved = {t.audience for t in changed}
+    return [
+        {
+            "id": aid,
+            "event": "enter",
+            "enter": format_rfc3339(membership[aid]),
+            "exit": far_future(at),
+            "slug": slugs[aid],
+        }
+        for aid in job.audiences
+        if aid in membership and aid not in moved and aid in slugs
+    ]
+
+
 def render(
-    job: Job, profile: Profile, transitions: Sequence[Transition], at: int
+    job: Job,
+    profile: Profile,
+    transitions: Sequence[Transition],
+    at: int,
+    slugs: Mapping[str, str],
+    membership: Mapping[str, int] | None = None,
 ) -> tuple[bytes, str]:
-    """The message body and its idempotency key for one user's changes at one instant."""
+    """The message body and its idempotency key for one user's changes at one instant.
+
+    ``membership`` is the user's audiences at ``at`` (default: the profile's, which is right
+    unless later instants have been applied to the profile since); ``slugs`` names audiences.
+    """
     data = user_data(profile, job.fields)
-    data["segment_events"] = [segment_event(t, at) for t in transitions]
+    order = {aid: i for i, aid in enumerate(job.audiences)}
+    ordered = sorted(transitions, key=lambda t: order.get(t.audience, len(order)))
+    events = [segment_event(t, at) for t in ordered]
+    if not job.changes_only:
+        members = profile.membership if membership is None else membership
+        events += current_memberships(job, members, transitions, slugs, at)
+    data["segment_events"] = events
     body = orjson.dumps(
         {
             "data": data,

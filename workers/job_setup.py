@@ -13,8 +13,10 @@ from workers.audiences import AudienceStore
 from workers.auths import AuthStore
 from workers.backfill import Backfills, drains_paused
 from workers.engine import Engine
-from workers.eventhub.rest import RestSender
+from workers.eventhub.connstr import ConnectionStringError
+from workers.eventhub.management import hub_properties
 from workers.eventhub.sender import HubError
+from workers.hub_partitions import HubPartitions
 from workers.job_control import JobControl
 from workers.jobs import Job, JobStore
 from workers.registry_store import Conflict
@@ -94,16 +96,31 @@ def add_audience(engine: Engine, job_ref: str, audience_ref: str, existing_users
 
 
 def check_authorization(engine: Engine, auth_ref: str) -> tuple[bool, str]:
-    """A real send-permission check (an empty batch: nothing is sent); records the health."""
+    """Ask the hub to describe itself with this key (the SDK's management call); records the
+    health and the partition ids. Nothing is sent to the hub's consumers.
+
+    What it proves: the namespace answers as Event Hubs, the hub exists, and it accepts tokens
+    signed with this key. What it cannot: that the key may send (a Listen-only key passes too),
+    which only a real send shows; a job's first batch does, and a 401 fails the job at once.
+    """
     auths = AuthStore(engine.r, engine.keys, engine.cfg)
     auth = auths.get(auth_ref)
-    sender = RestSender(auths.connection(auth.id))
     try:
-        sender.probe()
-    except HubError as err:
-        auths.set_health(auth.id, f"unhealthy: {err}")
-        return False, str(err)
-    finally:
-        sender.close()
+        props = hub_properties(auths.connection(auth.id))
+    except (HubError, ConnectionStringError) as err:
+        detail = f"the hub did not accept the management call: {err}"
+        auths.set_health(auth.id, f"unhealthy: {detail}")
+        return False, detail
+    HubPartitions(engine.r, engine.keys).learned(auth.id, props.partition_ids)
+    count = len(props.partition_ids)
+    detail = (
+        f"the hub accepted the key for event hub {props.name!r} ({count} partitions); "
+        "sending itself is proven by a job's first accepted batch"
+    )
+    if auth.partitions and auth.partitions != count:
+        detail += (
+            f"; note: this authorization says --partitions {auth.partitions}, which is what jobs "
+            f"use, but the hub has {count}"
+        )
     auths.set_health(auth.id, "healthy")
-    return True, "the hub accepted the key for sending"
+    return True, detail

@@ -7,10 +7,13 @@ from typing import Any, cast
 
 import orjson
 
+from workers.auths import AuthStore
 from workers.backfill import Backfills
 from workers.engine import Engine
+from workers.hub_partitions import HubPartitions
 from workers.job_control import JobControl
 from workers.jobs import STATES, Job
+from workers.registry_store import NotFound
 from workers.timefmt import NS_PER_MS, format_rfc3339
 
 RATE_BUCKET_S = 10
@@ -67,6 +70,8 @@ def job_status(engine: Engine, job: Job, slugs: dict[str, str]) -> dict[str, Any
         "fields": list(job.fields),
         "events": list(job.events),
         "transport": job.transport,
+        "changes_only": job.changes_only,
+        "partitions": partition_layout(e, job),
         "created": format_rfc3339(job.created),
         "counts": {
             "sent": stats.get("sent", 0),
@@ -83,10 +88,18 @@ def job_status(engine: Engine, job: Job, slugs: dict[str, str]) -> dict[str, Any
     }
 
 
+def partition_layout(engine: Engine, job: Job) -> dict[str, Any]:
+    """How the job's hub is sent to: per partition (and how many), or one user per request."""
+    try:
+        auth = AuthStore(engine.r, engine.keys, engine.cfg).get(job.auth_id)
+    except NotFound:
+        return {"mode": "unknown", "note": f"authorization {job.auth_id} no longer exists"}
+    return HubPartitions(engine.r, engine.keys).layout(auth).public()
+
+
 def _error(raw: bytes | None) -> dict[str, Any] | None:
     if not raw:
         return None
     info: dict[str, Any] = orjson.loads(raw)
     info["at"] = format_rfc3339(int(info["at"]))
     return info
-

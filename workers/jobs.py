@@ -46,6 +46,8 @@ class Job:
     created: int = 0
     failure_period_s: int = DEFAULT_FAILURE_PERIOD_S
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
+    changes_only: bool = False
+    """Messages carry only the audiences that changed, not the user's other current ones."""
 
     @property
     def collecting(self) -> bool:
@@ -93,6 +95,7 @@ class JobStore(DefinitionStore):
         existing_users: bool = False,
         failure_period_s: int = DEFAULT_FAILURE_PERIOD_S,
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        changes_only: bool = False,
     ) -> Job:
         if not audiences:
             raise Conflict("a job needs at least one audience")
@@ -122,6 +125,7 @@ class JobStore(DefinitionStore):
             time.time_ns(),
             failure_period_s,
             max_batch_bytes,
+            changes_only,
         )
         self.put_new_labelled(job.id, job.as_dict(), "job")
         return job

@@ -17,6 +17,8 @@ Layout (``p`` is the configured prefix, ``k`` a shard number)::
     p:job:<job>:rate              hash    messages sent per 10-second bucket (the last hour)
     p:job:<job>:deliver:lease     string  token of the deliverer holding the job
     p:job:<job>:deliver:kick      string  set while a deliver task is queued
+    p:auth:<auth>:partitions      hash    the hub's partition ids as last learned, when, last failure
+    p:auth:<auth>:partitions:lock string  set while one process asks the hub for them
     p:metrics                     hash    engine counters (workers/metrics.py)
     p:stats:lateness              list    latest due-lateness samples (ms)
     p:reeval:runs                 hash    re-evaluation run id -> progress (JSON)
@@ -91,6 +93,12 @@ class Keys:
     @property
     def auths(self) -> str:
         return f"{self.prefix}:{{reg}}:auths"
+
+    def auth_partitions(self, auth: str) -> str:
+        return f"{self.prefix}:auth:{auth}:partitions"
+
+    def auth_partitions_lock(self, auth: str) -> str:
+        return f"{self.prefix}:auth:{auth}:partitions:lock"
 
     def job_stats(self, job: str) -> str:
         return f"{self.prefix}:job:{job}:stats"

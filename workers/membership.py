@@ -48,14 +48,21 @@ def evaluate(profile: Profile, audiences: Iterable[LiveAudience], at: int) -> li
     return changes
 
 
-def catch_up(
-    profile: Profile, snapshot: Snapshot, until: int
-) -> tuple[list[tuple[int, list[Transition]]], int]:
+@dataclass(frozen=True, slots=True)
+class Step:
+    """A time-driven change: its instant, what moved, and the memberships right after it."""
+
+    at: int
+    changes: list[Transition]
+    membership: dict[str, int]
+
+
+def catch_up(profile: Profile, snapshot: Snapshot, until: int) -> tuple[list[Step], int]:
     """Apply every time-driven flip due at or before ``until``, each at its own instant.
 
     Returns the steps that changed something and how many evaluations it took.
     """
-    steps: list[tuple[int, list[Transition]]] = []
+    steps: list[Step] = []
     evaluations = 0
     for _ in range(MAX_CATCH_UP_STEPS):
         if not profile.next_change:
@@ -70,10 +77,10 @@ def catch_up(
         changes = evaluate(profile, live, at)
         evaluations += len(live)
         if changes:
-            steps.append((at, changes))
             for t in changes:  # recorded now (``until``), though it happened at ``at``
                 if t.event == "enter" and until > at:
                     profile.recorded[t.audience] = until
+            steps.append(Step(at, changes, dict(profile.membership)))
     return steps, evaluations
 
 

@@ -36,6 +36,8 @@ class Snapshot:
     by_event: dict[str, tuple[LiveAudience, ...]] = field(default_factory=dict)
     needs: dict[str, int] = field(default_factory=dict)
     """Event name -> the most occurrences any audience's timewindow() counts."""
+    slugs: dict[str, str] = field(default_factory=dict)
+    """Audience id -> slug, for naming the audiences a message carries."""
 
     def occurrences_to_keep(self, event: str, floor: int) -> int:
         """Only as many as the largest window asking about this event can count (at least
@@ -81,6 +83,7 @@ def build_snapshot(r: Redis, keys: Keys, version: int) -> Snapshot:
         {k: tuple(v) for k, v in by_field.items()},
         {k: tuple(v) for k, v in by_event.items()},
         needs,
+        {a.id: a.slug for a in audiences.values()},
     )
 
 

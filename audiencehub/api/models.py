@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from workers.auths import MAX_PARTITIONS
 from workers.jobs import DEFAULT_FAILURE_PERIOD_S, DEFAULT_FIELDS, DEFAULT_MAX_BATCH_BYTES
 
 SLUG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,127}$"
@@ -246,6 +247,24 @@ class AuthorizationCreate(Strict):
     hub: str | None = Field(
         None, min_length=1, max_length=256, description="Hub name for a namespace-level string."
     )
+    partitions: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_PARTITIONS,
+        description=(
+            "The hub's partition count, where the SDK's management call cannot be made; "
+            "otherwise it is learned from the hub."
+        ),
+    )
+
+
+class DeliveryLayout(BaseModel):
+    """How jobs send to the hub: per partition (how many, learned how) or one user per request."""
+
+    model_config = ConfigDict(extra="allow")
+    mode: str
+    count: int | None = None
+    source: str | None = None
 
 
 class AuthorizationOut(BaseModel):
@@ -256,6 +275,8 @@ class AuthorizationOut(BaseModel):
     key_name: str
     emulator: bool
     health: str
+    partitions: int | None
+    delivery: DeliveryLayout
     created: str
 
 
@@ -303,6 +324,13 @@ class JobCreate(Strict):
         ge=1,
         le=10 * 365 * 86400,
         description="Seconds of hub errors before the job fails.",
+    )
+    changes_only: bool = Field(
+        False,
+        description=(
+            "Messages carry only the audiences that changed, not the user's other current "
+            "audiences of the job (which the seed's example carries beside the change)."
+        ),
     )
     dry_run: bool = Field(
         False, description="Only report what an existing-users backfill would send (200)."
@@ -361,6 +389,8 @@ class JobStatus(BaseModel):
     fields: list[str]
     events: list[str]
     transport: str
+    changes_only: bool
+    partitions: DeliveryLayout
     created: str
     counts: JobCounts
     backlog: int

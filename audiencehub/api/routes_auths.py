@@ -13,10 +13,16 @@ from fastapi import APIRouter, Path, Response
 
 from audiencehub.api.deps import EngineDep, errors
 from audiencehub.api.errors import ApiError, scrub
-from audiencehub.api.models import AuthorizationCreate, AuthorizationOut, AuthorizationTest
+from audiencehub.api.models import (
+    AuthorizationCreate,
+    AuthorizationOut,
+    AuthorizationTest,
+    DeliveryLayout,
+)
 from workers.auths import Authorization, AuthStore
 from workers.engine import Engine
 from workers.eventhub.connstr import ConnectionStringError
+from workers.hub_partitions import HubPartitions
 from workers.job_setup import check_authorization
 from workers.jobs import JobStore
 from workers.timefmt import format_rfc3339
@@ -28,8 +34,9 @@ AuthRef = Annotated[
 ]
 
 
-def auth_out(a: Authorization) -> AuthorizationOut:
-    return AuthorizationOut(**a.public(), created=format_rfc3339(a.created))
+def auth_out(e: Engine, a: Authorization) -> AuthorizationOut:
+    layout = DeliveryLayout(**HubPartitions(e.r, e.keys).layout(a).public())
+    return AuthorizationOut(**a.public(), delivery=layout, created=format_rfc3339(a.created))
 
 
 def _store(e: Engine) -> AuthStore:
@@ -37,11 +44,16 @@ def _store(e: Engine) -> AuthStore:
 
 
 def store_connection_string(
-    e: Engine, label: str, text: str, hub: str | None, field: str = "connection_string"
+    e: Engine,
+    label: str,
+    text: str,
+    hub: str | None,
+    field: str = "connection_string",
+    partitions: int | None = None,
 ) -> Authorization:
     """Parse, encrypt and store; a bad string is a 422 whose message quotes none of it."""
     try:
-        return _store(e).create(label, text, hub)
+        return _store(e).create(label, text, hub, partitions)
     except ConnectionStringError as exc:
         raise ApiError(422, f"{field}: {scrub(str(exc), text)}", field=field) from None
 
@@ -55,12 +67,15 @@ def store_connection_string(
 )
 def create_authorization(body: AuthorizationCreate, engine: EngineDep) -> AuthorizationOut:
     text = body.connection_string.get_secret_value()
-    return auth_out(store_connection_string(engine, body.label, text, body.hub))
+    created = store_connection_string(
+        engine, body.label, text, body.hub, partitions=body.partitions
+    )
+    return auth_out(engine, created)
 
 
 @router.get("", response_model=list[AuthorizationOut], summary="List authorizations")
 def list_authorizations(engine: EngineDep) -> list[AuthorizationOut]:
-    return [auth_out(a) for a in _store(engine).all()]
+    return [auth_out(engine, a) for a in _store(engine).all()]
 
 
 @router.get(
@@ -70,7 +85,7 @@ def list_authorizations(engine: EngineDep) -> list[AuthorizationOut]:
     responses=errors(404),
 )
 def get_authorization(auth_ref: AuthRef, engine: EngineDep) -> AuthorizationOut:
-    return auth_out(_store(engine).get(auth_ref))
+    return auth_out(engine, _store(engine).get(auth_ref))
 
 
 @router.delete(
@@ -91,10 +106,12 @@ def delete_authorization(auth_ref: AuthRef, engine: EngineDep) -> Response:
 @router.post(
     "/{auth_ref}/test",
     response_model=AuthorizationTest,
-    summary="Check send permission against the hub (nothing is sent)",
+    summary="Ask the hub about itself with this key (nothing is sent)",
     responses=errors(404, 409),
 )
 def test_authorization(auth_ref: AuthRef, engine: EngineDep) -> AuthorizationTest:
-    """200 either way; ``healthy`` says whether the hub accepted the key. Records the health."""
+    """200 either way; ``healthy`` says whether the hub accepted the key for the SDK's
+    management call (which also learns its partitions). Records the health. Whether the key
+    may send shows at a job's first batch."""
     ok, detail = check_authorization(engine, auth_ref)
     return AuthorizationTest(healthy=ok, detail=detail)

@@ -130,6 +130,7 @@ def create(body: JobCreate, engine: EngineDep) -> JSONResponse:
             description=body.description,
             max_batch_bytes=body.max_batch_bytes,
             failure_period_s=body.failure_period_s,
+            changes_only=body.changes_only,
         )
     except Exception:
         if created_auth is not None:  # leave nothing behind from a job that was not created

@@ -43,7 +43,7 @@ import orjson
 from audiencehub.emulator.auth import Authorizer, TokenError, resource_hub
 from audiencehub.emulator.faults import NO_FAULT, FaultDecision, FaultPlan
 from audiencehub.emulator.store import EventStore, Hub, IncomingEvent, UnknownHub
-from workers.eventhub.partitions import partition_for_key
+from workers.eventhub.partitions import MAX_PARTITION_KEY, key_length, partition_for_key
 
 __all__ = [
     "BATCH_FORMAT",
@@ -1408,6 +1408,16 @@ class AmqpConnection(asyncio.Protocol):
             hub = self.store.hub(link.hub)
         except UnknownHub:
             return 404, ("amqp:not-found", f"event hub {link.hub!r} no longer exists")
+        for index, event in enumerate(events):
+            if (
+                event.partition_key is not None
+                and key_length(event.partition_key) > MAX_PARTITION_KEY
+            ):
+                return 400, (
+                    "amqp:invalid-field",
+                    f"event[{index}]'s partition key is {key_length(event.partition_key)} "
+                    f"characters; the limit is {MAX_PARTITION_KEY}",
+                )
         self.store.append(
             hub.name, events, "amqp", partition_id=self.placement(hub, link, key, message_format)
         )
@@ -1492,8 +1502,10 @@ class AmqpConnection(asyncio.Protocol):
         token = request.value
         if not isinstance(token, str):
             return 401, "put-token carries no token (expected a string body)"
+        audience = str(props.get("name") or "")
+        addressed = urlsplit(audience).netloc if "://" in audience else None
         try:
-            parsed = self.face.auth.check(token, hub or "")
+            parsed = self.face.auth.check(token, hub or "", namespace=addressed)
         except TokenError as exc:
             log.info("refused put-token from %s: %s", self.peer, exc)
             return 401, f"authorization failed: {exc}"

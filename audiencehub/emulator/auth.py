@@ -2,8 +2,11 @@
 
 Signature, key name and expiry come from :func:`workers.eventhub.sas.verify_token`. On top of that
 the token's ``sr`` must cover the hub being used: its path must be empty (a namespace-wide token)
-or start with the hub's name, compared case-insensitively like entity names. Scheme and host are
-ignored because the stand-in listens on loopback while tokens name ``https://{namespace}/…``.
+or start with the hub's name, compared case-insensitively like entity names; and its host must be
+the namespace the client addressed (the REST request's ``Host``, the AMQP put-token's audience),
+so a token made for another namespace is refused. The scheme is not compared (tokens name
+``https://…`` or ``sb://…`` while the stand-in speaks plain http and AMQP), nor is a port the
+token leaves out.
 """
 
 from __future__ import annotations
@@ -14,9 +17,27 @@ from urllib.parse import unquote, urlsplit
 
 from workers.eventhub.sas import ParsedToken, TokenError, verify_token
 
-__all__ = ["Authorizer", "TokenError", "resource_hub"]
+__all__ = ["Authorizer", "TokenError", "resource_host", "resource_hub", "same_namespace"]
 
 _CACHE_LIMIT = 4096
+
+
+def resource_host(resource: str) -> tuple[str, int | None] | None:
+    """Host (lower-cased) and port a token's ``sr`` names, or None when it names none."""
+    authority = urlsplit(resource).netloc if "://" in resource else resource.partition("/")[0]
+    return split_host(unquote(authority))
+
+
+def split_host(authority: str) -> tuple[str, int | None] | None:
+    """``host``, ``host:port`` or ``[v6]:port`` as (host, port); None if empty or malformed."""
+    if not authority:
+        return None
+    try:
+        url = urlsplit("//" + authority)
+        host, port = url.hostname, url.port
+    except ValueError:
+        return None
+    return (host.lower(), port) if host else None
 
 
 def resource_hub(resource: str) -> str | None:
@@ -46,10 +67,19 @@ class Authorizer:
     def key_names(self) -> list[str]:
         return list(self._keys)
 
-    def check(self, header: str | None, hub: str, now: float | None = None) -> ParsedToken:
-        """Accept a token for ``hub`` or raise TokenError with a reason safe to show."""
+    def check(
+        self,
+        header: str | None,
+        hub: str,
+        now: float | None = None,
+        namespace: str | None = None,
+    ) -> ParsedToken:
+        """Accept a token for ``hub`` in ``namespace`` (the host[:port] the client addressed;
+        None: not compared) or raise TokenError with a reason safe to show."""
         if not header:
-            raise TokenError("missing Authorization header (expected SharedAccessSignature …)")
+            raise TokenError(
+                "missing Authorization header (expected SharedAccessSignature …)", "MissingToken"
+            )
         now = time.time() if now is None else now
         token = self._verified.get(header)
         if token is None:
@@ -58,10 +88,27 @@ class Authorizer:
                 self._verified.clear()
             self._verified[header] = token
         elif token.expiry <= now:
-            raise TokenError(f"token expired at {token.expiry} (now {int(now)})")
+            raise TokenError(f"token expired at {token.expiry} (now {int(now)})", "ExpiredToken")
+        if namespace is not None and not same_namespace(token.resource, namespace):
+            raise TokenError(
+                f"token is for {token.resource[:200]!r}, another namespace than {namespace!r}",
+                "InvalidAudience",
+            )
         scope = resource_hub(token.resource)
         if scope is not None and scope != hub.lower():
             raise TokenError(
-                f"token is for {token.resource!r}, which does not cover event hub {hub!r}"
+                f"token is for {token.resource[:200]!r}, which does not cover event hub {hub!r}",
+                "InvalidAudience",
             )
         return token
+
+
+def same_namespace(resource: str, addressed: str) -> bool:
+    """Does the token's ``sr`` name the namespace the client addressed? Hosts must match; ports
+    only when both name one."""
+    named, wanted = resource_host(resource), split_host(addressed)
+    if named is None or wanted is None:
+        return False
+    if named[0] != wanted[0]:
+        return False
+    return named[1] is None or wanted[1] is None or named[1] == wanted[1]

@@ -101,6 +101,13 @@ def _load_faults(text: str | None) -> Any:
     help="Also serve AMQP 1.0 (the azure-eventhub SDK) on the same port.",
 )
 @click.option(
+    "--lenient",
+    is_flag=True,
+    help="Accept a /{hub}/messages batch whose events carry different partition keys, and "
+    "keys that hash to another partition than the one posted to (strict by default, as the "
+    "service is).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -120,6 +127,7 @@ def hub_emulator(
     advertise_host: str | None,
     faults_spec: str | None,
     amqp: bool,
+    lenient: bool,
     log_level: str,
 ) -> None:
     """Local Event Hubs stand-in (REST send API, SAS checks, readback, fault injection).
@@ -143,10 +151,13 @@ def hub_emulator(
             max_batch_bytes=max_batch_bytes,
             max_events_per_hub=max_events,
             advertise_host=advertise_host,
+            lenient=lenient,
         )
         emulator = Emulator(config)
         if amqp:
             emulator.enable_amqp()
+        else:
+            emulator.refuse_amqp()
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     plan = _load_faults(faults_spec)

@@ -35,6 +35,11 @@ from audiencehub.emulator.store import (
     StoredEvent,
     UnknownHub,
 )
+from workers.eventhub.partitions import (
+    MAX_PARTITION_KEY,
+    key_length,
+    partition_for_key,
+)
 from workers.timefmt import format_rfc3339
 
 __all__ = [
@@ -54,7 +59,7 @@ SINGLE_CONTENT_TYPE = "application/atom+xml"
 DEFAULT_MAX_BATCH_BYTES = 1_048_576
 MAX_READBACK = 100_000
 
-_ITEM_FIELDS = frozenset({"Body", "UserProperties", "BrokerProperties"})
+_ITEM_FIELDS = frozenset({"Body", "UserProperties", "BrokerProperties", "IsBodyBase64"})
 _SCALARS = (str, int, float, bool, type(None))
 _API_VERSION = re.compile(r"^\d{4}-\d{2}(-\d{2})?(-preview)?$")
 _JSON = "application/json"
@@ -78,7 +83,11 @@ def _check_properties(value: Any, where: str) -> dict[str, Any]:
 
 
 def decode_batch(body: bytes) -> list[IncomingEvent]:
-    """Parse ``[{"Body": str, "UserProperties": {…}, "BrokerProperties": {…}}, …]`` strictly."""
+    """Parse ``[{"Body": str, "UserProperties": {…}, "BrokerProperties": {…}}, …]`` strictly.
+
+    ``"IsBodyBase64": true`` (the batch format's way to carry binary bodies) means ``Body`` is
+    base64 and the event is its decoded bytes.
+    """
     try:
         items = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -98,11 +107,22 @@ def decode_batch(body: bytes) -> list[IncomingEvent]:
             what = "is missing" if text is None else "must be a string"
             raise BadBatch(f"event[{index}].Body: {what}")
         if not item.keys() <= known:
-            extra = ", ".join(sorted(set(item) - known))
+            extra = ", ".join(sorted(name[:40] for name in set(item) - known)[:5])
             raise BadBatch(
                 f"event[{index}]: unknown field(s) {extra} "
-                "(expected Body, UserProperties, BrokerProperties)"
+                "(expected Body, UserProperties, BrokerProperties, IsBodyBase64)"
             )
+        data = text.encode("utf-8")
+        base64_flag = item.get("IsBodyBase64")
+        if base64_flag is not None and type(base64_flag) is not bool:
+            raise BadBatch(f"event[{index}].IsBodyBase64: must be true or false")
+        if base64_flag:
+            try:
+                data = base64.b64decode(data, validate=True)
+            except ValueError:
+                raise BadBatch(
+                    f"event[{index}].Body: IsBodyBase64 is true but Body is not base64"
+                ) from None
         user = item.get("UserProperties")
         user = {} if user is None else _check_properties(user, f"event[{index}].UserProperties")
         broker = item.get("BrokerProperties")
@@ -114,7 +134,7 @@ def decode_batch(body: bytes) -> list[IncomingEvent]:
             key = broker.get("PartitionKey")
             if key is not None and type(key) is not str:
                 raise BadBatch(f"event[{index}].BrokerProperties.PartitionKey: must be a string")
-        append(IncomingEvent(text.encode("utf-8"), user, broker, key))
+        append(IncomingEvent(data, user, broker, key))
     return out
 
 
@@ -136,11 +156,50 @@ def event_json(event: StoredEvent) -> dict[str, Any]:
         "broker_properties": event.broker_properties,
         "received_at": format_rfc3339(event.received_at),
         "face": event.face,
+        "request": event.request,
     }
 
 
 def _media_type(value: str) -> str:
     return value.split(";", 1)[0].strip().lower()
+
+
+def placement_problem(
+    events: list[IncomingEvent], partition: str | None, strict: bool
+) -> str | None:
+    """Why the hub refuses where a batch asks to go, or None (the answer is a 400).
+
+    A partition key is at most 128 characters (the service's limit). Strictly, as the service
+    treats a send operation, one request to ``/{hub}/messages`` carries one partition key (the
+    Service Bus gateway in front of Event Hubs refuses a batch whose messages carry different
+    keys; elsewhere the whole batch landed in the first key's partition). A key sent to
+    ``/partitions/{id}`` that hashes elsewhere is stored there and counted
+    (``key_partition_mismatches``), as the SDKs' buffered producers expect of the service
+    while their partition list is stale.
+    """
+    for index, event in enumerate(events):
+        key = event.partition_key
+        if key is not None and key_length(key) > MAX_PARTITION_KEY:
+            return (
+                f"PartitionKeyTooLong: event[{index}]'s PartitionKey is {key_length(key)} "
+                f"characters; the limit is {MAX_PARTITION_KEY}"
+            )
+    if not strict or partition is not None:
+        return None
+    first = events[0].partition_key
+    for index, event in enumerate(events):
+        if event.partition_key != first:
+            return (
+                f"PartitionKeyMismatch: event[{index}] has PartitionKey "
+                f"{_shown(event.partition_key)} but event[0] has {_shown(first)}; one send "
+                "carries one partition key (send per partition to "
+                "/{hub}/partitions/{id}/messages instead)"
+            )
+    return None
+
+
+def _shown(key: str | None) -> str:
+    return "(none)" if key is None else repr(key[:40] + ("…" if len(key) > 40 else ""))
 
 
 def _xml_error(status: int, detail: str, headers: list[tuple[str, str]] | None = None) -> Response:
@@ -167,8 +226,10 @@ class RestFace:
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
         info: dict[str, Any] | None = None,
         faces: list[str] | None = None,
+        lenient: bool = False,
     ) -> None:
         self.store = store
+        self.lenient = lenient
         self.faults = faults
         self.auth = auth
         self.max_batch_bytes = max_batch_bytes
@@ -250,31 +311,43 @@ class RestFace:
     def _accept(self, request: Request) -> Response:
         hub_name, partition = request.state["send"]
         try:
-            self.auth.check(request.headers.get("authorization"), hub_name)
+            self.auth.check(
+                request.headers.get("authorization"),
+                hub_name,
+                namespace=request.headers.get("host", ""),
+            )
         except TokenError as exc:
-            return _xml_error(401, f"authorization failed: {exc}")
+            return _xml_error(401, f"{exc.code}: authorization failed: {exc}")
         try:
             hub = self.store.hub(hub_name)
         except UnknownHub:
-            return _xml_error(404, f"event hub {hub_name!r} does not exist in this namespace")
+            return _xml_error(
+                404,
+                f"MessagingEntityNotFound: event hub {hub_name[:60]!r} does not exist in this "
+                "namespace",
+            )
         if partition is not None and partition not in hub.partition_ids:
             return _xml_error(
                 404,
-                f"event hub {hub.name!r} has no partition {partition!r} "
-                f"(partitions: {', '.join(hub.partition_ids)})",
+                f"MessagingEntityNotFound: event hub {hub.name!r} has no partition "
+                f"{partition[:20]!r} (partitions: {', '.join(hub.partition_ids)})",
             )
         version = request.query.get("api-version")
         if version is not None and not _API_VERSION.match(version):
-            return _xml_error(400, f"api-version {version!r} is not a valid version (use 2014-01)")
+            return _xml_error(
+                400, f"BadRequest: api-version {version[:20]!r} is not a valid version (2014-01)"
+            )
         timeout = request.query.get("timeout")
-        if timeout is not None and not timeout.isdigit():
-            return _xml_error(400, f"timeout {timeout!r} must be a whole number of seconds")
+        if timeout is not None and not (timeout.isdigit() and 1 <= int(timeout) <= 120):
+            return _xml_error(
+                400, f"BadRequest: timeout {timeout[:20]!r} must be 1 to 120 whole seconds"
+            )
         body = request.body
         if len(body) > self.max_batch_bytes:
             return _xml_error(
                 413,
-                f"request body of {len(body)} bytes exceeds the maximum of "
-                f"{self.max_batch_bytes} bytes per publication",
+                f"MessageSizeExceeded: request body of {len(body)} bytes exceeds the maximum "
+                f"of {self.max_batch_bytes} bytes per publication",
             )
         media = _media_type(request.headers.get("content-type", ""))
         try:
@@ -285,12 +358,24 @@ class RestFace:
             else:
                 return _xml_error(
                     415,
-                    f"Content-Type {media or '(none)'!r} is not supported: use "
+                    f"UnsupportedMediaType: Content-Type {media[:60] or '(none)'!r} is not "
+                    "supported: use "
                     f"{BATCH_CONTENT_TYPE} for a batch or "
                     f"{SINGLE_CONTENT_TYPE};type=entry;charset=utf-8 for one event",
                 )
         except BadBatch as exc:
-            return _xml_error(400, str(exc))
+            return _xml_error(400, f"BadRequest: {exc}")
+        problem = placement_problem(events, partition, not self.lenient)
+        if problem is not None:
+            return _xml_error(400, problem)
+        if partition is None and not self.lenient:
+            # A send operation is placed whole: by its one key, else in one round-robin turn.
+            key = events[0].partition_key
+            partition = (
+                partition_for_key(key, hub.partition_ids)
+                if key is not None
+                else hub.next_round_robin()
+            )
         self.store.append(hub.name, events, "rest", partition_id=partition)
         return _CREATED
 
@@ -376,6 +461,12 @@ class RestFace:
         if not raw.isdigit():
             return _json_error(400, "partitions must be a whole number")
         try:
+            existing = self.store.hub(name)
+        except UnknownHub:
+            existing = None
+        try:
+            if existing is not None:  # more partitions for a hub that exists (Premium-like)
+                return _json(self.store.grow_hub(name, int(raw)).info(), 200)
             hub = self.store.create_hub(name, int(raw))
         except ValueError as exc:
             return _json_error(400, str(exc))

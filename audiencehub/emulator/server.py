@@ -50,6 +50,7 @@ class EmulatorConfig:
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
     max_events_per_hub: int = DEFAULT_MAX_EVENTS_PER_HUB
     advertise_host: str | None = None
+    lenient: bool = False
 
     def __post_init__(self) -> None:
         if not self.keys:
@@ -58,6 +59,11 @@ class EmulatorConfig:
             self.hubs = (DEFAULT_HUB,)
         if self.max_batch_bytes < 1:
             raise ValueError("max_batch_bytes must be positive")
+
+
+class _Refuse(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
 
 
 class Emulator:
@@ -76,8 +82,9 @@ class Emulator:
             self.faults,
             self.auth,
             config.max_batch_bytes,
-            info={"service": "audiencehub hub emulator"},
+            info={"service": "audiencehub hub emulator", "lenient": config.lenient},
             faces=self.faces,
+            lenient=config.lenient,
         )
         self.http = HttpServer(self.rest)
         self.amqp: AmqpFace | None = None
@@ -92,6 +99,11 @@ class Emulator:
         """
         self.http.alt_protocols[prefix] = factory
         self.faces.append(face)
+
+    def refuse_amqp(self) -> None:
+        """Without the AMQP face, close connections that open with the AMQP header at once (an
+        HTTP server would wait for a request line that never comes), so an SDK call fails fast."""
+        self.http.alt_protocols[b"AMQP"] = _Refuse
 
     def enable_amqp(self) -> None:
         """Serve the AMQP 1.0 face (``amqp.py``, what the azure-eventhub SDK speaks) on this port."""

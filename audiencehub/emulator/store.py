@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from workers.eventhub.connstr import valid_hub_name
 from workers.eventhub.partitions import partition_for_key
 
 __all__ = [
@@ -31,7 +32,6 @@ __all__ = [
 ]
 
 DEFAULT_MAX_EVENTS_PER_HUB = 1_000_000
-_HUB_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 
 class UnknownHub(LookupError):
@@ -63,6 +63,7 @@ class StoredEvent(NamedTuple):
     broker_properties: dict[str, Any]
     received_at: int  # ns since the epoch
     face: str  # "rest" or "amqp"
+    request: int  # which accepted request (REST POST, AMQP delivery) brought it, from 1
 
 
 # Internally each event is an exact tuple in StoredEvent's field order, with the property dicts as
@@ -70,22 +71,12 @@ class StoredEvent(NamedTuple):
 # a NamedTuple (a subclass) or a tuple holding a dict stays tracked for good. With a million stored
 # events that difference is what makes each full collection take ~200 ms and halves intake.
 _Props = tuple[tuple[str, Any], ...]
-_Row = tuple[int, str, str, str | None, bytes, _Props, _Props, int, str]
+_Row = tuple[int, str, str, str | None, bytes, _Props, _Props, int, str, int]
 
 
 def _row_event(row: _Row) -> StoredEvent:
-    seq, hub, pid, key, body, user, broker, when, face = row
-    return StoredEvent(seq, hub, pid, key, body, dict(user), dict(broker), when, face)
-
-
-def valid_hub_name(name: str) -> bool:
-    """Event Hub names: letters, digits, ``.-_``, starting with a letter or digit, ≤ 256 chars."""
-    return (
-        0 < len(name) <= 256
-        and name[0].isascii()
-        and name[0].isalnum()
-        and all(ch in _HUB_NAME_CHARS for ch in name)
-    )
+    seq, hub, pid, key, body, user, broker, when, face, request = row
+    return StoredEvent(seq, hub, pid, key, body, dict(user), dict(broker), when, face, request)
 
 
 @dataclass(slots=True)
@@ -129,6 +120,7 @@ class EventStore:
         self._lock = threading.Lock()
         self._hubs: dict[str, Hub] = {}  # lower-cased name -> hub (names are case-insensitive)
         self._seq = 0
+        self._accepted = 0  # requests stored, never reset (like seq)
         self._max = max_events_per_hub
         self._requests: dict[str, Counter[int]] = {}
         self._events_by_face: Counter[str] = Counter()
@@ -141,8 +133,8 @@ class EventStore:
         """Create (or return the existing) hub; partition ids are ``"0"…"n-1"`` unless given."""
         if not valid_hub_name(name):
             raise ValueError(
-                f"hub name {name!r} is not valid (letters, digits, '.', '-', '_'; "
-                "starting with a letter or digit)"
+                f"hub name {name[:60]!r} is not valid (letters, digits, '.', '-', '_'; "
+                "starting and ending with a letter or digit; at most 256)"
             )
         ids = (
             tuple(str(i) for i in range(partitions))
@@ -156,6 +148,23 @@ class EventStore:
             if hub is None:
                 hub = Hub(name=name, partition_ids=ids, created_at=time.time_ns())
                 self._hubs[name.lower()] = hub
+            return hub
+
+    def grow_hub(self, name: str, partitions: int) -> Hub:
+        """Add partitions to a hub, as Premium and Dedicated namespaces allow (never fewer):
+        ids ``"n"…"partitions-1"`` join the existing ones."""
+        with self._lock:
+            hub = self._hubs.get(name.lower())
+            if hub is None:
+                raise UnknownHub(name)
+            have = len(hub.partition_ids)
+            if not have <= partitions <= 1024:
+                raise ValueError(
+                    f"event hub {hub.name!r} has {have} partitions; it can grow to at most 1024 "
+                    "and never shrink"
+                )
+            hub.partition_ids = (*hub.partition_ids, *(str(i) for i in range(have, partitions)))
+            hub._rr = None
             return hub
 
     def hub(self, name: str) -> Hub:
@@ -192,6 +201,8 @@ class EventStore:
         when = time.time_ns() if received_at is None else received_at
         name = hub.name
         with self._lock:
+            self._accepted += 1
+            request = self._accepted
             seq = self._seq
             first = seq + 1
             out = hub.events
@@ -219,6 +230,7 @@ class EventStore:
                         tuple(broker.items()) if broker else (),
                         when,
                         face,
+                        request,
                     )
                 )
                 counts[pid] += 1

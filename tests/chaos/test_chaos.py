@@ -84,9 +84,9 @@ def test_throttling_and_connection_resets(
     e = live_engine
     job = setup(e, hub, max_batch_bytes=10_000)  # many small batches: many chances to fail
     faults(hub, {"seed": 3, "rules": [
-        {"status": 503, "share": 0.15, "retry_after": 0},
-        {"status": 429, "share": 0.15, "retry_after": 0},
-        {"drop": True, "share": 0.05},
+        {"status": 503, "share": 0.15, "retry_after": 0, "face": "rest"},
+        {"status": 429, "share": 0.15, "retry_after": 0, "face": "rest"},
+        {"drop": True, "share": 0.05, "face": "rest"},
     ]})  # fmt: skip
     events = workload(users=500, rounds=4, seed=31)
     feed(e, events, waves=8, pause_s=0.5)

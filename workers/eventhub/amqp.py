@@ -53,6 +53,7 @@ PARTITION_KEY_ANNOTATION = b"x-opt-partition-key"
 _THROTTLED = frozenset({"server-busy", "resource-limit-exceeded"})
 _TOO_LARGE = frozenset({"link:message-size-exceeded"})
 _UNAUTHORIZED = frozenset({"unauthorized-access"})
+_NOT_FOUND = frozenset({"not-found"})
 _TRANSIENT = frozenset(
     {
         "internal-error",
@@ -161,6 +162,8 @@ def classify_sdk_error(exc: BaseException) -> tuple[ErrorKind, float | None]:
         return "throttled", retry_after
     if condition in _TOO_LARGE:
         return "too_large", None
+    if condition in _NOT_FOUND:
+        return "not_found", None
     if isinstance(exc, AuthenticationError):
         # A CBS put-token answer other than 2xx: "Status code: 401 …"
         found = _STATUS.search(text)
@@ -169,6 +172,8 @@ def classify_sdk_error(exc: BaseException) -> tuple[ErrorKind, float | None]:
             return "unauthorized", None
         if status in (429, 503):
             return "throttled", retry_after
+        if status == 404:
+            return "not_found", None
         return "transient", None
     if isinstance(exc, EventDataSendError):
         if condition in _TRANSIENT or not condition:
@@ -180,16 +185,31 @@ def classify_sdk_error(exc: BaseException) -> tuple[ErrorKind, float | None]:
     return "transient", None
 
 
+def sdk_hub_error(exc: BaseException, conn: ConnectionString, what: str = "") -> HubError:
+    """An SDK exception as a HubError: its kind, and a one-line reason without any secret."""
+    kind, retry_after = classify_sdk_error(exc)
+    text = _tidy(_redact(str(exc), conn))
+    where = f"{conn.namespace}/{conn.hub}" + (f" ({what})" if what else "")
+    reason = f"{where}: {type(exc).__name__}: {text}"
+    if len(reason) > 400:
+        reason = reason[:397] + "..."
+    return HubError(kind, reason, retry_after=retry_after)
+
+
 # ---- the sender -------------------------------------------------------------------------------
 
 
 class AmqpSender:
     """The ``Sender`` over AMQP: all or nothing per call from the caller's view.
 
-    A call can need several publications (one or more per partition). They go out in order and
-    stop at the first refusal, which is raised; the caller re-sends the whole call, so partitions
-    sent before the refusal get those messages twice (at-least-once, idempotency keys mark them).
+    A call names its partition (the deliverer groups by partition); without one, the sender
+    groups the messages itself. A call can need several publications (a group bigger than the
+    link's limit). They go out in order and stop at the first refusal, which is raised; the
+    caller re-sends the whole call, so batches sent before the refusal arrive twice
+    (at-least-once, idempotency keys mark them).
     """
+
+    concurrency = 1  # the SDK's client is not thread-safe
 
     def __init__(
         self,
@@ -220,22 +240,36 @@ class AmqpSender:
     def encoded_size(self, message: OutMessage) -> int:
         return encoded_size(message)
 
-    def send(self, messages: Sequence[OutMessage]) -> None:
+    def send(self, messages: Sequence[OutMessage], partition_id: str | None = None) -> None:
         if not messages:
             return
         try:
             client = self._producer()
-            ids = self._partitions(client)
             groups: dict[str, list[OutMessage]] = {}
-            for message in messages:
-                groups.setdefault(partition_for_key(message.partition_key, ids), []).append(message)
+            if partition_id is not None:
+                groups[partition_id] = list(messages)
+            else:
+                ids = self._partitions(client)
+                for message in messages:
+                    key = partition_for_key(message.partition_key, ids)
+                    groups.setdefault(key, []).append(message)
             limit = self._batch_limit(client, next(iter(groups)))
-            for partition_id, group in groups.items():
-                self._send_partition(client, partition_id, group, limit)
+            for pid, group in groups.items():
+                self._send_partition(client, pid, group, limit)
         except HubError:
             raise
         except Exception as exc:
             raise self._hub_error(exc) from None
+
+    def partition_ids(self) -> tuple[str, ...]:
+        """Asked again on every call (the deliverer refreshes every few minutes), so partitions
+        added to a Premium or Dedicated hub are followed."""
+        try:
+            ids = tuple(str(p) for p in self._producer().get_partition_ids())
+        except Exception as exc:
+            raise self._hub_error(exc) from None
+        self._partition_ids = ids
+        return ids
 
     def close(self) -> None:
         client, self._client = self._client, None
@@ -305,14 +339,10 @@ class AmqpSender:
         )
 
     def _hub_error(self, exc: BaseException) -> HubError:
-        kind, retry_after = classify_sdk_error(exc)
-        if kind == "unauthorized":
+        kind, _ = classify_sdk_error(exc)
+        if kind in ("unauthorized", "not_found"):
             # The SDK keeps a half-open client after a refused token; start clean next time.
             self.close()
             self._partition_ids = None
             self._link_max = None
-        text = _tidy(_redact(str(exc), self._conn))
-        reason = f"{self._where}: {type(exc).__name__}: {text}"
-        if len(reason) > 400:
-            reason = reason[:397] + "..."
-        return HubError(kind, reason, retry_after=retry_after)
+        return sdk_hub_error(exc, self._conn)

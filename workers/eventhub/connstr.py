@@ -2,8 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+MAX_HUB_NAME = 256
+_HUB_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+_KEY_NAME = re.compile(r"[A-Za-z0-9._-]{1,256}")
+_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+_IPV6 = re.compile(r"[0-9A-Fa-f:.]+")
+ENDPOINT_SCHEMES = ("sb", "amqps", "amqp", "https", "http")
+
+
+def valid_hub_name(name: str) -> bool:
+    """Azure's rule for an event hub name: 1-256 letters, digits, ``.``, ``-`` and ``_``,
+    starting and ending with a letter or digit (so it is one path segment, nothing more)."""
+    return 0 < len(name) <= MAX_HUB_NAME and _HUB_NAME.fullmatch(name) is not None
 
 
 class ConnectionStringError(ValueError):
@@ -94,14 +108,21 @@ def parse_connection_string(text: str, hub: str | None = None) -> ConnectionStri
             + (f": {names}" if names else "")
             + "; expected only Endpoint, SharedAccessKeyName, SharedAccessKey, EntityPath"
         )
-    endpoint = urlsplit(parts["endpoint"])
-    if endpoint.scheme not in ("sb", "amqps", "amqp", "https", "http") or not endpoint.hostname:
+    host, port = _endpoint(parts["endpoint"])
+    if not _KEY_NAME.fullmatch(parts["sharedaccesskeyname"]):
         raise ConnectionStringError(
-            f"Endpoint {parts['endpoint']!r} must look like sb://<namespace>.servicebus.windows.net/"
+            "SharedAccessKeyName must be 1-256 letters, digits, '.', '-' or '_' "
+            "(the policy name, such as RootManageSharedAccessKey; not the key)"
         )
     entity = parts.get("entitypath") or None
-    if entity and hub and entity != hub:
-        raise ConnectionStringError(f"EntityPath={entity!r} disagrees with the hub name {hub!r}")
+    for what, named in (("EntityPath", entity), ("the hub name", hub)):
+        if named is not None and not valid_hub_name(named):
+            raise ConnectionStringError(
+                f"{what} ({len(named)} characters) is not an event hub name: 1-{MAX_HUB_NAME} "
+                "letters, digits, '.', '-' or '_', starting and ending with a letter or digit"
+            )
+    if entity and hub and entity.lower() != hub.lower():
+        raise ConnectionStringError("EntityPath disagrees with the hub name given beside it")
     hub_name = entity or hub
     if not hub_name:
         raise ConnectionStringError(
@@ -110,15 +131,33 @@ def parse_connection_string(text: str, hub: str | None = None) -> ConnectionStri
     emulator_flag = parts.get("usedevelopmentemulator", "false").lower()
     if emulator_flag not in ("true", "false"):
         raise ConnectionStringError("UseDevelopmentEmulator must be true or false")
-    try:
-        port = endpoint.port
-    except ValueError:
-        raise ConnectionStringError(f"Endpoint {parts['endpoint']!r} has a bad port") from None
     return ConnectionString(
-        host=endpoint.hostname,
+        host=host,
         port=port,
         key_name=parts["sharedaccesskeyname"],
         key=parts["sharedaccesskey"],
         hub=hub_name,
         emulator=emulator_flag == "true",
     )
+
+
+def _endpoint(text: str) -> tuple[str, int | None]:
+    """Host and port of ``sb://<namespace>/``; the error never quotes the value (a key pasted
+    into Endpoint would be shown), it names what is wrong."""
+    shape = "Endpoint must look like sb://<namespace>.servicebus.windows.net/"
+    try:
+        url = urlsplit(text)
+        port = url.port
+    except ValueError:
+        raise ConnectionStringError(f"{shape}: its port or address is not valid") from None
+    if url.scheme.lower() not in ENDPOINT_SCHEMES or not url.netloc or not url.hostname:
+        raise ConnectionStringError(f"{shape} (a scheme such as sb:// and a host name)")
+    if "@" in url.netloc:
+        raise ConnectionStringError(f"{shape}: user names or passwords do not belong in it")
+    if url.path not in ("", "/") or url.query or url.fragment:
+        raise ConnectionStringError(f"{shape}: nothing after the host name but '/'")
+    host = url.hostname
+    bracketed = url.netloc.startswith("[")
+    if not (_IPV6.fullmatch(host) if bracketed else _HOST_NAME.fullmatch(host)) or len(host) > 253:
+        raise ConnectionStringError(f"{shape}: its host name has characters a host name cannot")
+    return host, port

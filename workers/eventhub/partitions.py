@@ -14,11 +14,22 @@ and it hashes code points instead of UTF-8 bytes for non-ASCII keys. We follow t
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from collections.abc import Sequence
 from functools import lru_cache
 
-__all__ = ["hash_code", "partition_for_key", "partition_index"]
+__all__ = [
+    "MAX_PARTITION_KEY",
+    "hash_code",
+    "key_length",
+    "partition_for_key",
+    "partition_index",
+    "partition_key_for",
+]
+
+MAX_PARTITION_KEY = 128
+"""The service's limit on a partition key, in characters (.NET's UTF-16 units)."""
 
 _M = 0xFFFFFFFF
 _WORDS = struct.Struct("<III")
@@ -98,3 +109,25 @@ def partition_index(key: str, count: int) -> int:
 def partition_for_key(key: str, partition_ids: Sequence[str]) -> str:
     """The partition id the service would choose for ``key`` (ids in the hub's own order)."""
     return partition_ids[partition_index(key, len(partition_ids))]
+
+
+def key_length(key: str) -> int:
+    """Length as the service counts it: UTF-16 code units (a character beyond the BMP is 2)."""
+    return len(key.encode("utf-16-le")) // 2
+
+
+def partition_key_for(user_id: str) -> str:
+    """The partition key a user's messages carry: the user id, or a stable stand-in for it.
+
+    User ids may be up to 256 characters; the hub refuses partition keys over 128. Such a user
+    is not refused (its events were accepted and its membership is real): its key is the first
+    64 characters, ``~``, and 32 hex digits of a BLAKE2b hash of the whole id. The same id
+    always gives the same key (one partition, in order); the body carries the full user id.
+    """
+    if len(user_id) <= MAX_PARTITION_KEY // 2 or key_length(user_id) <= MAX_PARTITION_KEY:
+        return user_id  # (at most 2 UTF-16 units per character: short ids need no counting)
+    prefix = user_id[:64]
+    while key_length(prefix) > 64:
+        prefix = prefix[:-1]
+    digest = hashlib.blake2b(user_id.encode("utf-8"), digest_size=16).hexdigest()
+    return f"{prefix}~{digest}"

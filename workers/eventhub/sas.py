@@ -44,7 +44,12 @@ class TokenCache:
 
 
 class TokenError(ValueError):
-    """Why a presented token is refused (safe to show: it never contains a key)."""
+    """Why a presented token is refused (safe to show: it never contains a key); ``code`` is
+    the error name the stand-in answers with, in the style of the service's."""
+
+    def __init__(self, message: str, code: str = "InvalidToken") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +63,7 @@ class ParsedToken:
 
 def parse_token(header: str) -> ParsedToken:
     if not header.startswith(TOKEN_PREFIX):
-        raise TokenError("Authorization is not a SharedAccessSignature token")
+        raise TokenError("Authorization is not a SharedAccessSignature token", "MalformedToken")
     fields = parse_qs(header[len(TOKEN_PREFIX) :], keep_blank_values=True)
     encoded_parts = dict(
         part.split("=", 1) for part in header[len(TOKEN_PREFIX) :].split("&") if "=" in part
@@ -69,7 +74,9 @@ def parse_token(header: str) -> ParsedToken:
         key_name = fields["skn"][0]
         expiry = int(fields["se"][0])
     except (KeyError, IndexError, ValueError):
-        raise TokenError("token must carry sr, sig, se (integer) and skn") from None
+        raise TokenError(
+            "token must carry sr, sig, se (integer) and skn", "MalformedToken"
+        ) from None
     return ParsedToken(resource, key_name, expiry, signature, encoded_parts["sr"])
 
 
@@ -78,11 +85,13 @@ def verify_token(header: str, keys: dict[str, str], now: float | None = None) ->
     token = parse_token(header)
     key = keys.get(token.key_name)
     if key is None:
-        raise TokenError(f"unknown SharedAccessKeyName {token.key_name!r}")
+        raise TokenError(f"unknown SharedAccessKeyName {token.key_name[:60]!r}", "UnknownKeyName")
     expected = _signature(token.encoded_resource, token.expiry, key)
     if not hmac.compare_digest(expected, token.signature):
-        raise TokenError("signature does not match (wrong key, or sr/se altered)")
+        raise TokenError(
+            "signature does not match (wrong key, or sr/se altered)", "InvalidSignature"
+        )
     now = time.time() if now is None else now
     if token.expiry <= now:
-        raise TokenError(f"token expired at {token.expiry} (now {int(now)})")
+        raise TokenError(f"token expired at {token.expiry} (now {int(now)})", "ExpiredToken")
     return token
