@@ -7,9 +7,11 @@ reads several statements. See docs/filterql.md for the language and its rules.
 
 from __future__ import annotations
 
-from workers.filterql.compiler import CNode, Filter, compile_filter, compile_set
+from workers.filterql.compiler import compile_filter, compile_set
 from workers.filterql.errors import FilterQLError
+from workers.filterql.filter import Filter
 from workers.filterql.functions import FUNCTION_NAMES
+from workers.filterql.node import CNode
 from workers.filterql.parser import parse_statements
 from workers.filterql.syntax import Statement
 

@@ -11,8 +11,6 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -24,6 +22,7 @@ from workers.filterql.dates import (
     weekday,
 )
 from workers.filterql.layouts import parse_layout
+from workers.filterql.suffixes import effective_tld_plus_one
 from workers.filterql.values import (
     BAD,
     NULL,
@@ -338,69 +337,6 @@ def _path(v: Any) -> Any:
     if re.search(r"%(?![0-9a-fA-F]{2})", url):
         return None
     return unquote(parts.path)
-
-
-_PSL_FILE = Path("/usr/share/publicsuffix/public_suffix_list.dat")
-# Used only when the system's Public Suffix List is not installed: common multi-label suffixes.
-_PSL_FALLBACK = """
-com net org edu gov mil int io co ai app dev me info biz us uk de fr jp au ca nz br in cn ru es it nl
-co.uk org.uk ac.uk gov.uk me.uk ltd.uk plc.uk net.uk sch.uk nhs.uk
-com.au net.au org.au edu.au gov.au co.nz org.nz net.nz govt.nz ac.nz
-co.jp ne.jp or.jp ac.jp go.jp com.br net.br org.br gov.br com.cn net.cn org.cn gov.cn
-co.in net.in org.in gov.in ac.in com.mx org.mx gob.mx co.za org.za gov.za com.sg edu.sg gov.sg
-com.tr com.ar com.co com.hk com.tw co.kr or.kr co.il org.il ac.il com.my com.ph com.vn
-github.io herokuapp.com blogspot.com appspot.com cloudfront.net azurewebsites.net
-"""
-
-
-@lru_cache(maxsize=1)
-def _psl() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
-    """(rules, wildcard parents, exceptions) of the Public Suffix List."""
-    try:
-        text = _PSL_FILE.read_text(encoding="utf-8")
-    except OSError:
-        text = _PSL_FALLBACK.replace(" ", "\n")
-    rules: set[str] = set()
-    wild: set[str] = set()
-    exc: set[str] = set()
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("//"):
-            continue
-        rule = line.split()[0].lower()
-        if rule.startswith("!"):
-            exc.add(rule[1:])
-        elif rule.startswith("*."):
-            wild.add(rule[2:])
-        else:
-            rules.add(rule)
-    return frozenset(rules), frozenset(wild), frozenset(exc)
-
-
-def public_suffix(domain: str) -> str:
-    """The public suffix of a domain (the PSL algorithm, "*" as the default rule)."""
-    rules, wild, exc = _psl()
-    labels = domain.split(".")
-    for i in range(len(labels)):
-        cand = ".".join(labels[i:])
-        if cand in exc:
-            return ".".join(labels[i + 1 :])
-        if cand in rules:
-            return cand
-        if i + 1 < len(labels) and ".".join(labels[i + 1 :]) in wild:
-            return cand
-    return labels[-1]
-
-
-def effective_tld_plus_one(domain: str) -> str | None:
-    """The registrable domain ("books.amazon.co.uk" -> "amazon.co.uk"), or None."""
-    if not domain or domain.startswith(".") or domain.endswith(".") or ".." in domain:
-        return None
-    suffix = public_suffix(domain)
-    if len(domain) <= len(suffix):
-        return None
-    head = domain[: len(domain) - len(suffix) - 1]
-    return head.rpartition(".")[2] + "." + suffix
 
 
 def _domain(v: Any) -> Any:

@@ -256,6 +256,16 @@ def _nanoseconds(value: str, at: int, count: int) -> int | None:
     return n * int(10 ** (9 - len(digits)))
 
 
+def _fraction(value: str, at: int) -> tuple[int, int] | None:
+    """A fraction of a second at ``at`` (its "." or ","; a digit follows): its nanoseconds and
+    where its digits end, or None where Go's parser refuses it."""
+    end = at + 1
+    while _digit(value, end):
+        end += 1
+    got = _nanoseconds(value, at, end - at)
+    return None if got is None else (got, end)
+
+
 def parse_layout(layout: str, value: str) -> int | None:
     """``time.Parse(layout, value)`` as ns since the epoch (UTC), or None where Go errs."""
     steps, tail = elements(layout)
@@ -336,13 +346,10 @@ def parse_layout(layout: str, value: str) -> int | None:
                 and _digit(value, at + 1)
                 and following not in (FRAC0, FRAC9)
             ):
-                end = at + 2
-                while _digit(value, end):
-                    end += 1
-                got = _nanoseconds(value, at, end - at)
-                if got is None:
+                fraction = _fraction(value, at)
+                if fraction is None:
                     return None
-                nsec, at = got, end
+                nsec, at = fraction
         elif std in (PM_UPPER, PM_LOWER):
             text = value[at : at + 2]
             if len(text) < 2:
@@ -393,13 +400,10 @@ def parse_layout(layout: str, value: str) -> int | None:
                 return None
             nsec, at = got, at + 1 + digits
         elif std == FRAC9 and len(value) - at >= 2 and value[at] in ".," and _digit(value, at + 1):
-            end = at + 1
-            while _digit(value, end):
-                end += 1
-            got = _nanoseconds(value, at, end - at)
-            if got is None:
+            fraction = _fraction(value, at)
+            if fraction is None:
                 return None
-            nsec, at = got, end
+            nsec, at = fraction
     at = _skip(value, at, tail)
     if at < 0 or at != len(value):
         return None

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from lark import Lark, Token, Transformer
 from lark.exceptions import (
@@ -40,6 +41,7 @@ from workers.filterql.syntax import (
     Node,
     Not,
     Pos,
+    Span,
     Statement,
 )
 
@@ -84,10 +86,10 @@ _DESCRIBE = {
     "STAR": "'*'",
     "SLASH": "'/'",
     "PERCENT": "'%'",
-    "_LPAR": "'('",
-    "_RPAR": "')'",
-    "_LBRACK": "'['",
-    "_RBRACK": "']'",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "LBRACK": "'['",
+    "RBRACK": "']'",
     "_COMMA": "','",
     "SEMI": "';'",
     "FUNC_NAME": "a function call",
@@ -114,6 +116,38 @@ def _pos(*items: Any) -> Pos:
         if isinstance(p, Pos):
             return p
     return Pos()
+
+
+def _start(item: Token | Node) -> int:
+    """Where a token or a node (with the parentheses around it) starts in the text."""
+    if isinstance(item, Token):
+        return item.start_pos or 0
+    return item.span.outer_start
+
+
+def _end(item: Token | Node | _Name) -> int:
+    """Just past a token, a name, or a node (with the parentheses around it)."""
+    if isinstance(item, Token):
+        return item.end_pos or 0
+    if isinstance(item, _Name):
+        return item.end
+    return item.span.outer_end
+
+
+def _span(first: Token | Node, last: Token | Node | _Name) -> Span:
+    return Span.of(_start(first), _end(last))
+
+
+class _Name(NamedTuple):
+    """A FROM / ALIAS / WITH / INCLUDE name, and where it ends."""
+
+    text: str
+    end: int
+
+
+def _nodes(items: list[Any]) -> tuple[Node, ...]:
+    """The child nodes of a reduction, without its bracket tokens."""
+    return tuple(it for it in items if not isinstance(it, Token))
 
 
 def unquote_string(raw: str) -> str:
@@ -172,7 +206,7 @@ def _number(tok: Token) -> int | float:
 
 
 class _Build(Transformer[Token, Any]):
-    """Reductions to syntax nodes (runs inline in the LALR parser)."""
+    """Reductions to syntax nodes (runs inline in the LALR parser); each node gets its span."""
 
     # -- statements -------------------------------------------------------------------------
     def start(self, items: list[Any]) -> list[Any]:
@@ -186,14 +220,15 @@ class _Build(Transformer[Token, Any]):
         return st
 
     def match_all(self, items: list[Any]) -> Node:
-        return MatchAll(_pos(*items))
+        tok: Token = items[0]
+        return MatchAll(pos=_pos(tok), span=_span(tok, tok))
 
     def body(self, items: list[Any]) -> Node:
         node: Node = items[0]
         return node
 
     def from_clause(self, items: list[Any]) -> tuple[str, Any]:
-        return ("from_", items[1])
+        return ("from_", items[1].text)
 
     def limit_clause(self, items: list[Any]) -> tuple[str, Any]:
         tok: Token = items[1]
@@ -212,19 +247,21 @@ class _Build(Transformer[Token, Any]):
 
     def with_pair(self, items: list[Any]) -> tuple[str, Any]:
         lit: Literal = items[1]
-        return (items[0], lit.value)
+        return (items[0].text, lit.value)
 
     def alias_clause(self, items: list[Any]) -> tuple[str, Any]:
-        return ("alias", items[1])
+        return ("alias", items[1].text)
 
-    def name(self, items: list[Any]) -> str:
+    def name(self, items: list[Any]) -> _Name:
         tok: Token = items[0]
         raw = str(tok)
         if tok.type == "STRING":
-            return unquote_string(raw)
-        if tok.type in ("IDENT", "QIDENT"):
-            return ".".join(s for s, _q in split_ident(raw))
-        return raw
+            text = unquote_string(raw)
+        elif tok.type in ("IDENT", "QIDENT"):
+            text = ".".join(s for s, _q in split_ident(raw))
+        else:
+            text = raw
+        return _Name(text, _end(tok))
 
     # -- phrases ----------------------------------------------------------------------------
     def infix_or(self, items: list[Any]) -> Node:
@@ -234,60 +271,78 @@ class _Build(Transformer[Token, Any]):
         return _flatten("AND", items[0], items[2], items[1].type == "ANDAND")
 
     def not_(self, items: list[Any]) -> Node:
-        return Not(items[1], _pos(items[0]))
+        return Not(items[1], pos=_pos(items[0]), span=_span(items[0], items[1]))
 
     def compare(self, items: list[Any]) -> Node:
-        return Compare(str(items[1]), items[0], items[2], _pos(items[0]))
+        left, right = items[0], items[2]
+        return Compare(str(items[1]), left, right, pos=_pos(left), span=_span(left, right))
 
     def compare_eq(self, items: list[Any]) -> Node:
-        return Compare("==", items[0], items[1], _pos(items[0]))
+        left, right = items
+        return Compare("==", left, right, pos=_pos(left), span=_span(left, right))
 
     def member(self, items: list[Any]) -> Node:
-        tok: Token = items[1]
-        negated = tok.type.startswith("NOT_")
+        left, tok, right = items
         op = "INTERSECTS" if "INTERSECTS" in tok.type else "IN"
-        return Binary(op, items[0], items[2], negated, _pos(items[0]))
+        return self._binary(op, left, tok, right)
 
     def contains(self, items: list[Any]) -> Node:
-        tok: Token = items[1]
-        return Binary("CONTAINS", items[0], items[2], tok.type.startswith("NOT_"), _pos(items[0]))
+        return self._binary("CONTAINS", *items)
 
     def like(self, items: list[Any]) -> Node:
-        tok: Token = items[1]
-        return Binary("LIKE", items[0], items[2], tok.type.startswith("NOT_"), _pos(items[0]))
+        return self._binary("LIKE", *items)
+
+    @staticmethod
+    def _binary(op: str, left: Node, tok: Token, right: Node) -> Node:
+        negated = tok.type.startswith("NOT_")
+        return Binary(op, left, right, negated, pos=_pos(left), span=_span(left, right))
 
     def between(self, items: list[Any]) -> Node:
-        tok: Token = items[1]
-        return Between(items[0], items[2], items[4], tok.type.startswith("NOT_"), _pos(items[0]))
+        arg, tok, lo, _and, hi = items
+        negated = tok.type.startswith("NOT_")
+        return Between(arg, lo, hi, negated, pos=_pos(arg), span=_span(arg, hi))
 
     def arith(self, items: list[Any]) -> Node:
-        return Arith(str(items[1]), items[0], items[2], _pos(items[0]))
+        left, op, right = items
+        return Arith(str(op), left, right, pos=_pos(left), span=_span(left, right))
 
     def exists_(self, items: list[Any]) -> Node:
-        return Exists(items[1], _pos(items[0]))
+        return Exists(items[1], pos=_pos(items[0]), span=_span(items[0], items[1]))
+
+    def parens(self, items: list[Any]) -> Node:
+        """``( phrase )``: the phrase itself, its outer span widened over the brackets."""
+        lp, rp = items[0], items[2]
+        node: Node = items[1]
+        span = node.span
+        return replace(node, span=Span(span.start, span.end, _start(lp), _end(rp)))
 
     def group(self, items: list[Any]) -> Node:
         tok: Token = items[0]
         op = "AND" if tok.type == "AND_LP" else "OR"
-        return Logic(op, tuple(items[1:]), _pos(tok))
+        return Logic(op, _nodes(items), pos=_pos(tok), span=_span(tok, items[-1]))
 
     def paren_list(self, items: list[Any]) -> Node:
-        return ListLit(tuple(items), _pos(*items))
+        values = _nodes(items)
+        return ListLit(values, pos=_pos(*values), span=_span(items[0], items[-1]))
 
     def include(self, items: list[Any]) -> Node:
-        return Include(items[1], _pos(items[0]))
+        name: _Name = items[1]
+        return Include(name.text, pos=_pos(items[0]), span=_span(items[0], name))
 
     def call(self, items: list[Any]) -> Node:
         tok: Token = items[0]
-        return Call(str(tok).lower(), tuple(items[1:]), _pos(tok))
+        span = _span(tok, items[-1])
+        return Call(str(tok).lower(), _nodes(items[1:]), pos=_pos(tok), span=span)
 
     def array(self, items: list[Any]) -> Node:
-        return ListLit(tuple(items), _pos(*items), bracket=True)
+        values = _nodes(items)
+        span = _span(items[0], items[-1])
+        return ListLit(values, bracket=True, pos=_pos(*values), span=span)
 
     def ident(self, items: list[Any]) -> Node:
         tok: Token = items[0]
         raw = str(tok)
-        return Ident(split_ident(raw), raw, _pos(tok))
+        return Ident(split_ident(raw), raw, pos=_pos(tok), span=_span(tok, tok))
 
     def literal(self, items: list[Any]) -> Node:
         tok: Token = items[0]
@@ -303,19 +358,21 @@ class _Build(Transformer[Token, Any]):
             value = False
         else:
             value = None
-        return Literal(value, _pos(tok))
+        return Literal(value, pos=_pos(tok), span=_span(tok, tok))
 
 
 def _flatten(op: str, left: Node, right: Node, symbol: bool) -> Node:
     """``a AND b AND c`` as one AND of three, read from the left as qlbridge folds it (a
     parenthesised chain on the right stays a part of its own)."""
+    span = _span(left, right)
     if isinstance(left, Logic) and left.op == op and left.infix:
-        return Logic(op, (*left.args, right), left.pos, infix=True, symbols=(*left.symbols, symbol))
-    return Logic(op, (left, right), left.pos, infix=True, symbols=(symbol,))
+        args, symbols = (*left.args, right), (*left.symbols, symbol)
+        return Logic(op, args, infix=True, symbols=symbols, pos=left.pos, span=span)
+    return Logic(op, (left, right), infix=True, symbols=(symbol,), pos=left.pos, span=span)
 
 
 _PHRASE_ENDS = frozenset(
-    ("IDENT", "QIDENT", "SLUG", "STRING", "NUMBER", "TRUE", "FALSE", "NULL", "_RPAR", "_RBRACK")
+    ("IDENT", "QIDENT", "SLUG", "STRING", "NUMBER", "TRUE", "FALSE", "NULL", "RPAR", "RBRACK")
 )
 
 
@@ -345,11 +402,11 @@ class _Infix:
                     tok = Token.new_borrow_pos(kind[:-3] + "_INFIX_LP", str(tok), tok)
                 else:
                     opens_group = True
-            elif kind == "_LPAR":
+            elif kind == "LPAR":
                 parens.append(opens_group)
                 boolean = boolean or opens_group
                 opens_group = False
-            elif kind == "_RPAR" and parens and parens.pop():
+            elif kind == "RPAR" and parens and parens.pop():
                 boolean = False
             prev = tok
             yield tok
@@ -365,6 +422,18 @@ def _parser() -> Lark:
         maybe_placeholders=False,
         postlex=_Infix(),
     )
+
+
+@lru_cache(maxsize=1)
+def _scanner() -> Lark:
+    """The grammar's terminals alone: reads any slice of FilterQL text token by token."""
+    return Lark(GRAMMAR.read_text(encoding="utf-8"), parser=None, lexer="basic")
+
+
+def tokens(text: str) -> Iterator[Token]:
+    """The tokens of FilterQL text in order, white space and comments left out (their places are
+    the gaps between tokens). Raises lark's UnexpectedCharacters where no terminal fits."""
+    return _scanner().lex(text)
 
 
 def _from_lark(exc: UnexpectedInput, text: str) -> FilterQLError:
@@ -475,6 +544,7 @@ def parse_statements(text: str) -> list[Statement]:
                 with_=st.get("with_", ()),
                 description=_description(text, start),
                 pos=st["pos"],
+                offset=start,
             )
         )
     return out

@@ -1,7 +1,9 @@
-"""The parsed form of a FilterQL statement: plain, immutable nodes with source positions.
+"""The parsed form of a FilterQL statement: plain, immutable nodes that know where they stand.
 
 The parser builds these; the compiler turns them into closures once, and the reference walker
-interprets them directly (it is the slow oracle the compiled form is checked against).
+interprets them directly (it is the slow oracle the compiled form is checked against). Every node
+keeps its position (for errors) and its span in the text, so explain shows a clause by slicing the
+source instead of reading it a second time.
 """
 
 from __future__ import annotations
@@ -19,20 +21,44 @@ class Pos:
 
 
 @dataclass(frozen=True, slots=True)
-class Literal:
-    """A constant: str, int, float, bool, or None for NULL."""
+class Span:
+    """Where a node's text lies in the parsed text, as character offsets ``[start, end)``.
 
-    value: Any
-    pos: Pos = field(default_factory=Pos, compare=False)
+    ``outer_start``/``outer_end`` widen it over parentheses written around the node, which the tree
+    does not keep (``(a OR b) AND c``: the OR's own text is ``a OR b``; the AND's starts at ``(``).
+    """
+
+    start: int
+    end: int
+    outer_start: int
+    outer_end: int
+
+    @staticmethod
+    def of(start: int, end: int) -> Span:
+        return Span(start, end, start, end)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Located:
+    """What every node carries beside its meaning: where it starts and the text it spans."""
+
+    pos: Pos = field(compare=False)
+    span: Span = field(compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Ident:
+class Literal(Located):
+    """A constant: str, int, float, bool, or None for NULL."""
+
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Ident(Located):
     """A field reference: ``segments`` are (text, quoted) pairs; unquoted neighbours may join by '.'."""
 
     segments: tuple[tuple[str, bool], ...]
     text: str
-    pos: Pos = field(default_factory=Pos, compare=False)
 
     @property
     def name(self) -> str:
@@ -41,94 +67,84 @@ class Ident:
 
 
 @dataclass(frozen=True, slots=True)
-class ListLit:
-    """``(a, b, c)`` after IN/INTERSECTS, or a ``[...]`` array."""
+class ListLit(Located):
+    """``(a, b, c)`` after IN/INTERSECTS, or a ``[...]`` array (``bracket``)."""
 
     items: tuple[Node, ...]
-    pos: Pos = field(default_factory=Pos, compare=False)
     bracket: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Call:
+class Call(Located):
     """A function call ``name(args…)``; the name is lower-cased."""
 
     name: str
     args: tuple[Node, ...]
-    pos: Pos = field(default_factory=Pos, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Not:
+class Not(Located):
     arg: Node
-    pos: Pos = field(default_factory=Pos, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Exists:
+class Exists(Located):
     arg: Node
-    pos: Pos = field(default_factory=Pos, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Logic:
+class Logic(Located):
     """AND / OR over any number of phrases (groups and infix chains both end up here)."""
 
     op: str
     args: tuple[Node, ...]
-    pos: Pos = field(default_factory=Pos, compare=False)
     infix: bool = field(default=False, compare=False)
     symbols: tuple[bool, ...] = field(default=(), compare=False)
     """Infix only: True where the operator before part i + 1 was written ``&&`` / ``||``."""
 
 
 @dataclass(frozen=True, slots=True)
-class Compare:
+class Operation(Located):
+    """``left op right``: the shape comparisons, IN-like operators and arithmetic share."""
+
+    op: str
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True, slots=True)
+class Compare(Operation):
     """``left op right`` with op one of == != < <= > >=."""
 
-    op: str
-    left: Node
-    right: Node
-    pos: Pos = field(default_factory=Pos, compare=False)
-
 
 @dataclass(frozen=True, slots=True)
-class Binary:
+class Binary(Operation):
     """IN, INTERSECTS, CONTAINS, LIKE (``negated`` for the NOT forms)."""
 
-    op: str
-    left: Node
-    right: Node
     negated: bool = False
-    pos: Pos = field(default_factory=Pos, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Between:
+class Arith(Operation):
+    """``+ - * / %``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Between(Located):
     arg: Node
     lo: Node
     hi: Node
     negated: bool = False
-    pos: Pos = field(default_factory=Pos, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class Arith:
-    op: str
-    left: Node
-    right: Node
-    pos: Pos = field(default_factory=Pos, compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Include:
+class Include(Located):
     name: str
-    pos: Pos = field(default_factory=Pos, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
-class MatchAll:
-    pos: Pos = field(default_factory=Pos, compare=False)
+class MatchAll(Located):
+    pass
 
 
 Node = (
@@ -148,9 +164,32 @@ Node = (
 )
 
 
+PHRASES = (Logic, Not, Compare, Binary, Between, Exists, Include)
+"""The node types that are phrases (true, false or unknown) wherever they stand."""
+
+
+def peel_not(node: Not) -> tuple[Node, int]:
+    """The phrase under a chain of NOTs and one-member groups, and how many NOTs there were
+    (qlbridge's NOT over an INCLUDE depends on the count)."""
+    core: Node = node
+    flips = 0
+    while True:
+        if isinstance(core, Not):
+            flips += 1
+            core = core.arg
+        elif isinstance(core, Logic) and not core.infix and len(core.args) == 1:
+            core = core.args[0]
+        else:
+            return core, flips
+
+
 @dataclass(frozen=True, slots=True)
 class Statement:
-    """One ``FILTER … [FROM x] [LIMIT n] [WITH k=v, …] [ALIAS slug]`` statement."""
+    """One ``FILTER … [FROM x] [LIMIT n] [WITH k=v, …] [ALIAS slug]`` statement.
+
+    ``text`` is the statement alone; ``offset`` is where it starts in the text it was parsed from
+    (its nodes' spans count from there).
+    """
 
     filter: Node
     text: str
@@ -160,6 +199,7 @@ class Statement:
     with_: tuple[tuple[str, Any], ...] = ()
     description: str = ""
     pos: Pos = field(default_factory=Pos, compare=False)
+    offset: int = field(default=0, compare=False)
 
     @property
     def with_map(self) -> dict[str, Any]:

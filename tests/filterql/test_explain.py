@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.test_filterql_fixtures import DAY, HOUR, rfc
+from tests.filterql.helpers import DAY, HOUR, rfc
 from workers.filterql import CNode, Filter, compile_filter, compile_set, parse_statements
 from workers.filterql.compiler import compile_statement
 from workers.filterql.explain import Clause, Explanation, explain, render
+from workers.filterql.source import one_line
 from workers.profile import Profile
 from workers.timefmt import NS_PER_S, parse_rfc3339
 
@@ -72,7 +73,7 @@ def test_each_clause_is_the_compiled_node_with_its_own_value() -> None:
 
     def pairs(c: Clause, n: CNode) -> None:
         assert c.node is n
-        assert c.value == n.ev(p, NOW)
+        assert c.value == n.evaluate(p, NOW)
         if c.kind in ("and", "or", "not"):
             for ck, nk in zip(c.children, n.children, strict=True):
                 pairs(ck, nk)
@@ -194,6 +195,19 @@ def test_infix_forms_keep_their_parentheses() -> None:
         '(score > 1) AND (plan == "pro")',
         "NOT (vip)",
     ]
+
+
+def test_slices_come_from_the_parser_not_a_second_reading() -> None:
+    """The parser's spans hold where a re-lexing explain went wrong: a comment just inside a
+    bracket, a name with "--" in it, keyword spacing, and a long text cut on one line."""
+    e = ex("FILTER ( -- why\n a == 1) AND b == 2", user())
+    assert e.root.text == "( -- why\n a == 1) AND b == 2"
+    assert e.render_text().splitlines()[0].startswith("(a == 1) AND b == 2  false")
+    e = ex("FILTER a--b == 1", user())
+    assert e.root.text == "a--b == 1" and e.root.reads[0].text == "a--b"
+    e = ex('FILTER tags NOT\n   IN ("x  y")', user(tags=["a"]))
+    assert e.render_text().splitlines()[0].startswith('tags NOT IN ("x  y")  true')
+    assert one_line("x IN (…)") == "x IN (…)"  # a label that is not FilterQL stays as it is
 
 
 def test_positions_in_a_file_of_several_statements() -> None:

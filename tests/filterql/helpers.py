@@ -1,4 +1,4 @@
-"""Profiles and helpers shared by the FilterQL tests (this module holds no tests itself)."""
+"""Profiles, instants and checks shared by the FilterQL tests (conftest.py serves them as fixtures)."""
 
 from __future__ import annotations
 
@@ -73,6 +73,17 @@ QLBRIDGE_INCLUDES = """
 def qlbridge_includes() -> dict[str, Filter]:
     texts = {st.alias: st.text for st in parse_statements(QLBRIDGE_INCLUDES) if st.alias}
     return compile_set(texts)
+
+
+def table_includes() -> dict[str, Filter]:
+    """The audiences audiencehub's case table (tables.CASES) INCLUDEs."""
+    return compile_set(
+        {
+            "pros": 'FILTER plan == "pro"',
+            "frees": 'FILTER plan == "free"',
+            "buyers": "FILTER timewindow(purchase, 1, 7)",
+        }
+    )
 
 
 def customer() -> Profile:

@@ -3,7 +3,7 @@ replace() and INCLUDE fan-out (issue 13). Bounds are counted in steps, never tim
 the same adversarial inputs is measured in bench/patterns.py.
 
 LIKE and todate answers are checked against golden data from the real qlbridge
-(tests/golden/from_oracle.py wrote them).
+(tests/filterql/golden/from_oracle.py wrote them).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Regenerate ``like.jsonl`` and ``todate.jsonl``: answers of the real qlbridge (the oracle).
+"""Regenerate ``like.jsonl``, ``todate.jsonl`` and ``domain.jsonl``: answers of the real qlbridge.
 
-    .venv/bin/python tests/golden/from_oracle.py /work/qlbridge-oracle/out/qlfilter
+    .venv/bin/python tests/filterql/golden/from_oracle.py /work/qlbridge-oracle/out/qlfilter
 
 Patterns, layouts and values travel as profile fields (``FILTER host LIKE pat``), so no
 string-literal escaping stands between them and the Go code.
@@ -13,6 +13,10 @@ and whether the instant equals ours to the second (qlbridge compares whole secon
 only when the oracle confirms our answer, and the file holds our nanoseconds (null: refused). The
 oracle reads a date-looking field as a time before todate sees it, so such a case disagrees and is
 printed, not kept.
+
+domain(url): the registrable domain Go's ``x/net/publicsuffix`` gives, found by asking which of the
+host's suffixes ``domain(u)`` equals (null: none, Go's error). The hosts lean on long-standing rules
+(wildcards, exceptions, IDN, ports), so a newer list in the ``publicsuffixlist`` package keeps them.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ import random
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
-HERE = Path(__file__).parent
-ROOT = HERE.parent.parent
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -175,6 +180,43 @@ def todate_cases(oracle: str, seed: int = 17, count: int = 1500) -> None:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+HOSTS = [
+    "books.amazon.co.uk", "EXAMPLE.Com", "example.com:8080", "www.example.com:8080",
+    "https://sub.example.org/path?q", "http://x.blogspot.com", "user@host.example.com",
+    "example.zzz", "a.b.example.zzz", "co.uk", "uk", "a.uk", "a.sch.uk", "b.a.sch.uk",
+    "kobe.jp", "www.kobe.jp", "city.kobe.jp", "www.city.kobe.jp", "a.b.kobe.jp",
+    "x.ck", "www.ck", "a.www.ck", "github.io", "foo.github.io", "a.b.foo.github.io",
+    "xn--85x722f.xn--55qx5d.cn", "食狮.公司.cn", "www.食狮.公司.cn",
+    "", "x", "ab", "abc", "a..b.com", ".a.com", "a.com.", "http://", "https://user:pw@x.example.net",
+]  # fmt: skip
+
+
+def _suffixes(value: str) -> list[str]:
+    """Where domain(value) could land: each dot-suffix of the value's host (the oracle judges)."""
+    url = value.lower() if value.lower().startswith("http") else "http://" + value.lower()
+    labels = urlsplit(url).netloc.rpartition("@")[2].split(".")
+    return [".".join(labels[i:]) for i in range(len(labels))]
+
+
+def domain_cases(oracle: str) -> None:
+    queries: list[tuple[str, dict[str, str]]] = []
+    for host in HOSTS:
+        queries += [("FILTER EXISTS domain(u)", {"u": host})]
+        queries += [("FILTER domain(u) == d", {"u": host, "d": c}) for c in _suffixes(host)]
+    answers = iter(ask(oracle, queries))
+    with (HERE / "domain.jsonl").open("w", encoding="utf-8") as out:
+        for host in HOSTS:
+            exists = next(answers)
+            equal = [c for c in _suffixes(host) if next(answers)]
+            if exists and not equal:
+                raise SystemExit(
+                    f"domain({host!r}): the oracle's answer is none of {_suffixes(host)}"
+                )
+            got = equal[0] if exists else None
+            out.write(json.dumps({"value": host, "domain": got}, ensure_ascii=False) + "\n")
+
+
 if __name__ == "__main__":
     like_cases(sys.argv[1])
     todate_cases(sys.argv[1])
+    domain_cases(sys.argv[1])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_filterql_fixtures import DAY, NOW, customer, rfc
+from tests.filterql.helpers import DAY, NOW, customer, rfc
 from workers.filterql import Filter, FilterQLError, compile_filter, compile_set
-from workers.filterql.compiler import MAX_INCLUDE_DEPTH
+from workers.filterql.includes import MAX_INCLUDE_DEPTH
 from workers.profile import Profile
 
 

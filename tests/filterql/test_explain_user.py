@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 from click.testing import CliRunner
 
-from tests.test_drain import drain_all
 from workers.audiences import AudienceStore
 from workers.engine import Engine
 from workers.explain import explain_user
@@ -17,7 +17,7 @@ from workers.timefmt import NS_PER_DAY, NS_PER_S, format_rfc3339
 
 
 @pytest.fixture
-def stored(engine: Engine) -> dict[str, int]:
+def stored(engine: Engine, drain_all: Callable[[Engine], None]) -> dict[str, int]:
     """Three audiences and one user with two purchases (5 days and 1 day ago), drained."""
     store = AudienceStore(engine.r, engine.keys)
     store.create("buyers", "FILTER timewindow(purchase, 2, 7)")

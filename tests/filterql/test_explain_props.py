@@ -12,10 +12,10 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.test_filterql_cases import CASES, QLBRIDGE_HITS, QLBRIDGE_MISSES
-from tests.test_filterql_fixtures import NOW, customer, qlbridge_includes, yoda
-from tests.test_filterql_props import BASE, INCLUDES, TOKENS, offsets, phrases, profiles
-from workers.filterql import Filter, FilterQLError, compile_filter, compile_set
+from tests.filterql.helpers import NOW, customer, qlbridge_includes, table_includes, yoda
+from tests.filterql.strategies import BASE, INCLUDES, TOKENS, offsets, phrases, profiles
+from tests.filterql.tables import CASES, QLBRIDGE_HITS, QLBRIDGE_MISSES
+from workers.filterql import Filter, FilterQLError, compile_filter
 from workers.filterql.explain import Clause, explain
 from workers.filterql.syntax import Logic
 from workers.profile import Profile
@@ -79,7 +79,7 @@ def test_explanation_agrees_with_matches_and_next_change(
             c = e.root
             for i in e.next_change.path:
                 c = c.children[i]
-            assert c.node.ev(p, nxt - 1) != c.node.ev(p, nxt), "the blamed clause flips then"
+            assert c.node.evaluate(p, nxt - 1) != c.node.evaluate(p, nxt), "the blamed clause flips then"
             assert not c.children, "blame ends at a leaf"
     _check_clause(e.root, p, now)
     json.dumps(e.as_dict())
@@ -117,17 +117,7 @@ def test_every_table_case_explains_with_exact_source_slices() -> None:
     """The qlbridge and audiencehub tables hold every syntax form; each clause slice is exact."""
     tables = [
         (QLBRIDGE_HITS + QLBRIDGE_MISSES, yoda(), qlbridge_includes()),
-        (
-            [text for text, _expected in CASES],
-            customer(),
-            compile_set(
-                {
-                    "pros": 'FILTER plan == "pro"',
-                    "frees": 'FILTER plan == "free"',
-                    "buyers": "FILTER timewindow(purchase, 1, 7)",
-                }
-            ),
-        ),
+        ([text for text, _expected in CASES], customer(), table_includes()),
     ]
     checked = 0
     for texts, p, includes in tables:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_filterql_fixtures import DAY, HOUR, MINUTE, check, rfc
+from tests.filterql.helpers import DAY, HOUR, MINUTE, check, rfc
 from workers.filterql import Filter, FilterQLError, compile_filter, compile_set
 from workers.profile import Profile
 from workers.timefmt import NS_PER_S, parse_rfc3339

@@ -3,12 +3,12 @@
 Regenerate the golden corpus (needs the oracle built as tools/qlbridge-oracle/README.md says; the
 default --oracle is $QLFILTER, else build.sh's /tmp/qlbridge-oracle/out/qlfilter):
 
-    .venv/bin/python -m tests.filterql_golden.generate write --oracle PATH/qlfilter
+    .venv/bin/python -m tests.filterql.golden.generate write --oracle PATH/qlfilter
 
 Measure agreement on fresh seeds (nothing is written; disagreements are grouped by the documented
 difference that explains them, and any that none explains are printed):
 
-    .venv/bin/python -m tests.filterql_golden.generate measure --oracle PATH/qlfilter --seed 1000 --count 20000
+    .venv/bin/python -m tests.filterql.golden.generate measure --oracle PATH/qlfilter --seed 1000 --count 20000
 
 The generator covers every construct of docs/filterql.md that qlbridge also has (phrases, infix
 and group logic with and without commas, comments, every comparison, IN / INTERSECTS / CONTAINS /
@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[2]
 GOLDEN = HERE / "cases.jsonl.gz"
 ORACLE_COMMIT = "34c67a30ec214f83c3110753204459405dca889f"
 GOLDEN_SEEDS = (1, 2, 3, 4, 5, 6, 7)
@@ -607,7 +608,7 @@ def fixed_cases() -> list[Case]:
         ('FILTER toint("1e3") == 1000', {}),
     ]
     out: list[Case] = [{"filter": f, "profile": prof, "now": now} for f, prof in issue]
-    docs = (HERE.parent.parent / "docs" / "filterql.md").read_text(encoding="utf-8")
+    docs = (ROOT / "docs" / "filterql.md").read_text(encoding="utf-8")
     section = docs[docs.index("## The semantics") : docs.index("### Dates and date math")]
     for line in section.splitlines():
         m = re.match(r"^\| .* \| `(.+)` \| (true|false) \|$", line)
@@ -677,16 +678,16 @@ def our_member(case: Case) -> bool | None:
 def difference(case: Case, qlbridge: bool) -> str | None:
     """The documented difference (docs/filterql.md, "Differences from qlbridge") that explains a
     disagreement, found by switching audiencehub's extension off and asking again."""
-    from workers.filterql import values
+    from workers.filterql import operators
 
     if re.search(r"(?i)\bnull\b|\bnil\b", case["filter"]):
         return "x == NULL"
-    values.JSON_DATES = False
+    operators.JSON_DATES = False
     try:
         if our_member(case) == qlbridge:
             return "Dates in JSON"
     finally:
-        values.JSON_DATES = True
+        operators.JSON_DATES = True
     return None
 
 
@@ -736,7 +737,7 @@ def write(oracle: str) -> None:
     header = {"oracle": "lytics/qlbridge (tools/qlbridge-oracle, qlfilter)", "commit": ORACLE_COMMIT,
               "seeds": list(GOLDEN_SEEDS), "per_seed": GOLDEN_PER_SEED, "cases": len(rows),
               "dropped": dict(dropped), "member": "qlbridge's answer: matches and ok",
-              "regenerate": "python -m tests.filterql_golden.generate write --oracle PATH"}  # fmt: skip
+              "regenerate": "python -m tests.filterql.golden.generate write --oracle PATH"}  # fmt: skip
     lines = [json.dumps(header)] + [
         json.dumps(row, separators=(",", ":"), ensure_ascii=False) for row in rows
     ]
@@ -794,5 +795,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(HERE.parent.parent))
+    sys.path.insert(0, str(ROOT))
     main()

@@ -1,6 +1,6 @@
 """The golden corpus: random filters and profiles answered by the real qlbridge, checked every run.
 
-tests/filterql_golden/cases.jsonl.gz holds what the qlbridge oracle (tools/qlbridge-oracle, at the
+tests/filterql/golden/cases.jsonl.gz holds what the qlbridge oracle (tools/qlbridge-oracle, at the
 commit in the file's first line) answered for the generator's cases, plus issue 12's table and the
 rules table of docs/filterql.md. Regenerate with the command in docs/filterql.md
 ("The reference: qlbridge itself").
@@ -13,8 +13,8 @@ import json
 from collections import Counter
 from typing import Any
 
-from tests.filterql_golden.generate import GOLDEN, ORACLE_COMMIT
-from workers.filterql import FilterQLError, compile_filter, compile_set, parse_statements, values
+from tests.filterql.golden.generate import GOLDEN, ORACLE_COMMIT
+from workers.filterql import FilterQLError, compile_filter, compile_set, operators, parse_statements
 from workers.filterql.walker import Walker
 from workers.profile import Profile
 from workers.timefmt import parse_rfc3339
@@ -62,11 +62,11 @@ def test_every_golden_case_matches_qlbridge() -> None:
         ours, walked = _answer(case)
         want = case["member"]
         if case.get("difference") == "Dates in JSON":
-            values.JSON_DATES = False
+            operators.JSON_DATES = False
             try:
                 plain, _walked = _answer(case)
             finally:
-                values.JSON_DATES = True
+                operators.JSON_DATES = True
             ok = plain == want and ours == (not want)
         else:
             ok = ours == want
