@@ -150,6 +150,8 @@ class Ingestor:
             for ev in events
         ]
         stored = self.intake.append(items, now_ms, token)
+        if stored.counted:
+            return stored
         pipe = self.e.r.pipeline(transaction=False)
         pipe.hincrby(self.e.keys.metrics, "events_accepted", stored.stored)
         if stored.duplicates:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import files
 from typing import Literal
 
@@ -35,6 +35,7 @@ import redis
 from workers.engine import Engine
 from workers.entries import Entry
 from workers.keys import shard_of
+from workers.kicks import KICK_TTL_S
 from workers.redisconn import write_refusal
 
 _LUA = files("workers").joinpath("intake.lua").read_text()
@@ -69,6 +70,8 @@ class IntakeItem:
 class Stored:
     stored: int
     duplicates: int
+    counted: bool = field(default=False, compare=False)
+    """The script added these to the metrics hash itself (one Redis server, not a replay)."""
 
 
 class IngestRefused(Exception):
@@ -114,11 +117,15 @@ class Intake:
         token = token or secrets.token_hex(12)
         order = sorted(groups)
         if not self.e.cfg.redis_cluster:
-            result = self._run(token, ttl, order, groups, now_ms, done=Stored(0, 0))
+            # One call: the script also sets the shards' drain kick flags and counts the events.
+            result, fresh = self._run(token, ttl, order, groups, now_ms, Stored(0, 0), True)
+            if result.counted:
+                self.e.kicker.send_drains(fresh)
+                return result
         else:
             result = Stored(0, 0)
             for shard in order:
-                result = self._run(token, ttl, [shard], groups, now_ms, done=result)
+                result, _ = self._run(token, ttl, [shard], groups, now_ms, result, False)
         self.e.kicker.drains(order)
         return result
 
@@ -130,8 +137,15 @@ class Intake:
         groups: dict[int, list[IntakeItem]],
         now_ms: int,
         done: Stored,
-    ) -> Stored:
+        one_call: bool,
+    ) -> tuple[Stored, list[int]]:
+        """Run the script; with ``one_call`` it also kicks and counts (the shards it found with
+        a free kick flag come back beside what was stored)."""
         keys, args = self._build(token, ttl_ms, shards, groups, now_ms)
+        if one_call:
+            keys += [self.e.keys.drain_kick(shard) for shard in shards]
+            keys.append(self.e.keys.metrics)
+            args += (KICK_TTL_S, 1)
         try:
             answer = self._script(keys=keys, args=args)
         except redis.RedisError as exc:
@@ -149,11 +163,12 @@ class Intake:
                 done.stored,
                 done.duplicates,
             )
-        if status == 2:  # a replay: the first attempt's outcome
+        if status == 2:  # a replay: the first attempt's outcome (kicked and counted again)
             stored, duplicates = (int(x) for x in answer[1].split())
-        else:
-            stored, duplicates = int(answer[1]), int(answer[2])
-        return Stored(done.stored + stored, done.duplicates + duplicates)
+            return Stored(done.stored + stored, done.duplicates + duplicates), []
+        stored, duplicates = int(answer[1]), int(answer[2])
+        fresh = [shards[int(g) - 1] for g in answer[3:]]
+        return Stored(done.stored + stored, done.duplicates + duplicates, one_call), fresh
 
     def _build(
         self,
