@@ -298,16 +298,22 @@ class Server(Managed):
         return self.proc.pid
 
 
-def line(label: str, r: Result, base: Result | None, base_name: str) -> str:
-    ratio = f"{r.events_s / base.events_s:5.2f}x {base_name}" if base else ""
+def line(label: str, r: Result, server: str, base: Result | None, seconds: float) -> str:
+    ratio = f"{r.events_s / base.events_s:5.2f}x bare" if base else ""
     errors = f"; NOT 202: {r.errors}" if r.errors else ""
-    return (f"  {label:<34} {r.requests_s:>8,.0f} req/s {r.events_s:>9,.0f} events/s  "
-            f"p50 {r.p50_ms:6.1f} ms p99 {r.p99_ms:6.1f} ms  {ratio}{errors}")  # fmt: skip
+    cpu = r.cpu.get(server, 0.0) / max(1.0, r.requests_s * seconds) * 1e6
+    return (f"  {label:<24} {r.requests_s:>7,.0f} req/s {r.events_s:>8,.0f} events/s  "
+            f"p50 {r.p50_ms:5.1f} ms p99 {r.p99_ms:6.1f} ms  {cpu:5.0f} us CPU/req  "
+            f"{ratio}{errors}")  # fmt: skip
 
 
 def cpu_line(r: Result, seconds: float) -> str:
+    """Where the 2 cores went, and what a whole core of API process would accept at this cost:
+    the sizing figure, steadier than the rate when other work shares the machine."""
     parts = ", ".join(f"{name} {used:.1f}s" for name, used in r.cpu.items() if used >= 0.05)
-    return f"{'':<38}CPU of {2 * seconds:.0f}s (2 cores): {parts}"
+    per_core = r.events_s * seconds / max(r.cpu.get("api", 0.0), 1e-9)
+    return (f"{'':<26}CPU of {2 * seconds:.0f}s (2 cores): {parts}; one API core at this cost: "
+            f"{per_core:,.0f} events/s")  # fmt: skip
 
 
 def main() -> None:
@@ -355,7 +361,8 @@ def main() -> None:
         http = "httptools" if _has("httptools") else "h11"
         print(f"uvicorn {uvicorn.__version__} ({loop}, {http}), log level {args.log_level}; "
               f"{SHARDS} shards, {args.connections} connections per server process, "
-              f"{GENERATORS} generator processes, {args.seconds:.0f} s per figure")  # fmt: skip
+              f"{GENERATORS} generator processes, {args.seconds:.0f} s per figure; load average "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")  # fmt: skip
         rpid = server.proc.pid if server.proc else 0
         kinds = shapes()
         assert canned.proc is not None
@@ -371,18 +378,19 @@ def main() -> None:
                 b = bares[:n]
                 base = load([s.port for s in b], shape, args.connections * n, args.seconds,
                             {"bare": [s.pid for s in b]})  # fmt: skip
-                print(line("bare endpoint (ceiling)", base, None, ""))
+                print(line("bare endpoint (ceiling)", base, "bare", None, args.seconds))
                 a = apis[:n]
                 r = load([s.port for s in a], shape, args.connections * n, args.seconds,
                          {"api": [s.pid for s in a], "redis": [rpid]})  # fmt: skip
                 accepted += r.answered * shape.events
-                print(line("POST /collect", r, base, "bare"))
+                print(line("POST /collect", r, "api", base, args.seconds))
                 print(cpu_line(r, args.seconds))
         keys = Keys(PREFIX)
         client = redis.Redis.from_url(server.url)
         stored = sum(int(client.xlen(keys.events(s))) for s in range(SHARDS))
         verdict = "all there" if stored == accepted else "MISMATCH"
-        print(f"events in Redis: {stored:,}; answered 202: {accepted:,} ({verdict})")
+        print(f"events in Redis: {stored:,}; answered 202: {accepted:,} ({verdict}); load "
+              f"average {os.getloadavg()[0]:.1f}")  # fmt: skip
     finally:
         for proc in reversed(everything):
             proc.stop()
