@@ -14,7 +14,7 @@ import redis
 from starlette.types import ASGIApp
 
 from workers.config import ConfigError, settings
-from workers.secrets import secret_box
+from workers.jobs.secrets import secret_box
 
 
 def _where(url: str) -> str:

@@ -37,7 +37,7 @@ from typing import Any, cast
 import orjson
 import redis
 import requests
-from _collect_servers import content_length, new_loop
+from _collect_servers import new_loop, split_message
 from _common import cpu_seconds, percentile
 
 from audiencehub.processes import Managed, RedisServer, celery_env, free_port, wait_for
@@ -136,14 +136,11 @@ class Client(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
-        end = self.buf.find(b"\r\n\r\n")
-        if end < 0:
-            return
-        total = end + 4 + content_length(self.buf[:end])
-        if len(self.buf) < total:
+        message = split_message(self.buf)
+        if message is None:
             return
         now = time.perf_counter()
-        answer, self.buf = self.buf[:total], self.buf[total:]
+        answer, self.buf = message
         t = self.tally
         t.in_flight -= 1
         status = answer[9:12]

@@ -45,8 +45,8 @@ from audiencehub.emulator.amqp import (
     performative,
 )
 from tests.test_emulator_support import HubProcess, item, started
-from workers.eventhub.partitions import partition_for_key
-from workers.eventhub.sas import make_token
+from workers.delivery.eventhub.partitions import partition_for_key
+from workers.delivery.eventhub.sas import make_token
 
 HUB = "orders"
 OTHER = "audit"

@@ -43,7 +43,7 @@ import orjson
 from audiencehub.emulator.auth import Authorizer, TokenError, resource_hub
 from audiencehub.emulator.faults import NO_FAULT, FaultDecision, FaultPlan
 from audiencehub.emulator.store import EventStore, Hub, IncomingEvent, StoreFull, UnknownHub
-from workers.eventhub.partitions import MAX_PARTITION_KEY, key_length, partition_for_key
+from workers.delivery.eventhub.partitions import MAX_PARTITION_KEY, key_length, partition_for_key
 
 __all__ = [
     "BATCH_FORMAT",

@@ -37,7 +37,7 @@ from audiencehub.emulator.store import (
     UnknownHub,
     plain_value,
 )
-from workers.eventhub.partitions import (
+from workers.delivery.eventhub.partitions import (
     MAX_PARTITION_KEY,
     key_length,
     partition_for_key,

@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from workers.eventhub.connstr import valid_hub_name
-from workers.eventhub.partitions import partition_for_key
+from workers.delivery.eventhub.connstr import valid_hub_name
+from workers.delivery.eventhub.partitions import partition_for_key
 
 if TYPE_CHECKING:
     from audiencehub.emulator.journal import Journal
