@@ -26,7 +26,6 @@ from azure.eventhub.exceptions import (
 
 from audiencehub.emulator.amqp import (
     AMQP_HEADER,
-    BATCH_FORMAT,
     NULL,
     SASL_HEADER,
     Described,
@@ -44,6 +43,7 @@ from audiencehub.emulator.amqp import (
     frame,
     performative,
 )
+from audiencehub.emulator.messages import BATCH_FORMAT
 from tests.test_emulator_support import HubProcess, item, started
 from workers.eventhub.partitions import partition_for_key
 from workers.eventhub.sas import make_token
