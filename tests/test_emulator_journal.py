@@ -12,7 +12,8 @@ import pytest
 
 from audiencehub.emulator.amqp import Symbol, Timestamp
 from audiencehub.emulator.journal import Journal, JournalError
-from audiencehub.emulator.store import EventStore, IncomingEvent, PartitionInfo
+from audiencehub.emulator.records import IncomingEvent, PartitionInfo
+from audiencehub.emulator.store import EventStore
 
 
 @contextmanager

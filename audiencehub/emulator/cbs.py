@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 from audiencehub.emulator.amqp import Message
 from audiencehub.emulator.auth import Authorizer, TokenError, resource_hub
 from audiencehub.emulator.faults import FaultDecision
-from audiencehub.emulator.store import EventStore, UnknownHub
+from audiencehub.emulator.hubs import UnknownHub
+from audiencehub.emulator.store import EventStore
 
 __all__ = ["SAS_TOKEN_TYPE", "Tokens", "token_hub"]
 

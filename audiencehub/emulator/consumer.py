@@ -31,8 +31,9 @@ from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from audiencehub.emulator.amqp import Described
+from audiencehub.emulator.hubs import UnknownHub
 from audiencehub.emulator.messages import render_event
-from audiencehub.emulator.store import EventStore, PositionError, UnknownHub
+from audiencehub.emulator.store import EventStore, PositionError
 
 __all__ = [
     "DEFAULT_CONSUMER_GROUP",

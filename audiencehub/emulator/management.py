@@ -22,7 +22,8 @@ from audiencehub.emulator.amqp import (
     performative,
 )
 from audiencehub.emulator.auth import Authorizer, TokenError
-from audiencehub.emulator.store import EventStore, UnknownHub
+from audiencehub.emulator.hubs import UnknownHub
+from audiencehub.emulator.store import EventStore
 
 __all__ = ["read", "reply_message", "status"]
 

@@ -29,7 +29,7 @@ from audiencehub.emulator.amqp import (
     e_timestamp,
     encode_value,
 )
-from audiencehub.emulator.store import IncomingEvent, PartitionInfo, StoredEvent
+from audiencehub.emulator.records import IncomingEvent, PartitionInfo, StoredEvent
 
 __all__ = ["BATCH_FORMAT", "PARTITION_KEY", "decode_delivery", "incoming_event", "render_event"]
 
@@ -54,7 +54,7 @@ def incoming_event(message: Message, batch_key: str | None = None) -> IncomingEv
     """The stored form, shaped like the REST face's: UserProperties, BrokerProperties, key.
 
     Values keep their AMQP types (binary, UUID, timestamp, symbol …) so consumers get them back
-    as sent; the JSON readback shows them with ``store.plain_value``.
+    as sent; the JSON readback shows them with ``records.plain_value``.
     """
     user = {str(k): v for k, v in message.application_properties.items()}
     key = batch_key

@@ -29,14 +29,9 @@ import orjson
 from audiencehub.emulator.auth import Authorizer, TokenError
 from audiencehub.emulator.faults import NO_FAULT, FaultDecision, FaultPlan, FaultSpecError
 from audiencehub.emulator.httpserver import Request, Response
-from audiencehub.emulator.store import (
-    EventStore,
-    IncomingEvent,
-    StoredEvent,
-    StoreFull,
-    UnknownHub,
-    plain_value,
-)
+from audiencehub.emulator.hubs import UnknownHub
+from audiencehub.emulator.records import IncomingEvent, StoredEvent, plain_value
+from audiencehub.emulator.store import EventStore, StoreFull
 from workers.eventhub.partitions import (
     MAX_PARTITION_KEY,
     key_length,
