@@ -1,5 +1,5 @@
 """``--data DIR``: the stand-in's journal, in-process (the restart through real processes is in
-tests/test_amqp_consumer.py)."""
+tests/emulator/test_amqp_consumer.py)."""
 
 from __future__ import annotations
 
