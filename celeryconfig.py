@@ -49,7 +49,7 @@ worker_prefetch_multiplier = 1
 # The soft limit raises SoftTimeLimitExceeded inside the task (the drain records why it stopped);
 # the hard limit kills the pool process, which only the prefork pool can do, so it is the pool.
 # A drain that keeps failing or timing out on the same entry sets the entry aside after
-# AUDIENCEHUB_MAX_ATTEMPTS tries (workers/set_aside.py), so the shard moves on.
+# AUDIENCEHUB_MAX_ATTEMPTS tries (workers/pipeline/set_aside.py), so the shard moves on.
 worker_pool = "prefork"
 task_time_limit = _cfg.task_time_limit_s
 task_soft_time_limit = max(1, _cfg.task_time_limit_s * 3 // 4)

@@ -44,7 +44,7 @@ def _profile() -> click.Command:
 @click.command("secret-key")
 def secret_key() -> None:
     """Print a new key for AUDIENCEHUB_SECRET_KEY (encrypts connection strings at rest)."""
-    from workers.secrets import new_key
+    from workers.jobs.secrets import new_key
 
     click.echo(new_key())
 

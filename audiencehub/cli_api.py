@@ -13,7 +13,7 @@ import click
 import redis
 
 from workers.config import ConfigError, settings
-from workers.secrets import secret_box
+from workers.jobs.secrets import secret_box
 
 
 def _where(url: str) -> str:

@@ -7,7 +7,7 @@ import click
 from audiencehub.cli_schedule import reevaluate, start_recheck
 from audiencehub.cli_support import echo_json, friendly
 from audiencehub.context import engine
-from workers.audiences import Audience, AudienceStore
+from workers.audiences.store import Audience, AudienceStore
 from workers.timefmt import format_rfc3339
 
 

@@ -15,7 +15,7 @@ import click
 from audiencehub.cli_support import echo_json, friendly
 
 if TYPE_CHECKING:
-    from workers.clock import RedisOffsetClock
+    from workers.schedule.clock import RedisOffsetClock
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
 NS_PER_S = 1_000_000_000
@@ -36,9 +36,9 @@ def parse_duration(text: str) -> int:
 
 def _movable() -> RedisOffsetClock:
     """The movable clock, without building an engine (no Celery, no registry): test mode only."""
-    from workers.clock import movable_clock
     from workers.config import settings
     from workers.redisconn import state_redis
+    from workers.schedule.clock import movable_clock
 
     cfg = settings()
     return movable_clock(cfg, state_redis(cfg))
@@ -58,9 +58,9 @@ def clock() -> None:
 def clock_now() -> None:
     """Print the engine's now (RFC 3339): the system time, plus the test clock's offset in test
     mode. It keeps running: two calls a second apart print times a second apart."""
-    from workers.clock import clock_for
     from workers.config import settings
     from workers.redisconn import state_redis
+    from workers.schedule.clock import clock_for
     from workers.timefmt import format_rfc3339
 
     cfg = settings()
@@ -114,7 +114,7 @@ def wait_command(idle: bool, timeout_s: float, as_json: bool) -> None:
     """Wait until every shard is drained, nothing is due up to now, the running jobs' outboxes
     are empty and no backfill or re-check run is unfinished; exit code 1 on timeout."""
     from audiencehub.context import engine
-    from workers.idle import wait_idle
+    from workers.schedule.idle import wait_idle
 
     report = wait_idle(engine(), max(0.0, timeout_s))
     if as_json:

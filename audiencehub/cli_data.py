@@ -16,9 +16,9 @@ from rich.text import Text
 
 from audiencehub.cli_support import echo_json, friendly
 from audiencehub.context import engine
-from workers.entries import DATA, SCORE, Kind
-from workers.ingest import Ingestor, IngestRefused, IngestResult, Item, ndjson_items
-from workers.profiles import describe, stored_profile
+from workers.pipeline.entries import DATA, SCORE, Kind
+from workers.pipeline.ingest import Ingestor, IngestRefused, IngestResult, Item, ndjson_items
+from workers.pipeline.profiles import describe, stored_profile
 
 MAX_ERRORS_SHOWN = 50
 CHUNK_LINES = 1000

@@ -17,7 +17,7 @@ import click
 from audiencehub.cli_filterql import eval_command
 from audiencehub.cli_support import echo_json, friendly
 from audiencehub.context import engine
-from workers.explain import explain_user
+from workers.audiences.explain import explain_user
 from workers.filterql.explain import render
 from workers.timefmt import parse_rfc3339
 

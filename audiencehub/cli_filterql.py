@@ -18,8 +18,8 @@ import click
 from workers.filterql import Filter, FilterQLError, compile_filter, compile_set, parse_statements
 from workers.filterql.compiler import compile_statement
 from workers.filterql.explain import explain
-from workers.profile import Profile
-from workers.profiles import DocumentError, from_document
+from workers.pipeline.profile import Profile
+from workers.pipeline.profiles import DocumentError, from_document
 from workers.timefmt import format_rfc3339, parse_rfc3339
 
 

@@ -15,15 +15,20 @@ from rich.text import Text
 
 from audiencehub.cli_support import echo_json, friendly
 from audiencehub.context import engine
-from workers.audiences import AudienceStore
-from workers.auths import MAX_PARTITIONS, AuthStore
-from workers.dead_letters import DeadLetters
-from workers.hub_partitions import HubPartitions
-from workers.job_control import JobControl
-from workers.job_setup import add_audience, backfill_preview, check_authorization, create_job
-from workers.job_status import job_status
-from workers.jobs import DEFAULT_FAILURE_PERIOD_S, DEFAULT_FIELDS, DEFAULT_MAX_BATCH_BYTES, JobStore
-from workers.registry_store import NotFound
+from workers.audiences.registry_store import NotFound
+from workers.audiences.store import AudienceStore
+from workers.delivery.dead_letters import DeadLetters
+from workers.delivery.hub_partitions import HubPartitions
+from workers.jobs.auths import MAX_PARTITIONS, AuthStore
+from workers.jobs.control import JobControl
+from workers.jobs.setup import add_audience, backfill_preview, check_authorization, create_job
+from workers.jobs.status import job_status
+from workers.jobs.store import (
+    DEFAULT_FAILURE_PERIOD_S,
+    DEFAULT_FIELDS,
+    DEFAULT_MAX_BATCH_BYTES,
+    JobStore,
+)
 
 
 def _auths() -> AuthStore:

@@ -10,10 +10,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from audiencehub.cli_support import echo_json, friendly
 from audiencehub.context import engine
-from workers.audiences import AudienceStore
-from workers.reevaluate import Reevaluations, Run
-from workers.release import due_stats
-from workers.set_aside import ShardDeadLetters
+from workers.audiences.store import AudienceStore
+from workers.pipeline.set_aside import ShardDeadLetters
+from workers.schedule.reevaluate import Reevaluations, Run
+from workers.schedule.release import due_stats
 from workers.timefmt import NS_PER_MS, format_rfc3339, parse_rfc3339
 
 

@@ -8,8 +8,8 @@ import click
 
 from audiencehub.cli_support import friendly
 from audiencehub.context import engine
-from workers.auths import AuthStore
-from workers.secrets import new_key
+from workers.jobs.auths import AuthStore
+from workers.jobs.secrets import new_key
 
 
 @click.group()

@@ -16,12 +16,12 @@ import click
 import orjson
 import redis
 
+from workers.audiences.registry_store import Conflict, NotFound
 from workers.config import ConfigError, settings
-from workers.eventhub.connstr import ConnectionStringError
+from workers.delivery.eventhub.connstr import ConnectionStringError
 from workers.filterql import FilterQLError
-from workers.ingest import IngestRefused, TooManyEvents
+from workers.pipeline.ingest import IngestRefused, TooManyEvents
 from workers.redisconn import write_refusal
-from workers.registry_store import Conflict, NotFound
 
 F = TypeVar("F", bound=Callable[..., Any])
 KNOWN = (ConfigError, ConnectionStringError, FilterQLError, Conflict, NotFound, TooManyEvents)

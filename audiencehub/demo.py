@@ -115,9 +115,9 @@ def run(workdir: Path) -> None:
 def scenario(hub: HubEmulator) -> None:
     from audiencehub.context import engine
     from audiencehub.ingest import ingest
-    from workers.audiences import AudienceStore
-    from workers.auths import AuthStore
-    from workers.jobs import JobStore
+    from workers.audiences.store import AudienceStore
+    from workers.jobs.auths import AuthStore
+    from workers.jobs.store import JobStore
 
     e = engine()
     audiences = AudienceStore(e.r, e.keys)

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from audiencehub.context import engine
-from workers.ingest import Ingestor, IngestRefused, IngestResult, TooManyEvents, list_items
+from workers.pipeline.ingest import Ingestor, IngestRefused, IngestResult, TooManyEvents, list_items
 
 __all__ = ["IngestRefused", "IngestResult", "TooManyEvents", "ingest", "send_events"]
 

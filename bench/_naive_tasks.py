@@ -9,14 +9,14 @@ from __future__ import annotations
 from functools import cache
 
 from tasks.app import make_app
-from workers.auths import AuthStore
+from workers.delivery.eventhub.rest import RestSender
+from workers.delivery.eventhub.sender import OutMessage
 from workers.engine import Engine
-from workers.envelope import render
-from workers.eventhub.rest import RestSender
-from workers.eventhub.sender import OutMessage
+from workers.jobs.auths import AuthStore
 from workers.keys import shard_of
-from workers.membership import Transition
-from workers.profile import Profile
+from workers.pipeline.envelope import render
+from workers.pipeline.membership import Transition
+from workers.pipeline.profile import Profile
 from workers.redisconn import as_bytes
 
 app = make_app()

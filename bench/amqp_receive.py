@@ -59,8 +59,8 @@ from audiencehub.emulator.amqp import (  # noqa: E402
     frame,
     performative,
 )
-from workers.eventhub.connstr import ConnectionString, parse_connection_string  # noqa: E402
-from workers.eventhub.sas import make_token  # noqa: E402
+from workers.delivery.eventhub.connstr import ConnectionString, parse_connection_string  # noqa: E402
+from workers.delivery.eventhub.sas import make_token  # noqa: E402
 
 PARTITION = "0"
 BATCH = "application/vnd.microsoft.servicebus.json"

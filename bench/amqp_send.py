@@ -1,7 +1,7 @@
 """AMQP send rate: messages/s through ``AmqpSender`` into the hub stand-in, from one process.
 
 Starts ``python -m audiencehub.emulator`` (AMQP face on the REST port), then sends ~400-byte JSON
-envelopes for 50,000 distinct users the way ``workers.deliver`` does: each call is packed up to
+envelopes for 50,000 distinct users the way ``workers.delivery.deliver`` does: each call is packed up to
 ``--batch-bytes`` by ``encoded_size`` and ``AmqpSender`` splits it into one batch per partition.
 For reference it first times ``EventDataBatch.add`` alone (the SDK's per-event cost, which bounds
 any AMQP sender), and at the end the CPU each process used. Prints figures; asserts nothing.
@@ -28,9 +28,9 @@ if str(ROOT) not in sys.path:
 from _common import cpu_seconds, start_bench_hub  # noqa: E402
 from azure.eventhub import EventData, EventDataBatch  # noqa: E402
 
-from workers.eventhub.amqp import AmqpSender, amqp_event, encoded_size  # noqa: E402
-from workers.eventhub.connstr import parse_connection_string  # noqa: E402
-from workers.eventhub.sender import OutMessage  # noqa: E402
+from workers.delivery.eventhub.amqp import AmqpSender, amqp_event, encoded_size  # noqa: E402
+from workers.delivery.eventhub.connstr import parse_connection_string  # noqa: E402
+from workers.delivery.eventhub.sender import OutMessage  # noqa: E402
 
 USERS = 50_000
 
@@ -73,7 +73,7 @@ def build_messages(count: int, seed: int = 7) -> list[OutMessage]:
 
 
 def pack(messages: list[OutMessage], start: int, limit: int) -> tuple[list[OutMessage], int]:
-    """One call's worth, packed like ``workers.deliver``: 2 + sum(encoded_size) ≤ limit."""
+    """One call's worth, packed like ``workers.delivery.deliver``: 2 + sum(encoded_size) ≤ limit."""
     batch: list[OutMessage] = []
     size = 2
     i = start

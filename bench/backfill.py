@@ -16,12 +16,12 @@ import time
 from _common import ROOT, CpuMeter, Stack, peak_rss_mb
 
 from audiencehub.processes import Managed
-from workers.audiences import AudienceStore
-from workers.auths import AuthStore
-from workers.backfill import Backfills
-from workers.job_setup import create_job
+from workers.audiences.store import AudienceStore
+from workers.jobs.auths import AuthStore
+from workers.jobs.backfill import Backfills
+from workers.jobs.setup import create_job
 from workers.keys import shard_of
-from workers.profile import Profile
+from workers.pipeline.profile import Profile
 
 
 def populate(stack: Stack, members: int) -> tuple[str, str]:

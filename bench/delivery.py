@@ -26,12 +26,12 @@ from _common import CpuMeter, Stack
 from emulator_intake import measure
 
 from audiencehub.processes import HubEmulator
-from workers.auths import AuthStore
-from workers.deliver import Deliverer, SenderPool
-from workers.eventhub.connstr import parse_connection_string
-from workers.hub_partitions import HubPartitions
-from workers.job_health import JobHealth
-from workers.job_setup import create_job
+from workers.delivery.deliver import Deliverer, SenderPool
+from workers.delivery.eventhub.connstr import parse_connection_string
+from workers.delivery.hub_partitions import HubPartitions
+from workers.jobs.auths import AuthStore
+from workers.jobs.health import JobHealth
+from workers.jobs.setup import create_job
 from workers.keys import shard_of
 
 BODY = (
@@ -116,7 +116,7 @@ def main() -> None:
             "unknown": auths.create("rest-only", rest_only.connection_string).id,
         }
         e.r.set(e.keys.clock_offset, 0)
-        from workers.audiences import AudienceStore
+        from workers.audiences.store import AudienceStore
 
         AudienceStore(e.r, e.keys).create("all", "FILTER EXISTS email")
         throttle = {"seed": 1, "rules": [{"status": 503, "share": 0.2, "retry_after": 0,

@@ -33,9 +33,9 @@ if str(ROOT) not in sys.path:
 
 from _common import start_bench_hub  # noqa: E402
 
-from workers.eventhub.connstr import ConnectionString, parse_connection_string  # noqa: E402
-from workers.eventhub.partitions import partition_for_key  # noqa: E402
-from workers.eventhub.sas import make_token  # noqa: E402
+from workers.delivery.eventhub.connstr import ConnectionString, parse_connection_string  # noqa: E402
+from workers.delivery.eventhub.partitions import partition_for_key  # noqa: E402
+from workers.delivery.eventhub.sas import make_token  # noqa: E402
 
 BATCH_CONTENT_TYPE = "application/vnd.microsoft.servicebus.json"
 

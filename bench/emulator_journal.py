@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
 from emulator_intake import IntakeResult, measure  # noqa: E402
 
 from audiencehub.processes import HubEmulator  # noqa: E402
-from workers.eventhub.connstr import parse_connection_string  # noqa: E402
+from workers.delivery.eventhub.connstr import parse_connection_string  # noqa: E402
 
 
 def _hub(workdir: Path, data: Path | None) -> HubEmulator:

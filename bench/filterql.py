@@ -22,7 +22,7 @@ if str(ROOT) not in sys.path:
 
 from workers.filterql import Filter, compile_set  # noqa: E402
 from workers.filterql.walker import Walker  # noqa: E402
-from workers.profile import Profile  # noqa: E402
+from workers.pipeline.profile import Profile  # noqa: E402
 from workers.timefmt import NS_PER_DAY, format_rfc3339, parse_rfc3339  # noqa: E402
 
 NOW = parse_rfc3339("2026-03-10T12:00:00Z")

@@ -34,10 +34,10 @@ if str(ROOT) not in sys.path:
 from audiencehub.processes import RedisServer  # noqa: E402
 from workers.config import load_settings  # noqa: E402
 from workers.engine import Engine  # noqa: E402
-from workers.entries import DATA, Entry  # noqa: E402
-from workers.ingest import Ingestor, list_items  # noqa: E402
 from workers.keys import shard_of  # noqa: E402
-from workers.kicks import NoSender  # noqa: E402
+from workers.pipeline.entries import DATA, Entry  # noqa: E402
+from workers.pipeline.ingest import Ingestor, list_items  # noqa: E402
+from workers.schedule.kicks import NoSender  # noqa: E402
 
 SHARDS = 16
 

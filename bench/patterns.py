@@ -23,7 +23,7 @@ if str(ROOT) not in sys.path:
 from workers.filterql import compile_filter, compile_set  # noqa: E402
 from workers.filterql.functions import _email  # noqa: E402
 from workers.filterql.layouts import parse_layout  # noqa: E402
-from workers.profile import Profile  # noqa: E402
+from workers.pipeline.profile import Profile  # noqa: E402
 from workers.timefmt import parse_rfc3339  # noqa: E402
 
 KIB64 = 64 * 1024

@@ -22,11 +22,11 @@ import orjson
 import requests
 from _common import CpuMeter, Stack, percentile
 
-from workers.audiences import AudienceStore
-from workers.auths import AuthStore
-from workers.drain import ShardDrainer
-from workers.ingest import Ingestor, list_items
-from workers.job_setup import create_job
+from workers.audiences.store import AudienceStore
+from workers.jobs.auths import AuthStore
+from workers.jobs.setup import create_job
+from workers.pipeline.drain import ShardDrainer
+from workers.pipeline.ingest import Ingestor, list_items
 from workers.timefmt import NS_PER_DAY, format_rfc3339, parse_rfc3339
 
 USERS = 100_000

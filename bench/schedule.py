@@ -19,14 +19,14 @@ import time
 
 from _common import CpuMeter, Stack, percentile
 
-from workers.audiences import AudienceStore
-from workers.auths import AuthStore
-from workers.commit import Committer, ShardCommit
-from workers.job_setup import create_job
+from workers.audiences.store import AudienceStore
+from workers.jobs.auths import AuthStore
+from workers.jobs.setup import create_job
 from workers.keys import shard_of
-from workers.profile import Profile
+from workers.pipeline.commit import Committer, ShardCommit
+from workers.pipeline.profile import Profile
 from workers.redisconn import as_bytes
-from workers.release import Releaser
+from workers.schedule.release import Releaser
 from workers.timefmt import NS_PER_DAY, NS_PER_MS, NS_PER_S, ns_to_ms_ceil
 
 

@@ -21,7 +21,7 @@ from celery.worker.request import Request
 
 from tasks.app import app
 from tasks.runtime import runtime
-from workers.ingest import IngestRefused, list_items
+from workers.pipeline.ingest import IngestRefused, list_items
 
 MAX_EVENTS_PER_TASK = 1000
 REFUSED_WAIT_S = 60.0

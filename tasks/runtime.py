@@ -14,13 +14,13 @@ from celery.signals import worker_process_shutdown
 
 from tasks.app import app
 from tasks.sender import CeleryTaskSender
-from workers.backfill import Backfills
-from workers.deliver import Deliverer, SenderPool
-from workers.drain import ShardDrainer
+from workers.delivery.deliver import Deliverer, SenderPool
 from workers.engine import Engine
-from workers.ingest import Ingestor
-from workers.reevaluate import Reevaluations
-from workers.release import Releaser
+from workers.jobs.backfill import Backfills
+from workers.pipeline.drain import ShardDrainer
+from workers.pipeline.ingest import Ingestor
+from workers.schedule.reevaluate import Reevaluations
+from workers.schedule.release import Releaser
 
 
 @dataclass

@@ -7,8 +7,8 @@ from typing import Any
 
 from tasks.app import app
 from tasks.runtime import runtime
-from workers.audience_sizes import AudienceSizes
-from workers.sweep import sweep as sweep_engine
+from workers.audiences.sizes import AudienceSizes
+from workers.schedule.sweep import sweep as sweep_engine
 
 
 @app.task(name="audiencehub.tick")

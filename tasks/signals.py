@@ -18,9 +18,9 @@ from celery.signals import (
 from tasks.ingest import shown_args
 from tasks.runtime import runtime
 from workers.config import ConfigError, settings
+from workers.jobs.secrets import secret_box
 from workers.logs import use_json
 from workers.metrics import serve
-from workers.secrets import secret_box
 
 
 @worker_init.connect

@@ -12,10 +12,10 @@ import jsonschema
 import orjson
 
 from audiencehub.processes import HubEmulator, wait_for
-from workers.auths import AuthStore
 from workers.engine import Engine
-from workers.job_setup import create_job
-from workers.jobs import Job
+from workers.jobs.auths import AuthStore
+from workers.jobs.setup import create_job
+from workers.jobs.store import Job
 
 SCHEMA = json.loads(
     (Path(__file__).resolve().parent.parent / "schemas" / "message.schema.json").read_text()

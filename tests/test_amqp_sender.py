@@ -15,9 +15,15 @@ from azure.eventhub import EventDataBatch
 from azure.eventhub.exceptions import AuthenticationError, EventDataSendError
 
 from tests.emulator.helpers import HubProcess, started
-from workers.eventhub.amqp import AmqpSender, _redact, amqp_event, classify_sdk_error, encoded_size
-from workers.eventhub.partitions import partition_for_key
-from workers.eventhub.sender import HubError, OutMessage
+from workers.delivery.eventhub.amqp import (
+    AmqpSender,
+    _redact,
+    amqp_event,
+    classify_sdk_error,
+    encoded_size,
+)
+from workers.delivery.eventhub.partitions import partition_for_key
+from workers.delivery.eventhub.sender import HubError, OutMessage
 
 HUB = "audiences"
 IDS = ["0", "1", "2", "3"]

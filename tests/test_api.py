@@ -21,9 +21,9 @@ import pytest
 
 from audiencehub.processes import HubEmulator, RedisServer, celery_env
 from tests.test_api_support import TOKEN, ApiProcess, Client, api_process, engine_for
-from workers.drain import ShardDrainer
 from workers.engine import Engine
 from workers.keys import shard_of
+from workers.pipeline.drain import ShardDrainer
 
 MAX_BODY = 200_000
 KEY = "SecretKeyDoNotLeak0123456789abcdefXYZ="

@@ -10,14 +10,14 @@ from audiencehub.api.errors import scrub
 from audiencehub.api.routes_collect import guard, parse_body
 from audiencehub.api.settings import DEFAULT_MAX_BODY, load_api_settings
 from tests.conftest import with_settings
-from workers import audience_delete
-from workers.audiences import AudienceStore
+from workers.audiences import delete as audience_delete
+from workers.audiences.registry import build_snapshot
+from workers.audiences.registry_store import Conflict, NotFound
+from workers.audiences.store import AudienceStore
 from workers.config import ConfigError, Settings
 from workers.engine import Engine
-from workers.events import Invalid
-from workers.jobs import JobStore
-from workers.registry import build_snapshot
-from workers.registry_store import Conflict, NotFound
+from workers.jobs.store import JobStore
+from workers.pipeline.events import Invalid
 
 KEY = "SecretKeyDoNotLeak0123456789abcdefXYZ="
 

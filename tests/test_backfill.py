@@ -7,21 +7,21 @@ import random
 import orjson
 import pytest
 
-from workers import backfill as backfill_module
-from workers.audiences import AudienceStore
-from workers.auths import AuthStore
-from workers.backfill import Backfills
-from workers.clock import RedisOffsetClock
-from workers.drain import ShardDrainer
+from workers.audiences.registry_store import Conflict
+from workers.audiences.store import AudienceStore
 from workers.engine import Engine
-from workers.ingest import Ingestor, list_items
-from workers.job_setup import backfill_preview, create_job
-from workers.jobs import Job, JobStore
+from workers.jobs import backfill as backfill_module
+from workers.jobs.auths import AuthStore
+from workers.jobs.backfill import Backfills
+from workers.jobs.setup import backfill_preview, create_job
+from workers.jobs.store import Job, JobStore
 from workers.keys import shard_of
 from workers.lease import Lease
-from workers.profile import Profile
+from workers.pipeline.drain import ShardDrainer
+from workers.pipeline.ingest import Ingestor, list_items
+from workers.pipeline.profile import Profile
 from workers.redisconn import stream_rows
-from workers.registry_store import Conflict
+from workers.schedule.clock import RedisOffsetClock
 
 CONN = (
     "Endpoint=sb://127.0.0.1:1/;SharedAccessKeyName=k;SharedAccessKey=a2V5;"

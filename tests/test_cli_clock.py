@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from audiencehub.cli import COMMANDS, main
 from workers.config import Settings, settings
 from workers.engine import Engine
-from workers.ingest import Ingestor, list_items
+from workers.pipeline.ingest import Ingestor, list_items
 from workers.timefmt import NS_PER_S, parse_rfc3339
 
 

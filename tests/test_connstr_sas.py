@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from workers.eventhub.connstr import ConnectionStringError, parse_connection_string
-from workers.eventhub.sas import TokenCache, TokenError, make_token, verify_token
+from workers.delivery.eventhub.connstr import ConnectionStringError, parse_connection_string
+from workers.delivery.eventhub.sas import TokenCache, TokenError, make_token, verify_token
 
 KEY = "c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seS0xMjM0NTY3OA=="
 GOOD = (

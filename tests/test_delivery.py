@@ -12,17 +12,17 @@ import pytest
 import requests
 
 from audiencehub.processes import HubEmulator
-from workers.audiences import AudienceStore
-from workers.auths import AuthStore
-from workers.dead_letters import DeadLetters
-from workers.deliver import Deliverer, DeliverReport, SenderPool
-from workers.drain import ShardDrainer
+from workers.audiences.store import AudienceStore
+from workers.delivery.dead_letters import DeadLetters
+from workers.delivery.deliver import Deliverer, DeliverReport, SenderPool
 from workers.engine import Engine
-from workers.ingest import Ingestor, list_items
-from workers.job_control import JobControl
-from workers.job_health import JobHealth
-from workers.job_setup import create_job
-from workers.jobs import Job, JobStore
+from workers.jobs.auths import AuthStore
+from workers.jobs.control import JobControl
+from workers.jobs.health import JobHealth
+from workers.jobs.setup import create_job
+from workers.jobs.store import Job, JobStore
+from workers.pipeline.drain import ShardDrainer
+from workers.pipeline.ingest import Ingestor, list_items
 
 
 @pytest.fixture

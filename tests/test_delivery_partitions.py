@@ -15,20 +15,20 @@ import pytest
 import requests
 
 from audiencehub.processes import HubEmulator
-from workers.audiences import AudienceStore
-from workers.auths import AuthStore
-from workers.deliver import Deliverer, DeliverReport, SenderPool
-from workers.drain import ShardDrainer
+from workers.audiences.store import AudienceStore
+from workers.delivery.deliver import Deliverer, DeliverReport, SenderPool
+from workers.delivery.eventhub.partitions import partition_for_key, partition_key_for
+from workers.delivery.eventhub.rest import encode_item
+from workers.delivery.eventhub.sender import OutMessage
+from workers.delivery.hub_partitions import PER_PARTITION, PER_USER, HubPartitions
 from workers.engine import Engine
-from workers.eventhub.partitions import partition_for_key, partition_key_for
-from workers.eventhub.rest import encode_item
-from workers.eventhub.sender import OutMessage
-from workers.hub_partitions import PER_PARTITION, PER_USER, HubPartitions
-from workers.ingest import Ingestor, list_items
-from workers.job_setup import check_authorization, create_job
-from workers.job_status import job_status
-from workers.jobs import Job
+from workers.jobs.auths import AuthStore
+from workers.jobs.setup import check_authorization, create_job
+from workers.jobs.status import job_status
+from workers.jobs.store import Job
 from workers.keys import shard_of
+from workers.pipeline.drain import ShardDrainer
+from workers.pipeline.ingest import Ingestor, list_items
 
 
 def _hub(workdir: Path, *extra: str) -> Iterator[HubEmulator]:

@@ -12,20 +12,20 @@ import pytest
 import requests
 
 from audiencehub.processes import HubEmulator
-from workers.audiences import AudienceStore
-from workers.auths import AuthStore
-from workers.dead_letters import DeadLetters
-from workers.deliver import Deliverer, DeliverReport, SenderPool
-from workers.drain import ShardDrainer
+from workers.audiences.store import AudienceStore
+from workers.delivery.dead_letters import DeadLetters
+from workers.delivery.deliver import Deliverer, DeliverReport, SenderPool
+from workers.delivery.eventhub.rest import RestSender, server_timeout_s
+from workers.delivery.eventhub.sender import classify_status
 from workers.engine import Engine
-from workers.eventhub.rest import RestSender, server_timeout_s
-from workers.eventhub.sender import classify_status
-from workers.ingest import Ingestor, list_items
-from workers.job_control import JobControl
-from workers.job_health import JobHealth
-from workers.job_setup import create_job
-from workers.job_status import job_status
-from workers.jobs import Job, JobStore
+from workers.jobs.auths import AuthStore
+from workers.jobs.control import JobControl
+from workers.jobs.health import JobHealth
+from workers.jobs.setup import create_job
+from workers.jobs.status import job_status
+from workers.jobs.store import Job, JobStore
+from workers.pipeline.drain import ShardDrainer
+from workers.pipeline.ingest import Ingestor, list_items
 
 USERS = 10
 
@@ -176,7 +176,7 @@ def test_the_status_mapping_follows_the_rest_reference() -> None:
 
 
 def test_the_servers_timeout_is_shorter_than_the_clients(hub: HubEmulator) -> None:
-    from workers.eventhub.connstr import parse_connection_string
+    from workers.delivery.eventhub.connstr import parse_connection_string
 
     conn = parse_connection_string(hub.connection_string)
     assert "timeout=8&" in RestSender(conn, timeout_s=10).url("0")

@@ -6,17 +6,17 @@ import orjson
 import pytest
 
 from tests.conftest import RecordingSender
-from workers.audiences import AudienceStore
-from workers.auths import AuthStore
-from workers.commit import Committer, ShardCommit
-from workers.drain import ShardDrainer
+from workers.audiences.store import AudienceStore
 from workers.engine import Engine
-from workers.ingest import Ingestor, list_items, ndjson_items
-from workers.jobs import Job, JobStore
+from workers.jobs.auths import AuthStore
+from workers.jobs.store import Job, JobStore
 from workers.keys import shard_of
-from workers.profile import Profile
+from workers.pipeline.commit import Committer, ShardCommit
+from workers.pipeline.drain import ShardDrainer
+from workers.pipeline.ingest import Ingestor, list_items, ndjson_items
+from workers.pipeline.profile import Profile
 from workers.redisconn import stream_rows
-from workers.release import Releaser
+from workers.schedule.release import Releaser
 from workers.timefmt import NS_PER_DAY, NS_PER_S, format_rfc3339, parse_rfc3339
 
 CONN = (
@@ -158,7 +158,7 @@ def test_concurrent_edits_cannot_sneak_an_include_cycle_past_the_check(engine: E
     # Another writer changes the registry between this writer's check and its write:
     store.update_filter("a", "FILTER x > 2")
     assert not store.raw_put_if("c-id", {"id": "c-id"}, version)
-    from workers.registry_store import Conflict
+    from workers.audiences.registry_store import Conflict
 
     with pytest.raises(Conflict, match=r"cycle|INCLUDE"):
         store.update_filter("a", "FILTER INCLUDE b")

@@ -10,9 +10,9 @@ import pytest
 from audiencehub.processes import CeleryBeat, CeleryWorker, HubEmulator, wait_for
 from tests.e2e import bodies, changes_by_user, make_job, wait_messages
 from workers import faults
-from workers.audiences import AudienceStore
+from workers.audiences.store import AudienceStore
 from workers.engine import Engine
-from workers.ingest import Ingestor, list_items
+from workers.pipeline.ingest import Ingestor, list_items
 
 pytestmark = pytest.mark.e2e
 

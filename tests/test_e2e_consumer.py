@@ -20,10 +20,10 @@ from azure.eventhub import EventData
 from audiencehub.processes import CeleryWorker, HubEmulator
 from tests.e2e import AUDIENCES, changes_by_user, make_job, model, wait_messages, workload
 from tests.emulator.helpers import consume
-from workers.audiences import AudienceStore
+from workers.audiences.store import AudienceStore
 from workers.engine import Engine
-from workers.idle import wait_idle
-from workers.ingest import Ingestor, list_items
+from workers.pipeline.ingest import Ingestor, list_items
+from workers.schedule.idle import wait_idle
 
 pytestmark = pytest.mark.e2e
 

@@ -18,15 +18,15 @@ import requests
 from audiencehub.processes import CeleryBeat, CeleryWorker, HubEmulator, redis_binary, wait_for
 from tests.chaos.harness import settled
 from tests.e2e import cli
-from workers.audiences import AudienceStore
-from workers.auths import AuthStore
-from workers.backfill import Backfills
+from workers.audiences.store import AudienceStore
 from workers.engine import Engine
-from workers.ingest import Ingestor, list_items
-from workers.job_control import JobControl
-from workers.job_setup import create_job
-from workers.jobs import JobStore
-from workers.reevaluate import Reevaluations
+from workers.jobs.auths import AuthStore
+from workers.jobs.backfill import Backfills
+from workers.jobs.control import JobControl
+from workers.jobs.setup import create_job
+from workers.jobs.store import JobStore
+from workers.pipeline.ingest import Ingestor, list_items
+from workers.schedule.reevaluate import Reevaluations
 from workers.timefmt import format_rfc3339
 
 pytestmark = pytest.mark.e2e

@@ -20,10 +20,10 @@ from audiencehub.processes import (
     wait_for,
 )
 from tests.e2e import make_job, wait_messages
-from workers.audiences import AudienceStore
+from workers.audiences.store import AudienceStore
 from workers.engine import Engine
-from workers.ingest import Ingestor, list_items
 from workers.metrics import EngineCollector
+from workers.pipeline.ingest import Ingestor, list_items
 
 pytestmark = pytest.mark.e2e
 EMAIL = "very.private.person@example.com"

@@ -23,10 +23,10 @@ from audiencehub.processes import (
 )
 from tests.conftest import SHARDS
 from tests.e2e import changes_by_user, make_job, model, workload
-from workers.audiences import AudienceStore
+from workers.audiences.store import AudienceStore
 from workers.config import load_settings
 from workers.engine import Engine
-from workers.ingest import Ingestor, list_items
+from workers.pipeline.ingest import Ingestor, list_items
 from workers.redisconn import state_redis
 
 pytestmark = pytest.mark.e2e

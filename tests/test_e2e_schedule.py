@@ -9,11 +9,11 @@ import pytest
 
 from audiencehub.processes import CeleryBeat, CeleryWorker, HubEmulator
 from tests.e2e import bodies, changed, cli, make_job, wait_messages
-from workers.audiences import AudienceStore
-from workers.clock import movable_clock
+from workers.audiences.store import AudienceStore
 from workers.engine import Engine
 from workers.keys import shard_of
-from workers.profile import Profile
+from workers.pipeline.profile import Profile
+from workers.schedule.clock import movable_clock
 from workers.timefmt import NS_PER_DAY, NS_PER_S, format_rfc3339, parse_rfc3339
 
 pytestmark = pytest.mark.e2e

@@ -3,8 +3,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from workers.events import MAX_EVENT_BYTES, Invalid, validate
-from workers.ingest import ndjson_items
+from workers.pipeline.events import MAX_EVENT_BYTES, Invalid, validate
+from workers.pipeline.ingest import ndjson_items
 from workers.timefmt import parse_rfc3339
 
 NOW = parse_rfc3339("2026-11-27T10:00:00Z")

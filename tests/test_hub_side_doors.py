@@ -18,21 +18,21 @@ import redis
 
 from audiencehub.processes import HubEmulator
 from tests.conftest import RecordingSender
-from workers.audiences import AudienceStore
-from workers.auths import AuthStore
+from workers.audiences.store import AudienceStore
 from workers.config import Settings
-from workers.dead_letters import DeadLetters
-from workers.deliver import Deliverer, SenderPool
-from workers.drain import ShardDrainer
+from workers.delivery.dead_letters import DeadLetters
+from workers.delivery.deliver import Deliverer, SenderPool
+from workers.delivery.eventhub.connstr import ConnectionStringError, parse_connection_string
+from workers.delivery.eventhub.rest import RestSender
+from workers.delivery.eventhub.sender import HubError, OutMessage
 from workers.engine import Engine
-from workers.eventhub.connstr import ConnectionStringError, parse_connection_string
-from workers.eventhub.rest import RestSender
-from workers.eventhub.sender import HubError, OutMessage
-from workers.ingest import Ingestor, list_items
-from workers.job_setup import check_authorization, create_job
-from workers.job_status import job_status
-from workers.jobs import Job, JobStore
-from workers.secrets import new_key
+from workers.jobs.auths import AuthStore
+from workers.jobs.secrets import new_key
+from workers.jobs.setup import check_authorization, create_job
+from workers.jobs.status import job_status
+from workers.jobs.store import Job, JobStore
+from workers.pipeline.drain import ShardDrainer
+from workers.pipeline.ingest import Ingestor, list_items
 
 SECRET_PAGE = b"<html>INTERNAL-ADMIN-PAGE token=hunter2</html>"
 KEY = "c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seS0xMjM0NTY3OA=="

@@ -19,17 +19,17 @@ import redis
 
 from audiencehub.processes import RedisServer
 from tests.conftest import SHARDS, RecordingSender
-from workers.clock import SystemClock, movable_clock
 from workers.config import Settings
-from workers.drain import ShardDrainer
 from workers.engine import Engine
-from workers.ingest import Ingestor, IngestRefused, TooManyEvents, list_items
-from workers.intake import _LUA as INTAKE_LUA
-from workers.intake import SEEN_BUCKETS, Intake, IntakeItem
 from workers.keys import Keys
-from workers.kicks import Kicker, NoSender
-from workers.profiles import stored_profile
+from workers.pipeline.drain import ShardDrainer
+from workers.pipeline.ingest import Ingestor, IngestRefused, TooManyEvents, list_items
+from workers.pipeline.intake import _LUA as INTAKE_LUA
+from workers.pipeline.intake import SEEN_BUCKETS, Intake, IntakeItem
+from workers.pipeline.profiles import stored_profile
 from workers.redisconn import state_redis
+from workers.schedule.clock import SystemClock, movable_clock
+from workers.schedule.kicks import Kicker, NoSender
 
 
 def queued(engine: Engine) -> int:
@@ -209,7 +209,7 @@ def test_a_bad_event_id_is_refused_naming_the_field(engine: Engine) -> None:
 
 # -- a write replayed by the client ---------------------------------------------------------------
 def test_the_same_token_replays_the_first_answer(engine: Engine) -> None:
-    from workers.entries import DATA, Entry
+    from workers.pipeline.entries import DATA, Entry
 
     items = [IntakeItem(Entry(DATA, f"t{i}", 1, None, {"user_id": f"t{i}"})) for i in range(5)]
     intake = Intake(engine)

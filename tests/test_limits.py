@@ -15,14 +15,14 @@ from audiencehub.processes import CeleryBeat, CeleryWorker, celery_env, wait_for
 from tests.conftest import SHARDS, with_settings
 from tests.e2e import cli
 from workers import faults
-from workers.audiences import AudienceStore
-from workers.clock import movable_clock
-from workers.drain import ShardDrainer
+from workers.audiences.store import AudienceStore
 from workers.engine import Engine
-from workers.ingest import Ingestor, list_items
 from workers.keys import shard_of
-from workers.profile import Profile
-from workers.set_aside import Attempt, DrainAttempts, ShardDeadLetters
+from workers.pipeline.drain import ShardDrainer
+from workers.pipeline.ingest import Ingestor, list_items
+from workers.pipeline.profile import Profile
+from workers.pipeline.set_aside import Attempt, DrainAttempts, ShardDeadLetters
+from workers.schedule.clock import movable_clock
 from workers.timefmt import NS_PER_S, format_rfc3339
 
 HOUR = 3600 * NS_PER_S

@@ -13,15 +13,15 @@ import orjson
 import pytest
 
 from tests.e2e import SCHEMA, VALIDATOR, changed
-from workers.audiences import AudienceStore
-from workers.auths import AuthStore
-from workers.drain import ShardDrainer
+from workers.audiences.store import AudienceStore
 from workers.engine import Engine
-from workers.envelope import idempotency_key
-from workers.ingest import Ingestor, list_items
-from workers.job_setup import create_job
-from workers.jobs import Job
-from workers.membership import Transition
+from workers.jobs.auths import AuthStore
+from workers.jobs.setup import create_job
+from workers.jobs.store import Job
+from workers.pipeline.drain import ShardDrainer
+from workers.pipeline.envelope import idempotency_key
+from workers.pipeline.ingest import Ingestor, list_items
+from workers.pipeline.membership import Transition
 from workers.redisconn import stream_rows
 from workers.timefmt import NS_PER_DAY, parse_rfc3339
 

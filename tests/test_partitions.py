@@ -19,7 +19,7 @@ from azure.eventhub._buffered_producer import _partition_resolver
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers.eventhub.partitions import hash_code, partition_for_key, partition_index
+from workers.delivery.eventhub.partitions import hash_code, partition_for_key, partition_index
 
 _SDK: Any = _partition_resolver  # the SDK module is untyped
 

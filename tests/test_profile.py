@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from workers.profile import MAX_OCCURRENCES, Profile
+from workers.pipeline.profile import MAX_OCCURRENCES, Profile
 
 
 def test_latest_event_time_wins_per_field_and_late_events_do_not_overwrite() -> None:

@@ -5,17 +5,17 @@ from __future__ import annotations
 import orjson
 
 from tests.e2e import changed
-from workers.audiences import AudienceStore
-from workers.auths import AuthStore
-from workers.drain import ShardDrainer
+from workers.audiences.store import AudienceStore
 from workers.engine import Engine
-from workers.ingest import Ingestor, list_items
-from workers.job_setup import create_job
-from workers.jobs import Job
+from workers.jobs.auths import AuthStore
+from workers.jobs.setup import create_job
+from workers.jobs.store import Job
 from workers.keys import shard_of
+from workers.pipeline.drain import ShardDrainer
+from workers.pipeline.ingest import Ingestor, list_items
 from workers.redisconn import stream_rows
-from workers.reevaluate import Reevaluations
-from workers.release import Releaser, due_entries, due_stats
+from workers.schedule.reevaluate import Reevaluations
+from workers.schedule.release import Releaser, due_entries, due_stats
 from workers.timefmt import NS_PER_DAY, NS_PER_MS, NS_PER_S, format_rfc3339, parse_rfc3339
 
 CONN = (

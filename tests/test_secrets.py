@@ -10,15 +10,15 @@ import redis
 from audiencehub.processes import celery_env
 from tests.conftest import RecordingSender
 from tests.e2e import cli
-from workers.auths import AuthStore
+from workers.audiences.registry_store import Conflict
 from workers.config import ConfigError, Settings
-from workers.deliver import Deliverer, SenderPool
+from workers.delivery.deliver import Deliverer, SenderPool
 from workers.engine import Engine
-from workers.job_control import JobControl
-from workers.job_setup import create_job
-from workers.jobs import JobStore
-from workers.registry_store import Conflict
-from workers.secrets import SecretUnreadable, new_key, secret_box
+from workers.jobs.auths import AuthStore
+from workers.jobs.control import JobControl
+from workers.jobs.secrets import SecretUnreadable, new_key, secret_box
+from workers.jobs.setup import create_job
+from workers.jobs.store import JobStore
 
 CONN = "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=abcd1234;EntityPath=hub"
 OLD, NEW = new_key(), new_key()
@@ -30,7 +30,7 @@ def with_keys(engine: Engine, keys: str) -> Engine:
 
 
 def a_job(engine: Engine, label: str = "j") -> str:
-    from workers.audiences import AudienceStore
+    from workers.audiences.store import AudienceStore
 
     AudienceStore(engine.r, engine.keys).create(f"a_{label}", "FILTER EXISTS email")
     auth = AuthStore(engine.r, engine.keys, engine.cfg).create(f"auth-{label}", CONN)

@@ -16,15 +16,15 @@ import requests
 
 from audiencehub.processes import RedisServer, celery_env, free_port, redis_binary
 from tests.test_api_support import Client, api_process
-from workers.audiences import AudienceStore
-from workers.auths import AuthStore
+from workers.audiences.store import AudienceStore
 from workers.config import Settings
 from workers.engine import Engine
 from workers.filterql import FilterQLError, compile_filter
-from workers.ingest import Ingestor, list_items
-from workers.job_setup import create_job
+from workers.jobs.auths import AuthStore
+from workers.jobs.setup import create_job
 from workers.metrics import serve
-from workers.profile import Profile
+from workers.pipeline.ingest import Ingestor, list_items
+from workers.pipeline.profile import Profile
 
 DIGITS = "1" * 5000
 

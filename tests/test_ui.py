@@ -20,12 +20,12 @@ from audiencehub.processes import HubEmulator, RedisServer, celery_env
 from audiencehub.ui.session import COOKIE, MAX_AGE_S, Sessions
 from tests.e2e import make_job
 from tests.test_api_support import TOKEN, ApiProcess, Client, api_process, engine_for
-from workers.audiences import AudienceStore
-from workers.drain import ShardDrainer
+from workers.audiences.store import AudienceStore
 from workers.engine import Engine
-from workers.ingest import Ingestor
-from workers.job_status import job_status
-from workers.jobs import JobStore
+from workers.jobs.status import job_status
+from workers.jobs.store import JobStore
+from workers.pipeline.drain import ShardDrainer
+from workers.pipeline.ingest import Ingestor
 
 
 class Env:

@@ -1,17 +1,17 @@
-"""The audience size sampler behind the dashboard's size charts (workers/audience_sizes.py)."""
+"""The audience size sampler behind the dashboard's size charts (workers/audiences/sizes.py)."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from workers.audience_sizes import (
+from workers.audiences.sizes import (
     KEEP_MINUTES,
     MINUTE_S,
     TRIM_SLACK,
     AudienceSizes,
 )
-from workers.audiences import AudienceStore
+from workers.audiences.store import AudienceStore
 from workers.engine import Engine
 
 

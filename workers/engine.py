@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from workers.clock import Clock, clock_for
+from workers.audiences.registry import RegistryCache
 from workers.config import Settings, settings
 from workers.keys import Keys
-from workers.kicks import Kicker, NoSender, TaskSender
 from workers.redisconn import Redis, check_shard_count, state_redis
-from workers.registry import RegistryCache
+from workers.schedule.clock import Clock, clock_for
+from workers.schedule.kicks import Kicker, NoSender, TaskSender
 
 
 @dataclass

@@ -31,8 +31,8 @@ from audiencehub.api.settings import ApiSettings, load_api_settings
 from audiencehub.ui.app import UiGate
 from workers.config import Settings, settings
 from workers.engine import Engine
+from workers.jobs.secrets import secret_box
 from workers.metrics import EngineCollector
-from workers.secrets import secret_box
 
 log = logging.getLogger("audiencehub.api")
 

@@ -18,14 +18,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from workers.audiences.registry_store import Conflict, NotFound
 from workers.config import ConfigError
-from workers.eventhub.connstr import ConnectionStringError
+from workers.delivery.eventhub.connstr import ConnectionStringError
 from workers.filterql import FilterQLError
-from workers.ingest import IngestRefused, TooManyEvents
-from workers.intake import RETRY_AFTER_S
+from workers.jobs.secrets import SecretUnreadable
+from workers.pipeline.ingest import IngestRefused, TooManyEvents
+from workers.pipeline.intake import RETRY_AFTER_S
 from workers.redisconn import write_refusal
-from workers.registry_store import Conflict, NotFound
-from workers.secrets import SecretUnreadable
 
 log = logging.getLogger("audiencehub.api")
 

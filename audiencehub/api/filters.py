@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from audiencehub.api.errors import ApiError, filterql_error
-from workers.audiences import AudienceStore
+from workers.audiences.store import AudienceStore
 from workers.filterql import Filter, FilterQLError, compile_filter, compile_set
-from workers.profile import Profile
-from workers.profiles import DocumentError, from_document
+from workers.pipeline.profile import Profile
+from workers.pipeline.profiles import DocumentError, from_document
 from workers.timefmt import parse_rfc3339
 
 CANDIDATE = " candidate"
@@ -75,7 +75,7 @@ def parse_time(value: Any, field: str) -> int:
 
 
 def profile_from_json(data: dict[str, Any]) -> Profile:
-    """A profile as ``audience eval --profile`` reads it (workers.profiles.from_document), with
+    """A profile as ``audience eval --profile`` reads it (workers.pipeline.profiles.from_document), with
     a malformed part answered as a 422 naming ``profile.<field>``."""
     try:
         return from_document(data)

@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from workers.auths import MAX_PARTITIONS
-from workers.jobs import DEFAULT_FAILURE_PERIOD_S, DEFAULT_FIELDS, DEFAULT_MAX_BATCH_BYTES
+from workers.jobs.auths import MAX_PARTITIONS
+from workers.jobs.store import DEFAULT_FAILURE_PERIOD_S, DEFAULT_FIELDS, DEFAULT_MAX_BATCH_BYTES
 
 SLUG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,127}$"
 STREAM_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
@@ -375,7 +375,7 @@ class HistoryEntry(BaseModel):
 
 
 class JobStatus(BaseModel):
-    """Exactly what ``audiencehub job show`` prints (workers.job_status), plus ``history``."""
+    """Exactly what ``audiencehub job show`` prints (workers.jobs.status), plus ``history``."""
 
     model_config = ConfigDict(extra="allow")
     id: str

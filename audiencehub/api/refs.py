@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from audiencehub.api.errors import ApiError
-from workers.audiences import AudienceStore
-from workers.auths import AuthStore
+from workers.audiences.registry_store import NotFound
+from workers.audiences.store import AudienceStore
 from workers.engine import Engine
-from workers.registry_store import NotFound
+from workers.jobs.auths import AuthStore
 
 
 def audience_id(e: Engine, ref: str, field: str = "audience") -> str:

@@ -26,14 +26,14 @@ from audiencehub.api.models import (
     FilterValidate,
     ValidateOut,
 )
-from workers.audience_delete import delete_audience
-from workers.audiences import Audience, AudienceStore
+from workers.audiences.delete import delete_audience
+from workers.audiences.registry_store import NotFound
+from workers.audiences.store import Audience, AudienceStore
 from workers.engine import Engine
 from workers.filterql import Filter, FilterQLError, compile_set
-from workers.profile import Profile
-from workers.profiles import stored_profile
-from workers.reevaluate import Reevaluations
-from workers.registry_store import NotFound
+from workers.pipeline.profile import Profile
+from workers.pipeline.profiles import stored_profile
+from workers.schedule.reevaluate import Reevaluations
 from workers.timefmt import format_rfc3339
 
 log = logging.getLogger("audiencehub.api")

@@ -19,12 +19,12 @@ from audiencehub.api.models import (
     AuthorizationTest,
     DeliveryLayout,
 )
-from workers.auths import Authorization, AuthStore
+from workers.delivery.eventhub.connstr import ConnectionStringError
+from workers.delivery.hub_partitions import HubPartitions
 from workers.engine import Engine
-from workers.eventhub.connstr import ConnectionStringError
-from workers.hub_partitions import HubPartitions
-from workers.job_setup import check_authorization
-from workers.jobs import JobStore
+from workers.jobs.auths import Authorization, AuthStore
+from workers.jobs.setup import check_authorization
+from workers.jobs.store import JobStore
 from workers.timefmt import format_rfc3339
 
 router = APIRouter(prefix="/authorizations", tags=["authorizations"])

@@ -19,8 +19,8 @@ from starlette.concurrency import run_in_threadpool
 from audiencehub.api.deps import EngineDep, MetricsDep, errors
 from audiencehub.api.errors import ApiError
 from audiencehub.api.models import STREAM_PATTERN, CollectOut, EventErrorOut
-from workers.events import TS_FIELD, EventError, Invalid
-from workers.ingest import Ingestor, IngestResult, Item, list_items, ndjson_items
+from workers.pipeline.events import TS_FIELD, EventError, Invalid
+from workers.pipeline.ingest import Ingestor, IngestResult, Item, list_items, ndjson_items
 from workers.timefmt import NS_PER_MS
 
 router = APIRouter(tags=["collect"])
@@ -134,7 +134,7 @@ def parse_body(body: bytes, media: str) -> list[Item]:
 def guard(items: Iterable[Item]) -> Iterator[Item]:
     """Turn what the engine would crash on into per-event errors, before it sees them.
 
-    ``workers.events`` raises (instead of reporting ``Invalid``) for a float ``_ts`` so large it
+    ``workers.pipeline.events`` raises (instead of reporting ``Invalid``) for a float ``_ts`` so large it
     overflows when scaled to nanoseconds (``-1.8e308``), and ingest fails for an event nested
     deeper than orjson can encode (254 levels; parsing allows 1024). Each is refused here in the
     engine's words; the encoded size is passed on so nothing is encoded twice.

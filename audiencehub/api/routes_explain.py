@@ -1,6 +1,6 @@
 """``GET /profiles/{user_id}/explain``: why a stored user is in or out of each audience.
 
-The answer is ``workers.explain.explain_user`` as it built it (what ``audiencehub profile explain
+The answer is ``workers.audiences.explain.explain_user`` as it built it (what ``audiencehub profile explain
 --json`` prints): per audience the filter as a tree with every clause's value for this user, the
 clauses that decided, the stored enter time, and the next change with a sentence. The models below
 only document it for the OpenAPI contract (and the schemathesis test that checks it); they allow
@@ -23,9 +23,9 @@ from audiencehub.api.deps import EngineDep, errors
 from audiencehub.api.errors import ApiError
 from audiencehub.api.filters import parse_time
 from audiencehub.api.routes_profiles import UserId
-from workers.audiences import AudienceStore
-from workers.explain import explain_user
-from workers.registry_store import NotFound
+from workers.audiences.explain import explain_user
+from workers.audiences.registry_store import NotFound
+from workers.audiences.store import AudienceStore
 
 router = APIRouter(prefix="/profiles", tags=["profiles"])
 

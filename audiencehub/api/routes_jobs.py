@@ -1,7 +1,7 @@
 """Export jobs: create (with the existing-users backfill or as a dry run), follow, pause, resume,
 stop, add an audience, and dead letters with replay.
 
-A job's status is ``workers.job_status.job_status``, the very dict ``audiencehub job show`` prints,
+A job's status is ``workers.jobs.status.job_status``, the very dict ``audiencehub job show`` prints,
 so the CLI, the API and any dashboard always agree.
 """
 
@@ -27,14 +27,14 @@ from audiencehub.api.models import (
 )
 from audiencehub.api.refs import audience_id, audience_ids, auth_id
 from audiencehub.api.routes_auths import store_connection_string
-from workers.audiences import AudienceStore
-from workers.auths import AuthStore
-from workers.dead_letters import DeadLetters
+from workers.audiences.store import AudienceStore
+from workers.delivery.dead_letters import DeadLetters
 from workers.engine import Engine
-from workers.job_control import JobControl
-from workers.job_setup import add_audience, backfill_preview, create_job
-from workers.job_status import job_status
-from workers.jobs import Job, JobStore
+from workers.jobs.auths import AuthStore
+from workers.jobs.control import JobControl
+from workers.jobs.setup import add_audience, backfill_preview, create_job
+from workers.jobs.status import job_status
+from workers.jobs.store import Job, JobStore
 from workers.timefmt import format_rfc3339
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])

@@ -17,10 +17,10 @@ from audiencehub.api.errors import ApiError
 from audiencehub.api.metrics import SCORES_STREAM
 from audiencehub.api.models import ProfileOut, ProfileUpdate, ProfileUpdateOut
 from audiencehub.api.routes_collect import guard
-from workers.entries import SCORE
-from workers.events import EVENT_FIELD, USER_ID_FIELD
-from workers.ingest import Ingestor, Item
-from workers.profiles import describe, stored_profile
+from workers.pipeline.entries import SCORE
+from workers.pipeline.events import EVENT_FIELD, USER_ID_FIELD
+from workers.pipeline.ingest import Ingestor, Item
+from workers.pipeline.profiles import describe, stored_profile
 
 router = APIRouter(prefix="/profiles", tags=["profiles"])
 

@@ -1,6 +1,6 @@
 """Re-checking users against audiences: start a run now, follow it, or schedule re-checks.
 
-A run walks every user in pages through the shards (workers/reevaluate.py); beat moves it along,
+A run walks every user in pages through the shards (workers/schedule/reevaluate.py); beat moves it along,
 so progress advances only while beat and workers run. Finished runs are kept for an hour.
 """
 
@@ -16,8 +16,8 @@ from audiencehub.api.errors import ApiError
 from audiencehub.api.filters import parse_time
 from audiencehub.api.models import ReevaluationCreate, RunOut, ScheduleCreate, ScheduleOut
 from audiencehub.api.refs import audience_ids
-from workers.reevaluate import Reevaluations, Run, Schedule
-from workers.registry_store import NotFound
+from workers.audiences.registry_store import NotFound
+from workers.schedule.reevaluate import Reevaluations, Run, Schedule
 from workers.timefmt import format_rfc3339
 
 router = APIRouter(tags=["re-evaluation"])

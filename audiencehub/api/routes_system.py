@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 
 from audiencehub.api.deps import EngineDep, MetricsDep
 from audiencehub.api.models import HealthOut, IdleOut
-from workers.idle import POLL_S, idle_report
+from workers.schedule.idle import POLL_S, idle_report
 
 log = logging.getLogger("audiencehub.api")
 router = APIRouter(tags=["system"])

@@ -1,6 +1,6 @@
 """The local hub's SAS check: what a real hub verifies, shared by the REST and AMQP faces.
 
-Signature, key name and expiry come from :func:`workers.eventhub.sas.verify_token`. On top of that
+Signature, key name and expiry come from :func:`workers.delivery.eventhub.sas.verify_token`. On top of that
 the token's ``sr`` must cover the hub being used: its path must be empty (a namespace-wide token)
 or start with the hub's name, compared case-insensitively like entity names; and its host must be
 the namespace the client addressed (the REST request's ``Host``, the AMQP put-token's audience),
@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from urllib.parse import unquote, urlsplit
 
-from workers.eventhub.sas import ParsedToken, TokenError, verify_token
+from workers.delivery.eventhub.sas import ParsedToken, TokenError, verify_token
 
 __all__ = ["Authorizer", "TokenError", "resource_host", "resource_hub", "same_namespace"]
 

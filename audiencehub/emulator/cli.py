@@ -230,7 +230,7 @@ async def _run(emulator: Emulator) -> None:
 def _base_url(url: str) -> tuple[str, str | None]:
     """``http://host:port`` from a URL or a connection string (plus its EntityPath)."""
     if url.strip().lower().startswith("endpoint="):
-        from workers.eventhub.connstr import ConnectionStringError, parse_connection_string
+        from workers.delivery.eventhub.connstr import ConnectionStringError, parse_connection_string
 
         try:
             conn = parse_connection_string(url)

@@ -13,7 +13,7 @@ from audiencehub.emulator.amqp.links import Link
 from audiencehub.emulator.hubs import Hub, UnknownHub
 from audiencehub.emulator.messages import BATCH_FORMAT, decode_delivery
 from audiencehub.emulator.store import EventStore, StoreFull
-from workers.eventhub.partitions import MAX_PARTITION_KEY, key_length, partition_for_key
+from workers.delivery.eventhub.partitions import MAX_PARTITION_KEY, key_length, partition_for_key
 
 __all__ = ["accept", "bind_sender", "parse_entity", "placement"]
 

@@ -32,7 +32,7 @@ from audiencehub.emulator.httpserver import Request, Response
 from audiencehub.emulator.hubs import UnknownHub
 from audiencehub.emulator.records import IncomingEvent, StoredEvent, plain_value
 from audiencehub.emulator.store import EventStore, StoreFull
-from workers.eventhub.partitions import (
+from workers.delivery.eventhub.partitions import (
     MAX_PARTITION_KEY,
     key_length,
     partition_for_key,

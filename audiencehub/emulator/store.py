@@ -35,8 +35,8 @@ from audiencehub.emulator.records import (
     StoredEvent,
     row_event,
 )
-from workers.eventhub.connstr import valid_hub_name
-from workers.eventhub.partitions import partition_for_key
+from workers.delivery.eventhub.connstr import valid_hub_name
+from workers.delivery.eventhub.partitions import partition_for_key
 
 if TYPE_CHECKING:
     from audiencehub.emulator.journal import Journal

@@ -26,8 +26,8 @@ from audiencehub.api.settings import ApiSettings
 from audiencehub.ui.render import STATIC, environment
 from audiencehub.ui.routes import PREFIX, LoginRequired, Ui, build_router
 from audiencehub.ui.session import COOKIE, Sessions
+from workers.audiences.registry_store import Conflict, NotFound
 from workers.redisconn import write_refusal
-from workers.registry_store import Conflict, NotFound
 
 log = logging.getLogger("audiencehub.ui")
 

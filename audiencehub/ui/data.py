@@ -11,13 +11,13 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from workers.audience_sizes import AudienceSizes
-from workers.audiences import AudienceStore
-from workers.dead_letters import DeadLetters
+from workers.audiences.sizes import AudienceSizes
+from workers.audiences.store import AudienceStore
+from workers.delivery.dead_letters import DeadLetters
 from workers.engine import Engine
-from workers.job_control import JobControl
-from workers.job_status import job_status, throughput
-from workers.jobs import Job, JobStore
+from workers.jobs.control import JobControl
+from workers.jobs.status import job_status, throughput
+from workers.jobs.store import Job, JobStore
 from workers.metrics import EngineCollector
 from workers.timefmt import format_rfc3339
 

@@ -25,16 +25,16 @@ from audiencehub.api.filters import compile_with, parse_time, profile_from_json
 from audiencehub.api.models import STREAM_ID_PATTERN
 from audiencehub.ui import data
 from audiencehub.ui.session import COOKIE, COOKIE_PATH, Session, Sessions
-from workers.dead_letters import DeadLetters
+from workers.audiences.explain import explain_user
+from workers.audiences.registry_store import Conflict, NotFound
+from workers.delivery.dead_letters import DeadLetters
 from workers.engine import Engine
-from workers.explain import explain_user
 from workers.filterql import Filter
 from workers.filterql.explain import explain
-from workers.job_control import JobControl
-from workers.jobs import JobStore
-from workers.profile import Profile
-from workers.profiles import stored_profile
-from workers.registry_store import Conflict, NotFound
+from workers.jobs.control import JobControl
+from workers.jobs.store import JobStore
+from workers.pipeline.profile import Profile
+from workers.pipeline.profiles import stored_profile
 from workers.timefmt import parse_rfc3339
 
 log = logging.getLogger("audiencehub.ui")

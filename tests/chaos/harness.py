@@ -18,11 +18,11 @@ import orjson
 
 from audiencehub.processes import HubEmulator, wait_for
 from tests.e2e import AUDIENCES, make_job, model, workload
-from workers.audiences import AudienceStore
-from workers.backfill import Backfills
+from workers.audiences.store import AudienceStore
 from workers.engine import Engine
-from workers.ingest import Ingestor, list_items
-from workers.jobs import Job
+from workers.jobs.backfill import Backfills
+from workers.jobs.store import Job
+from workers.pipeline.ingest import Ingestor, list_items
 
 
 @dataclass

@@ -20,10 +20,10 @@ from audiencehub.processes import (
 )
 from tests.chaos.harness import Chaos, audiences, feed, finish, setup, verdict, workload
 from tests.conftest import SHARDS
-from workers.auths import AuthStore
 from workers.config import load_settings
 from workers.engine import Engine
-from workers.job_control import JobControl
+from workers.jobs.auths import AuthStore
+from workers.jobs.control import JobControl
 
 pytestmark = pytest.mark.e2e
 

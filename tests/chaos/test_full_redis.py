@@ -32,7 +32,7 @@ from audiencehub.processes import (
 )
 from tests.test_api_support import TOKEN, api_process, engine_for
 from workers.engine import Engine
-from workers.profiles import stored_profile
+from workers.pipeline.profiles import stored_profile
 
 pytestmark = pytest.mark.e2e
 SHARDS = 4

@@ -22,8 +22,8 @@ import orjson
 import requests
 from azure.eventhub import EventData, EventHubConsumerClient
 
-from workers.eventhub.connstr import ConnectionString, parse_connection_string
-from workers.eventhub.sas import make_token
+from workers.delivery.eventhub.connstr import ConnectionString, parse_connection_string
+from workers.delivery.eventhub.sas import make_token
 
 ROOT = Path(__file__).resolve().parents[2]
 BATCH = "application/vnd.microsoft.servicebus.json"

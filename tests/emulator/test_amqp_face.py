@@ -39,8 +39,8 @@ from audiencehub.emulator.amqp import (
 from audiencehub.emulator.messages import BATCH_FORMAT
 from tests.emulator.helpers import HubProcess, item
 from tests.emulator.rawpeer import HUB, KEY, KEY_NAME, RawPeer
-from workers.eventhub.partitions import partition_for_key
-from workers.eventhub.sas import make_token
+from workers.delivery.eventhub.partitions import partition_for_key
+from workers.delivery.eventhub.sas import make_token
 
 OTHER = "audit"
 IDS = ["0", "1", "2", "3"]

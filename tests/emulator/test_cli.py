@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.emulator.helpers import ROOT, HubProcess, clean_env, item, started
-from workers.eventhub.partitions import partition_for_key
+from workers.delivery.eventhub.partitions import partition_for_key
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from tests.emulator.helpers import BATCH, SINGLE, HubProcess, item, started
-from workers.eventhub.partitions import partition_for_key
+from workers.delivery.eventhub.partitions import partition_for_key
 from workers.timefmt import parse_rfc3339
 
 HUB = "orders"

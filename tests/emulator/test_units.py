@@ -29,8 +29,8 @@ from audiencehub.emulator.store import (
     StoreFull,
     valid_hub_name,
 )
-from workers.eventhub.partitions import partition_for_key
-from workers.eventhub.sas import make_token
+from workers.delivery.eventhub.partitions import partition_for_key
+from workers.delivery.eventhub.sas import make_token
 
 
 def _ev(body: str = "x", key: str | None = None) -> IncomingEvent:

@@ -11,10 +11,10 @@ from collections.abc import Callable
 import pytest
 
 from tests.filterql import helpers
-from workers.drain import ShardDrainer
 from workers.engine import Engine
 from workers.filterql import Filter
-from workers.profile import Profile
+from workers.pipeline.drain import ShardDrainer
+from workers.pipeline.profile import Profile
 
 
 @pytest.fixture

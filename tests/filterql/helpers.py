@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from workers.filterql import Filter, FilterQLError, compile_filter, compile_set, parse_statements
 from workers.filterql.walker import Walker
-from workers.profile import Profile
+from workers.pipeline.profile import Profile
 from workers.timefmt import NS_PER_DAY, NS_PER_S, format_rfc3339, parse_rfc3339
 
 HOUR = 3600 * NS_PER_S

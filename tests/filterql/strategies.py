@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from tests.filterql.helpers import DAY, rfc
 from workers.filterql import compile_set
-from workers.profile import Profile
+from workers.pipeline.profile import Profile
 from workers.timefmt import NS_PER_S, parse_rfc3339
 
 BASE = parse_rfc3339("2026-01-31T12:00:00Z")  # a month end, so calendar date math gets exercised

@@ -23,7 +23,7 @@ from workers.filterql.explain import explain
 from workers.filterql.glob import MAX_WILDCARDS, Glob, compile_like
 from workers.filterql.layouts import elements, parse_layout
 from workers.filterql.walker import Walker
-from workers.profile import Profile
+from workers.pipeline.profile import Profile
 from workers.timefmt import NS_PER_DAY, parse_rfc3339
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -16,7 +16,7 @@ import pytest
 from tests.filterql.helpers import NOW, QLBRIDGE_INCLUDES, check
 from tests.filterql.tables import CASES, QLBRIDGE_HITS, QLBRIDGE_MISSES
 from workers.filterql import Filter, FilterQLError, compile_filter, compile_set, parse_statements
-from workers.profile import Profile
+from workers.pipeline.profile import Profile
 
 
 @pytest.mark.parametrize("text", QLBRIDGE_HITS)

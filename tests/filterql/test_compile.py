@@ -7,7 +7,7 @@ import pytest
 from tests.filterql.helpers import DAY, NOW, customer, rfc
 from workers.filterql import Filter, FilterQLError, compile_filter, compile_set
 from workers.filterql.includes import MAX_INCLUDE_DEPTH
-from workers.profile import Profile
+from workers.pipeline.profile import Profile
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from workers.filterql import CNode, Filter, compile_filter, compile_set, parse_s
 from workers.filterql.compiler import compile_statement
 from workers.filterql.explain import Clause, Explanation, explain, render
 from workers.filterql.source import one_line
-from workers.profile import Profile
+from workers.pipeline.profile import Profile
 from workers.timefmt import NS_PER_S, parse_rfc3339
 
 NOW = parse_rfc3339("2026-03-10T12:00:00Z")

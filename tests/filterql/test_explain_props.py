@@ -18,7 +18,7 @@ from tests.filterql.tables import CASES, QLBRIDGE_HITS, QLBRIDGE_MISSES
 from workers.filterql import Filter, FilterQLError, compile_filter
 from workers.filterql.explain import Clause, explain
 from workers.filterql.syntax import Logic
-from workers.profile import Profile
+from workers.pipeline.profile import Profile
 
 
 def _logic(kind: str, kids: list[bool | None], infix: bool) -> bool | None:

@@ -8,11 +8,11 @@ from collections.abc import Callable
 import pytest
 from click.testing import CliRunner
 
-from workers.audiences import AudienceStore
+from workers.audiences.explain import explain_user
+from workers.audiences.registry_store import NotFound
+from workers.audiences.store import AudienceStore
 from workers.engine import Engine
-from workers.explain import explain_user
-from workers.ingest import Ingestor, list_items
-from workers.registry_store import NotFound
+from workers.pipeline.ingest import Ingestor, list_items
 from workers.timefmt import NS_PER_DAY, NS_PER_S, format_rfc3339
 
 

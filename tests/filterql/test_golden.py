@@ -16,7 +16,7 @@ from typing import Any
 from tests.filterql.golden.generate import GOLDEN, ORACLE_COMMIT
 from workers.filterql import FilterQLError, compile_filter, compile_set, operators, parse_statements
 from workers.filterql.walker import Walker
-from workers.profile import Profile
+from workers.pipeline.profile import Profile
 from workers.timefmt import parse_rfc3339
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from workers.filterql import FilterQLError, compile_filter, parse_statements
 from workers.filterql.syntax import Between, Binary, Compare, Include, Logic, MatchAll, Not
-from workers.profile import Profile
+from workers.pipeline.profile import Profile
 
 # rel/parse_filterql_test.go FilterTests: every one must parse.
 QLBRIDGE_FILTER_TESTS = [

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from tests.filterql.helpers import DAY, HOUR, customer, rfc, walker_for
 from tests.filterql.strategies import BASE, INCLUDES, TOKENS, offsets, phrases, profiles
 from workers.filterql import Filter, FilterQLError, compile_filter
-from workers.profile import Profile
+from workers.pipeline.profile import Profile
 
 _CALENDAR = re.compile(r"\b(mm|dayofweek|hourofday)\(\)")
 

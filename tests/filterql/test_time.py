@@ -14,7 +14,7 @@ import pytest
 
 from tests.filterql.helpers import DAY, HOUR, MINUTE, check, rfc
 from workers.filterql import Filter, FilterQLError, compile_filter, compile_set
-from workers.profile import Profile
+from workers.pipeline.profile import Profile
 from workers.timefmt import NS_PER_S, parse_rfc3339
 
 S = NS_PER_S

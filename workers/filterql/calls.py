@@ -20,7 +20,7 @@ from workers.filterql.node import CNode, DateMathText, Evaluator, Timing, Window
 from workers.filterql.syntax import Call, Ident, Literal, Pos
 from workers.filterql.timing import Clock
 from workers.filterql.values import DateMath, Time
-from workers.profile import Profile
+from workers.pipeline.profile import Profile
 from workers.timefmt import NS_PER_DAY, NS_PER_S
 
 if TYPE_CHECKING:

@@ -36,7 +36,7 @@ from workers.filterql.parser import parse_statements
 from workers.filterql.syntax import Node, Pos, Statement
 from workers.filterql.timing import Clock
 from workers.filterql.values import BAD, NULL, Lits, literal_value, truth
-from workers.profile import Profile
+from workers.pipeline.profile import Profile
 
 _OP_TEXT = {
     "==": "==",

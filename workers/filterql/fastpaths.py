@@ -20,7 +20,7 @@ from workers.filterql.node import CNode, Evaluator, Timing
 from workers.filterql.operators import CONTAINS, EQ, GE, GT, IN, LE, LIKE, LT, NE, binop
 from workers.filterql.syntax import ListLit, Literal, Node
 from workers.filterql.values import DateMath, str_to_number
-from workers.profile import Profile
+from workers.pipeline.profile import Profile
 from workers.timefmt import NS_PER_S
 
 _OPERATORS: dict[int, Callable[[Any, Any], bool]] = {

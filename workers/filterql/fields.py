@@ -14,7 +14,7 @@ from workers.filterql.dates import rfc3339_ns
 from workers.filterql.node import Evaluator
 from workers.filterql.syntax import Ident, Node
 from workers.filterql.values import Time, to_time
-from workers.profile import Profile
+from workers.pipeline.profile import Profile
 
 SPECIAL = {"_created": "created", "_modified": "modified"}
 """Names that read the profile's own timestamps (ns) rather than a field."""

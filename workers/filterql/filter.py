@@ -15,7 +15,7 @@ from typing import Any
 from workers.filterql.next_change import BUDGET, BUDGET_LEFT, LAST_INSTANT, budgeted
 from workers.filterql.node import CNode, Evaluator, NextChange, Timing
 from workers.filterql.syntax import Statement
-from workers.profile import Profile
+from workers.pipeline.profile import Profile
 
 _MEMO: ContextVar[dict[tuple[int, int, int], Any] | None] = ContextVar(
     "filterql_memo", default=None

@@ -15,7 +15,7 @@ from workers.filterql.next_change import phrase_step, settling, stepping_through
 from workers.filterql.node import BareValue, CNode, Evaluator, Timing, constant
 from workers.filterql.operators import infix
 from workers.filterql.syntax import Include, Logic, Not, Pos, peel_not
-from workers.profile import Profile
+from workers.pipeline.profile import Profile
 
 if TYPE_CHECKING:
     from workers.filterql.compiler import Compiler

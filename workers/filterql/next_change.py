@@ -18,7 +18,7 @@ from workers.filterql import dates
 from workers.filterql.node import CNode, Evaluator, NextChange, Timing
 from workers.filterql.timing import CAP, Clock
 from workers.filterql.values import to_number, to_time
-from workers.profile import Profile
+from workers.pipeline.profile import Profile
 from workers.timefmt import NS_PER_S
 
 LAST_INSTANT = 253402300799_999_999_999

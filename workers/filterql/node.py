@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from workers.filterql.syntax import Node, Pos
 from workers.filterql.timing import Clock
-from workers.profile import Profile
+from workers.pipeline.profile import Profile
 
 if TYPE_CHECKING:
     from workers.filterql.filter import Filter

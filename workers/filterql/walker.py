@@ -30,7 +30,7 @@ from workers.filterql.operators import (
 )
 from workers.filterql.syntax import Node, Statement, peel_not
 from workers.filterql.values import NULL, DateMath, Lits, Time, literal_value, to_time, tri, truth
-from workers.profile import Profile
+from workers.pipeline.profile import Profile
 from workers.timefmt import NS_PER_DAY
 
 

@@ -659,7 +659,7 @@ def panicked(answer: dict[str, Any]) -> bool:
 def our_member(case: Case) -> bool | None:
     """Our answer: None when our parser or compiler refuses the filter."""
     from workers.filterql import FilterQLError, compile_filter, compile_set, parse_statements
-    from workers.profile import Profile
+    from workers.pipeline.profile import Profile
     from workers.timefmt import parse_rfc3339
 
     try:

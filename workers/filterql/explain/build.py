@@ -25,7 +25,7 @@ from workers.filterql.node import CNode, IncludedAudience, WindowReader
 from workers.filterql.source import Source
 from workers.filterql.syntax import Logic
 from workers.filterql.values import tri
-from workers.profile import Profile
+from workers.pipeline.profile import Profile
 
 
 def explain(filter: Filter, profile: Profile, now: int) -> Explanation:

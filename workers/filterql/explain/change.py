@@ -17,7 +17,7 @@ from workers.filterql.source import Source, one_line
 from workers.filterql.syntax import Literal
 from workers.filterql.timing import Clock
 from workers.filterql.values import to_time, tri
-from workers.profile import Profile
+from workers.pipeline.profile import Profile
 from workers.timefmt import NS_PER_DAY, NS_PER_S
 
 

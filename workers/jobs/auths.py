@@ -6,16 +6,16 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from workers.audiences.registry_store import ATTEMPTS, Conflict, DefinitionStore, NotFound, new_id
 from workers.config import Settings
-from workers.eventhub.connstr import (
+from workers.delivery.eventhub.connstr import (
     ConnectionString,
     ConnectionStringError,
     parse_connection_string,
 )
+from workers.jobs.secrets import UNREADABLE, SecretUnreadable, secret_box
 from workers.keys import Keys
 from workers.redisconn import Redis
-from workers.registry_store import ATTEMPTS, Conflict, DefinitionStore, NotFound, new_id
-from workers.secrets import UNREADABLE, SecretUnreadable, secret_box
 
 MAX_PARTITIONS = 2048
 """Event Hubs allows up to 1024 partitions per hub (Dedicated); twice that is a typo guard."""

@@ -6,9 +6,9 @@ import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from workers.audiences.registry_store import Conflict, DefinitionStore, NotFound, new_id
 from workers.keys import Keys
 from workers.redisconn import Redis
-from workers.registry_store import Conflict, DefinitionStore, NotFound, new_id
 
 DEFAULT_FIELDS = ("_created", "_modified", "email", "user_id")
 TRANSITIONS = ("enter", "exit")

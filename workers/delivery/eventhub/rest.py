@@ -36,9 +36,9 @@ import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
-from workers.eventhub.connstr import ConnectionString
-from workers.eventhub.sas import TokenCache
-from workers.eventhub.sender import HubError, OutMessage, classify_status
+from workers.delivery.eventhub.connstr import ConnectionString
+from workers.delivery.eventhub.sas import TokenCache
+from workers.delivery.eventhub.sender import HubError, OutMessage, classify_status
 
 BATCH_CONTENT_TYPE = "application/vnd.microsoft.servicebus.json"
 API_VERSION = "2014-01"
@@ -147,7 +147,7 @@ class RestSender:
 
     def partition_ids(self) -> tuple[str, ...]:
         """The hub's partition ids, from the SDK's management call (see ``management``)."""
-        from workers.eventhub.management import hub_properties
+        from workers.delivery.eventhub.management import hub_properties
 
         return hub_properties(self._conn).partition_ids
 

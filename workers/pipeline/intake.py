@@ -33,11 +33,11 @@ from typing import Literal
 import redis
 
 from workers.engine import Engine
-from workers.entries import Entry
 from workers.keys import shard_of
+from workers.pipeline.entries import Entry
 from workers.redisconn import write_refusal
 
-_LUA = files("workers").joinpath("intake.lua").read_text()
+_LUA = files("workers.pipeline").joinpath("intake.lua").read_text()
 TOKEN_TTL_MS = 60_000
 """How long a write's outcome is kept for replays of a random token: longer than the Redis
 client's own retries (about 10 s)."""

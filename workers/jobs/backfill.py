@@ -30,15 +30,15 @@ from typing import cast
 
 import orjson
 
+from workers.audiences.registry import Snapshot
+from workers.audiences.registry_store import Conflict
 from workers.engine import Engine
-from workers.envelope import render
-from workers.job_control import JobControl
-from workers.jobs import Job
+from workers.jobs.control import JobControl
+from workers.jobs.store import Job
 from workers.lease import Lease
-from workers.membership import Transition
-from workers.profile import Profile
-from workers.registry import Snapshot
-from workers.registry_store import Conflict
+from workers.pipeline.envelope import render
+from workers.pipeline.membership import Transition
+from workers.pipeline.profile import Profile
 
 log = logging.getLogger("audiencehub.backfill")
 PAGE = 1000

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from workers.audiences.registry_store import NotFound
 from workers.engine import Engine
 from workers.keys import shard_of
-from workers.profile import Profile
+from workers.pipeline.profile import Profile
 from workers.redisconn import as_bytes
-from workers.registry_store import NotFound
 from workers.timefmt import format_rfc3339, parse_rfc3339
 
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from azure.eventhub import EventHubProducerClient
 
-from workers.eventhub.connstr import ConnectionString
-from workers.eventhub.sender import HubError
+from workers.delivery.eventhub.connstr import ConnectionString
+from workers.delivery.eventhub.sender import HubError
 
 AUTH_TIMEOUT_S = 10
 DEADLINE_S = 20.0
@@ -57,7 +57,7 @@ def speaks_amqp(conn: ConnectionString, timeout_s: float = PROBE_TIMEOUT_S) -> b
 
 def hub_properties(conn: ConnectionString, deadline_s: float = DEADLINE_S) -> HubProperties:
     """Name and partition ids of the hub, or HubError (its reason never holds the key)."""
-    from workers.eventhub.amqp import sdk_hub_error
+    from workers.delivery.eventhub.amqp import sdk_hub_error
 
     where = f"{conn.namespace}/{conn.hub}"
     with _in_flight_lock:

@@ -18,9 +18,9 @@ from typing import cast
 import orjson
 from croniter import croniter
 
+from workers.audiences.registry_store import Conflict, new_id
 from workers.engine import Engine
-from workers.entries import encode_page
-from workers.registry_store import Conflict, new_id
+from workers.pipeline.entries import encode_page
 from workers.timefmt import NS_PER_S
 
 PAGE_USERS = 500

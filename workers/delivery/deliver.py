@@ -4,7 +4,7 @@ Records leave an outbox only after the hub accepted them (XTRIM past the last id
 crash between send and ack re-sends (at-least-once, same idempotency key), never drops. One
 deliverer per job at a time (a lease). A round reads a run of messages from each shard's outbox,
 groups them by the partition the service's own hash gives each user's key (one user per group
-when the partition count is unknown: ``workers/hub_partitions.py``), and sends each group as few
+when the partition count is unknown: ``workers/delivery/hub_partitions.py``), and sends each group as few
 publications as the byte limit allows, one partition per publication. Groups go out side by side
 (up to the sender's ``concurrency``); a group's publications go one after another, so each
 user's messages (one user, one group) arrive in order. The ack removes exactly what the hub
@@ -37,21 +37,21 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from workers import faults
-from workers.auths import AuthStore
-from workers.commit import next_stream_id
+from workers.delivery.eventhub.connstr import ConnectionStringError
+from workers.delivery.eventhub.partitions import partition_for_key, partition_key_for
+from workers.delivery.eventhub.rest import RestSender
+from workers.delivery.eventhub.sender import FATAL_KINDS, HubError, OutMessage, Sender
+from workers.delivery.hub_partitions import HubPartitions, PartitionLayout
 from workers.engine import Engine
-from workers.eventhub.connstr import ConnectionStringError
-from workers.eventhub.partitions import partition_for_key, partition_key_for
-from workers.eventhub.rest import RestSender
-from workers.eventhub.sender import FATAL_KINDS, HubError, OutMessage, Sender
-from workers.hub_partitions import HubPartitions, PartitionLayout
-from workers.job_control import JobControl
-from workers.job_health import JobHealth
-from workers.job_status import count_sent
-from workers.jobs import Job
+from workers.jobs.auths import AuthStore
+from workers.jobs.control import JobControl
+from workers.jobs.health import JobHealth
+from workers.jobs.secrets import SecretUnreadable
+from workers.jobs.status import count_sent
+from workers.jobs.store import Job
 from workers.lease import Lease
+from workers.pipeline.commit import next_stream_id
 from workers.redisconn import stream_rows
-from workers.secrets import SecretUnreadable
 
 LEASE_MS = 15_000
 log = logging.getLogger("audiencehub.deliver")
@@ -128,7 +128,7 @@ class SenderPool:
             e = self._engine
             conn = AuthStore(e.r, e.keys, e.cfg).connection(job.auth_id)
             if job.transport == "amqp":
-                from workers.eventhub.amqp import AmqpSender
+                from workers.delivery.eventhub.amqp import AmqpSender
 
                 sender = AmqpSender(conn, max_batch_bytes=job.max_batch_bytes)
             else:

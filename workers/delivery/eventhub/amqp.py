@@ -12,7 +12,7 @@ Why lazily: the SDK client owns sockets and threads, cannot be pickled and must 
 so it is created on the first send in the process that sends (a copy inherited through a fork is
 abandoned, never closed, because its sockets are the parent's).
 
-Why ``retry_total=0``: the caller (``workers.deliver``) has its own backoff and knows the job's
+Why ``retry_total=0``: the caller (``workers.delivery.deliver``) has its own backoff and knows the job's
 state. The SDK retries anyway: ``send_batch`` (5.15) catches any failed send and sends once more
 on a rebuilt producer, which is enough to reconnect a link the hub closed while idle. So every
 refusal the caller sees has been tried twice.
@@ -34,10 +34,10 @@ from azure.eventhub.exceptions import (
     EventDataSendError,
 )
 
-from workers.eventhub.connstr import ConnectionString
-from workers.eventhub.partitions import partition_for_key
-from workers.eventhub.rest import IDEMPOTENCY_PROPERTY
-from workers.eventhub.sender import ErrorKind, HubError, OutMessage
+from workers.delivery.eventhub.connstr import ConnectionString
+from workers.delivery.eventhub.partitions import partition_for_key
+from workers.delivery.eventhub.rest import IDEMPOTENCY_PROPERTY
+from workers.delivery.eventhub.sender import ErrorKind, HubError, OutMessage
 
 __all__ = [
     "PARTITION_KEY_ANNOTATION",

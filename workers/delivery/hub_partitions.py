@@ -24,8 +24,8 @@ from typing import Any, cast
 
 import orjson
 
-from workers.auths import Authorization
-from workers.eventhub.sender import HubError
+from workers.delivery.eventhub.sender import HubError
+from workers.jobs.auths import Authorization
 from workers.keys import Keys
 from workers.redisconn import Redis
 from workers.timefmt import NS_PER_S, format_rfc3339

@@ -9,17 +9,17 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from workers.audiences import AudienceStore
-from workers.auths import AuthStore
-from workers.backfill import Backfills, drains_paused
+from workers.audiences.registry_store import Conflict
+from workers.audiences.store import AudienceStore
+from workers.delivery.eventhub.connstr import ConnectionStringError
+from workers.delivery.eventhub.management import hub_properties
+from workers.delivery.eventhub.sender import HubError
+from workers.delivery.hub_partitions import HubPartitions
 from workers.engine import Engine
-from workers.eventhub.connstr import ConnectionStringError
-from workers.eventhub.management import hub_properties
-from workers.eventhub.sender import HubError
-from workers.hub_partitions import HubPartitions
-from workers.job_control import JobControl
-from workers.jobs import Job, JobStore
-from workers.registry_store import Conflict
+from workers.jobs.auths import AuthStore
+from workers.jobs.backfill import Backfills, drains_paused
+from workers.jobs.control import JobControl
+from workers.jobs.store import Job, JobStore
 
 
 def member_counts(engine: Engine, audience_ids: list[str]) -> dict[str, int]:

@@ -18,9 +18,9 @@ from typing import Any
 
 import orjson
 
-from workers.jobs import Job
-from workers.membership import Transition
-from workers.profile import Profile
+from workers.jobs.store import Job
+from workers.pipeline.membership import Transition
+from workers.pipeline.profile import Profile
 from workers.timefmt import far_future, format_rfc3339
 
 

@@ -17,11 +17,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from workers.backfill import Backfills
 from workers.engine import Engine
-from workers.jobs import JobStore
-from workers.reevaluate import Reevaluations
-from workers.release import due_stats
+from workers.jobs.backfill import Backfills
+from workers.jobs.store import JobStore
+from workers.schedule.reevaluate import Reevaluations
+from workers.schedule.release import due_stats
 from workers.timefmt import NS_PER_MS, format_rfc3339
 
 POLL_S = 0.1

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from workers.profile import Profile
-from workers.registry import LiveAudience, Snapshot
+from workers.audiences.registry import LiveAudience, Snapshot
+from workers.pipeline.profile import Profile
 
 MAX_CATCH_UP_STEPS = 10_000
 """Guard against a filter whose next change never moves forward; far above any real need."""

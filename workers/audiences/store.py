@@ -7,10 +7,10 @@ import time
 from dataclasses import asdict, dataclass
 from typing import cast
 
+from workers.audiences.registry_store import ATTEMPTS, Conflict, DefinitionStore, NotFound, new_id
 from workers.filterql import FilterQLError, compile_set
 from workers.keys import Keys
 from workers.redisconn import Redis, as_bytes
-from workers.registry_store import ATTEMPTS, Conflict, DefinitionStore, NotFound, new_id
 
 SLUG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,127}$")
 

@@ -7,13 +7,13 @@ from typing import Any, cast
 
 import orjson
 
-from workers.auths import AuthStore
-from workers.backfill import Backfills
+from workers.audiences.registry_store import NotFound
+from workers.delivery.hub_partitions import HubPartitions
 from workers.engine import Engine
-from workers.hub_partitions import HubPartitions
-from workers.job_control import JobControl
-from workers.jobs import STATES, Job
-from workers.registry_store import NotFound
+from workers.jobs.auths import AuthStore
+from workers.jobs.backfill import Backfills
+from workers.jobs.control import JobControl
+from workers.jobs.store import STATES, Job
 from workers.timefmt import NS_PER_MS, format_rfc3339
 
 RATE_BUCKET_S = 10

@@ -13,8 +13,8 @@ from typing import cast
 
 import orjson
 
-from workers.eventhub.sender import HubError
-from workers.jobs import Job
+from workers.delivery.eventhub.sender import HubError
+from workers.jobs.store import Job
 from workers.keys import Keys
 from workers.redisconn import Redis
 from workers.timefmt import NS_PER_S

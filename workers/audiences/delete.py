@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from workers.audience_sizes import AudienceSizes
-from workers.audiences import Audience, AudienceStore
+from workers.audiences.registry_store import Conflict
+from workers.audiences.sizes import AudienceSizes
+from workers.audiences.store import Audience, AudienceStore
 from workers.engine import Engine
 from workers.filterql import FilterQLError, compile_set
-from workers.jobs import JobStore
-from workers.registry_store import Conflict
+from workers.jobs.store import JobStore
 
 ATTEMPTS = 5
 

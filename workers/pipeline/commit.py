@@ -16,7 +16,7 @@ from redis.commands.core import Script
 from workers.keys import Keys
 from workers.redisconn import Redis
 
-_LUA = files("workers").joinpath("commit.lua").read_text()
+_LUA = files("workers.pipeline").joinpath("commit.lua").read_text()
 DUE_BUCKET_MS = 600_000
 """Width of a due-index bucket. Ten minutes keeps a week of 1M users spread over 16 shards near
 60 users a bucket: small enough for the compact encoding, few enough keys to be cheap."""

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from workers.audiences import AudienceStore
+from workers.audiences.registry import LiveAudience
+from workers.audiences.registry_store import NotFound
+from workers.audiences.store import AudienceStore
 from workers.filterql.explain import explain, rfc
-from workers.profiles import stored_profile
-from workers.registry import LiveAudience
-from workers.registry_store import NotFound
+from workers.pipeline.profiles import stored_profile
 
 if TYPE_CHECKING:
     from workers.engine import Engine

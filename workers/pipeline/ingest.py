@@ -4,7 +4,7 @@
 drain that turns events into profile changes may run later, or again, without losing or doubling
 anything. Bad events are reported one by one while the valid ones beside them go through; if
 Redis refuses the write (full, read-only, down) or the backlog is over its bound, nothing of the
-call is stored and ``IngestRefused`` says why (workers/intake.py).
+call is stored and ``IngestRefused`` says why (workers/pipeline/intake.py).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import orjson
 import redis
 
 from workers.engine import Engine
-from workers.entries import DATA, SCORE, Entry, Kind
-from workers.events import MAX_EVENT_BYTES, Event, EventError, Invalid, validate
-from workers.intake import IngestRefused, Intake, IntakeItem, Stored
 from workers.metrics import Tallies, metric_field
+from workers.pipeline.entries import DATA, SCORE, Entry, Kind
+from workers.pipeline.events import MAX_EVENT_BYTES, Event, EventError, Invalid, validate
+from workers.pipeline.intake import IngestRefused, Intake, IntakeItem, Stored
 from workers.timefmt import NS_PER_MS
 
 

@@ -10,9 +10,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from workers.audiences import AudienceStore
+from workers.audiences.store import AudienceStore
 from workers.filterql import Filter, compile_set
-from workers.jobs import Job, JobStore
+from workers.jobs.store import Job, JobStore
 from workers.keys import Keys
 from workers.redisconn import Redis
 

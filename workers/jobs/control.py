@@ -12,8 +12,8 @@ from typing import Any, cast
 import orjson
 
 from workers.engine import Engine
-from workers.job_health import JobHealth
-from workers.jobs import Job, JobStore
+from workers.jobs.health import JobHealth
+from workers.jobs.store import Job, JobStore
 
 HISTORY_KEEP = 200
 

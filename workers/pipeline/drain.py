@@ -17,18 +17,18 @@ import orjson
 from redis.exceptions import RedisError
 
 from workers import faults
-from workers.commit import Committer, ShardCommit, next_stream_id
+from workers.audiences.registry import ALWAYS_CHANGED, LiveAudience, Snapshot
 from workers.engine import Engine
-from workers.entries import DATA, REEVALUATE, Entry
-from workers.envelope import render
 from workers.lease import Lease
-from workers.membership import Transition, catch_up, evaluate, forget_unknown
 from workers.metrics import Tallies
-from workers.profile import Profile
+from workers.pipeline.commit import Committer, ShardCommit, next_stream_id
+from workers.pipeline.entries import DATA, REEVALUATE, Entry
+from workers.pipeline.envelope import render
+from workers.pipeline.membership import Transition, catch_up, evaluate, forget_unknown
+from workers.pipeline.profile import Profile
+from workers.pipeline.set_aside import FAILED, LIMIT, TIMED_OUT, Attempt, DrainAttempts
 from workers.redisconn import as_bytes, stream_rows
-from workers.registry import ALWAYS_CHANGED, LiveAudience, Snapshot
-from workers.release import record_lateness
-from workers.set_aside import FAILED, LIMIT, TIMED_OUT, Attempt, DrainAttempts
+from workers.schedule.release import record_lateness
 from workers.timefmt import NS_PER_MS, ns_to_ms_ceil
 
 LEASE_MS = 5_000

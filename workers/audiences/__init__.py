@@ -1,0 +1,1 @@
+"""Audiences: definitions, the compiled registry, sizes, deletion, and explaining a user's answers."""

@@ -1,0 +1,1 @@
+"""From outbox to hub: the deliverer, partition counts, dead letters, and the Event Hubs senders."""

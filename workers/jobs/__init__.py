@@ -1,0 +1,1 @@
+"""Export jobs and what they hold: authorizations, sealed secrets, setup, status, health, backfill."""
