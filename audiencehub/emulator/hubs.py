@@ -88,6 +88,21 @@ class Hub:
             "created_at_ns": self.created_at,
         }
 
+    def stats(self) -> dict[str, Any]:
+        """This hub's counts for ``/_emulator/stats``."""
+        return {
+            "events": sum(self.per_partition.values()),
+            "stored": len(self.events),
+            "evicted": self.evicted,
+            "bytes": self.bytes_received,
+            "partitions": {pid: self.per_partition.get(pid, 0) for pid in self.partition_ids},
+            "sequence_numbers": {
+                pid: [part.first_sequence, part.next_sequence - 1]
+                for pid, part in self.partitions.items()
+            },
+            "key_partition_mismatches": self.key_partition_mismatches,
+        }
+
     def log(self, partition_id: str) -> PartitionLog:
         """A partition's log; made on first use for a partition the hub grew at run time."""
         part = self.partitions.get(partition_id)

@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from audiencehub.emulator.counts import Counts
 from audiencehub.emulator.hubs import Hub, UnknownHub, UnknownPartition
 from audiencehub.emulator.records import (
     IncomingEvent,
@@ -107,9 +108,7 @@ class EventStore:
         if journal is not None:
             journal.snapshot = self._snapshot
         self._listeners: list[AppendListener] = []
-        self._requests: dict[str, Counter[int]] = {}
-        self._events_by_face: Counter[str] = Counter()
-        self._faults: Counter[str] = Counter()
+        self._counts = Counts()
         self._started = time.time_ns()
 
     @property
@@ -262,7 +261,7 @@ class EventStore:
             self._seq = seq
             hub.bytes_received += size
             hub.key_partition_mismatches += mismatches
-            self._events_by_face[face] += added
+            self._counts.events_by_face[face] += added
             overflow = len(out) - self._max
             if overflow > 0:
                 # Drop the oldest in chunks (a tenth of the cap) so eviction stays amortised O(1).
@@ -286,14 +285,11 @@ class EventStore:
     def count_request(self, face: str, status: int) -> None:
         """Record one data-plane request's outcome (201, 401, …); 0 means connection dropped."""
         with self._lock:
-            counter = self._requests.get(face)
-            if counter is None:
-                counter = self._requests[face] = Counter()
-            counter[status] += 1
+            self._counts.request(face, status)
 
     def count_fault(self, kind: str) -> None:
         with self._lock:
-            self._faults[kind] += 1
+            self._counts.fault(kind)
 
     # ---- readback ---------------------------------------------------------------------------
 
@@ -398,44 +394,19 @@ class EventStore:
     def stats(self) -> dict[str, Any]:
         """Counts per hub and partition, requests and rejections by status, per face."""
         with self._lock:
-            hubs = {
-                hub.name: {
-                    "events": sum(hub.per_partition.values()),
-                    "stored": len(hub.events),
-                    "evicted": hub.evicted,
-                    "bytes": hub.bytes_received,
-                    "partitions": {pid: hub.per_partition.get(pid, 0) for pid in hub.partition_ids},
-                    "sequence_numbers": {
-                        pid: [part.first_sequence, part.next_sequence - 1]
-                        for pid, part in hub.partitions.items()
-                    },
-                    "key_partition_mismatches": hub.key_partition_mismatches,
-                }
-                for hub in self._hubs.values()
-            }
-            requests = {
-                face: {
-                    "total": sum(counter.values()),
-                    "by_status": {str(k): v for k, v in sorted(counter.items())},
-                }
-                for face, counter in self._requests.items()
-            }
-            rejections: Counter[str] = Counter()
-            for counter in self._requests.values():
-                for status, n in counter.items():
-                    if status >= 400 or status == 0:
-                        rejections["dropped" if status == 0 else str(status)] += n
+            hubs = {hub.name: hub.stats() for hub in self._hubs.values()}
+            counts = self._counts
             return {
                 "started_at_ns": self._started,
                 "last_seq": self._seq,
                 "max_events_per_hub": self._max,
                 "when_full": self._when_full,
                 "events": sum(h["events"] for h in hubs.values()),
-                "events_by_face": dict(self._events_by_face),
+                "events_by_face": dict(counts.events_by_face),
                 "hubs": hubs,
-                "requests": requests,
-                "rejections": dict(sorted(rejections.items())),
-                "faults_fired": dict(sorted(self._faults.items())),
+                "requests": counts.by_face(),
+                "rejections": counts.rejections(),
+                "faults_fired": dict(sorted(counts.faults.items())),
             }
 
     def reset(self, hub_name: str | None = None) -> int:
@@ -461,9 +432,7 @@ class EventStore:
                 if self._journal is not None:
                     self._journal.reset(hub.name, self._seq, self._partition_state(hub))
             if targets is None:
-                self._requests.clear()
-                self._events_by_face.clear()
-                self._faults.clear()
+                self._counts.clear()
             return dropped
 
     # ---- the journal ------------------------------------------------------------------------
@@ -546,7 +515,7 @@ class EventStore:
                     self._seq = max(self._seq, row[0])
                     self._accepted = max(self._accepted, row[9])
                     loaded += 1
-                self._events_by_face.update(row[8] for row in hub.events)
+                self._counts.events_by_face.update(row[8] for row in hub.events)
                 overflow = len(hub.events) - self._max
                 if overflow > 0 and self._when_full == "drop-oldest":
                     self._expire(hub, overflow)

@@ -20,7 +20,7 @@ from audiencehub.emulator.faults import (
 )
 from audiencehub.emulator.hubs import UnknownHub, UnknownPartition
 from audiencehub.emulator.records import IncomingEvent
-from audiencehub.emulator.rest import BadBatch, decode_batch, event_json
+from audiencehub.emulator.rest_format import BadBatch, decode_batch, event_json
 from audiencehub.emulator.server import Emulator, EmulatorConfig
 from audiencehub.emulator.store import (
     RECORD_OVERHEAD,
