@@ -215,6 +215,7 @@ class HubConnection(LinkConnection):
             link.kind = "cbs" if node == "$cbs" else "management"
             link.node = node
             return Binding(None, snd_mode)
+        link.kind = "events"
         return Binding(intake.bind_sender(self.store, link, node, self.authorized), snd_mode)
 
     def offered_capabilities(self, link: Link) -> bytes:

@@ -49,7 +49,15 @@ if TYPE_CHECKING:
     from audiencehub.emulator.consumer import Reader
     from audiencehub.emulator.faults import FaultDecision
 
-__all__ = ["LINK_CREDIT", "SESSION_WINDOW", "Binding", "Link", "LinkConnection", "Session"]
+__all__ = [
+    "LINK_CREDIT",
+    "SESSION_WINDOW",
+    "Binding",
+    "Delivery",
+    "Link",
+    "LinkConnection",
+    "Session",
+]
 
 log = logging.getLogger("audiencehub.emulator.amqp")
 
@@ -69,7 +77,8 @@ class Link:
     remote_handle: int
     handle: int
     receiving: bool  # True: the client sends on it
-    kind: str  # "events", "cbs", "management", "reply", "consumer"
+    # what the layer above made of it ("events", "cbs", "management", "reply", "consumer")
+    kind: str = ""
     node: str = ""  # $cbs / $management for request and reply links
     hub: str = ""
     partition: str | None = None
@@ -237,7 +246,6 @@ class LinkConnection(Connection):
             remote_handle=remote_handle,
             handle=next(session.handles),
             receiving=not client_is_receiver,
-            kind="events",
             delivery_count=0 if client_is_receiver else initial_count,
         )
         node = (source if client_is_receiver else target).get("address") or ""
