@@ -21,7 +21,13 @@ from workers.delivery.dead_letters import DeadLetters
 from workers.delivery.hub_partitions import HubPartitions
 from workers.jobs.auths import MAX_PARTITIONS, AuthStore
 from workers.jobs.control import JobControl
-from workers.jobs.setup import add_audience, backfill_preview, check_authorization, create_job
+from workers.jobs.setup import (
+    NewAuthorization,
+    add_audience,
+    backfill_preview,
+    check_authorization,
+    create_job,
+)
 from workers.jobs.status import job_status
 from workers.jobs.store import (
     DEFAULT_FAILURE_PERIOD_S,
@@ -186,32 +192,23 @@ def job_create(
     if dry_run:
         echo_json(backfill_preview(e, list(audiences)))
         return
-    inline = None
-    if auth_ref:
-        auth_id = _auths().get(auth_ref).id
-    else:
-        _jobs().check_label_free(label, "job")  # before its authorization is stored
-        text = read_connection_string(connection_string, env)
-        inline = auth_id = _auths().create(f"{label} hub", text).id
-    try:
-        created = create_job(
-            e,
-            label,
-            auth_id,
-            list(audiences),
-            existing_users=existing_users,
-            fields=_csv(fields),
-            events=_csv(events),
-            transport=transport,
-            description=description,
-            max_batch_bytes=max_batch_bytes,
-            failure_period_s=failure_period_s,
-            changes_only=changes_only,
-        )
-    except Exception:
-        if inline is not None:  # leave nothing behind from a job that was not created
-            _auths().delete(inline, [])
-        raise
+    auth: str | NewAuthorization = auth_ref or NewAuthorization(
+        read_connection_string(connection_string, env)
+    )
+    created = create_job(
+        e,
+        label,
+        auth,
+        list(audiences),
+        existing_users=existing_users,
+        fields=_csv(fields),
+        events=_csv(events),
+        transport=transport,
+        description=description,
+        max_batch_bytes=max_batch_bytes,
+        failure_period_s=failure_period_s,
+        changes_only=changes_only,
+    )
     click.echo(created.id)
 
 

@@ -7,6 +7,8 @@ leave, and request bodies are never logged or echoed in validation errors.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
@@ -43,17 +45,11 @@ def _store(e: Engine) -> AuthStore:
     return AuthStore(e.r, e.keys, e.cfg)
 
 
-def store_connection_string(
-    e: Engine,
-    label: str,
-    text: str,
-    hub: str | None,
-    field: str = "connection_string",
-    partitions: int | None = None,
-) -> Authorization:
-    """Parse, encrypt and store; a bad string is a 422 whose message quotes none of it."""
+@contextmanager
+def connection_string_errors(text: str, field: str = "connection_string") -> Iterator[None]:
+    """A bad connection string is a 422 whose message quotes none of it."""
     try:
-        return _store(e).create(label, text, hub, partitions)
+        yield
     except ConnectionStringError as exc:
         raise ApiError(422, f"{field}: {scrub(str(exc), text)}", field=field) from None
 
@@ -67,9 +63,8 @@ def store_connection_string(
 )
 def create_authorization(body: AuthorizationCreate, engine: EngineDep) -> AuthorizationOut:
     text = body.connection_string.get_secret_value()
-    created = store_connection_string(
-        engine, body.label, text, body.hub, partitions=body.partitions
-    )
+    with connection_string_errors(text):
+        created = engine.auths.create(body.label, text, body.hub, body.partitions)
     return auth_out(engine, created)
 
 

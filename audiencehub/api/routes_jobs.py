@@ -26,13 +26,12 @@ from audiencehub.api.models import (
     Strict,
 )
 from audiencehub.api.refs import audience_id, audience_ids, auth_id
-from audiencehub.api.routes_auths import store_connection_string
+from audiencehub.api.routes_auths import connection_string_errors
 from workers.audiences.store import AudienceStore
 from workers.delivery.dead_letters import DeadLetters
 from workers.engine import Engine
-from workers.jobs.auths import AuthStore
 from workers.jobs.control import JobControl
-from workers.jobs.setup import add_audience, backfill_preview, create_job
+from workers.jobs.setup import NewAuthorization, add_audience, backfill_preview, create_job
 from workers.jobs.status import job_status
 from workers.jobs.store import Job, JobStore
 from workers.timefmt import format_rfc3339
@@ -108,20 +107,18 @@ def create(body: JobCreate, engine: EngineDep) -> JSONResponse:
             field="authorization",
         )
     ids = audience_ids(engine, body.audiences)
-    created_auth = None
     if body.authorization is not None:
-        chosen = auth_id(engine, body.authorization)
+        auth: str | NewAuthorization = auth_id(engine, body.authorization)
+        text = ""
     else:
         assert body.connection_string is not None
-        _jobs(engine).check_label_free(body.label, "job")  # before its authorization is stored
         text = body.connection_string.get_secret_value()
-        created_auth = store_connection_string(engine, f"{body.label} hub", text, body.hub)
-        chosen = created_auth.id
-    try:
+        auth = NewAuthorization(text, body.hub)
+    with connection_string_errors(text):
         job = create_job(
             engine,
             body.label,
-            chosen,
+            auth,
             ids,
             existing_users=body.existing_users,
             fields=tuple(body.fields),
@@ -132,10 +129,6 @@ def create(body: JobCreate, engine: EngineDep) -> JSONResponse:
             failure_period_s=body.failure_period_s,
             changes_only=body.changes_only,
         )
-    except Exception:
-        if created_auth is not None:  # leave nothing behind from a job that was not created
-            AuthStore(engine.r, engine.keys, engine.cfg).delete(created_auth.id, [])
-        raise
     return answer(status_of(engine, job), 201)
 
 

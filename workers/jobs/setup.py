@@ -6,7 +6,7 @@ Users backfill), dry run, add an audience to a running job.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from workers.audiences.registry_store import Conflict
@@ -45,18 +45,49 @@ def backfill_preview(engine: Engine, audience_refs: list[str]) -> dict[str, Any]
     }
 
 
+@dataclass(frozen=True, slots=True)
+class NewAuthorization:
+    """A connection string given with the job instead of an existing authorization: stored as
+    the job's own authorization, labelled ``"<job label> hub"``."""
+
+    connection_string: str
+    hub: str | None = None
+
+
 def create_job(
     engine: Engine,
     label: str,
-    auth_id: str,
+    auth: str | NewAuthorization,
     audience_refs: list[str],
     existing_users: bool = False,
     **options: Any,
 ) -> Job:
-    store = AudienceStore(engine.r, engine.keys)
-    ids = [store.get(ref).id for ref in audience_refs]
-    AuthStore(engine.r, engine.keys, engine.cfg).get(auth_id)
-    jobs = JobStore(engine.r, engine.keys)
+    """Create a job sending to ``auth`` (an authorization id or label, or a new one to store).
+
+    The one way a job is made (CLI, API, benchmarks). An authorization stored here is removed
+    again when the job is refused, so a failed create leaves nothing behind.
+    """
+    ids = [engine.audiences.get(ref).id for ref in audience_refs]
+    if isinstance(auth, str):
+        return _create(engine, label, engine.auths.get(auth).id, ids, existing_users, options)
+    engine.jobs.check_label_free(label, "job")  # before its authorization is stored
+    created = engine.auths.create(f"{label} hub", auth.connection_string, auth.hub)
+    try:
+        return _create(engine, label, created.id, ids, existing_users, options)
+    except BaseException:
+        engine.auths.delete(created.id, [])
+        raise
+
+
+def _create(
+    engine: Engine,
+    label: str,
+    auth_id: str,
+    ids: list[str],
+    existing_users: bool,
+    options: dict[str, Any],
+) -> Job:
+    jobs = engine.jobs
     if not existing_users:
         job = jobs.create(label, auth_id, ids, existing_users=existing_users, **options)
         JobControl(engine).record(job.id, "running", "created")
