@@ -24,9 +24,8 @@ from audiencehub.api.models import (
 from workers.delivery.eventhub.connstr import ConnectionStringError
 from workers.delivery.hub_partitions import HubPartitions
 from workers.engine import Engine
-from workers.jobs.auths import Authorization, AuthStore
+from workers.jobs.auths import Authorization
 from workers.jobs.setup import check_authorization
-from workers.jobs.store import JobStore
 from workers.timefmt import format_rfc3339
 
 router = APIRouter(prefix="/authorizations", tags=["authorizations"])
@@ -39,10 +38,6 @@ AuthRef = Annotated[
 def auth_out(e: Engine, a: Authorization) -> AuthorizationOut:
     layout = DeliveryLayout(**HubPartitions(e.r, e.keys).layout(a).public())
     return AuthorizationOut(**a.public(), delivery=layout, created=format_rfc3339(a.created))
-
-
-def _store(e: Engine) -> AuthStore:
-    return AuthStore(e.r, e.keys, e.cfg)
 
 
 @contextmanager
@@ -70,7 +65,7 @@ def create_authorization(body: AuthorizationCreate, engine: EngineDep) -> Author
 
 @router.get("", response_model=list[AuthorizationOut], summary="List authorizations")
 def list_authorizations(engine: EngineDep) -> list[AuthorizationOut]:
-    return [auth_out(engine, a) for a in _store(engine).all()]
+    return [auth_out(engine, a) for a in engine.auths.all()]
 
 
 @router.get(
@@ -80,7 +75,7 @@ def list_authorizations(engine: EngineDep) -> list[AuthorizationOut]:
     responses=errors(404),
 )
 def get_authorization(auth_ref: AuthRef, engine: EngineDep) -> AuthorizationOut:
-    return auth_out(engine, _store(engine).get(auth_ref))
+    return auth_out(engine, engine.auths.get(auth_ref))
 
 
 @router.delete(
@@ -91,10 +86,10 @@ def get_authorization(auth_ref: AuthRef, engine: EngineDep) -> AuthorizationOut:
 )
 def delete_authorization(auth_ref: AuthRef, engine: EngineDep) -> Response:
     """Refused (409) while a job that is not stopped uses it."""
-    target = _store(engine).get(auth_ref)
-    jobs = JobStore(engine.r, engine.keys).all()
+    target = engine.auths.get(auth_ref)
+    jobs = engine.jobs.all()
     using = [j.id for j in jobs if j.auth_id == target.id and j.state != "stopped"]
-    _store(engine).delete(target.id, using)
+    engine.auths.delete(target.id, using)
     return Response(status_code=204)
 
 

@@ -27,13 +27,12 @@ from audiencehub.api.models import (
 )
 from audiencehub.api.refs import audience_id, audience_ids, auth_id
 from audiencehub.api.routes_auths import connection_string_errors
-from workers.audiences.store import AudienceStore
 from workers.delivery.dead_letters import DeadLetters
 from workers.engine import Engine
 from workers.jobs.control import JobControl
 from workers.jobs.setup import NewAuthorization, add_audience, backfill_preview, create_job
 from workers.jobs.status import job_status
-from workers.jobs.store import Job, JobStore
+from workers.jobs.store import Job
 from workers.timefmt import format_rfc3339
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -50,7 +49,7 @@ class ReplayBody(Strict):
 
 
 def _slugs(e: Engine) -> dict[str, str]:
-    return {a.id: a.slug for a in AudienceStore(e.r, e.keys).all()}
+    return {a.id: a.slug for a in e.audiences.all()}
 
 
 def status_of(e: Engine, job: Job, history: bool = False) -> dict[str, Any]:
@@ -78,10 +77,6 @@ def documented(code: int, description: str, *error_codes: int) -> dict[str, Any]
             code: {"model": JobStatus, "description": description},
         },
     }
-
-
-def _jobs(e: Engine) -> JobStore:
-    return JobStore(e.r, e.keys)
 
 
 @router.post(
@@ -140,7 +135,7 @@ def create(body: JobCreate, engine: EngineDep) -> JSONResponse:
 )
 def list_jobs(engine: EngineDep) -> JSONResponse:
     slugs = _slugs(engine)
-    return answer([job_status(engine, j, slugs) for j in _jobs(engine).all()])
+    return answer([job_status(engine, j, slugs) for j in engine.jobs.all()])
 
 
 @router.get(
@@ -153,7 +148,7 @@ def show(
     engine: EngineDep,
     history: Annotated[bool, Query(description="Also list state changes.")] = False,
 ) -> JSONResponse:
-    return answer(status_of(engine, _jobs(engine).get(job_ref), history))
+    return answer(status_of(engine, engine.jobs.get(job_ref), history))
 
 
 @router.post(
@@ -189,7 +184,7 @@ def stop(job_ref: JobRef, engine: EngineDep) -> JSONResponse:
     **documented(200, "The job's status.", 404, 409, 422),
 )
 def add(job_ref: JobRef, body: JobAddAudience, engine: EngineDep) -> JSONResponse:
-    job = _jobs(engine).get(job_ref)
+    job = engine.jobs.get(job_ref)
     audience = audience_id(engine, body.audience)
     return answer(status_of(engine, add_audience(engine, job.id, audience, body.existing_users)))
 
@@ -205,7 +200,7 @@ def dead_letters(
     engine: EngineDep,
     count: Annotated[int, Query(ge=1, le=10_000, description="At most this many.")] = 100,
 ) -> list[DeadLetterOut]:
-    job = _jobs(engine).get(job_ref)
+    job = engine.jobs.get(job_ref)
     return [
         DeadLetterOut(
             id=d.id, user_id=d.user_id, reason=d.reason, at=d.at, idempotency_key=d.idempotency_key
@@ -224,6 +219,6 @@ def replay(job_ref: JobRef, body: ReplayBody, engine: EngineDep) -> ReplayOut:
     """A replayed message is sent after anything its user triggered since."""
     if body.all == bool(body.ids):
         raise ApiError(422, "give dead letter `ids`, or `all`: true (not both)", field="ids")
-    job = _jobs(engine).get(job_ref)
+    job = engine.jobs.get(job_ref)
     count = DeadLetters(engine).replay(job.id, None if body.all else list(body.ids or []))
     return ReplayOut(replayed=count)

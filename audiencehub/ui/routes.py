@@ -32,7 +32,6 @@ from workers.engine import Engine
 from workers.filterql import Filter
 from workers.filterql.explain import explain
 from workers.jobs.control import JobControl
-from workers.jobs.store import JobStore
 from workers.pipeline.profile import Profile
 from workers.pipeline.profiles import stored_profile
 from workers.timefmt import parse_rfc3339
@@ -311,7 +310,7 @@ def build_router(ui: Ui) -> APIRouter:
         """One letter (``id``) or every letter (``all=1``), back into its user's outbox."""
         checked(session, form)
         e = engine()
-        job = JobStore(e.r, e.keys).get(job_ref)
+        job = e.jobs.get(job_ref)
         letter = form.get("id", "")
         if form.get("all") == "1":
             count = DeadLetters(e).replay(job.id, None)

@@ -10,16 +10,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from workers.audiences.registry_store import Conflict
-from workers.audiences.store import AudienceStore
 from workers.delivery.eventhub.connstr import ConnectionStringError
 from workers.delivery.eventhub.management import hub_properties
 from workers.delivery.eventhub.sender import HubError
 from workers.delivery.hub_partitions import HubPartitions
 from workers.engine import Engine
-from workers.jobs.auths import AuthStore
 from workers.jobs.backfill import Backfills, drains_paused
 from workers.jobs.control import JobControl
-from workers.jobs.store import Job, JobStore
+from workers.jobs.store import Job
 
 
 def member_counts(engine: Engine, audience_ids: list[str]) -> dict[str, int]:
@@ -35,7 +33,7 @@ def member_counts(engine: Engine, audience_ids: list[str]) -> dict[str, int]:
 
 def backfill_preview(engine: Engine, audience_refs: list[str]) -> dict[str, Any]:
     """How many users an Existing Users backfill would send, per audience, creating nothing."""
-    store = AudienceStore(engine.r, engine.keys)
+    store = engine.audiences
     audiences = [store.get(ref) for ref in audience_refs]
     counts = member_counts(engine, [a.id for a in audiences])
     return {
@@ -104,9 +102,9 @@ def _create(
 
 def add_audience(engine: Engine, job_ref: str, audience_ref: str, existing_users: bool) -> Job:
     """Add an audience to a job; with ``existing_users`` backfill only that audience."""
-    jobs = JobStore(engine.r, engine.keys)
+    jobs = engine.jobs
     job = jobs.get(job_ref)
-    audience = AudienceStore(engine.r, engine.keys).get(audience_ref)
+    audience = engine.audiences.get(audience_ref)
     if audience.id in job.audiences:
         raise Conflict(f"job {job.id} already exports audience {audience.slug!r}")
     backfills = Backfills(engine)
@@ -134,7 +132,7 @@ def check_authorization(engine: Engine, auth_ref: str) -> tuple[bool, str]:
     signed with this key. What it cannot: that the key may send (a Listen-only key passes too),
     which only a real send shows; a job's first batch does, and a 401 fails the job at once.
     """
-    auths = AuthStore(engine.r, engine.keys, engine.cfg)
+    auths = engine.auths
     auth = auths.get(auth_ref)
     try:
         props = hub_properties(auths.connection(auth.id))
