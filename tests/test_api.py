@@ -97,7 +97,7 @@ def test_command_refuses_to_start_without_tokens_in_production() -> None:
     env = celery_env("redis://127.0.0.1:1/0", AUDIENCEHUB_MODE="production")
     env.pop("AUDIENCEHUB_API_TOKENS", None)
     done = subprocess.run(
-        [sys.executable, "-m", "audiencehub.cli_api", "--port", "0"],
+        [sys.executable, "-m", "audiencehub.cli.api", "--port", "0"],
         env=env,
         capture_output=True,
         text=True,

@@ -151,7 +151,7 @@ def test_the_api_refuses_to_start_in_production_without_a_valid_secret_key() -> 
             AUDIENCEHUB_SECRET_KEY=key,
         )
         done = subprocess.run(
-            [sys.executable, "-m", "audiencehub.cli_api", "--port", "0"],
+            [sys.executable, "-m", "audiencehub.cli.api", "--port", "0"],
             env=env, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert done.returncode == 1, done.stderr

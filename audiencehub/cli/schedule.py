@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from audiencehub.cli_support import echo_json, friendly
+from audiencehub.cli.support import echo_json, friendly
 from audiencehub.context import engine
 from workers.pipeline.set_aside import ShardDeadLetters
 from workers.schedule.reevaluate import Reevaluations, Run

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from audiencehub.cli_support import friendly
+from audiencehub.cli.support import friendly
 from audiencehub.context import engine
 from workers.jobs.secrets import new_key
 

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-from audiencehub.cli_support import echo_json, friendly
+from audiencehub.cli.support import echo_json, friendly
 from audiencehub.context import engine
 from workers.audiences.registry_store import NotFound
 from workers.delivery.dead_letters import DeadLetters

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from audiencehub.cli_schedule import reevaluate, start_recheck
-from audiencehub.cli_support import echo_json, friendly
+from audiencehub.cli.schedule import reevaluate, start_recheck
+from audiencehub.cli.support import echo_json, friendly
 from audiencehub.context import engine
 from workers.audiences.store import Audience
 from workers.timefmt import format_rfc3339
