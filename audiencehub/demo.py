@@ -115,6 +115,7 @@ def run(workdir: Path) -> None:
 def scenario(hub: HubEmulator) -> None:
     from audiencehub.context import engine
     from audiencehub.ingest import ingest
+    from workers.jobs.setup import create_job
 
     e = engine()
     audiences = e.audiences
@@ -123,7 +124,7 @@ def scenario(hub: HubEmulator) -> None:
     console.print(f"[bold]audiences[/] {big.slug}: {big.filter}")
     console.print(f"          {active.slug}: {active.filter}")
     auth = e.auths.create("local hub", hub.connection_string)
-    job = e.jobs.create("demo export", auth.id, [big.id, active.id])
+    job = create_job(e, "demo export", auth.id, [big.id, active.id])
     console.print(f"[bold]job[/]       {job.id} -> hub {auth.hub!r} ({auth.namespace})")
 
     now = time.time_ns()
