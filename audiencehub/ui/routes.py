@@ -311,28 +311,31 @@ def _refused(request: Request, ui: Ui, session: Session, job_ref: str, exc: Exce
                    interval=JOBS_POLL_MS, notice={"kind": "bad", "text": str(exc)})  # fmt: skip
 
 
+def _control(
+    request: Request, ui: Ui, session: Session, form: dict[str, str], job_ref: str, action: str
+) -> Response:
+    """Pause or resume; a refusal (already paused, stopped…) shows on the job's page."""
+    checked(ui, session, form)
+    control = JobControl(ui.engine())
+    try:
+        job = control.pause(job_ref) if action == "paused" else control.resume(job_ref)
+    except Conflict as exc:
+        return _refused(request, ui, session, job_ref, exc)
+    return _after(job.id, action)
+
+
 @router.post("/jobs/{job_ref}/pause")
 def pause(
     request: Request, job_ref: str, ui: UiDep, session: SessionDep, form: FormDep
 ) -> Response:
-    checked(ui, session, form)
-    try:
-        job = JobControl(ui.engine()).pause(job_ref)
-    except Conflict as exc:
-        return _refused(request, ui, session, job_ref, exc)
-    return _after(job.id, "paused")
+    return _control(request, ui, session, form, job_ref, "paused")
 
 
 @router.post("/jobs/{job_ref}/resume")
 def resume(
     request: Request, job_ref: str, ui: UiDep, session: SessionDep, form: FormDep
 ) -> Response:
-    checked(ui, session, form)
-    try:
-        job = JobControl(ui.engine()).resume(job_ref)
-    except Conflict as exc:
-        return _refused(request, ui, session, job_ref, exc)
-    return _after(job.id, "resumed")
+    return _control(request, ui, session, form, job_ref, "resumed")
 
 
 @router.post("/jobs/{job_ref}/dead-letters/replay")
