@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from workers.audiences.registry import RegistryCache
 from workers.audiences.store import AudienceStore
 from workers.config import Settings, settings
-from workers.jobs.auths import AuthStore
 from workers.jobs.store import JobStore
 from workers.keys import Keys
 from workers.redisconn import Redis, check_shard_count, state_redis
 from workers.schedule.clock import Clock, clock_for
 from workers.schedule.kicks import Kicker, NoSender, TaskSender
+
+if TYPE_CHECKING:
+    from workers.jobs.auths import AuthStore
 
 
 @dataclass
@@ -39,6 +42,8 @@ class Engine:
 
     @cached_property
     def auths(self) -> AuthStore:
+        from workers.jobs.auths import AuthStore  # cryptography: only where secrets are used
+
         return AuthStore(self.r, self.keys, self.cfg)
 
     @classmethod
