@@ -1,7 +1,7 @@
 """The two reference servers bench/collect.py measures /collect against (not a benchmark itself).
 
 - ``bare``: a FastAPI app whose ``POST /collect/{stream}`` reads the body and discards it, served
-  by ``audiencehub.cli_api.serve`` (the same uvicorn call as ``audiencehub api``): the ceiling of
+  by ``audiencehub.cli.api.serve`` (the same uvicorn call as ``audiencehub api``): the ceiling of
   the HTTP layer, with nothing of ours in the way.
 - ``canned``: a raw asyncio server that answers every request with the same bytes, the cheapest
   server Python can be: what the load generator reaches against it is the generator's ceiling.
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from audiencehub.cli_api import serve  # noqa: E402
+from audiencehub.cli.api import serve  # noqa: E402
 
 ANSWER = b'{"accepted":0}'
 CANNED = (

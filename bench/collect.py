@@ -335,7 +335,7 @@ def main() -> None:
         AUDIENCEHUB_MAX_BACKLOG="1000000000",
     )
     level = ["--log-level", args.log_level]
-    api = [sys.executable, "-m", "audiencehub.cli_api", *level]
+    api = [sys.executable, "-m", "audiencehub.cli.api", *level]
     bare = [sys.executable, str(HERE / "_collect_servers.py"), "bare", *level]
     apis = [Server(f"api{i}", api, workdir, env, "/healthz") for i in (1, 2)]
     bares = [Server(f"bare{i}", bare, workdir, env, "/healthz") for i in (1, 2)]

@@ -8,8 +8,6 @@ durable. Bad events are listed one by one beside the count of accepted ones.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Iterator
 from typing import Annotated, Any
 
 import orjson
@@ -21,9 +19,8 @@ from audiencehub.api.deps import errors
 from audiencehub.api.errors import ApiError
 from audiencehub.api.metrics import ApiMetrics
 from audiencehub.api.models import STREAM_PATTERN, CollectOut, EventErrorOut
-from workers.pipeline.events import TS_FIELD, EventError, Invalid
+from workers.pipeline.events import EventError
 from workers.pipeline.ingest import Ingestor, IngestResult, Item, list_items, ndjson_items
-from workers.timefmt import NS_PER_MS
 
 router = APIRouter(tags=["collect"])
 
@@ -133,29 +130,6 @@ def parse_body(body: bytes, media: str) -> list[Item]:
     return [("index 0", value, len(stripped))]
 
 
-def guard(items: Iterable[Item]) -> Iterator[Item]:
-    """Turn what the engine would crash on into per-event errors, before it sees them.
-
-    ``workers.pipeline.events`` raises (instead of reporting ``Invalid``) for a float ``_ts`` so large it
-    overflows when scaled to nanoseconds (``-1.8e308``), and ingest fails for an event nested
-    deeper than orjson can encode (254 levels; parsing allows 1024). Each is refused here in the
-    engine's words; the encoded size is passed on so nothing is encoded twice.
-    """
-    for where, value, size in items:
-        if isinstance(value, dict):
-            ts = value.get(TS_FIELD)
-            if isinstance(ts, float) and not math.isfinite(ts * NS_PER_MS):
-                value = Invalid(
-                    TS_FIELD, f"{ts!r} is outside 1970..2100 (epoch milliseconds expected)"
-                )
-            else:
-                try:
-                    size = len(orjson.dumps(value))
-                except TypeError as exc:  # orjson.JSONEncodeError
-                    value = Invalid(None, f"cannot be stored as JSON ({exc}); flatten it")
-        yield where, value, size
-
-
 def _error_out(error: EventError) -> EventErrorOut:
     kind, _, number = error.where.partition(" ")
     n = int(number) if number.isdigit() else None
@@ -195,7 +169,7 @@ async def collect(stream: StreamParam, request: Request) -> Response:
     media = _media_type(request)
 
     def work() -> IngestResult:
-        return ingestor.ingest(guard(parse_body(body, media)))
+        return ingestor.ingest(parse_body(body, media))
 
     result = await run_in_threadpool(work)
     metrics.count_events(stream, result.accepted, result.rejected)

@@ -62,8 +62,14 @@ Refusal = Literal["backlog", "unavailable"]
 class IntakeItem:
     """One entry to append, with the client's event id (``None`` when it gave none)."""
 
-    entry: Entry
+    user_id: str
+    data: bytes
+    """The stream entry's bytes (``Entry.encode``), as validation made them."""
     event_id: str | None = None
+
+    @classmethod
+    def of(cls, entry: Entry, event_id: str | None = None) -> IntakeItem:
+        return cls(entry.user_id, entry.encode(), event_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +118,7 @@ class Intake:
             return Stored(0, 0)
         groups: dict[int, list[IntakeItem]] = defaultdict(list)
         for item in items:
-            groups[shard_of(item.entry.user_id, self.e.cfg.shards)].append(item)
+            groups[shard_of(item.user_id, self.e.cfg.shards)].append(item)
         ttl = TOKEN_TTL_MS if token is None else NAMED_TOKEN_TTL_MS
         token = token or secrets.token_hex(12)
         order = sorted(groups)
@@ -195,6 +201,6 @@ class Intake:
             for item in items:
                 digest = b""
                 if dedup and item.event_id is not None:
-                    digest = id_digest(item.entry.user_id, item.event_id)
-                args += (digest, item.entry.encode())
+                    digest = id_digest(item.user_id, item.event_id)
+                args += (digest, item.data)
         return keys, args
