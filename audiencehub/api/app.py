@@ -21,6 +21,7 @@ from audiencehub.api.metrics import ApiMetrics, MetricsMiddleware
 from audiencehub.api.middleware import BearerAuth, BodyLimit, SameOriginWrites
 from audiencehub.api.routes_audiences import router as audiences
 from audiencehub.api.routes_auths import router as authorizations
+from audiencehub.api.routes_collect import collect_pool
 from audiencehub.api.routes_collect import router as collect
 from audiencehub.api.routes_explain import router as explain
 from audiencehub.api.routes_jobs import router as jobs
@@ -153,6 +154,7 @@ def create_app(
         # The deployment-wide engine metrics (kept in Redis) beside the API's own.
         metrics.registry.register(EngineCollector(e))
         app.state.health_redis = health_client(e.cfg)
+        app.state.collect_pool = collect_pool()
         if not api_cfg.auth_required:
             log.warning(
                 "AUDIENCEHUB_API_TOKENS is not set: every request is accepted (mode %s)", cfg.mode
@@ -161,6 +163,7 @@ def create_app(
             yield
         finally:
             app.state.health_redis.close()
+            app.state.collect_pool.shutdown(wait=False)
 
     app = FastAPI(
         title="audiencehub",
