@@ -71,6 +71,11 @@ class ApiMetrics:
         )
         self._streams: set[str] = set()
         self._lock = threading.Lock()
+        # The labelled children, looked up once: ``labels()`` checks and locks on every call,
+        # a cost /collect paid three times a request. The label sets are bounded (route
+        # templates, known methods, status codes, MAX_STREAM_LABELS streams).
+        self._answered: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._counted: dict[tuple[str, str], Counter] = {}
 
     def stream_label(self, stream: str) -> str:
         with self._lock:
@@ -84,9 +89,26 @@ class ApiMetrics:
     def count_events(self, stream: str, accepted: int, rejected: int) -> None:
         label = stream if stream.startswith("_") else self.stream_label(stream)
         if accepted:
-            self.events.labels(label, "accepted").inc(accepted)
+            self._events(label, "accepted").inc(accepted)
         if rejected:
-            self.events.labels(label, "rejected").inc(rejected)
+            self._events(label, "rejected").inc(rejected)
+
+    def _events(self, label: str, outcome: str) -> Counter:
+        child = self._counted.get((label, outcome))
+        if child is None:
+            child = self._counted[label, outcome] = self.events.labels(label, outcome)
+        return child
+
+    def answered(self, method: str, template: str, status: int, seconds: float) -> None:
+        """One request answered: counted by method, route template and status, and timed."""
+        children = self._answered.get((method, template, status))
+        if children is None:
+            children = self._answered[method, template, status] = (
+                self.requests.labels(method, template, str(status)),
+                self.duration.labels(method, template),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
@@ -125,5 +147,4 @@ class MetricsMiddleware:
                 template = scope["path"] if scope["path"] in STATIC_PATHS else "unmatched"
             method = scope.get("method", "GET")
             method = method if method in KNOWN_METHODS else "OTHER"
-            m.requests.labels(method, template, str(status)).inc()
-            m.duration.labels(method, template).observe(time.perf_counter() - started)
+            m.answered(method, template, status, time.perf_counter() - started)
