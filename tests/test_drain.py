@@ -47,7 +47,8 @@ def outbox(engine: Engine, job: Job) -> list[dict[str, object]]:
 
 def profile(engine: Engine, uid: str) -> Profile:
     shard = shard_of(uid, engine.cfg.shards)
-    return Profile.loads(uid, engine.r.hget(engine.keys.users(shard), uid))  # type: ignore[arg-type]
+    blob = engine.r.hget(engine.keys.users(shard), uid)
+    return Profile.loads(uid, blob, engine.registry.get().codes)  # type: ignore[arg-type]
 
 
 def test_valid_events_are_accepted_beside_bad_ones(engine: Engine, sender: RecordingSender) -> None:

@@ -1,6 +1,6 @@
 """A user's profile: merged fields, event occurrences, and audience membership.
 
-The whole profile is one compact blob in the shard's ``users`` hash, so a drain reads a batch of
+The whole profile is one compact blob (profile_codec.py) in the shard's ``users`` hash, so a drain reads a batch of
 users with one HMGET and writes them back inside the shard's single commit.
 """
 
@@ -10,7 +10,8 @@ from bisect import insort
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
+from workers.audiences.numbers import NO_CODES, AudienceCodes
+from workers.pipeline.profile_codec import decode, encode
 
 MAX_OCCURRENCES = 512
 """Most recent occurrences kept per event name when the caller does not say (the drain keeps only
@@ -90,37 +91,17 @@ class Profile:
         """The earliest instant any audience answer can flip with no new data."""
         return min(self.next_change.values()) if self.next_change else None
 
-    # -- storage ------------------------------------------------------------------------------
-    def dumps(self) -> bytes:
-        return orjson.dumps(
-            {
-                "f": self.fields,
-                "ft": self.field_ts,
-                "c": self.created,
-                "m": self.modified,
-                "o": self.occurrences,
-                "a": self.membership,
-                "n": self.next_change,
-                **({"r": self.recorded} if self.recorded else {}),
-            }
-        )
+    # -- storage (workers/pipeline/profile_codec.py) ---------------------------------------------
+    def dumps(self, codes: AudienceCodes = NO_CODES) -> bytes:
+        """The stored form; ``codes`` (the registry snapshot's) turns audience ids to numbers."""
+        return encode(self, codes)
 
     @classmethod
-    def loads(cls, user_id: str, blob: bytes | None) -> Profile:
+    def loads(cls, user_id: str, blob: bytes | None, codes: AudienceCodes = NO_CODES) -> Profile:
+        """Read either encoding; without the snapshot's ``codes`` audiences read as ``#n``."""
         if not blob:
             return cls(user_id)
-        d = orjson.loads(blob)
-        return cls(
-            user_id,
-            fields=d["f"],
-            field_ts=d["ft"],
-            created=d["c"],
-            modified=d["m"],
-            occurrences=d["o"],
-            membership=d["a"],
-            next_change=d["n"],
-            recorded=d.get("r", {}),
-        )
+        return cls(user_id, *decode(blob, codes))
 
 
 _MISSING = object()
