@@ -1,0 +1,193 @@
+"""The stored profile: version 1 reads back exactly, and a store holding JSON (version 0) profiles
+beside version 1 ones drains to the same answers as a store of either alone."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from workers.audiences.numbers import NO_CODES, AudienceCodes, AudienceNumbering
+from workers.audiences.store import AudienceStore
+from workers.engine import Engine
+from workers.jobs.auths import AuthStore
+from workers.jobs.store import Job, JobStore
+from workers.keys import shard_of
+from workers.pipeline.drain import ShardDrainer
+from workers.pipeline.ingest import Ingestor, list_items
+from workers.pipeline.profile import Profile
+from workers.pipeline.profile_codec import legacy_encode
+from workers.redisconn import stream_rows
+from workers.timefmt import NS_PER_DAY, NS_PER_MS
+
+CONN = (
+    "Endpoint=sb://127.0.0.1:1/;SharedAccessKeyName=k;SharedAccessKey=a2V5;"
+    "EntityPath=h;UseDevelopmentEmulator=true"
+)
+T0 = 1_790_000_000 * 10**9
+A, B = "a" * 32, "b" * 32
+CODES = AudienceCodes({A: 1, B: 2})
+
+times = st.integers(min_value=0, max_value=2**62)
+ms_times = st.integers(min_value=0, max_value=2**40).map(lambda ms: ms * NS_PER_MS)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=8)
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=6,
+)  # fmt: skip
+
+
+@st.composite
+def profiles(draw: st.DrawFn) -> Profile:
+    p = Profile("u")
+    for name, value in draw(st.dictionaries(st.text(max_size=6), json_values, max_size=6)).items():
+        p.merge({name: value}, draw(st.one_of(ms_times, times)))
+    for name in draw(st.lists(st.text(max_size=5), max_size=3)):
+        for ts in draw(st.lists(st.one_of(ms_times, times), min_size=1, max_size=5)):
+            p.record_occurrence(name, ts)
+    for table in (p.membership, p.next_change, p.recorded):
+        table.update(draw(st.dictionaries(st.sampled_from([A, B, "c" * 32, "#7"]), times)))
+    return p
+
+
+@settings(max_examples=300, deadline=None)
+@given(profiles())
+def test_every_profile_reads_back_exactly(p: Profile) -> None:
+    for codes in (CODES, NO_CODES):
+        assert Profile.loads("u", p.dumps(codes), codes) == p
+    assert Profile.loads("u", legacy_encode(p), CODES) == p
+
+
+def test_a_realistic_profile_is_a_quarter_of_its_json() -> None:
+    p = Profile("u")
+    p.merge({"user_id": "user00000001", "email": "user00000001@example.com", "plan": "pro"}, T0)
+    for i in range(20):
+        p.record_occurrence(("view", "cart", "buy")[i % 3], T0 + i * 3_600_123 * NS_PER_MS)
+    p.merge({"visits": 20}, p.occurrences["view"][-1])
+    p.membership = {A: T0 + 123_456_789, B: T0 + 987_654_321}
+    p.next_change = {A: T0 + 7 * NS_PER_DAY}
+    new, old = p.dumps(CODES), legacy_encode(p)
+    assert new[0] != ord("{") and old[0] == ord("{")
+    assert len(new) * 3 < len(old)
+    assert Profile.loads("u", new, CODES) == Profile.loads("u", old, CODES) == p
+
+
+def test_a_finer_than_millisecond_occurrence_keeps_its_nanoseconds() -> None:
+    p = Profile("u")
+    p.record_occurrence("view", T0)
+    p.record_occurrence("view", T0 + 1)
+    p.record_occurrence("buy", T0 + NS_PER_MS)
+    assert Profile.loads("u", p.dumps(CODES), CODES).occurrences == {
+        "view": [T0, T0 + 1],
+        "buy": [T0 + NS_PER_MS],
+    }
+
+
+def test_a_deeply_nested_field_the_ingest_accepts_is_stored() -> None:
+    value: object = 1
+    for _ in range(253):
+        value = [value]
+    orjson.dumps({"deep": value})  # the ingest's check
+    p = Profile("u")
+    p.merge({"deep": value}, T0)
+    assert Profile.loads("u", p.dumps(CODES), CODES) == p
+
+
+def test_audience_numbers_are_given_once_and_never_reused(engine: Engine) -> None:
+    numbering = AudienceNumbering(engine.r, engine.keys)
+    first = numbering.ensure([A, B])
+    assert sorted(first.numbers.values()) == [1, 2]
+    again = numbering.ensure([B, "c" * 32])  # A deleted, C created: A keeps its number
+    assert again.numbers[A] == first.numbers[A] and again.numbers[B] == first.numbers[B]
+    assert again.numbers["c" * 32] == 3
+    assert again.ids[first.numbers[A]] == A
+
+
+# -- a mixed store ----------------------------------------------------------------------------
+def _job(engine: Engine, *slugs: str) -> Job:
+    store = AudienceStore(engine.r, engine.keys)
+    auth = AuthStore(engine.r, engine.keys, engine.cfg).create("h", CONN)
+    return JobStore(engine.r, engine.keys).create("j", auth.id, [store.get(s).id for s in slugs])
+
+
+def _drain(engine: Engine) -> None:
+    drainer = ShardDrainer(engine)
+    for shard in range(engine.cfg.shards):
+        drainer.drain(shard)
+
+
+def _messages(engine: Engine, job: Job) -> dict[str, list[tuple[str, str, str]]]:
+    """user -> (slug, event, enter) of every trigger, in order."""
+    out: dict[str, list[tuple[str, str, str]]] = {}
+    for shard in range(engine.cfg.shards):
+        for _, f in stream_rows(engine.r.xrange(engine.keys.outbox(shard, job.id))):
+            body = orjson.loads(f[b"b"])
+            for s in body["data"]["segment_events"]:
+                out.setdefault(body["data"]["user_id"], []).append(
+                    (s["slug"], s["event"], s["enter"])
+                )
+    return out
+
+
+def _stored(engine: Engine, uid: str) -> bytes:
+    blob = engine.r.hget(engine.keys.users(shard_of(uid, engine.cfg.shards)), uid)
+    assert isinstance(blob, bytes)
+    return blob
+
+
+@pytest.mark.parametrize("old_users", [0, 3, 6])
+def test_a_store_of_old_and_new_profiles_drains_to_the_same_answers(
+    engine: Engine, old_users: int
+) -> None:
+    """Six users reach their state through events; then ``old_users`` of them are rewritten as
+    the JSON the code before version 1 stored. More events drain over the mixed store: every
+    user gets the same triggers and ends with the same profile whatever its stored encoding,
+    and every profile a drain wrote is version 1."""
+    store = AudienceStore(engine.r, engine.keys)
+    store.create("pro", 'FILTER plan == "pro"')
+    store.create("busy", "FILTER visits >= 2")
+    job = _job(engine, "pro", "busy")
+    users = [f"u{i}" for i in range(6)]
+    Ingestor(engine).ingest(
+        list_items(
+            [{"user_id": u, "plan": "pro", "visits": 1, "_ts": 1_700_000_000_000} for u in users]
+        )
+    )
+    _drain(engine)
+    before = _messages(engine, job)
+    codes = engine.registry.get().codes
+    for uid in users[:old_users]:
+        p = Profile.loads(uid, _stored(engine, uid), codes)
+        key = engine.keys.users(shard_of(uid, engine.cfg.shards))
+        engine.r.hset(key, uid, legacy_encode(p))
+        assert _stored(engine, uid)[:1] == b"{"
+    Ingestor(engine).ingest(
+        list_items(
+            [{"user_id": u, "visits": 2, "_ts": 1_700_000_001_000} for u in users]
+            + [{"user_id": u, "plan": "free", "_ts": 1_700_000_002_000} for u in users]
+        )
+    )
+    _drain(engine)
+    after = _messages(engine, job)
+    sequences = {tuple((slug, event) for slug, event, _ in after[uid]) for uid in users}
+    assert len(sequences) == 1, "old and new profiles got the same triggers"
+    for uid in users:
+        enter_pro = before[uid][0][2]
+        assert after[uid][: len(before[uid])] == before[uid]
+        # Each message holds what moved and the job's other current memberships (the seed's shape).
+        assert [(slug, event) for slug, event, _ in after[uid]] == [
+            ("pro", "enter"),
+            ("busy", "enter"),
+            ("pro", "enter"),
+            ("pro", "exit"),
+            ("busy", "enter"),
+        ]
+        pro_enters = {enter for slug, _, enter in after[uid] if slug == "pro"}
+        assert pro_enters == {enter_pro}, "the enter time reads back from either encoding"
+        blob = _stored(engine, uid)
+        assert blob[0] != ord("{"), "the drain wrote it as version 1"
+        p = Profile.loads(uid, blob, codes)
+        assert p.fields == {"user_id": uid, "plan": "free", "visits": 2}
+        assert set(p.membership) == {store.get("busy").id}
