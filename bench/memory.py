@@ -28,8 +28,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import redis
-from _common import RedisServer
+from _common import ROOT  # noqa: F401  (puts the project on the path)
 
+from audiencehub.processes import RedisServer
 from workers.audiences.numbers import AudienceCodes
 from workers.audiences.store import AudienceStore
 from workers.config import Settings, load_settings
