@@ -60,6 +60,24 @@ def test_every_profile_reads_back_exactly(p: Profile) -> None:
     assert Profile.loads("u", legacy_encode(p), CODES) == p
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    profiles(),
+    st.lists(st.tuples(st.sampled_from(["a", "b", ""]), st.one_of(ms_times, times)), max_size=4),
+    st.integers(1, 6),
+)
+def test_a_profile_changed_after_reading_writes_back_exactly(
+    p: Profile, more: list[tuple[str, int]], keep: int
+) -> None:
+    """Writing back reuses the stored form of the lists that did not change (and extends the
+    ones that grew at the end): what reads back is still exactly the changed profile."""
+    q = Profile.loads("u", p.dumps(CODES), CODES)
+    for name, ts in more:
+        q.record_occurrence(name, ts, keep)
+        q.merge({name: ts}, ts)
+    assert Profile.loads("u", q.dumps(CODES), CODES) == q
+
+
 def test_a_realistic_profile_is_a_quarter_of_its_json() -> None:
     p = Profile("u")
     p.merge({"user_id": "user00000001", "email": "user00000001@example.com", "plan": "pro"}, T0)

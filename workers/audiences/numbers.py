@@ -43,14 +43,54 @@ class AudienceIds(dict[int | str, str]):
         return key if isinstance(key, str) else f"#{key}"
 
 
-class AudienceCodes:
-    """Both directions of the numbering, as one snapshot of the registry knows it."""
+CACHED_SETS = 4096
+"""Audience sets remembered each way; beyond that the memo starts again (users share few sets)."""
 
-    __slots__ = ("ids", "numbers")
+
+class AudienceCodes:
+    """Both directions of the numbering, as one snapshot of the registry knows it.
+
+    A profile's audiences (its membership, its next changes) are written as one byte string of
+    2-byte numbers. Users share a few such sets, so each set is turned into bytes, and back,
+    once per snapshot: reading a profile's audiences is then one lookup, not one per audience.
+    """
+
+    __slots__ = ("_by_bytes", "_by_ids", "ids", "numbers")
 
     def __init__(self, numbers: dict[str, int] | None = None) -> None:
         self.numbers = AudienceNumbers(numbers or {})
         self.ids = AudienceIds({n: aid for aid, n in (numbers or {}).items()})
+        self._by_ids: dict[tuple[str, ...], bytes] = {}
+        self._by_bytes: dict[bytes, tuple[str, ...]] = {}
+
+    def pack(self, audiences: dict[str, int]) -> bytes | list[int | str]:
+        """The stored form of a table's audience ids, in its order: bytes, or a list when an id
+        has no number (or a number over 65535)."""
+        key = tuple(audiences)
+        got = self._by_ids.get(key)
+        if got is not None:
+            return got
+        nums = list(map(self.numbers.__getitem__, key))
+        if not all(isinstance(n, int) and 0 <= n < 65536 for n in nums):
+            return nums
+        got = b"".join(n.to_bytes(2, "little") for n in nums)  # type: ignore[union-attr]
+        if len(self._by_ids) >= CACHED_SETS:
+            self._by_ids.clear()
+        self._by_ids[key] = got
+        return got
+
+    def unpack(self, stored: bytes | list[int | str]) -> tuple[str, ...]:
+        """The audience ids ``pack`` wrote, in order."""
+        if not isinstance(stored, bytes):
+            return tuple(map(self.ids.__getitem__, stored))
+        got = self._by_bytes.get(stored)
+        if got is None:
+            nums = [int.from_bytes(stored[i : i + 2], "little") for i in range(0, len(stored), 2)]
+            got = tuple(map(self.ids.__getitem__, nums))
+            if len(self._by_bytes) >= CACHED_SETS:
+                self._by_bytes.clear()
+            self._by_bytes[stored] = got
+        return got
 
 
 NO_CODES = AudienceCodes()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workers.audiences.numbers import NO_CODES, AudienceCodes
-from workers.pipeline.profile_codec import decode, encode
+from workers.pipeline.profile_codec import StoredTimes, decode, encode
 
 MAX_OCCURRENCES = 512
 """Most recent occurrences kept per event name when the caller does not say (the drain keeps only
@@ -40,6 +40,9 @@ class Profile:
     """audience id -> the processing instant at which a membership was recorded, for the few
     whose enter instant is earlier (a time-driven flip applied late). The Existing Users
     backfill sends a membership only if it was recorded before the backfill started."""
+    stored: StoredTimes | None = field(default=None, compare=False, repr=False)
+    """The occurrence lists as read, beside their stored form, so writing the profile back
+    converts only the lists that changed (profile_codec.py)."""
 
     @property
     def is_new(self) -> bool:

@@ -40,6 +40,18 @@ _JSON = ord("{")
 _pack = ormsgpack.packb
 _unpack = ormsgpack.unpackb
 
+
+class StoredTimes:
+    """Occurrence lists as a profile was read (event name -> (times, their stored form)), and the
+    base their stored form counts from."""
+
+    __slots__ = ("base", "lists")
+
+    def __init__(self, base: int, lists: dict[str, tuple[list[int], list[Any]]]) -> None:
+        self.base = base
+        self.lists = lists
+
+
 Parts = tuple[
     dict[str, Any],
     dict[str, int],
@@ -49,8 +61,10 @@ Parts = tuple[
     dict[str, int],
     dict[str, int],
     dict[str, int],
+    StoredTimes | None,
 ]
-"""fields, field times, created, modified, occurrences, membership, next change, recorded."""
+"""fields, field times, created, modified, occurrences, membership, next change, recorded, and
+the occurrences as read."""
 
 
 def encode(p: Profile, codes: AudienceCodes) -> bytes:
@@ -58,29 +72,49 @@ def encode(p: Profile, codes: AudienceCodes) -> bytes:
     base = created - created % MS
     fields = p.fields
     ft = p.field_ts
-    occurrences: dict[str, list[int | None]] = {}
+    occurrences: dict[str, list[Any]] = {}
+    stored = p.stored
+    read = stored.lists if stored is not None and stored.base == base else {}
     for name, times in p.occurrences.items():
-        ms: list[int | None] = [(t - base) // MS for t in times]
+        was = read.get(name)
+        if was is not None:
+            old, wire = was
+            if old == times:
+                occurrences[name] = wire  # unchanged since read: its stored form as it was
+                continue
+            drop = len(old) + 1 - len(times)
+            if drop >= 0 and wire[:1] != [None] and times[:-1] == old[drop:]:
+                ms_last, rest = divmod(times[-1] - base, MS)  # one more at the end (the usual)
+                if not rest:
+                    occurrences[name] = [*wire[drop:], ms_last]
+                    continue
+        ms: list[Any] = [(t - base) // MS for t in times]
         # Floor division leaves a remainder >= 0 per time: they are all zero exactly when the
         # sums agree, so the lists need no second pass to know every time was whole ms.
-        if sum(times) - len(times) * base == MS * sum(ms):  # type: ignore[arg-type]
+        if sum(times) - len(times) * base == MS * sum(ms):
             occurrences[name] = ms
         else:
             occurrences[name] = [None, *times]
-    aligned: list[int] | None = None
+    # Field times: the fields whose time is not ``created``, as (position, ns after created).
+    later: list[int] | None = None
     if len(ft) == len(fields):
         with suppress(KeyError):  # same count, other names: a removed field and an untimed one
-            aligned = [ft[k] - created for k in fields]
-    num = codes.numbers.__getitem__
+            times = list(map(ft.__getitem__, fields))
+            later = []
+            if times.count(created) != len(times):
+                for i, t in enumerate(times):
+                    if t != created:
+                        later += (i, t - created)
+    pack = codes.pack
     mem = p.membership
     nxt = p.next_change
     out: list[Any] = [
-        VERSION, created, p.modified - created, fields, aligned, occurrences,
-        list(map(num, mem)), list(mem.values()), list(map(num, nxt)), list(nxt.values()),
+        VERSION, created, p.modified - created, fields, later, occurrences,
+        pack(mem), list(mem.values()), pack(nxt), list(nxt.values()),
     ]  # fmt: skip
     rec = p.recorded
-    if rec or aligned is None:
-        out += (list(map(num, rec)), list(rec.values()), None if aligned is not None else ft)
+    if rec or later is None:
+        out += (pack(rec), list(rec.values()), None if later is not None else ft)
     try:
         return _pack(out)
     except (ormsgpack.MsgpackEncodeError, TypeError):
@@ -95,31 +129,36 @@ def decode(blob: bytes, codes: AudienceCodes) -> Parts:
         raise ValueError(f"profile encoding version {d[0]!r} is newer than this code reads")
     created: int = d[1]
     fields: dict[str, Any] = d[3]
-    aligned: list[int] | None = d[4]
+    later: list[int] | None = d[4]
     base = created - created % MS
-    occurrences: dict[str, list[int]] = d[5]
-    for name, times in occurrences.items():
-        if times and times[0] is None:
-            del times[0]
-        else:
-            occurrences[name] = [base + t * MS for t in times]
-    aid = codes.ids.__getitem__
+    occurrences: dict[str, list[int]] = {}
+    read: dict[str, tuple[list[int], list[Any]]] = {}
+    for name, wire in d[5].items():
+        times = wire[1:] if wire and wire[0] is None else [base + t * MS for t in wire]
+        occurrences[name] = times
+        read[name] = (times.copy(), wire)
+    ids = codes.unpack
     if len(d) > 10:
-        recorded = dict(zip(map(aid, d[10]), d[11], strict=True))
-        ft = d[12] if aligned is None else None
+        recorded = dict(zip(ids(d[10]), d[11], strict=True))
+        ft = d[12] if later is None else None
     else:
         recorded, ft = {}, None
     if ft is None:
-        ft = dict(zip(fields, [created + t for t in aligned or ()], strict=True))
+        ft = dict.fromkeys(fields, created)
+        if later:
+            names = list(fields)
+            for i in range(0, len(later), 2):
+                ft[names[later[i]]] = created + later[i + 1]
     return (
         fields,
         ft,
         created,
         created + d[2],
         occurrences,
-        dict(zip(map(aid, d[6]), d[7], strict=True)),
-        dict(zip(map(aid, d[8]), d[9], strict=True)),
+        dict(zip(ids(d[6]), d[7], strict=True)),
+        dict(zip(ids(d[8]), d[9], strict=True)),
         recorded,
+        StoredTimes(base, read),
     )
 
 
@@ -141,4 +180,4 @@ def legacy_encode(p: Profile) -> bytes:
 
 def legacy_decode(blob: bytes) -> Parts:
     d = orjson.loads(blob)
-    return (d["f"], d["ft"], d["c"], d["m"], d["o"], d["a"], d["n"], d.get("r", {}))
+    return (d["f"], d["ft"], d["c"], d["m"], d["o"], d["a"], d["n"], d.get("r", {}), None)
