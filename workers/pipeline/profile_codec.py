@@ -3,22 +3,27 @@
 All state lives in Redis memory, so bytes per profile are the bill. Version 1 is a MessagePack
 array (ormsgpack: Rust, the fastest to pack and unpack here) whose first element is the version:
 
-    [1, created, modified - created, fields, field times, occurrences,
-     membership numbers, membership times, next-change numbers, next-change times,
-     (recorded numbers, recorded times, field times not aligned)]   <- only when present
+    [1, created, modified - created, fields, later field times, occurrences,
+     membership audiences, membership times, next-change audiences, next-change times,
+     (recorded audiences, recorded times, field times when not one per field)]  <- if present
 
-- Audiences are small numbers from the registry (workers/audiences/numbers.py), not 32 hex.
-- A field's time is stored beside the fields in the same order, as nanoseconds after
-  ``created``: most fields are set by the first event, so most are a one-byte zero.
-- Occurrence times are whole milliseconds after ``created`` (event ``_ts`` usually carries ms),
-  five bytes instead of nine; a list holding a finer time is stored as exact nanoseconds
-  (marked by a leading nil). Membership, next-change and recorded times are processing instants
-  in nanoseconds, kept exact (messages carry their nanosecond digits).
+- Audiences are 2-byte numbers from the registry (workers/audiences/numbers.py), not 32 hex;
+  a table's audiences are one byte string.
+- Field times: most fields are set by the first event, so only the fields whose time is not
+  ``created`` are written, as (position among the fields, ns after ``created``).
+- Occurrences: each list as [its base, then each time], in whole ms (event ``_ts`` carries
+  ms): five bytes a time instead of nine. A list holding a finer time is [nil, times in ns].
+- Membership, next-change and recorded times are processing instants in ns, written whole
+  (messages carry their nanosecond digits).
 
 Nothing is rounded: every profile reads back equal to what was written. A stored profile that
 begins with ``{`` is the JSON of before (version 0) and is read as such; the next commit writes
 it as version 1, so a store moves over as its users are drained. A profile MessagePack cannot
 hold (nothing the ingest accepts) is written as JSON, which stays readable.
+
+Speed: per-element time arithmetic in Python is what version 1 costs over orjson's C, so a
+profile remembers its occurrence lists as read (``StoredTimes``) and writing back converts only
+the lists that changed (an append converts one time).
 """
 
 from __future__ import annotations
@@ -83,18 +88,13 @@ def encode(p: Profile, codes: AudienceCodes) -> bytes:
                 occurrences[name] = wire  # unchanged since read: its stored form as it was
                 continue
             drop = len(old) + 1 - len(times)
-            if drop >= 0 and wire[:1] != [None] and times[:-1] == old[drop:]:
-                ms_last, rest = divmod(times[-1] - base, MS)  # one more at the end (the usual)
+            if drop >= 0 and old and wire[0] is not None and times[:-1] == old[drop:]:
+                # One more at the end, the oldest dropped (the usual change): same list base.
+                ms, rest = divmod(times[-1] - base - wire[0] * MS, MS)
                 if not rest:
-                    occurrences[name] = [*wire[drop:], ms_last]
+                    occurrences[name] = [wire[0], *wire[1 + drop :], ms]
                     continue
-        ms: list[Any] = [(t - base) // MS for t in times]
-        # Floor division leaves a remainder >= 0 per time: they are all zero exactly when the
-        # sums agree, so the lists need no second pass to know every time was whole ms.
-        if sum(times) - len(times) * base == MS * sum(ms):
-            occurrences[name] = ms
-        else:
-            occurrences[name] = [None, *times]
+        occurrences[name] = _times_out(times, base)
     # Field times: the fields whose time is not ``created``, as (position, ns after created).
     later: list[int] | None = None
     if len(ft) == len(fields):
@@ -121,6 +121,21 @@ def encode(p: Profile, codes: AudienceCodes) -> bytes:
         return legacy_encode(p)
 
 
+def _times_out(times: list[int], base: int) -> list[Any]:
+    """[list base as ms after ``base``, then each time as ms after the list base]; or, when a
+    time is not whole ms, [nil, the times in ns]. The list base is its first time when written
+    whole, so its times stay small (5 bytes within 49 days of it) however old the profile is."""
+    if not times:
+        return times
+    first = times[0]
+    ms = [(t - first) // MS for t in times]
+    # Floor division leaves a remainder >= 0 per time: they are all zero exactly when the sums
+    # agree, so one pass tells that every time was whole ms.
+    if first % MS or sum(times) - len(times) * first != MS * sum(ms):
+        return [None, *times]
+    return [(first - base) // MS, *ms]
+
+
 def decode(blob: bytes, codes: AudienceCodes) -> Parts:
     if blob[0] == _JSON:
         return legacy_decode(blob)
@@ -134,7 +149,11 @@ def decode(blob: bytes, codes: AudienceCodes) -> Parts:
     occurrences: dict[str, list[int]] = {}
     read: dict[str, tuple[list[int], list[Any]]] = {}
     for name, wire in d[5].items():
-        times = wire[1:] if wire and wire[0] is None else [base + t * MS for t in wire]
+        if not wire or wire[0] is None:
+            times = wire[1:]
+        else:
+            first = base + wire[0] * MS
+            times = [first + t * MS for t in wire[1:]]
         occurrences[name] = times
         read[name] = (times.copy(), wire)
     ids = codes.unpack
