@@ -174,8 +174,8 @@ def decode(blob: bytes, codes: AudienceCodes) -> Parts:
         created,
         created + d[2],
         occurrences,
-        dict(zip(ids(d[6]), d[7], strict=True)),
-        dict(zip(ids(d[8]), d[9], strict=True)),
+        dict(zip(ids(d[6]), d[7], strict=False)),
+        dict(zip(ids(d[8]), d[9], strict=False)),
         recorded,
         StoredTimes(base, read),
     )
