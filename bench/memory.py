@@ -13,7 +13,7 @@ the JSON encoding of before (version 0) in the same run.
 Decode+encode is ``Profile.loads(...).dumps(...)`` of the drained profiles, CPU time per profile
 (the best of several rounds, old and new interleaved). Prints figures; asserts nothing.
 
-    .venv/bin/python bench/memory.py [--profiles 1000000] [--large 100000] [--sample 2000]
+    .venv/bin/python bench/memory.py [--profiles 1000000] [--large 50000] [--sample 2000]
 """
 
 from __future__ import annotations
@@ -85,6 +85,7 @@ def user_events(
 def drain_sample(engine: Engine, users: int, fields: int, occurrences: int) -> list[Profile]:
     """Users through the real ingest and drain; returns their stored profiles."""
     rnd = random.Random(7)
+    start_memory = int(engine.r.info("memory")["used_memory"])
     store = AudienceStore(engine.r, engine.keys)
     for slug, text in AUDIENCES.items():
         store.create(slug, text)
@@ -118,7 +119,12 @@ def drain_sample(engine: Engine, users: int, fields: int, occurrences: int) -> l
         f"holds {len(p.fields)} fields, {sum(map(len, p.occurrences.values()))} occurrences, "
         f"{len(p.membership)} audiences, {len(p.next_change)} next changes"
     )
+    state = int(engine.r.info("memory")["used_memory"]) - start_memory
     print(f"    users hashes (MEMORY USAGE): {hashes / users:,.0f} bytes/profile (version 1)")
+    print(
+        f"    all state grown (used_memory): {state / users:,.0f} bytes/user: the profile, "
+        f"{len(p.membership)} member index entries, a due index entry, the drained streams"
+    )
     return profiles
 
 
@@ -147,7 +153,7 @@ def bulk_load(r: redis.Redis, engine: Engine, templates: list[Profile], count: i
         fields["user_id"] = uid
         fields["email"] = f"{uid}@example.com"
         p = Profile(uid, fields, t.field_ts, t.created, t.modified, t.occurrences, t.membership,
-                    t.next_change, t.recorded)  # fmt: skip
+                    t.next_change, t.recorded, t.stored)  # fmt: skip
         blob = encode(p)
         blob_bytes += len(blob)
         shard = shard_of(uid, SHARDS)
@@ -236,7 +242,7 @@ def run(title: str, cfg: Settings, r: redis.Redis, count: int, sample: int, fiel
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--profiles", type=int, default=1_000_000)
-    parser.add_argument("--large", type=int, default=100_000)
+    parser.add_argument("--large", type=int, default=50_000)
     parser.add_argument("--sample", type=int, default=2_000)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="audiencehub-bench-memory-"))
