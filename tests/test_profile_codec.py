@@ -78,6 +78,22 @@ def test_a_profile_changed_after_reading_writes_back_exactly(
     assert Profile.loads("u", q.dumps(CODES), CODES) == q
 
 
+@settings(max_examples=100, deadline=None)
+@given(profiles())
+def test_a_read_profile_converts_its_times_only_when_used(p: Profile) -> None:
+    """Unused, a read profile writes back its bytes as they were; fields changed behind the
+    field times' back still pair each time with its field."""
+    blob = p.dumps(CODES)
+    assert Profile.loads("u", blob, CODES).dumps(CODES) == blob
+    q = Profile.loads("u", blob, CODES)
+    if q.fields:
+        q.fields.pop(next(iter(q.fields)))
+    q.fields["added"] = 1
+    expected = Profile.loads("u", blob, CODES)
+    expected.fields = q.fields
+    assert Profile.loads("u", q.dumps(CODES), CODES) == expected
+
+
 def test_a_realistic_profile_is_a_quarter_of_its_json() -> None:
     p = Profile("u")
     p.merge({"user_id": "user00000001", "email": "user00000001@example.com", "plan": "pro"}, T0)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from bisect import insort
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workers.audiences.numbers import NO_CODES, AudienceCodes
 from workers.pipeline.profile_codec import StoredTimes, decode, encode
+
+LAZY = frozenset(("occurrences", "field_ts"))
 
 MAX_OCCURRENCES = 512
 """Most recent occurrences kept per event name when the caller does not say (the drain keeps only
@@ -41,8 +43,8 @@ class Profile:
     whose enter instant is earlier (a time-driven flip applied late). The Existing Users
     backfill sends a membership only if it was recorded before the backfill started."""
     stored: StoredTimes | None = field(default=None, compare=False, repr=False)
-    """The occurrence lists as read, beside their stored form, so writing the profile back
-    converts only the lists that changed (profile_codec.py)."""
+    """A read profile's times in their stored form: occurrences and field times are converted
+    when first used, and writing back reuses what did not change (profile_codec.py)."""
 
     @property
     def is_new(self) -> bool:
@@ -104,7 +106,18 @@ class Profile:
         """Read either encoding; without the snapshot's ``codes`` audiences read as ``#n``."""
         if not blob:
             return cls(user_id)
-        return cls(user_id, *decode(blob, codes))
+        return decode(cls, user_id, blob, codes)
+
+    if not TYPE_CHECKING:  # (so mypy still refuses attributes a Profile does not have)
+
+        def __getattr__(self, name: str) -> Any:
+            """A read profile's occurrences or field times, converted on first use."""
+            if name not in LAZY:
+                raise AttributeError(name)
+            stored = object.__getattribute__(self, "stored")
+            value = stored.occurrences() if name == "occurrences" else stored.field_ts()
+            object.__setattr__(self, name, value)
+            return value
 
 
 _MISSING = object()

@@ -28,7 +28,6 @@ the lists that changed (an append converts one time).
 
 from __future__ import annotations
 
-from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -47,40 +46,95 @@ _unpack = ormsgpack.unpackb
 
 
 class StoredTimes:
-    """Occurrence lists as a profile was read (event name -> (times, their stored form)), and the
-    base their stored form counts from."""
+    """A read profile's times in their stored form, turned into nanoseconds only when used.
 
-    __slots__ = ("base", "lists")
+    Backfill pages and readers of membership never look at occurrences or field times, so they
+    never pay for converting them; and writing a profile back reuses the stored form of what was
+    not changed: ``wire`` until the occurrences are used, then ``lists`` (event name -> (times as
+    read, their stored form)); ``later`` until the field times are used.
+    """
 
-    def __init__(self, base: int, lists: dict[str, tuple[list[int], list[Any]]]) -> None:
-        self.base = base
-        self.lists = lists
+    __slots__ = ("base", "created", "later", "lists", "names", "wire")
 
+    def __init__(
+        self, created: int, names: list[str], later: list[int] | None, wire: dict[str, list[Any]]
+    ) -> None:
+        self.created = created
+        self.base = created - created % MS
+        self.names = names
+        self.later = later
+        self.wire: dict[str, list[Any]] | None = wire
+        self.lists: dict[str, tuple[list[int], list[Any]]] = {}
 
-Parts = tuple[
-    dict[str, Any],
-    dict[str, int],
-    int,
-    int,
-    dict[str, list[int]],
-    dict[str, int],
-    dict[str, int],
-    dict[str, int],
-    StoredTimes | None,
-]
-"""fields, field times, created, modified, occurrences, membership, next change, recorded, and
-the occurrences as read."""
+    def occurrences(self) -> dict[str, list[int]]:
+        base = self.base
+        occurrences: dict[str, list[int]] = {}
+        for name, wire in (self.wire or {}).items():
+            if not wire or wire[0] is None:
+                times = wire[1:]
+            else:
+                first = base + wire[0] * MS
+                times = [first + t * MS for t in wire[1:]]
+            occurrences[name] = times
+            self.lists[name] = (times.copy(), wire)
+        self.wire = None  # from now on the profile's own lists are the truth
+        return occurrences
+
+    def field_ts(self) -> dict[str, int]:
+        created = self.created
+        names = self.names
+        ft = dict.fromkeys(names, created)
+        later = self.later or ()
+        for i in range(0, len(later), 2):
+            ft[names[later[i]]] = created + later[i + 1]
+        self.later = None  # from now on the profile's own field times are the truth
+        return ft
 
 
 def encode(p: Profile, codes: AudienceCodes) -> bytes:
     created = p.created
     base = created - created % MS
     fields = p.fields
-    ft = p.field_ts
-    occurrences: dict[str, list[Any]] = {}
     stored = p.stored
-    read = stored.lists if stored is not None and stored.base == base else {}
-    for name, times in p.occurrences.items():
+    occurrences: dict[str, list[Any]]
+    if stored is not None and stored.base == base:
+        if stored.wire is not None:
+            occurrences = stored.wire  # never used since read: as it was
+        else:
+            occurrences = _occurrences_out(p.occurrences, stored.lists, base)
+    else:
+        occurrences = _occurrences_out(p.occurrences, {}, base)
+    later: list[int] | None
+    if (
+        stored is not None
+        and stored.later is not None
+        and created == stored.created
+        and list(fields) == stored.names
+    ):
+        later = stored.later  # never used since read: as it was
+    else:
+        later = _field_times_out(fields, p.field_ts, created)
+    pack = codes.pack
+    mem = p.membership
+    nxt = p.next_change
+    out: list[Any] = [
+        VERSION, created, p.modified - created, fields, later, occurrences,
+        pack(mem), list(mem.values()), pack(nxt), list(nxt.values()),
+    ]  # fmt: skip
+    rec = p.recorded
+    if rec or later is None:
+        out += (pack(rec), list(rec.values()), None if later is not None else p.field_ts)
+    try:
+        return _pack(out)
+    except (ormsgpack.MsgpackEncodeError, TypeError):
+        return legacy_encode(p)
+
+
+def _occurrences_out(
+    now: dict[str, list[int]], read: dict[str, tuple[list[int], list[Any]]], base: int
+) -> dict[str, list[Any]]:
+    occurrences: dict[str, list[Any]] = {}
+    for name, times in now.items():
         was = read.get(name)
         if was is not None:
             old, wire = was
@@ -95,30 +149,7 @@ def encode(p: Profile, codes: AudienceCodes) -> bytes:
                     occurrences[name] = [wire[0], *wire[1 + drop :], ms]
                     continue
         occurrences[name] = _times_out(times, base)
-    # Field times: the fields whose time is not ``created``, as (position, ns after created).
-    later: list[int] | None = None
-    if len(ft) == len(fields):
-        with suppress(KeyError):  # same count, other names: a removed field and an untimed one
-            times = list(map(ft.__getitem__, fields))
-            later = []
-            if times.count(created) != len(times):
-                for i, t in enumerate(times):
-                    if t != created:
-                        later += (i, t - created)
-    pack = codes.pack
-    mem = p.membership
-    nxt = p.next_change
-    out: list[Any] = [
-        VERSION, created, p.modified - created, fields, later, occurrences,
-        pack(mem), list(mem.values()), pack(nxt), list(nxt.values()),
-    ]  # fmt: skip
-    rec = p.recorded
-    if rec or later is None:
-        out += (pack(rec), list(rec.values()), None if later is not None else ft)
-    try:
-        return _pack(out)
-    except (ormsgpack.MsgpackEncodeError, TypeError):
-        return legacy_encode(p)
+    return occurrences
 
 
 def _times_out(times: list[int], base: int) -> list[Any]:
@@ -136,49 +167,50 @@ def _times_out(times: list[int], base: int) -> list[Any]:
     return [(first - base) // MS, *ms]
 
 
-def decode(blob: bytes, codes: AudienceCodes) -> Parts:
+def _field_times_out(fields: dict[str, Any], ft: dict[str, int], created: int) -> list[int] | None:
+    """The fields whose time is not ``created``, as (position, ns after created); None when the
+    field times are not one per field (a removed field): then they are written whole."""
+    if len(ft) != len(fields):
+        return None
+    try:
+        times = list(map(ft.__getitem__, fields))
+    except KeyError:  # same count, other names: a removed field and an untimed one
+        return None
+    later: list[int] = []
+    if times.count(created) != len(times):
+        for i, t in enumerate(times):
+            if t != created:
+                later += (i, t - created)
+    return later
+
+
+def decode(cls: type[Profile], user_id: str, blob: bytes, codes: AudienceCodes) -> Profile:
+    """The profile stored in ``blob`` (either version); occurrences and field times of version 1
+    are filled in when first used (Profile.__getattr__)."""
     if blob[0] == _JSON:
-        return legacy_decode(blob)
+        return legacy_decode(cls, user_id, blob)
     d = _unpack(blob)
     if d[0] != VERSION:
         raise ValueError(f"profile encoding version {d[0]!r} is newer than this code reads")
     created: int = d[1]
     fields: dict[str, Any] = d[3]
-    later: list[int] | None = d[4]
-    base = created - created % MS
-    occurrences: dict[str, list[int]] = {}
-    read: dict[str, tuple[list[int], list[Any]]] = {}
-    for name, wire in d[5].items():
-        if not wire or wire[0] is None:
-            times = wire[1:]
-        else:
-            first = base + wire[0] * MS
-            times = [first + t * MS for t in wire[1:]]
-        occurrences[name] = times
-        read[name] = (times.copy(), wire)
     ids = codes.unpack
+    p = cls.__new__(cls)
+    p.user_id = user_id
+    p.fields = fields
+    p.created = created
+    p.modified = created + d[2]
+    p.membership = dict(zip(ids(d[6]), d[7], strict=False))
+    p.next_change = dict(zip(ids(d[8]), d[9], strict=False))
+    later: list[int] | None = d[4]
     if len(d) > 10:
-        recorded = dict(zip(ids(d[10]), d[11], strict=True))
-        ft = d[12] if later is None else None
+        p.recorded = dict(zip(ids(d[10]), d[11], strict=True))
+        if later is None:
+            p.field_ts = d[12]
     else:
-        recorded, ft = {}, None
-    if ft is None:
-        ft = dict.fromkeys(fields, created)
-        if later:
-            names = list(fields)
-            for i in range(0, len(later), 2):
-                ft[names[later[i]]] = created + later[i + 1]
-    return (
-        fields,
-        ft,
-        created,
-        created + d[2],
-        occurrences,
-        dict(zip(ids(d[6]), d[7], strict=False)),
-        dict(zip(ids(d[8]), d[9], strict=False)),
-        recorded,
-        StoredTimes(base, read),
-    )
+        p.recorded = {}
+    p.stored = StoredTimes(created, list(fields), later, d[5])
+    return p
 
 
 def legacy_encode(p: Profile) -> bytes:
@@ -197,6 +229,6 @@ def legacy_encode(p: Profile) -> bytes:
     )
 
 
-def legacy_decode(blob: bytes) -> Parts:
+def legacy_decode(cls: type[Profile], user_id: str, blob: bytes) -> Profile:
     d = orjson.loads(blob)
-    return (d["f"], d["ft"], d["c"], d["m"], d["o"], d["a"], d["n"], d.get("r", {}), None)
+    return cls(user_id, d["f"], d["ft"], d["c"], d["m"], d["o"], d["a"], d["n"], d.get("r", {}))
