@@ -4,21 +4,13 @@ beside version 1 ones drains to the same answers as a store of either alone."""
 from __future__ import annotations
 
 import orjson
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from workers.audiences.numbers import NO_CODES, AudienceCodes, AudienceNumbering
-from workers.audiences.store import AudienceStore
 from workers.engine import Engine
-from workers.jobs.auths import AuthStore
-from workers.jobs.store import Job, JobStore
-from workers.keys import shard_of
-from workers.pipeline.drain import ShardDrainer
-from workers.pipeline.ingest import Ingestor, list_items
 from workers.pipeline.profile import Profile
 from workers.pipeline.profile_codec import legacy_encode
-from workers.redisconn import stream_rows
 from workers.timefmt import NS_PER_DAY, NS_PER_MS
 
 CONN = (
@@ -137,91 +129,3 @@ def test_audience_numbers_are_given_once_and_never_reused(engine: Engine) -> Non
     assert again.numbers[A] == first.numbers[A] and again.numbers[B] == first.numbers[B]
     assert again.numbers["c" * 32] == 3
     assert again.ids[first.numbers[A]] == A
-
-
-# -- a mixed store ----------------------------------------------------------------------------
-def _job(engine: Engine, *slugs: str) -> Job:
-    store = AudienceStore(engine.r, engine.keys)
-    auth = AuthStore(engine.r, engine.keys, engine.cfg).create("h", CONN)
-    return JobStore(engine.r, engine.keys).create("j", auth.id, [store.get(s).id for s in slugs])
-
-
-def _drain(engine: Engine) -> None:
-    drainer = ShardDrainer(engine)
-    for shard in range(engine.cfg.shards):
-        drainer.drain(shard)
-
-
-def _messages(engine: Engine, job: Job) -> dict[str, list[tuple[str, str, str]]]:
-    """user -> (slug, event, enter) of every trigger, in order."""
-    out: dict[str, list[tuple[str, str, str]]] = {}
-    for shard in range(engine.cfg.shards):
-        for _, f in stream_rows(engine.r.xrange(engine.keys.outbox(shard, job.id))):
-            body = orjson.loads(f[b"b"])
-            for s in body["data"]["segment_events"]:
-                out.setdefault(body["data"]["user_id"], []).append(
-                    (s["slug"], s["event"], s["enter"])
-                )
-    return out
-
-
-def _stored(engine: Engine, uid: str) -> bytes:
-    blob = engine.r.hget(engine.keys.users(shard_of(uid, engine.cfg.shards)), uid)
-    assert isinstance(blob, bytes)
-    return blob
-
-
-@pytest.mark.parametrize("old_users", [0, 3, 6])
-def test_a_store_of_old_and_new_profiles_drains_to_the_same_answers(
-    engine: Engine, old_users: int
-) -> None:
-    """Six users reach their state through events; then ``old_users`` of them are rewritten as
-    the JSON the code before version 1 stored. More events drain over the mixed store: every
-    user gets the same triggers and ends with the same profile whatever its stored encoding,
-    and every profile a drain wrote is version 1."""
-    store = AudienceStore(engine.r, engine.keys)
-    store.create("pro", 'FILTER plan == "pro"')
-    store.create("busy", "FILTER visits >= 2")
-    job = _job(engine, "pro", "busy")
-    users = [f"u{i}" for i in range(6)]
-    Ingestor(engine).ingest(
-        list_items(
-            [{"user_id": u, "plan": "pro", "visits": 1, "_ts": 1_700_000_000_000} for u in users]
-        )
-    )
-    _drain(engine)
-    before = _messages(engine, job)
-    codes = engine.registry.get().codes
-    for uid in users[:old_users]:
-        p = Profile.loads(uid, _stored(engine, uid), codes)
-        key = engine.keys.users(shard_of(uid, engine.cfg.shards))
-        engine.r.hset(key, uid, legacy_encode(p))
-        assert _stored(engine, uid)[:1] == b"{"
-    Ingestor(engine).ingest(
-        list_items(
-            [{"user_id": u, "visits": 2, "_ts": 1_700_000_001_000} for u in users]
-            + [{"user_id": u, "plan": "free", "_ts": 1_700_000_002_000} for u in users]
-        )
-    )
-    _drain(engine)
-    after = _messages(engine, job)
-    sequences = {tuple((slug, event) for slug, event, _ in after[uid]) for uid in users}
-    assert len(sequences) == 1, "old and new profiles got the same triggers"
-    for uid in users:
-        enter_pro = before[uid][0][2]
-        assert after[uid][: len(before[uid])] == before[uid]
-        # Each message holds what moved and the job's other current memberships (the seed's shape).
-        assert [(slug, event) for slug, event, _ in after[uid]] == [
-            ("pro", "enter"),
-            ("busy", "enter"),
-            ("pro", "enter"),
-            ("pro", "exit"),
-            ("busy", "enter"),
-        ]
-        pro_enters = {enter for slug, _, enter in after[uid] if slug == "pro"}
-        assert pro_enters == {enter_pro}, "the enter time reads back from either encoding"
-        blob = _stored(engine, uid)
-        assert blob[0] != ord("{"), "the drain wrote it as version 1"
-        p = Profile.loads(uid, blob, codes)
-        assert p.fields == {"user_id": uid, "plan": "free", "visits": 2}
-        assert set(p.membership) == {store.get("busy").id}
