@@ -10,8 +10,10 @@ the JSON encoding of before (version 0) in the same run.
    once as version 1 and once as JSON, into an emptied Redis: ``used_memory`` grown / N.
 3. The same for a large profile (50 fields, 200 occurrences: AUDIENCEHUB_OCCURRENCES_KEPT=200).
 
-Decode+encode is ``Profile.loads(...).dumps(...)`` of the drained profiles, CPU time per profile
-(the best of several rounds, old and new interleaved). Prints figures; asserts nothing.
+CPU time per profile over the drained profiles (the best of 15 rounds, old and new interleaved):
+``Profile.loads(...).dumps(...)`` untouched, and with one event applied in between (a field and
+an occurrence, as a drain does). Prints figures; asserts nothing. Redis work and the bulk loop
+make most of its wall time: about a minute and a half of CPU for the defaults.
 
     .venv/bin/python bench/memory.py [--profiles 1000000] [--large 50000] [--sample 2000]
 """
