@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -23,13 +24,28 @@ from workers.pipeline.membership import Transition
 from workers.pipeline.profile import Profile
 from workers.timefmt import far_future, format_rfc3339
 
+_enter_text = lru_cache(maxsize=65_536)(format_rfc3339)
+"""Enter times repeat (a member's enter is carried in each of its later messages): formatted
+once per process while they stay in the cache."""
 
-def segment_event(t: Transition, at: int) -> dict[str, str]:
+
+@lru_cache(maxsize=256)
+def _job_order(audiences: tuple[str, ...]) -> dict[str, int]:
+    """A job's audiences by position (the order a message lists them in)."""
+    return {aid: i for i, aid in enumerate(audiences)}
+
+
+def segment_event(t: Transition, at: int, future: str | None = None) -> dict[str, str]:
+    """``future``: ``far_future(at)`` when the caller has it already."""
+    if t.exit is not None:
+        exit_text = format_rfc3339(t.exit)
+    else:
+        exit_text = future if future is not None else far_future(at)
     return {
         "id": t.audience,
         "event": t.event,
-        "enter": format_rfc3339(t.enter),
-        "exit": format_rfc3339(t.exit) if t.exit is not None else far_future(at),
+        "enter": _enter_text(t.enter),
+        "exit": exit_text,
         "slug": t.slug,
     }
 
@@ -54,15 +70,19 @@ def current_memberships(
     changed: Sequence[Transition],
     slugs: Mapping[str, str],
     at: int,
+    future: str | None = None,
 ) -> list[dict[str, str]]:
-    """The job's other audiences the user is in at ``at``, as the seed shows an unchanged one."""
+    """The job's other audiences the user is in at ``at``, as the seed shows an unchanged one.
+    ``future``: ``far_future(at)`` when the caller has it already."""
     moved = {t.audience for t in changed}
+    if future is None:
+        future = far_future(at)
     return [
         {
             "id": aid,
             "event": "enter",
-            "enter": format_rfc3339(membership[aid]),
-            "exit": far_future(at),
+            "enter": _enter_text(membership[aid]),
+            "exit": future,
             "slug": slugs[aid],
         }
         for aid in job.audiences
@@ -84,12 +104,16 @@ def render(
     unless later instants have been applied to the profile since); ``slugs`` names audiences.
     """
     data = user_data(profile, job.fields)
-    order = {aid: i for i, aid in enumerate(job.audiences)}
-    ordered = sorted(transitions, key=lambda t: order.get(t.audience, len(order)))
-    events = [segment_event(t, at) for t in ordered]
+    if len(transitions) > 1:
+        order = _job_order(job.audiences)
+        ordered = sorted(transitions, key=lambda t: order.get(t.audience, len(order)))
+    else:
+        ordered = list(transitions)
+    future = far_future(at)
+    events = [segment_event(t, at, future) for t in ordered]
     if not job.changes_only:
         members = profile.membership if membership is None else membership
-        events += current_memberships(job, members, transitions, slugs, at)
+        events += current_memberships(job, members, transitions, slugs, at, future)
     data["segment_events"] = events
     body = orjson.dumps(
         {

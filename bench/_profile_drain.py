@@ -1,0 +1,195 @@
+"""Where a drain's (or a backfill page's) time goes: a fixed stream, in-process, real redis-server.
+
+Not part of ``make bench`` (the leading underscore): a tool for finding the hot path. The same
+seeded stream of events (bench/realtime.py's workload) is drained in this process, first to warm
+the profiles up, then measured; ``--tree`` runs another checkout's engine (say /work/main) on the
+same workload, so two trees compare in one sitting on a shared machine.
+
+    .venv/bin/python bench/_profile_drain.py [--tree DIR] [--events 30000] [--profile] [--backfill N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+CONN = (
+    "Endpoint=sb://127.0.0.1:1/;SharedAccessKeyName=k;SharedAccessKey=a2V5;"
+    "EntityPath=h;UseDevelopmentEmulator=true"
+)
+
+
+def _setup(tree: Path) -> None:
+    sys.path.insert(0, str(tree))
+    sys.path.insert(1, str(tree / "bench"))
+
+
+def run(args: argparse.Namespace) -> None:
+    import redis
+    from realtime import AUDIENCES, make_event  # type: ignore[import-not-found,unused-ignore]
+
+    import workers
+    from audiencehub.processes import RedisServer
+    from workers.audiences.store import AudienceStore
+    from workers.config import load_settings
+    from workers.engine import Engine
+    from workers.jobs.auths import AuthStore
+    from workers.jobs.store import JobStore
+    from workers.pipeline.drain import ShardDrainer
+    from workers.pipeline.ingest import Ingestor, list_items
+
+    print(f"engine from {Path(workers.__file__).parent.parent}")
+    server = RedisServer(Path(tempfile.mkdtemp(prefix="audiencehub-prof-")), appendonly=False)
+    server.start()
+    try:
+        import os
+
+        os.environ["REDIS_URL"] = server.url
+        os.environ["AUDIENCEHUB_SHARDS"] = "16"
+        os.environ.setdefault("AUDIENCEHUB_MODE", "demo")
+        cfg = load_settings()
+        e = Engine.create(cfg=cfg, r=redis.Redis.from_url(server.url))
+        store = AudienceStore(e.r, e.keys)
+        for i, text in enumerate(AUDIENCES):
+            store.create(f"a{i:02d}", text)
+        auth = AuthStore(e.r, e.keys, e.cfg).create("h", CONN)
+        JobStore(e.r, e.keys).create(
+            "rt", auth.id, [store.get(f"a{i:02d}").id for i in range(len(AUDIENCES))],
+            fields=("_created", "_modified", "email", "user_id", "probe"),
+        )  # fmt: skip
+        if args.backfill:
+            backfill(e, args)
+            return
+        rng = random.Random(7)
+        now = time.time_ns()
+
+        def load(events: int) -> None:
+            for first in range(0, events, 5000):
+                batch = [make_event(rng, now) for _ in range(min(5000, events - first))]
+                Ingestor(e).ingest(list_items(batch))
+
+        def drain_all() -> None:
+            drainer = ShardDrainer(e)
+            for shard in range(e.cfg.shards):
+                drainer.drain(shard, budget_s=600)
+
+        load(args.warm)
+        drain_all()
+        for name in e.r.scan_iter(match="*outbox*"):
+            e.r.delete(name)
+        best = float("inf")
+        profiler = cProfile.Profile() if args.profile else None
+        for _ in range(args.repeat):
+            load(args.events)
+            start = time.perf_counter()
+            if profiler:
+                profiler.enable()
+            drain_all()
+            if profiler:
+                profiler.disable()
+            best = min(best, time.perf_counter() - start)
+        print(f"drain of {args.events:,} events: {args.events / best:,.0f} events/s (best of "
+              f"{args.repeat}{', profiled' if profiler else ''})")  # fmt: skip
+        if profiler:
+            report(profiler, args.top)
+    finally:
+        server.stop()
+
+
+def backfill(e: Any, args: argparse.Namespace) -> None:
+    import workers.jobs.backfill as bf
+    from workers.audiences.store import AudienceStore
+    from workers.jobs.auths import AuthStore
+    from workers.jobs.backfill import Backfills
+    from workers.jobs.store import JobStore
+    from workers.keys import shard_of
+    from workers.pipeline.profile import Profile
+
+    store = AudienceStore(e.r, e.keys)
+    vip = store.create("vip", 'FILTER tier == "vip"')
+    active = store.create("active", "FILTER visits >= 3")
+    now = e.clock.now_ns()
+    pipe = e.r.pipeline(transaction=False)
+    for i in range(args.backfill):
+        uid = f"user{i:07d}"
+        shard = shard_of(uid, e.cfg.shards)
+        p = Profile(uid, created=now - 10**12, modified=now - 10**9)
+        p.fields = {"user_id": uid, "email": f"{uid}@example.com", "tier": "vip", "visits": i % 7}
+        p.membership[vip.id] = now - 10**12
+        pipe.zadd(e.keys.members(shard, vip.id), {uid: 0})
+        if i % 7 >= 3:
+            p.membership[active.id] = now - 10**11
+            pipe.zadd(e.keys.members(shard, active.id), {uid: 0})
+        pipe.hset(e.keys.users(shard), uid, p.dumps())
+        if i % 5000 == 4999:
+            pipe.execute()
+    pipe.execute()
+    auth = AuthStore(e.r, e.keys, e.cfg).create("b", CONN)
+    job = JobStore(e.r, e.keys).create("b", auth.id, [vip.id, active.id], existing_users=True)
+    bf.BACKLOG_LIMIT = 10**9  # measure pages, not flow control
+    backfills = Backfills(e)
+    backfills.start(job, started=e.clock.now_ns())
+    profiler = cProfile.Profile() if args.profile else None
+    start = time.perf_counter()
+    if profiler:
+        profiler.enable()
+    written = 0
+    for shard in range(e.cfg.shards):
+        while True:
+            page = backfills.page(job.id, shard)
+            written += page.written
+            if page.done:
+                break
+    if profiler:
+        profiler.disable()
+    took = time.perf_counter() - start
+    print(f"backfill pages: {written:,} users in {took:.2f}s = {written / took:,.0f} users/s")
+    if profiler:
+        report(profiler, args.top)
+
+
+def report(profiler: cProfile.Profile, top: int) -> None:
+    stats = pstats.Stats(profiler)
+    total = sum(row[2] for row in stats.stats.values())  # type: ignore[attr-defined]
+    groups = {
+        "Redis round trips (read, commit script)": ("redis/", "hiredis", "socket"),
+        "audience evaluation (FilterQL)": ("filterql/",),
+        "rendering messages": ("envelope.py", "timefmt.py"),
+        "profiles (decode, merge, encode)": ("profile.py", "entries.py", "orjson"),
+        "drain loop, membership": ("drain.py", "membership.py", "commit.py", "registry.py"),
+    }
+    spent = dict.fromkeys(groups, 0.0)
+    for (filename, _, name), row in stats.stats.items():  # type: ignore[attr-defined]
+        for group, needles in groups.items():
+            if any(n in filename or n in name for n in needles):
+                spent[group] += row[2]
+                break
+    for group, seconds in spent.items():
+        print(f"  {group:<42} {seconds / total:5.0%}")
+    stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(top)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tree", type=Path, default=Path(__file__).resolve().parent.parent)
+    parser.add_argument("--events", type=int, default=30_000)
+    parser.add_argument("--warm", type=int, default=60_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--backfill", type=int, default=0, help="members: profile backfill pages")
+    args = parser.parse_args()
+    _setup(args.tree.resolve())
+    run(args)
+
+
+if __name__ == "__main__":
+    main()
