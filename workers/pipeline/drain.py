@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 
 import orjson
@@ -149,13 +148,17 @@ class ShardDrainer:
         commit = ShardCommit(k, shard, applied, last_id, next_stream_id(last_id))
 
         user_ids = list(dict.fromkeys(entry.user_id for entry in entries))
-        blobs: list[bytes | None] = e.r.hmget(k.users(shard), user_ids)  # type: ignore[assignment]
+        # The attempt is written down in the round trip that reads the users, before any entry
+        # is applied.
+        self._working = Attempt(head, tries + 1)
+        pipe = e.r.pipeline(transaction=False)
+        pipe.hmget(k.users(shard), user_ids)
+        self.attempts.begin(shard, self._working, pipe)
+        blobs: list[bytes | None] = pipe.execute()[0]
         profiles = {
             uid: Profile.loads(uid, blob) for uid, blob in zip(user_ids, blobs, strict=True)
         }
         sizes = {uid: len(blob or b"") for uid, blob in zip(user_ids, blobs, strict=True)}
-        self._working = Attempt(head, tries + 1)
-        self.attempts.begin(shard, self._working)
         faults.fire(e.cfg, e.r, "drain.stall")
         before = {uid: set(p.membership) for uid, p in profiles.items()}
         due_before = {uid: _due_ms(p) for uid, p in profiles.items()}
@@ -324,12 +327,17 @@ class ShardDrainer:
         """Queue one message per job whose audiences moved, holding all of them at once, beside
         the job's other audiences the user is in (``membership``: at ``at``)."""
         report.transitions += len(changes)
-        per_job: dict[str, list[Transition]] = defaultdict(list)
+        per_job: dict[str, list[Transition]] = {}
+        jobs_by_audience = snapshot.jobs_by_audience
         for t in changes:
             tallies.add("transitions", 1, t.audience, t.event)
-            for job in snapshot.jobs_by_audience.get(t.audience, ()):
+            for job in jobs_by_audience.get(t.audience, ()):
                 if t.event in job.events:
-                    per_job[job.id].append(t)
+                    moved = per_job.get(job.id)
+                    if moved is None:
+                        per_job[job.id] = [t]
+                    else:
+                        moved.append(t)
         for job_id, moved in per_job.items():
             body, key = render(
                 snapshot.jobs[job_id], profile, moved, at, snapshot.slugs, membership

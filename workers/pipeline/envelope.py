@@ -131,6 +131,8 @@ def idempotency_key(job_id: str, user_id: str, transitions: Sequence[Transition]
     time for an exit), so a backfilled enter and the live enter of one membership share a key.
     """
     parts = [job_id, user_id]
-    for t in sorted(transitions, key=lambda t: (t.audience, t.event)):
+    if len(transitions) > 1:
+        transitions = sorted(transitions, key=lambda t: (t.audience, t.event))
+    for t in transitions:
         parts.append(f"{t.audience}:{t.event}:{t.enter}:{t.exit if t.exit is not None else ''}")
     return hashlib.blake2b("|".join(parts).encode(), digest_size=16).hexdigest()

@@ -37,7 +37,8 @@ def evaluate(profile: Profile, audiences: Iterable[LiveAudience], at: int) -> li
     for a in audiences:
         f = a.filter
         aid = a.id
-        inside = f.matches(profile, at)
+        direct = f.unscoped_evaluate
+        inside = direct(profile, at) is True if direct is not None else f.matches(profile, at)
         entered = membership.get(aid)
         if inside:
             if entered is None:
