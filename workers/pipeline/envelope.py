@@ -90,6 +90,50 @@ def current_memberships(
     ]
 
 
+class Renderer:
+    """Messages of one job at one instant. What all of them share (the exit a current member
+    carries, the ``meta`` object) is rendered once, so a backfill page renders only what
+    differs from user to user."""
+
+    __slots__ = ("_future", "_order", "_tail", "at", "job", "slugs")
+
+    def __init__(self, job: Job, at: int, slugs: Mapping[str, str]) -> None:
+        self.job = job
+        self.at = at
+        self.slugs = slugs
+        self._future = far_future(at)
+        self._order = _job_order(job.audiences)
+        meta = {"object": "user", "subscription_id": job.id, "timestamp": format_rfc3339(at)}
+        # ``{"data": ..., "meta": ...}`` byte for byte as orjson writes the whole object.
+        self._tail = b',"meta":' + orjson.dumps(meta) + b"}"
+
+    def render(
+        self,
+        profile: Profile,
+        transitions: Sequence[Transition],
+        membership: Mapping[str, int] | None = None,
+    ) -> tuple[bytes, str]:
+        """The message body and its idempotency key for one user's changes at ``at``.
+
+        ``membership`` is the user's audiences at ``at`` (default: the profile's, which is right
+        unless later instants have been applied to the profile since).
+        """
+        job, at, future = self.job, self.at, self._future
+        data = user_data(profile, job.fields)
+        if len(transitions) > 1:
+            order = self._order
+            ordered = sorted(transitions, key=lambda t: order.get(t.audience, len(order)))
+        else:
+            ordered = list(transitions)
+        events = [segment_event(t, at, future) for t in ordered]
+        if not job.changes_only:
+            members = profile.membership if membership is None else membership
+            events += current_memberships(job, members, transitions, self.slugs, at, future)
+        data["segment_events"] = events
+        body = b'{"data":' + orjson.dumps(data) + self._tail
+        return body, idempotency_key(job.id, profile.user_id, transitions)
+
+
 def render(
     job: Job,
     profile: Profile,
@@ -98,30 +142,9 @@ def render(
     slugs: Mapping[str, str],
     membership: Mapping[str, int] | None = None,
 ) -> tuple[bytes, str]:
-    """The message body and its idempotency key for one user's changes at one instant.
-
-    ``membership`` is the user's audiences at ``at`` (default: the profile's, which is right
-    unless later instants have been applied to the profile since); ``slugs`` names audiences.
-    """
-    data = user_data(profile, job.fields)
-    if len(transitions) > 1:
-        order = _job_order(job.audiences)
-        ordered = sorted(transitions, key=lambda t: order.get(t.audience, len(order)))
-    else:
-        ordered = list(transitions)
-    future = far_future(at)
-    events = [segment_event(t, at, future) for t in ordered]
-    if not job.changes_only:
-        members = profile.membership if membership is None else membership
-        events += current_memberships(job, members, transitions, slugs, at, future)
-    data["segment_events"] = events
-    body = orjson.dumps(
-        {
-            "data": data,
-            "meta": {"object": "user", "subscription_id": job.id, "timestamp": format_rfc3339(at)},
-        }
-    )
-    return body, idempotency_key(job.id, profile.user_id, transitions)
+    """The message body and its idempotency key for one user's changes at one instant
+    (``slugs`` names audiences; ``membership``: see :meth:`Renderer.render`)."""
+    return Renderer(job, at, slugs).render(profile, transitions, membership)
 
 
 def idempotency_key(job_id: str, user_id: str, transitions: Sequence[Transition]) -> str:
