@@ -170,18 +170,22 @@ class ShardDrainer:
         tallies = Tallies()
         offset = now - time.time_ns()  # the test clock's offset; zero in production
         at = now - 1
+        evaluations = 0
         for entry, entry_id in zip(entries, entry_ids, strict=True):
             # Each entry gets its own processing instant, strictly increasing, so an enter and
             # an exit applied in one batch keep distinct, ordered times.
             at = max(time.time_ns() + offset, at + 1)
             profile = profiles[entry.user_id]
-            steps, evaluated = catch_up(profile, snapshot, at)
-            for step in steps:
-                flips.append(step.at)
-                self._emit(
-                    commit, snapshot, profile, step.changes, step.at, report, tallies,
-                    step.membership,
-                )  # fmt: skip
+            evaluated = 0
+            pending_flips = profile.next_change
+            if pending_flips and min(pending_flips.values()) <= at:  # else nothing to catch up
+                steps, evaluated = catch_up(profile, snapshot, at)
+                for step in steps:
+                    flips.append(step.at)
+                    self._emit(
+                        commit, snapshot, profile, step.changes, step.at, report, tallies,
+                        step.membership,
+                    )  # fmt: skip
             refused = self._over_limits(profile, entry, snapshot, sizes)
             if refused is not None:
                 commit.set_aside.append((entry_id, refused, now // NS_PER_MS, entry.encode()))
@@ -190,9 +194,10 @@ class ShardDrainer:
                 continue
             targets = self._apply(profile, entry, snapshot, e.cfg.occurrences_kept)
             changes = evaluate(profile, targets, at)
-            tallies.add("evaluations", evaluated + len(targets))
+            evaluations += evaluated + len(targets)
             if changes:
                 self._emit(commit, snapshot, profile, changes, at, report, tallies)
+        tallies.add("evaluations", evaluations)
 
         for uid, profile in profiles.items():
             commit.users[uid] = profile.dumps()
