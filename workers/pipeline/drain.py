@@ -52,6 +52,44 @@ def _stop_reason(exc: BaseException) -> str:
     return f"failed ({type(exc).__name__})"
 
 
+_QUIET: dict[int, tuple[Snapshot, frozenset[str]]] = {}
+
+
+def _quiet_when_absent(snapshot: Snapshot) -> frozenset[str]:
+    """Audiences false for a profile holding none of the fields and events they read, at any
+    time: no INCLUDE, no time dependence, and false for an empty profile. Worked out once per
+    registry version (per process)."""
+    known = _QUIET.get(snapshot.version)
+    if known is not None and known[0] is snapshot:
+        return known[1]
+    empty = Profile("")
+    quiet = frozenset(
+        a.id
+        for a in snapshot.audiences.values()
+        if not a.filter.includes
+        and not a.filter.time_dependent
+        and not a.filter.matches(empty, 0)
+    )
+    _QUIET.clear()
+    _QUIET[snapshot.version] = (snapshot, quiet)
+    return quiet
+
+
+def first_targets(profile: Profile, snapshot: Snapshot) -> list[LiveAudience]:
+    """The audiences a new profile's first entry can put it in. The others answer as for an empty
+    profile, false, since the profile holds none of what they read (an audience's fields and
+    events are complete: ``Snapshot.affected`` rests on that too); so evaluating them would
+    record nothing. A new user's first event otherwise evaluates every audience."""
+    quiet = _quiet_when_absent(snapshot)
+    present = {*profile.fields, *profile.occurrences, "_created", ALWAYS_CHANGED}
+    return [
+        a
+        for a in snapshot.audiences.values()
+        if a.id not in quiet
+        or not (a.filter.fields.isdisjoint(present) and a.filter.events.isdisjoint(present))
+    ]
+
+
 def _due_ms(profile: Profile) -> int | None:
     due = profile.due()
     return None if due is None else ns_to_ms_ceil(due)
@@ -315,7 +353,7 @@ class ShardDrainer:
         if profile.created != created:
             changed.add("_created")
         if new:
-            return list(snapshot.audiences.values())
+            return first_targets(profile, snapshot)
         return snapshot.affected(changed, entry.name)
 
     @staticmethod
