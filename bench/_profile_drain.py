@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 CONN = (
@@ -163,35 +164,17 @@ def deliver(e: Any, server: Any, hub: Any, job_id: str, profile: bool, top: int)
 
 
 def backfill(e: Any, args: argparse.Namespace) -> None:
+    from backfill import populate  # type: ignore[import-not-found,unused-ignore]
+
     import workers.jobs.backfill as bf
-    from workers.audiences.store import AudienceStore
     from workers.jobs.auths import AuthStore
     from workers.jobs.backfill import Backfills
     from workers.jobs.store import JobStore
-    from workers.keys import shard_of
-    from workers.pipeline.profile import Profile
 
-    store = AudienceStore(e.r, e.keys)
-    vip = store.create("vip", 'FILTER tier == "vip"')
-    active = store.create("active", "FILTER visits >= 3")
-    now = e.clock.now_ns()
-    pipe = e.r.pipeline(transaction=False)
-    for i in range(args.backfill):
-        uid = f"user{i:07d}"
-        shard = shard_of(uid, e.cfg.shards)
-        p = Profile(uid, created=now - 10**12, modified=now - 10**9)
-        p.fields = {"user_id": uid, "email": f"{uid}@example.com", "tier": "vip", "visits": i % 7}
-        p.membership[vip.id] = now - 10**12
-        pipe.zadd(e.keys.members(shard, vip.id), {uid: 0})
-        if i % 7 >= 3:
-            p.membership[active.id] = now - 10**11
-            pipe.zadd(e.keys.members(shard, active.id), {uid: 0})
-        pipe.hset(e.keys.users(shard), uid, p.dumps())
-        if i % 5000 == 4999:
-            pipe.execute()
-    pipe.execute()
+    stack: Any = SimpleNamespace(engine=e)  # what bench/backfill.py's populate reads
+    vip, active = populate(stack, args.backfill)
     auth = AuthStore(e.r, e.keys, e.cfg).create("b", CONN)
-    job = JobStore(e.r, e.keys).create("b", auth.id, [vip.id, active.id], existing_users=True)
+    job = JobStore(e.r, e.keys).create("b", auth.id, [vip, active], existing_users=True)
     bf.BACKLOG_LIMIT = 10**9  # measure pages, not flow control
     backfills = Backfills(e)
     backfills.start(job, started=e.clock.now_ns())
