@@ -150,7 +150,11 @@ def deliver(e: Any, server: Any, hub: Any, job_id: str, profile: bool, top: int)
         profiler.enable()
     sent = 0
     while deliverer.backlog(job_id):
-        sent += deliverer.deliver(job_id, budget_s=600).sent
+        done = deliverer.deliver(job_id, budget_s=600)
+        sent += done.sent
+        if done.error:
+            print(f"deliver stopped: {done.error}")
+            break
     if profiler:
         profiler.disable()
     took, cpu = meter.read()
