@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> None:
             fields=("_created", "_modified", "email", "user_id", "probe"),
         )  # fmt: skip
         if args.backfill:
-            backfill(e, args)
+            backfill(e, server, args)
             return
         rng = random.Random(7)
         now = time.time_ns()
@@ -167,7 +167,7 @@ def deliver(e: Any, server: Any, hub: Any, job_id: str, profile: bool, top: int)
     deliverer.close()
 
 
-def backfill(e: Any, args: argparse.Namespace) -> None:
+def backfill(e: Any, server: Any, args: argparse.Namespace) -> None:
     from backfill import populate  # type: ignore[import-not-found,unused-ignore]
 
     import workers.jobs.backfill as bf
@@ -183,7 +183,7 @@ def backfill(e: Any, args: argparse.Namespace) -> None:
     backfills = Backfills(e)
     backfills.start(job, started=e.clock.now_ns())
     profiler = cProfile.Profile() if args.profile else None
-    start = time.perf_counter()
+    meter = Meter(server)
     if profiler:
         profiler.enable()
     written = 0
@@ -195,8 +195,9 @@ def backfill(e: Any, args: argparse.Namespace) -> None:
                 break
     if profiler:
         profiler.disable()
-    took = time.perf_counter() - start
-    print(f"backfill pages: {written:,} users in {took:.2f}s = {written / took:,.0f} users/s")
+    took, cpu = meter.read()
+    print(f"backfill pages: {written:,} users in {took:.2f}s = {written / took:,.0f} users/s wall; "
+          f"CPU per user: {cpu[0] / written * 1e6:.0f} us here + {cpu[1] / written * 1e6:.0f} us redis")  # fmt: skip
     if profiler:
         report(profiler, args.top)
 
