@@ -18,7 +18,8 @@ import pytest
 from azure.eventhub import EventData
 
 from audiencehub.processes import CeleryWorker, HubEmulator
-from tests.e2e import AUDIENCES, changes_by_user, make_job, model, wait_messages, workload
+from tests.e2e.helpers import AUDIENCES, changes_by_user, model, wait_messages, workload
+from tests.helpers import make_job
 from tests.test_emulator_support import consume
 from workers.audiences.store import AudienceStore
 from workers.engine import Engine
