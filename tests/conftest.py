@@ -120,7 +120,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     tests, or one that says so itself (``@pytest.mark.e2e``)."""
     tests = Path(__file__).parent
     for item in items:
-        folder = item.path.relative_to(tests).parts[0]
+        inside = item.path.is_relative_to(tests)
+        folder = item.path.relative_to(tests).parts[0] if inside else ""
         names = set(getattr(item, "fixturenames", ()))
         if folder in PROCESS_FOLDERS or names & PROCESS_FIXTURES:
             item.add_marker(pytest.mark.e2e)
