@@ -1,10 +1,11 @@
 # Two commands matter: `make demo` and `make test`. Both bootstrap .venv on first use.
+# While editing: `make test-fast` (only the tests that start no process), `make format`.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck pytest bench install clean
+.PHONY: demo test test-fast lint format typecheck pytest coverage bench install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,12 +25,28 @@ test: lint typecheck pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	@# Enabled by the lead after the tree-wide format (one commit, once the lanes of issue 14 land):
+	@# $(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q
+
+# Every test that starts a process (redis-server, celery, the hub stand-in, the API, the CLI)
+# is marked e2e (tests/conftest.py); the rest needs nothing but Python.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not e2e"
+
+# Line coverage of workers/, tasks/ and audiencehub/ by the whole suite, files not fully covered
+# listed. Not part of `make test`: tracing makes the suite noticeably slower (README, "Tests").
+coverage: $(STAMP)
+	$(BIN)/pytest -q --cov --cov-report=term:skip-covered
 
 bench: $(STAMP)
 	@for b in bench/*.py; do case $$b in */_*) continue;; esac; echo "== $$b"; $(BIN)/python $$b || exit 1; done

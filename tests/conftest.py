@@ -1,8 +1,13 @@
-"""Fixtures named by what they start: a real redis-server, engines on it, real processes."""
+"""Fixtures named by what they start: a real redis-server, engines on it, real processes.
+
+Every test that starts a process (a fixture below, or its own) carries the ``e2e`` marker, so
+``make test-fast`` (``-m "not e2e"``) runs what needs none: see ``pytest_collection_modifyitems``.
+Plain helpers shared across folders are in tests/helpers.py; each folder's conftest.py holds what
+only its tests use.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,28 +15,9 @@ import pytest
 import redis
 
 from audiencehub.processes import RedisServer
+from tests.helpers import SHARDS, RecordingSender
 from workers.config import Settings, load_settings
 from workers.engine import Engine
-
-SHARDS = 4
-
-
-class RecordingSender:
-    """A TaskSender that remembers what would have been queued, for in-process engine tests."""
-
-    def __init__(self) -> None:
-        self.drains: list[int] = []
-        self.delivers: list[str] = []
-        self.backfills: list[tuple[str, int]] = []
-
-    def drain(self, shard: int) -> None:
-        self.drains.append(shard)
-
-    def deliver(self, job: str) -> None:
-        self.delivers.append(job)
-
-    def backfill(self, job: str, shard: int) -> None:
-        self.backfills.append((job, shard))
 
 
 @pytest.fixture(scope="session")
@@ -68,10 +54,6 @@ def engine(cfg: Settings, sender: RecordingSender) -> Iterator[Engine]:
     r = redis.Redis.from_url(cfg.redis_url)
     yield Engine.create(sender, cfg=cfg, r=r)
     r.close()
-
-
-def with_settings(cfg: Settings, **changes: object) -> Settings:
-    return dataclasses.replace(cfg, **changes)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -122,3 +104,24 @@ def beat(workdir: Path, proc_env: dict[str, str]) -> Iterator[CeleryBeat]:
     proc.start()
     yield proc
     proc.stop()
+
+
+# -- which tests start processes ---------------------------------------------------------------
+PROCESS_FIXTURES = frozenset({"redis_server", "aof_redis", "hub", "worker", "beat"})
+"""Fixtures that start a process (directly, or through the fixtures that use them)."""
+
+PROCESS_FOLDERS = frozenset({"e2e", "chaos", "emulator"})
+"""Folders whose every test starts processes of its own."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``e2e`` every test that starts a process: one asking for a process fixture (the
+    fixture closure includes what the test's fixtures ask for), one in a folder of process
+    tests, or one that says so itself (``@pytest.mark.e2e``)."""
+    tests = Path(__file__).parent
+    for item in items:
+        inside = item.path.is_relative_to(tests)
+        folder = item.path.relative_to(tests).parts[0] if inside else ""
+        names = set(getattr(item, "fixturenames", ()))
+        if folder in PROCESS_FOLDERS or names & PROCESS_FIXTURES:
+            item.add_marker(pytest.mark.e2e)

@@ -76,6 +76,7 @@ def test_wait_idle_reports_what_is_left_and_times_out(env: Settings, engine: Eng
     assert code == 1 and '"idle": false' in out and '"pending_entries": 1' in out
 
 
+@pytest.mark.e2e  # starts a process of its own
 def test_top_level_help_imports_no_command() -> None:
     """``audiencehub --help`` lists the commands without importing them (start-up time)."""
     probe = (

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.conftest import RecordingSender
+from tests.helpers import RecordingSender
 from workers.audiences.store import AudienceStore
 from workers.engine import Engine
 from workers.jobs.auths import AuthStore
@@ -18,6 +18,7 @@ from workers.pipeline.drain import ShardDrainer
 from workers.pipeline.ingest import Ingestor, list_items, ndjson_items
 from workers.pipeline.profile import Profile
 from workers.pipeline.profile_codec import legacy_encode
+from workers.pipeline.profiles import stored_profile
 from workers.redisconn import stream_rows
 from workers.schedule.release import Releaser
 from workers.timefmt import NS_PER_DAY, NS_PER_S, format_rfc3339, parse_rfc3339
@@ -46,12 +47,6 @@ def outbox(engine: Engine, job: Job) -> list[dict[str, object]]:
         for _, f in stream_rows(engine.r.xrange(engine.keys.outbox(shard, job.id))):
             out.append(orjson.loads(f[b"b"]))
     return out
-
-
-def profile(engine: Engine, uid: str) -> Profile:
-    shard = shard_of(uid, engine.cfg.shards)
-    blob = engine.r.hget(engine.keys.users(shard), uid)
-    return Profile.loads(uid, blob, engine.registry.get().codes)  # type: ignore[arg-type]
 
 
 def test_valid_events_are_accepted_beside_bad_ones(engine: Engine, sender: RecordingSender) -> None:
@@ -109,7 +104,7 @@ def test_a_time_window_exit_carries_the_instant_it_happened(engine: Engine) -> N
     seen = now - 7 * NS_PER_DAY + 60 * NS_PER_S
     Ingestor(engine).ingest(list_items([{"user_id": "t", "last_seen": format_rfc3339(seen)}]))
     drain_all(engine)
-    assert profile(engine, "t").due() == seen + 7 * NS_PER_DAY
+    assert stored_profile(engine, "t").due() == seen + 7 * NS_PER_DAY
     engine.r.incrby(engine.keys.clock_offset, 120 * NS_PER_S)  # two minutes later
     assert Releaser(engine).release().released == 1
     drain_all(engine)
@@ -118,7 +113,7 @@ def test_a_time_window_exit_carries_the_instant_it_happened(engine: Engine) -> N
     exit_seg = messages[1]["data"]["segment_events"][0]  # type: ignore[index]
     assert parse_rfc3339(exit_seg["exit"]) == seen + 7 * NS_PER_DAY
     assert messages[1]["meta"]["timestamp"] == exit_seg["exit"]  # type: ignore[index]
-    assert profile(engine, "t").due() is None
+    assert stored_profile(engine, "t").due() is None
 
 
 def test_a_data_event_after_the_due_time_replays_the_exit_first(engine: Engine) -> None:

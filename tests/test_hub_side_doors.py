@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from audiencehub.processes import HubEmulator
-from tests.conftest import RecordingSender
+from tests.helpers import RecordingSender
 from workers.audiences.store import AudienceStore
 from workers.config import Settings
 from workers.delivery.dead_letters import DeadLetters

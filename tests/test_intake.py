@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from audiencehub.processes import RedisServer
-from tests.conftest import SHARDS, RecordingSender
+from tests.helpers import SHARDS, RecordingSender
 from workers.config import Settings
 from workers.engine import Engine
 from workers.keys import Keys

@@ -12,8 +12,7 @@ import pytest
 from redis.exceptions import ResponseError
 
 from audiencehub.processes import CeleryBeat, CeleryWorker, celery_env, wait_for
-from tests.conftest import SHARDS, with_settings
-from tests.e2e import cli
+from tests.helpers import SHARDS, cli, with_settings
 from workers import faults
 from workers.audiences.store import AudienceStore
 from workers.engine import Engine

@@ -12,7 +12,7 @@ import jsonschema
 import orjson
 import pytest
 
-from tests.e2e import SCHEMA, VALIDATOR, changed
+from tests.helpers import SCHEMA, VALIDATOR, changed
 from workers.audiences.store import AudienceStore
 from workers.engine import Engine
 from workers.jobs.auths import AuthStore

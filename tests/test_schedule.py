@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from tests.e2e import changed
+from tests.helpers import changed
 from workers.audiences.store import AudienceStore
 from workers.engine import Engine
 from workers.jobs.auths import AuthStore
@@ -13,6 +13,7 @@ from workers.jobs.store import Job
 from workers.keys import shard_of
 from workers.pipeline.drain import ShardDrainer
 from workers.pipeline.ingest import Ingestor, list_items
+from workers.pipeline.profiles import stored_profile
 from workers.redisconn import stream_rows
 from workers.schedule.reevaluate import Reevaluations
 from workers.schedule.release import Releaser, due_entries, due_stats
@@ -186,10 +187,8 @@ def test_the_due_index_matches_the_profiles_and_its_count(engine: Engine) -> Non
     entries: dict[str, int] = {}
     for shard in range(engine.cfg.shards):
         entries.update(due_entries(engine, shard))
-    from tests.test_drain import profile
-
     for i in range(40):
-        due = profile(engine, f"d{i}").due()
+        due = stored_profile(engine, f"d{i}").due()
         want = None if due is None else -(-due // NS_PER_MS)
         assert entries.get(f"d{i}") == want
     assert due_stats(engine).scheduled == len(entries) > 0

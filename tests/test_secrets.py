@@ -8,8 +8,7 @@ import pytest
 import redis
 
 from audiencehub.processes import celery_env
-from tests.conftest import RecordingSender
-from tests.e2e import cli
+from tests.helpers import RecordingSender, cli
 from workers.audiences.registry_store import Conflict
 from workers.config import ConfigError, Settings
 from workers.delivery.deliver import Deliverer, SenderPool

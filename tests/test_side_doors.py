@@ -15,7 +15,8 @@ import pytest
 import requests
 
 from audiencehub.processes import RedisServer, celery_env, free_port, redis_binary
-from tests.test_api_support import Client, api_process
+from tests.api.helpers import Client, api_process
+from tests.helpers import run_cli
 from workers.audiences.store import AudienceStore
 from workers.config import Settings
 from workers.engine import Engine
@@ -27,17 +28,6 @@ from workers.pipeline.ingest import Ingestor, list_items
 from workers.pipeline.profile import Profile
 
 DIGITS = "1" * 5000
-
-
-def run(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from audiencehub.cli import main; main()", *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def cli_env(cfg: Settings) -> dict[str, str]:
@@ -53,7 +43,7 @@ def test_ingest_prints_its_summary_whatever_a_rejected_line_holds(cfg: Settings)
         '{"user_id": "m2", "' + "[/bold]" + "x" * 300 + '": 1}',
         '{"user_id": "ok2"}',
     ]
-    done = run(cli_env(cfg), "ingest", "-", stdin="\n".join(lines))
+    done = run_cli(cli_env(cfg), "ingest", "-", stdin="\n".join(lines))
     assert done.returncode == 2, done.stderr
     assert done.stdout.strip() == "accepted 2, rejected 2"
     assert "'[/red]' is not RFC 3339" in done.stderr
@@ -66,7 +56,7 @@ def test_job_watch_shows_a_label_like_markup_verbatim(engine: Engine, cfg: Setti
     conn = "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=s;EntityPath=h"
     auth = AuthStore(engine.r, engine.keys, engine.cfg).create("watch-hub", conn)
     create_job(engine, "[/bad] [bold]x", auth.id, ["w"])
-    done = run(cli_env(cfg), "job", "watch", "[/bad] [bold]x", "--until-idle")
+    done = run_cli(cli_env(cfg), "job", "watch", "[/bad] [bold]x", "--until-idle")
     assert done.returncode == 0, done.stderr
     assert "job [/bad] [bold]x" in done.stdout
     assert "Traceback" not in done.stderr
@@ -80,29 +70,31 @@ def test_a_refused_job_create_leaves_no_authorization_behind(
     AudienceStore(engine.r, engine.keys).create("orphan", "FILTER EXISTS email")
     conn = "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=s;EntityPath=h"
     args = ("job", "create", "--label", "refused", "--audience", "orphan", "--connection-string", "-")
-    done = run(cli_env(cfg), *args, "--events", "bounce", stdin=conn)
+    done = run_cli(cli_env(cfg), *args, "--events", "bounce", stdin=conn)
     assert done.returncode == 1 and "events must be" in done.stderr, done.stderr
     assert engine.auths.all() == [] and engine.jobs.all() == []
-    done = run(cli_env(cfg), *args, stdin=conn)  # the same, accepted
+    done = run_cli(cli_env(cfg), *args, stdin=conn)  # the same, accepted
     assert done.returncode == 0, done.stderr
     assert [a.label for a in engine.auths.all()] == ["refused hub"]
 
 
 # -- no tracebacks for what a user causes -----------------------------------------------------------
+@pytest.mark.e2e  # starts a process of its own
 def test_redis_down_is_one_line_not_a_traceback() -> None:
     env = celery_env(f"redis://127.0.0.1:{free_port()}/0", AUDIENCEHUB_MODE="test")
     for args in (("job", "list"), ("ingest", "-"), ("profile", "show", "u")):
-        done = run(env, *args, stdin='{"user_id": "u"}')
+        done = run_cli(env, *args, stdin='{"user_id": "u"}')
         assert done.returncode == 1, (args, done.stderr)
         assert "cannot reach Redis at 127.0.0.1:" in done.stderr
         assert "Traceback" not in done.stderr
 
 
+@pytest.mark.e2e  # starts a process of its own
 def test_a_5000_digit_number_is_a_clear_error() -> None:
     with pytest.raises(FilterQLError, match="a number of 5,000 characters"):
         compile_filter(f"FILTER x > {DIGITS}")
     env = celery_env("redis://127.0.0.1:1/0", AUDIENCEHUB_MODE="test")
-    done = run(env, "audience", "validate", f"FILTER x > {DIGITS}")
+    done = run_cli(env, "audience", "validate", f"FILTER x > {DIGITS}")
     assert done.returncode == 1 and "a number of 5,000 characters" in done.stderr
     assert "Traceback" not in done.stderr
 
@@ -142,6 +134,7 @@ def test_a_5000_digit_number_in_a_filter_is_a_422_not_a_500(api: Client) -> None
         assert "5,000 characters" in resp.text
 
 
+@pytest.mark.e2e  # starts a process of its own
 def test_the_api_refuses_to_start_in_production_without_a_valid_secret_key() -> None:
     for key in ("", "not-a-fernet-key"):
         env = celery_env(

@@ -1,9 +1,9 @@
 """Chaos runs: a workload with a known truth, a fault while it runs, and a strict verdict.
 
 The verdict compares what the hub stand-in received with the plain model of the rules
-(tests/e2e.py): after dropping re-sent duplicates (same idempotency key, same body as an earlier
-message), every user's messages must be exactly the model's, in order (0 lost transitions, 0
-wrong final states, order kept). Duplicates are counted and reported.
+(tests/e2e/helpers.py): after dropping re-sent duplicates (same idempotency key, same body as an
+earlier message), every user's messages must be exactly the model's, in order (0 lost
+transitions, 0 wrong final states, order kept). Duplicates are counted and reported.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import Any
 
 import orjson
 
-from audiencehub.processes import HubEmulator, wait_for
-from tests.e2e import AUDIENCES, make_job, model, workload
+from audiencehub.processes import HubEmulator
+from tests.e2e.helpers import AUDIENCES, model, settle, workload
+from tests.helpers import make_job
 from workers.audiences.store import AudienceStore
 from workers.engine import Engine
-from workers.jobs.backfill import Backfills
 from workers.jobs.store import Job
 from workers.pipeline.ingest import Ingestor, list_items
 
@@ -57,15 +57,6 @@ def feed(engine: Engine, events: list[dict[str, Any]], waves: int, pause_s: floa
     for start in range(0, len(events), size):
         Ingestor(engine).ingest(list_items(events[start : start + size]))
         time.sleep(pause_s)
-
-
-def settled(engine: Engine, job: Job) -> bool:
-    e = engine
-    pipe = e.r.pipeline(transaction=False)
-    for shard in range(e.cfg.shards):
-        pipe.xlen(e.keys.events(shard))
-        pipe.xlen(e.keys.outbox(shard, job.id))
-    return not any(pipe.execute()) and not Backfills(e).active(job.id)
 
 
 def verdict(
@@ -150,11 +141,9 @@ class Chaos:
             raise self.errors[0]
 
 
-def finish(
-    engine: Engine, hub: HubEmulator, job: Job, timeout: float = 120
-) -> list[dict[str, Any]]:
-    wait_for(lambda: settled(engine, job), timeout, interval=0.5, what="the run to settle")
-    time.sleep(1.5)
+def finish(engine: Engine, hub: HubEmulator, timeout: float = 120) -> list[dict[str, Any]]:
+    """What the hub holds once the engine is idle: every message acknowledged, so all is there."""
+    settle(engine, timeout=timeout)
     return hub.events()
 
 

@@ -19,7 +19,7 @@ from audiencehub.processes import (
     wait_for,
 )
 from tests.chaos.harness import Chaos, audiences, feed, finish, setup, verdict, workload
-from tests.conftest import SHARDS
+from tests.helpers import SHARDS
 from workers.config import load_settings
 from workers.engine import Engine
 from workers.jobs.auths import AuthStore
@@ -65,7 +65,7 @@ def test_sigkill_random_workers_during_backfill_and_live_events(
 
     with Chaos(kill_one, every_s=3) as chaos:
         feed(e, live, waves=12, pause_s=0.8)
-    got = finish(e, hub, job, timeout=150)
+    got = finish(e, hub, timeout=150)
     v = verdict(got, before + live, backfilled=True, before_job=len(before))
     if v.problems:
         pipe = e.r.pipeline()
@@ -82,7 +82,7 @@ def test_throttling_and_connection_resets(
     live_engine: Engine, hub: HubEmulator, worker: CeleryWorker, beat: CeleryBeat
 ) -> None:
     e = live_engine
-    job = setup(e, hub, max_batch_bytes=10_000)  # many small batches: many chances to fail
+    setup(e, hub, max_batch_bytes=10_000)  # many small batches: many chances to fail
     faults(hub, {"seed": 3, "rules": [
         {"status": 503, "share": 0.15, "retry_after": 0, "face": "rest"},
         {"status": 429, "share": 0.15, "retry_after": 0, "face": "rest"},
@@ -93,7 +93,7 @@ def test_throttling_and_connection_resets(
     wait_for(lambda: not any(e.r.xlen(e.keys.events(s)) for s in range(SHARDS)), 60,
              what="the drains")  # fmt: skip
     faults(hub, None)
-    got = finish(e, hub, job)
+    got = finish(e, hub)
     v = verdict(got, events)
     stats = requests.get(f"{hub.base_url}/_emulator/stats", timeout=5).json()
     print(f"\nchaos/throttle ({stats['faults_fired']} faults fired): {v.summary()}")
@@ -116,14 +116,14 @@ def test_redis_restart_mid_run(
     worker.start()
     beat.start()
     try:
-        job = setup(e, hub)
+        setup(e, hub)
         events = workload(users=400, rounds=4, seed=41)
         half = len(events) // 2
         feed(e, events[:half], waves=4, pause_s=0.3)
         aof_redis.stop()  # SIGTERM: Redis writes its append-only file and exits
         aof_redis.start()
         feed(e, events[half:], waves=4, pause_s=0.3)
-        got = finish(e, hub, job, timeout=150)
+        got = finish(e, hub, timeout=150)
         v = verdict(got, events)
         print(f"\nchaos/redis-restart: {v.summary()}")
         assert not v.problems, v.problems[:5]
@@ -148,7 +148,7 @@ def test_hub_refuses_auth_job_fails_then_resumes_after_the_fix(
     faults(hub, None)  # the operator fixes the key on the hub side...
     AuthStore(e.r, e.keys, e.cfg)  # ...and nothing else changes for us
     control.resume(job.id)
-    got = finish(e, hub, job)
+    got = finish(e, hub)
     v = verdict(got, events)
     print(f"\nchaos/auth: {v.summary()}")
     assert not v.problems, v.problems[:5]

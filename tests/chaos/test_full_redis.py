@@ -30,7 +30,8 @@ from audiencehub.processes import (
     celery_env,
     wait_for,
 )
-from tests.test_api_support import TOKEN, api_process, engine_for
+from tests.api.helpers import TOKEN, api_process
+from tests.helpers import engine_for
 from workers.engine import Engine
 from workers.pipeline.profiles import stored_profile
 

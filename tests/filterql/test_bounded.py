@@ -46,11 +46,12 @@ def python_lines(call: Callable[[], Any]) -> tuple[Any, int]:
             count += 1
         return tracer
 
+    previous = sys.gettrace()  # coverage's tracer, under make coverage: put back, not dropped
     sys.settrace(tracer)
     try:
         result = call()
     finally:
-        sys.settrace(None)
+        sys.settrace(previous)
     return result, count
 
 

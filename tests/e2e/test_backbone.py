@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import time
+from typing import Any
 
 import orjson
 import pytest
 
 from audiencehub.processes import CeleryBeat, CeleryWorker, HubEmulator, wait_for
-from tests.e2e import bodies, changes_by_user, make_job, wait_messages
+from tests.e2e.helpers import changes_by_user, settle, wait_messages
+from tests.helpers import bodies, make_job
 from workers import faults
 from workers.audiences.store import AudienceStore
 from workers.engine import Engine
@@ -49,8 +50,8 @@ def test_enter_exit_and_reenter_arrive_in_order_exactly_once(
     result = Ingestor(live_engine).ingest(list_items(EVENTS))
     assert (result.accepted, result.rejected) == (7, 0)
 
-    events = wait_messages(hub, 5)
-    time.sleep(1.0)  # anything extra would arrive now
+    wait_messages(hub, 5)
+    settle(live_engine)  # every message acknowledged: anything extra has arrived by now
     events = hub.events()
     assert changes_by_user(events) == EXPECTED
 
@@ -100,7 +101,7 @@ def _arm_and_run(
     worker: CeleryWorker,
     beat: CeleryBeat,
     point: str,
-) -> list[dict[str, object]]:
+) -> list[dict[str, Any]]:
     setup_audiences(live_engine)
     make_job(live_engine, hub, ["pro", "hi_score"])
     faults.arm(live_engine.cfg, live_engine.r, point)
@@ -113,7 +114,9 @@ def _arm_and_run(
     worker.kill()  # the whole worker, not just the pool child: a machine going away
     worker.start()
     wait_messages(hub, 5)
-    time.sleep(6)  # a sweep (every 5 s) would re-send anything still pending
+    # The kill may have lost a kick: beat's sweep re-kicks what was left pending. The killed
+    # deliverer's lease must expire (15 s) before its batch is sent again.
+    settle(live_engine, worker, sweeps=2, timeout=60)
     return hub.events()
 
 
@@ -127,9 +130,7 @@ def test_sigkill_between_commit_and_ack_loses_and_doubles_nothing(
 def test_sigkill_after_send_before_ack_resends_with_the_same_idempotency_key(
     live_engine: Engine, hub: HubEmulator, worker: CeleryWorker, beat: CeleryBeat
 ) -> None:
-    _arm_and_run(live_engine, hub, worker, beat, "deliver.after_send")
-    # The killed deliverer's lease must expire (15 s) before its batch is sent again.
-    events = wait_messages(hub, 6, timeout=45)
+    events = _arm_and_run(live_engine, hub, worker, beat, "deliver.after_send")
     keys = [e["user_properties"]["idempotency_key"] for e in events]
     first_seen: dict[str, object] = {}
     deduped = []

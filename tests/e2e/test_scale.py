@@ -21,7 +21,8 @@ from audiencehub.processes import (
     celery_env,
     wait_for,
 )
-from tests.e2e import changes_by_user, make_job, model, workload
+from tests.e2e.helpers import changes_by_user, model, workload
+from tests.helpers import make_job
 from workers.audiences.store import AudienceStore
 from workers.config import load_settings
 from workers.engine import Engine

@@ -31,7 +31,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from audiencehub.processes import HubEmulator, RedisServer
-from tests.test_api_support import TOKEN, ApiProcess, api_process
+from tests.api.helpers import TOKEN, ApiProcess, api_process
 
 EXAMPLES = int(os.environ.get("API_FUZZ_EXAMPLES", "25"))
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -1,51 +1,45 @@
-"""Helpers for end-to-end tests: set up audiences and jobs, read what the hub received."""
+"""Helpers for end-to-end tests: read what the hub received, wait until the workers are done,
+and a random workload with the model of what it must send (also used by the chaos runs)."""
 
 from __future__ import annotations
 
-import json
 import random
+import re
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
-import jsonschema
-import orjson
-
-from audiencehub.processes import HubEmulator, wait_for
+from audiencehub.processes import CeleryWorker, HubEmulator, wait_for
+from tests.helpers import bodies
 from workers.engine import Engine
-from workers.jobs.auths import AuthStore
-from workers.jobs.setup import create_job
-from workers.jobs.store import Job
-
-SCHEMA = json.loads(
-    (Path(__file__).resolve().parent.parent / "schemas" / "message.schema.json").read_text()
-)
-VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+from workers.schedule.idle import wait_idle
 
 
-def make_job(engine: Engine, hub: HubEmulator, slugs: list[str], **kw: Any) -> Job:
-    """A job as the CLI makes it (with its backfill when ``existing_users``)."""
-    auth = AuthStore(engine.r, engine.keys, engine.cfg).create("hub", hub.connection_string)
-    return create_job(engine, "e2e", auth.id, slugs, **kw)
+def tasks_logged(workers: tuple[CeleryWorker, ...], task: str, what: str = "succeeded") -> int:
+    """How many ``audiencehub.<task>`` tasks the workers logged as ``what`` (``received`` or
+    ``succeeded``; they log at INFO): beat's ticks and sweeps leave no other trace."""
+    line = re.compile(rf"Task audiencehub\.{task}\[[^\]]+\] {what}")
+    return sum(len(line.findall(w.log())) for w in workers)
 
 
-def bodies(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Message bodies, each checked against the JSON Schema of the contract."""
-    out = []
-    for ev in events:
-        body = orjson.loads(ev["body"])
-        VALIDATOR.validate(body)
-        out.append(body)
-    return out
-
-
-def changed(body: dict[str, Any]) -> list[dict[str, str]]:
-    """The segment events that changed in this message: an enter whose enter time (an exit whose
-    exit time) is the message's timestamp. The others are the user's current audiences of the job,
-    carried beside the change as in the seed (docs/delivery.md, "The message")."""
-    at = body["meta"]["timestamp"]
-    return [s for s in body["data"]["segment_events"] if s[s["event"]] == at]
-
+def settle(engine: Engine, *workers: CeleryWorker, sweeps: int = 0, timeout: float = 60) -> None:
+    """Wait until the engine is idle (workers/schedule/idle.py: every stream and running job's
+    outbox empty, nobody due, no backfill running), instead of sleeping and hoping. With
+    ``sweeps``, also until that many of beat's sweeps then ran in ``workers`` and it is idle
+    still: a sweep re-kicks whatever a lost kick left behind, so nothing more is on its way."""
+    report = wait_idle(engine, timeout)
+    assert report.idle, f"not idle after {timeout}s: {'; '.join(report.busy())}"
+    if not sweeps:
+        return
+    seen = tasks_logged(workers, "sweep")
+    names = [w.name for w in workers]
+    wait_for(
+        lambda: tasks_logged(workers, "sweep") >= seen + sweeps,
+        timeout,
+        interval=0.1,
+        what=f"{sweeps} sweeps in {names}",
+    )
+    report = wait_idle(engine, timeout)
+    assert report.idle, f"not idle after the sweeps: {'; '.join(report.busy())}"
 
 def changes_by_user(events: list[dict[str, Any]]) -> dict[str, list[list[tuple[str, str]]]]:
     """user -> ordered list of messages, each a sorted list of (event, slug)."""
@@ -63,27 +57,6 @@ def wait_messages(hub: HubEmulator, count: int, timeout: float = 60) -> list[dic
         interval=0.1,
         what=f"{count} messages at the hub (have {len(hub.events())})",
     )
-
-
-def cli(env: dict[str, str], *args: str, stdin: str | None = None, check: bool = True) -> str:
-    """Run the real ``audiencehub`` command; returns stdout (and stderr when ``check`` is off),
-    raises with its output on failure when ``check`` is on."""
-    import subprocess
-    import sys
-
-    done = subprocess.run(
-        [sys.executable, "-c", "from audiencehub.cli import main; main()", *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if not check:
-        return done.stdout + done.stderr
-    if done.returncode != 0:
-        raise AssertionError(f"audiencehub {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-    return done.stdout
 
 
 def _tier_a(f: dict[str, Any]) -> bool:

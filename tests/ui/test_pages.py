@@ -1,9 +1,9 @@
 """The dashboard over HTTP (no browser): login and sessions, CSRF, the JSON the pages poll, the
 playground, security headers, and the API's explain endpoint.
 
-The API runs as a real uvicorn process (tests/test_api_support.py); state is set up with an
+The API runs as a real uvicorn process (tests/api/helpers.py); state is set up with an
 in-process engine and drained in-process, so no Celery worker is needed here. The browser test is
-tests/test_ui_browser.py; the size sampler's tests are in tests/test_ui_sizes.py (they flush Redis,
+tests/ui/test_browser.py; the size sampler's tests are in tests/ui/test_sizes.py (they flush Redis,
 so they cannot share this module's API).
 """
 
@@ -18,8 +18,8 @@ import requests
 
 from audiencehub.processes import HubEmulator, RedisServer, celery_env
 from audiencehub.ui.session import COOKIE, MAX_AGE_S, Sessions
-from tests.e2e import make_job
-from tests.test_api_support import TOKEN, ApiProcess, Client, api_process, engine_for
+from tests.api.helpers import TOKEN, ApiProcess, Client, api_process
+from tests.helpers import engine_for, make_job
 from workers.audiences.store import AudienceStore
 from workers.engine import Engine
 from workers.jobs.status import job_status

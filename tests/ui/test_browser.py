@@ -24,10 +24,10 @@ import pytest
 import requests
 
 from audiencehub.processes import CeleryBeat, CeleryWorker, HubEmulator, RedisServer, wait_for
-from tests.test_api_support import TOKEN, ApiProcess, Client, api_process
+from tests.api.helpers import TOKEN, ApiProcess, Client, api_process
 
 CHROMIUM = os.environ.get("AUDIENCEHUB_CHROMIUM", "/usr/bin/chromium")
-DOCS_IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
+DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 
 
 def screenshot_dir(tmp_path: Path) -> Path:

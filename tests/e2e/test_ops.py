@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,8 @@ from audiencehub.processes import (
     free_port,
     wait_for,
 )
-from tests.e2e import make_job, wait_messages
+from tests.e2e.helpers import settle, wait_messages
+from tests.helpers import make_job
 from workers.audiences.store import AudienceStore
 from workers.engine import Engine
 from workers.metrics import EngineCollector
@@ -129,7 +129,7 @@ def test_metrics_count_the_deployment_and_show_live_state(
     Ingestor(e).ingest(list_items([{"user_id": f"m{i}", "email": "a@b.c"} for i in range(5)]))
     Ingestor(e).ingest(list_items([{"nobody": 1}]))
     wait_messages(hub, 5)
-    time.sleep(0.5)
+    settle(e)  # every message acknowledged, so counted
     metrics = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for m in EngineCollector(e).collect()

@@ -7,7 +7,6 @@ import random
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,8 @@ import pytest
 import requests
 
 from audiencehub.processes import CeleryBeat, CeleryWorker, HubEmulator, redis_binary, wait_for
-from tests.chaos.harness import settled
-from tests.e2e import cli
+from tests.e2e.helpers import settle
+from tests.helpers import cli
 from workers.audiences.store import AudienceStore
 from workers.engine import Engine
 from workers.jobs.auths import AuthStore
@@ -31,14 +30,6 @@ from workers.timefmt import format_rfc3339
 
 pytestmark = pytest.mark.e2e
 USERS = 20_000
-
-
-@pytest.fixture
-def worker2(workdir: Path, proc_env: dict[str, str]) -> Iterator[CeleryWorker]:
-    proc = CeleryWorker(workdir, proc_env, concurrency=2)
-    proc.start()
-    yield proc
-    proc.stop()
 
 
 def last_segments(hub: HubEmulator) -> tuple[dict[str, dict[str, str]], int]:
@@ -82,7 +73,7 @@ def test_backfill_of_20000_users_under_live_changes_ends_in_the_true_state(
             changed.add(uid)
         Ingestor(e).ingest(list_items(batch))
         time.sleep(0.2)
-    wait_for(lambda: settled(e, job), 120, interval=0.5, what="the backfill and deliveries")
+    settle(e, timeout=120)  # the backfill ran and every message was delivered
 
     final, count = last_segments(hub)
     members = {
@@ -138,13 +129,15 @@ def test_users_entering_live_while_an_existing_users_job_is_created_get_one_ente
     feeder = threading.Thread(target=enter_live)
     feeder.start()
     try:
-        time.sleep(0.5)  # users are entering live when the job is created
+        # Users are entering live when the job is created, and go on while it backfills.
+        wait_for(lambda: len(entered) >= 50, 30, what="live users before the job")
         # --changes-only: each message names only what it enters (the default shape also
         # carries the user's other current audiences beside it, which would count twice here).
         job_id = cli(proc_env, "job", "create", "--label", "live", "--audience", "members",
                      "--audience", "aged", "--auth", "hub", "--existing-users",
                      "--changes-only").strip()  # fmt: skip
-        time.sleep(1.0)
+        at_create = len(entered)
+        wait_for(lambda: len(entered) >= at_create + 100, 30, what="live users after the job")
     finally:
         stop.set()
         feeder.join()
@@ -175,7 +168,7 @@ def test_pause_keeps_collecting_and_resume_sends_everything(
     job = create_job(e, "p", auth.id, ["all"])
     JobControl(e).pause(job.id)
     Ingestor(e).ingest(list_items([{"user_id": f"p{i}", "email": "x@y.z"} for i in range(50)]))
-    time.sleep(4)  # drains run, the sweep runs: nothing may be sent while paused
+    settle(e, worker, sweeps=2)  # drains ran, then sweeps: nothing may be sent while paused
     assert hub.events() == []
     JobControl(e).resume(job.id)
     wait_for(lambda: len(hub.events()) == 50, 30, what="all 50 after resume")
@@ -211,7 +204,7 @@ def test_no_secret_in_broker_messages_logs_cli_output_or_errors(
         stdout=open(workdir / "monitor.log", "wb"),  # noqa: SIM115
         stderr=subprocess.STDOUT,
     )
-    time.sleep(0.3)
+    wait_for(lambda: b"OK" in (workdir / "monitor.log").read_bytes(), 10, what="MONITOR to start")
     outputs = [
         cli(proc_env, "audience", "create", "--slug", "all", "--filter", "FILTER EXISTS email"),
         cli(
@@ -253,8 +246,12 @@ def test_no_secret_in_broker_messages_logs_cli_output_or_errors(
                    stdin=broken, check=False)  # fmt: skip
         assert "Error:" in said
         outputs.append(said)
-    Reevaluations(live_engine).start([])
-    time.sleep(1)
+    run = Reevaluations(live_engine).start([])  # its messages go through the broker too
+    wait_for(
+        lambda: (done := Reevaluations(live_engine).get(run.id)) and done.finished_at,
+        30,
+        what="the re-check run to finish",
+    )
     monitor.terminate()
     monitor.wait(5)
     worker.stop()

@@ -20,7 +20,8 @@ import orjson
 import pytest
 
 from audiencehub.processes import HubEmulator, RedisServer, celery_env
-from tests.test_api_support import TOKEN, ApiProcess, Client, api_process, engine_for
+from tests.api.helpers import TOKEN, ApiProcess, Client, api_process
+from tests.helpers import engine_for
 from workers.engine import Engine
 from workers.keys import shard_of
 from workers.pipeline.drain import ShardDrainer
@@ -93,6 +94,7 @@ def assert_error(resp: Any, status: int, field: str | None = None, words: str = 
 
 
 # -- settings and the command ---------------------------------------------------------------------
+@pytest.mark.e2e  # starts a process of its own
 def test_command_refuses_to_start_without_tokens_in_production() -> None:
     env = celery_env("redis://127.0.0.1:1/0", AUDIENCEHUB_MODE="production")
     env.pop("AUDIENCEHUB_API_TOKENS", None)
@@ -143,6 +145,7 @@ def test_openapi_documents_bearer_auth_and_errors(env: Env) -> None:
     assert "HTTPValidationError" not in doc["components"]["schemas"]
 
 
+@pytest.mark.e2e  # starts a process of its own
 def test_healthz_reports_redis_down(tmp_path: Path) -> None:
     """A second API on its own Redis that then goes away: /healthz says 503, other routes too."""
     own = RedisServer(tmp_path / "redis", appendonly=False)

@@ -1,4 +1,4 @@
-"""Helpers shared by the API tests (no tests here): the API as a real uvicorn process.
+"""The API as a real uvicorn process, for the API, UI and chaos tests (no tests here).
 
 The API runs as ``python -m audiencehub.cli.api`` in its own process on a free port, exactly as
 ``audiencehub api`` runs it, against the session's redis-server; every response a test receives
@@ -18,11 +18,10 @@ import redis
 import requests
 
 from audiencehub.processes import Managed, RedisServer, celery_env, free_port, wait_for
+from tests.helpers import SHARDS
 from workers.config import Settings, load_settings
-from workers.engine import Engine
 
 TOKEN = "test-token-0123456789abcdef"
-SHARDS = 4
 
 
 class ApiProcess(Managed):
@@ -100,10 +99,3 @@ def api_process(
         yield proc, cfg
     finally:
         proc.stop()
-
-
-def engine_for(cfg: Settings) -> Engine:
-    """An engine on the API's Redis and prefix, for setting up and checking state directly."""
-    from tests.conftest import RecordingSender
-
-    return Engine.create(RecordingSender(), cfg=cfg, r=redis.Redis.from_url(cfg.redis_url))

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import orjson
 import pytest
 
-from audiencehub.processes import CeleryBeat, CeleryWorker, HubEmulator
-from tests.e2e import bodies, changed, cli, make_job, wait_messages
+from audiencehub.processes import CeleryBeat, CeleryWorker, HubEmulator, wait_for
+from tests.e2e.helpers import settle, tasks_logged, wait_messages
+from tests.helpers import bodies, changed, cli, make_job
 from workers.audiences.store import AudienceStore
 from workers.engine import Engine
 from workers.keys import shard_of
@@ -49,12 +48,13 @@ def test_has_done_x_twice_in_7_days_exits_when_the_second_latest_x_leaves_the_wi
     # starts, which take longer than that on a loaded machine.
     clock = movable_clock(live_engine.cfg, live_engine.r)
     clock.advance(flip - clock.now_ns() - int(1.3 * NS_PER_S))  # day 10 minus ~1 s
-    time.sleep(0.6)
+    ticks = tasks_logged((worker,), "tick", "received")  # the next one reads the moved clock
+    wait_for(lambda: tasks_logged((worker,), "tick") > ticks, 10, what="a tick after the move")
     assert len(hub.events()) == 1, "nothing may happen before the window runs out"
 
     cli(proc_env, "clock", "advance", "2s")  # day 10 plus 1 s
     events = wait_messages(hub, 2, timeout=20)
-    time.sleep(2)
+    settle(live_engine)
     assert len(hub.events()) == 2, "exactly one exit"
     exit_msg = bodies(events)[1]
     segment = exit_msg["data"]["segment_events"][0]

@@ -18,8 +18,9 @@ import pytest
 from azure.eventhub import EventData
 
 from audiencehub.processes import CeleryWorker, HubEmulator
-from tests.e2e import AUDIENCES, changes_by_user, make_job, model, wait_messages, workload
+from tests.e2e.helpers import AUDIENCES, changes_by_user, model, wait_messages, workload
 from tests.emulator.helpers import consume
+from tests.helpers import make_job
 from workers.audiences.store import AudienceStore
 from workers.engine import Engine
 from workers.pipeline.ingest import Ingestor, list_items

@@ -8,7 +8,7 @@ import pytest
 from audiencehub.api.errors import scrub
 from audiencehub.api.routes_collect import parse_body
 from audiencehub.api.settings import DEFAULT_MAX_BODY, load_api_settings
-from tests.conftest import with_settings
+from tests.helpers import with_settings
 from workers.audiences import delete as audience_delete
 from workers.audiences.registry import build_snapshot
 from workers.audiences.registry_store import Conflict, NotFound
