@@ -22,9 +22,9 @@ from tests.conftest import SHARDS, RecordingSender
 from workers.config import Settings
 from workers.engine import Engine
 from workers.keys import Keys
+from workers.lua import source
 from workers.pipeline.drain import ShardDrainer
 from workers.pipeline.ingest import Ingestor, IngestRefused, TooManyEvents, list_items
-from workers.pipeline.intake import _LUA as INTAKE_LUA
 from workers.pipeline.intake import SEEN_BUCKETS, Intake, IntakeItem
 from workers.pipeline.profiles import stored_profile
 from workers.redisconn import state_redis
@@ -276,7 +276,7 @@ def test_a_reply_lost_on_a_dropped_connection_does_not_store_twice(cfg: Settings
         via = dataclasses.replace(cfg, redis_url=url)
         e = Engine.create(RecordingSender(), cfg=via, r=state_redis(via))
         direct = redis.Redis.from_url(cfg.redis_url)
-        direct.script_load(INTAKE_LUA)  # so the first EVALSHA runs the write (no NOSCRIPT)
+        direct.script_load(source("intake"))  # so the first EVALSHA runs the write (no NOSCRIPT)
         result = Ingestor(e).ingest(list_items(events(50, "p")))
         assert proxy.dropped == 1, "the proxy dropped the first answer"
         assert result.accepted == 50

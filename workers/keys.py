@@ -33,7 +33,8 @@ Layout (``p`` is the configured prefix, ``k`` a shard number)::
     p:{sk}:applied                string  id of the last stream entry committed (the shard version)
     p:{sk}:users                  hash    user id -> profile blob
     p:{sk}:due                    zset    due buckets: bucket number -> bucket start (ms)
-    p:{sk}:due:<bucket>           hash    user id -> next time (ms) an answer can flip
+    p:{sk}:due:<bucket>           hash    user id -> next time (ms) an answer can flip; scripts
+                                          derive it as due .. ':' .. bucket (workers/lua)
     p:{sk}:due:n                  string  users in the shard's due index
     p:{sk}:members:<aud>          zset    user id (score 0, lexicographic) -> member of <aud>
     p:{sk}:outbox:<job>           stream  rendered trigger messages waiting for the hub
@@ -43,6 +44,7 @@ Layout (``p`` is the configured prefix, ``k`` a shard number)::
     p:{sk}:dead                   stream  entries set aside: refused by a limit, or failed N times
     p:{sk}:backfill:<job>         string  backfill cursor: last user id written ("" = start)
     p:{sk}:backfill:<job>:kick    string  set while a backfill task is queued
+    p:{sk}:backfill:<job>:lease   string  token of the backfiller holding the (job, shard)
     p:{sk}:intake:<token>         string  outcome of one ingest write, kept minutes (idempotency)
     p:{sk}:seen:<bucket>          set     12-byte digests of event ids seen in a time bucket
 
@@ -205,6 +207,9 @@ class Keys:
 
     def backfill_kick(self, shard: int, job: str) -> str:
         return f"{self._shard(shard)}:backfill:{job}:kick"
+
+    def backfill_lease(self, shard: int, job: str) -> str:
+        return f"{self._shard(shard)}:backfill:{job}:lease"
 
     def intake_token(self, shard: int, token: str) -> str:
         return f"{self._shard(shard)}:intake:{token}"

@@ -19,6 +19,7 @@ import orjson
 from audiencehub.processes import HubEmulator, wait_for
 from tests.e2e import AUDIENCES, make_job, model, workload
 from workers.audiences.store import AudienceStore
+from workers.delivery.outbox import Outbox
 from workers.engine import Engine
 from workers.jobs.backfill import Backfills
 from workers.jobs.store import Job
@@ -64,7 +65,7 @@ def settled(engine: Engine, job: Job) -> bool:
     pipe = e.r.pipeline(transaction=False)
     for shard in range(e.cfg.shards):
         pipe.xlen(e.keys.events(shard))
-        pipe.xlen(e.keys.outbox(shard, job.id))
+        Outbox(e.keys, shard, job.id).length(pipe)
     return not any(pipe.execute()) and not Backfills(e).active(job.id)
 
 
