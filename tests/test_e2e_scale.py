@@ -21,7 +21,6 @@ from audiencehub.processes import (
     celery_env,
     wait_for,
 )
-from tests.conftest import SHARDS
 from tests.e2e import changes_by_user, make_job, model, workload
 from workers.audiences.store import AudienceStore
 from workers.config import load_settings
@@ -64,9 +63,15 @@ def test_three_workers_and_one_beat_give_the_one_worker_messages(
     assert len(busy) >= 2, f"the load should spread over the workers, only {busy} drained"
 
 
+# docs/operations.md "Sizing": at least 64 shards, and at least 16 per master the cluster may
+# ever have, so that every master holds a share of the shards and the share is even enough.
+CLUSTER_SHARDS = 64
+CLUSTER_MASTERS = 3
+
+
 @pytest.fixture
 def cluster(workdir: Path) -> Iterator[LocalRedisCluster]:
-    nodes = LocalRedisCluster(workdir / "cluster")
+    nodes = LocalRedisCluster(workdir / "cluster", masters=CLUSTER_MASTERS)
     nodes.start()
     yield nodes
     nodes.stop()
@@ -82,7 +87,7 @@ def test_state_on_a_redis_cluster_with_the_broker_on_plain_redis(
     env = celery_env(
         cluster.url,
         AUDIENCEHUB_MODE="test",
-        AUDIENCEHUB_SHARDS=str(SHARDS),
+        AUDIENCEHUB_SHARDS=str(CLUSTER_SHARDS),
         AUDIENCEHUB_REDIS_CLUSTER="1",
         AUDIENCEHUB_BROKER_URL=redis_url,
     )
@@ -104,8 +109,26 @@ def test_state_on_a_redis_cluster_with_the_broker_on_plain_redis(
         assert changes_by_user(hub.events()) == model(events)
         plain = redis.Redis.from_url(redis_url)
         assert not plain.keys("ah:*"), "no state may land on the broker's Redis"
-        slots = {engine.r.keyslot(engine.keys.events(s)) for s in range(SHARDS)}  # type: ignore[attr-defined]
-        assert len(slots) == SHARDS
+        slots = {engine.r.keyslot(engine.keys.events(s)) for s in range(CLUSTER_SHARDS)}  # type: ignore[attr-defined]
+        assert len(slots) == CLUSTER_SHARDS
+        work = work_per_master(cluster)
+        print("profiles and shard commits per master:", work)
+        assert len(work) == CLUSTER_MASTERS
+        assert all(users and commits for users, commits in work.values()), (
+            f"every master must hold users and run shard commits: {work}"
+        )
     finally:
         worker.stop()
         beat.stop()
+
+
+def work_per_master(cluster: LocalRedisCluster) -> dict[int, tuple[int, int]]:
+    """Per master's port: the users stored in its shards' hashes, and the scripts it ran."""
+    work = {}
+    for node in cluster.nodes:
+        r = redis.Redis(port=node.port)
+        users = sum(int(r.hlen(key)) for key in r.scan_iter(match="*:users", count=1000))
+        stats = r.info("commandstats")
+        commits = sum(int(v["calls"]) for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
+        work[node.port] = (users, commits)
+    return work
