@@ -32,12 +32,15 @@ Layout (``p`` is the configured prefix, ``k`` a shard number)::
     p:{sk}:events                 stream  accepted events and re-evaluation requests of shard k
     p:{sk}:applied                string  id of the last stream entry committed (the shard version)
     p:{sk}:users                  hash    user id -> profile blob
-    p:{sk}:due                    zset    due buckets: bucket number -> bucket start (ms)
+    p:{sk}:due                    zset    due buckets: bucket number -> bucket start (ms);
+                                          the three due keys are DueIndex's
     p:{sk}:due:<bucket>           hash    user id -> next time (ms) an answer can flip; scripts
                                           derive it as due .. ':' .. bucket (workers/lua)
     p:{sk}:due:n                  string  users in the shard's due index
-    p:{sk}:members:<aud>          zset    user id (score 0, lexicographic) -> member of <aud>
-    p:{sk}:outbox:<job>           stream  rendered trigger messages waiting for the hub
+    p:{sk}:members:<aud>          zset    user id (score 0, lexicographic) -> member of <aud>;
+                                          MemberIndex's
+    p:{sk}:outbox:<job>           stream  rendered trigger messages waiting for the hub;
+                                          Outbox's (OutboxRecord: its fields)
     p:{sk}:drain:lease            string  token of the drainer holding the shard
     p:{sk}:drain:kick             string  set while a drain task is queued
     p:{sk}:drain:attempts         string  the head entry and its drains that did not commit (JSON)
