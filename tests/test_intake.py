@@ -194,7 +194,7 @@ def test_dedup_off_stores_every_repeat(cfg: Settings) -> None:
     ingestor = Ingestor(e)
     ingestor.ingest(list_items([{"user_id": "o", "_id": "x"}, {"user_id": "o", "_id": "x"}]))
     assert queued(e) == 2
-    assert not e.r.keys(f"{e.keys.prefix}:*:seen:*")
+    assert not e.r.keys(e.keys.seen_ids_pattern)
 
 
 def test_a_bad_event_id_is_refused_naming_the_field(engine: Engine) -> None:
@@ -312,7 +312,7 @@ def test_the_cli_stores_a_file_chunk_by_chunk_and_says_where_it_stopped(cfg: Set
     assert "Nothing from line 1001 on was stored" in done.stderr
     assert "Traceback" not in done.stderr
     r = redis.Redis.from_url(cfg.redis_url)
-    assert sum(int(r.xlen(f"{cfg.prefix}:{{s{s}}}:events")) for s in range(SHARDS)) == 1000
+    assert sum(int(r.xlen(Keys(cfg.prefix).events(s))) for s in range(SHARDS)) == 1000
 
 
 def test_the_celery_task_keeps_its_batch_until_redis_has_room(
@@ -340,6 +340,6 @@ def test_the_celery_task_keeps_its_batch_until_redis_has_room(
         result = ingest_events.run([{"user_id": f"t{i}"} for i in range(20)])
         assert result == {"accepted": 20, "rejected": 0, "duplicates": 0}
         assert "ingest refused (Redis is full" in caplog.text  # refused first, then stored
-        assert sum(int(r.xlen(f"{cfg.prefix}:{{s{s}}}:events")) for s in range(SHARDS)) == 20
+        assert sum(int(r.xlen(Keys(cfg.prefix).events(s))) for s in range(SHARDS)) == 20
     finally:
         settings.cache_clear()

@@ -219,3 +219,8 @@ class Keys:
 
     def seen_ids(self, shard: int, bucket: int) -> str:
         return f"{self._shard(shard)}:seen:{bucket}"
+
+    @property
+    def seen_ids_pattern(self) -> str:
+        """SCAN pattern matching every shard's seen-id sets (for inspection and benchmarks)."""
+        return f"{self.prefix}:*:seen:*"

@@ -43,7 +43,7 @@ from workers.delivery.eventhub.partitions import partition_for_key, partition_ke
 from workers.delivery.eventhub.rest import RestSender
 from workers.delivery.eventhub.sender import FATAL_KINDS, HubError, OutMessage, Sender
 from workers.delivery.hub_partitions import HubPartitions, PartitionLayout
-from workers.delivery.outbox import Outbox, OutboxRecord, records
+from workers.delivery.outbox import Outbox, OutboxRecord, record_values
 from workers.engine import Engine
 from workers.jobs.auths import AuthStore
 from workers.jobs.control import JobControl
@@ -230,9 +230,9 @@ class Deliverer:
             outboxes[shard].read(pipe, each)
         batch: list[Pending] = []
         for shard, rows in zip(busy, pipe.execute(), strict=True):
-            for entry_id, record in records(rows):
-                message = OutMessage(record.body, partition_key_for(record.user), record.key)
-                batch.append(Pending(shard, entry_id, record.user, message))
+            for entry_id, user, key, body in record_values(rows):
+                message = OutMessage(body, partition_key_for(user), key)
+                batch.append(Pending(shard, entry_id, user, message))
         return batch
 
     @staticmethod

@@ -9,7 +9,7 @@ Delivery removes records only after the hub accepted them (:meth:`Outbox.ack_thr
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 from workers.keys import Keys
@@ -79,6 +79,14 @@ class Outbox:
 def records(raw: object) -> list[tuple[str, OutboxRecord]]:
     """(stream id, record) of an XRANGE answer."""
     return [(entry_id.decode(), OutboxRecord.from_fields(f)) for entry_id, f in stream_rows(raw)]
+
+
+def record_values(raw: object) -> Iterator[tuple[str, str, str, bytes]]:
+    """(stream id, user, key, body) of an XRANGE answer, without a record object per row: the
+    deliverer's hot path, where one more object per message doubles the cost of a read."""
+    u, k, b = _U, _K, _B
+    for entry_id, f in stream_rows(raw):
+        yield entry_id.decode(), f[u].decode(), f[k].decode(), f[b]
 
 
 def head_time_ms(raw: object) -> int | None:

@@ -32,7 +32,7 @@ import orjson
 
 from workers.audiences.registry import Snapshot
 from workers.audiences.registry_store import Conflict
-from workers.delivery.outbox import RECORD_FIELDS, Outbox, OutboxRecord
+from workers.delivery.outbox import RECORD_FIELDS, Outbox
 from workers.engine import Engine
 from workers.jobs.control import JobControl
 from workers.jobs.store import Job
@@ -252,7 +252,7 @@ class Backfills:
             ]
             if moved:
                 body, key = render(job, profile, moved, now, snapshot.slugs)
-                args += OutboxRecord(uid, key, body)
+                args += (uid, key, body)  # an OutboxRecord's values, in RECORD_FIELDS order
                 written += 1
         if not self._commit(keys=self._keys(shard, job_id), args=args):
             return PageReport(conflict=True)  # a drain committed meanwhile: redo from its version

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from redis.commands.core import Script
 
-from workers.delivery.outbox import RECORD_FIELDS, Outbox, OutboxRecord
+from workers.delivery.outbox import RECORD_FIELDS, Outbox
 from workers.keys import Keys
 from workers.lua import script
 from workers.pipeline.member_index import MemberIndex
@@ -33,7 +33,11 @@ class ShardCommit:
     """user id -> (due ms before, due ms after); only users whose due time changed."""
     member_add: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     member_rem: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
-    outbox: dict[str, list[OutboxRecord]] = field(default_factory=lambda: defaultdict(list))
+    outbox: dict[str, list[tuple[str, str, bytes]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    """job id -> records, each (user id, idempotency key, body): an OutboxRecord's values in
+    RECORD_FIELDS order (a plain tuple on the drain's hot path)."""
     set_aside: list[tuple[str, str, int, bytes]] = field(default_factory=list)
     """Entries not applied: (stream entry id, reason, time ms, entry payload)."""
 

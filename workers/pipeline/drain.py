@@ -18,7 +18,6 @@ from redis.exceptions import RedisError
 
 from workers import faults
 from workers.audiences.registry import ALWAYS_CHANGED, LiveAudience, Snapshot
-from workers.delivery.outbox import OutboxRecord
 from workers.engine import Engine
 from workers.loop import LeasedLoop
 from workers.metrics import Tallies
@@ -328,5 +327,5 @@ class ShardDrainer:
             body, key = render(
                 snapshot.jobs[job_id], profile, moved, at, snapshot.slugs, membership
             )
-            commit.outbox[job_id].append(OutboxRecord(profile.user_id, key, body))
+            commit.outbox[job_id].append((profile.user_id, key, body))
             report.messages += 1
