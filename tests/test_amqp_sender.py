@@ -14,7 +14,7 @@ import pytest
 from azure.eventhub import EventDataBatch
 from azure.eventhub.exceptions import AuthenticationError, EventDataSendError
 
-from tests.test_emulator_support import HubProcess, started
+from tests.emulator.helpers import HubProcess, started
 from workers.delivery.eventhub.amqp import (
     AmqpSender,
     _redact,
@@ -55,15 +55,6 @@ def _messages(n: int, users: int, job: str = "job-1", pad: int = 300) -> list[Ou
     return out
 
 
-def _plan(hub: HubProcess, plan: Any) -> None:
-    assert hub.control("PUT", "/_emulator/faults", json=plan).status_code == 200
-
-
-def _requests(hub: HubProcess) -> dict[str, int]:
-    by_status: dict[str, int] = hub.stats()["requests"].get("amqp", {}).get("by_status", {})
-    return by_status
-
-
 @pytest.mark.parametrize(
     ("key", "idem", "body"),
     list(
@@ -98,7 +89,7 @@ def test_messages_go_per_partition_and_each_user_keeps_order(
         assert {e["partition_id"] for e in got} == {partition_for_key(user, IDS)}
         assert got[0]["broker_properties"] == {"PartitionKey": user}
     assert hub.stats()["hubs"][HUB]["key_partition_mismatches"] == 0
-    assert _requests(hub) == {"201": 4}  # one full batch per partition
+    assert hub.requests("amqp") == {"201": 4}  # one full batch per partition
 
 
 def test_a_partition_group_bigger_than_the_limit_goes_in_several_batches(
@@ -114,7 +105,7 @@ def test_a_partition_group_bigger_than_the_limit_goes_in_several_batches(
     for user in ("user-0", "user-1", "user-2"):
         got = [e["body"].encode() for e in events if e["partition_key"] == user]
         assert got == [m.body for m in messages if m.partition_key == user]
-    assert _requests(hub)["201"] >= sum(encoded_size(m) for m in messages) // 20_000
+    assert hub.requests("amqp")["201"] >= sum(encoded_size(m) for m in messages) // 20_000
     assert hub.stats()["hubs"][HUB]["bytes"] == sum(len(m.body) for m in messages)
 
 
@@ -162,7 +153,7 @@ def test_refusals_map_to_error_kinds_and_store_nothing(
     sender.send(messages[:1])  # connected before the plan, so the plan meets the delivery
     hub.reset()
     # The SDK's send_batch sends a failed batch once more by itself: refuse both.
-    _plan(hub, {**rule, "face": "amqp", "op": "send", "count": 2})
+    hub.plan({**rule, "face": "amqp", "op": "send", "count": 2})
     with pytest.raises(HubError) as err:
         sender.send(messages)
     assert (err.value.kind, err.value.retry_after) == (kind, retry_after)
@@ -188,7 +179,7 @@ def test_a_wrong_key_is_unauthorized_and_no_secret_is_in_the_error(hub: HubProce
 
 
 def test_a_refused_put_token_is_unauthorized_until_the_hub_accepts_again(hub: HubProcess) -> None:
-    _plan(hub, {"status": 401, "op": "auth", "message": "key rotated"})
+    hub.plan({"status": 401, "op": "auth", "message": "key rotated"})
     s = AmqpSender(hub.conn)
     try:
         with pytest.raises(HubError) as err:
@@ -202,7 +193,7 @@ def test_a_refused_put_token_is_unauthorized_until_the_hub_accepts_again(hub: Hu
 
 
 def test_a_throttled_put_token_is_throttled_not_unauthorized(hub: HubProcess) -> None:
-    _plan(hub, {"status": 503, "op": "auth", "retry_after": 2})
+    hub.plan({"status": 503, "op": "auth", "retry_after": 2})
     s = AmqpSender(hub.conn)
     try:
         with pytest.raises(HubError) as err:

@@ -19,7 +19,7 @@ from azure.eventhub import EventData
 
 from audiencehub.processes import CeleryWorker, HubEmulator
 from tests.e2e import AUDIENCES, changes_by_user, make_job, model, wait_messages, workload
-from tests.test_emulator_support import consume
+from tests.emulator.helpers import consume
 from workers.audiences.store import AudienceStore
 from workers.engine import Engine
 from workers.pipeline.ingest import Ingestor, list_items

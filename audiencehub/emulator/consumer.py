@@ -1,7 +1,7 @@
 """Event Hubs' receive side, as the stand-in's AMQP face serves it to consumers.
 
-This module is the Event Hubs behaviour; the AMQP connection (``amqp.py``) does the protocol:
-credit, windows and frames. What a consumer link means, learned from the azure-eventhub SDK's
+This module is the Event Hubs behaviour; the AMQP connection (``amqp/``) does the protocol:
+credit, windows and frames, and ``messages.py`` renders each event as the message a consumer gets. What a consumer link means, learned from the azure-eventhub SDK's
 pure-Python client (5.15: ``_consumer.py``, ``_utils.event_position_selector``,
 ``_transport/_pyamqp_transport.py``) and from Microsoft's documentation:
 
@@ -17,10 +17,7 @@ pure-Python client (5.15: ``_consumer.py``, ``_utils.event_position_selector``,
   without one; a lower one, or one without, cannot join while it holds it (``amqp:link:stolen``).
   Without owner levels at most 5 receivers share a partition per group
   (``amqp:resource-limit-exceeded``).
-- **Each event** goes out as one AMQP message, pre-settled: the producer's application
-  properties, properties section and annotations as they arrived, plus the service's annotations
-  ``x-opt-sequence-number`` (long), ``x-opt-offset`` (string), ``x-opt-enqueued-time``
-  (timestamp) and ``x-opt-partition-key`` (string), and one data section with the body. A link
+- **Each event** goes out as one AMQP message, pre-settled (``messages.render_event``). A link
   that desires ``com.microsoft:enable-receiver-runtime-metric`` also gets the partition's
   ``last_enqueued_*`` figures as delivery annotations on each event.
 """
@@ -28,31 +25,15 @@ pure-Python client (5.15: ``_consumer.py``, ``_utils.event_position_selector``,
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
-from audiencehub.emulator.amqp import (
-    NULL,
-    Described,
-    e_described,
-    e_list,
-    e_map,
-    e_message_id,
-    e_str,
-    e_sym,
-    e_timestamp,
-    encode_value,
-)
-from audiencehub.emulator.store import (
-    EventStore,
-    PartitionInfo,
-    PositionError,
-    StoredEvent,
-    UnknownHub,
-)
+from audiencehub.emulator.amqp import Described
+from audiencehub.emulator.hubs import UnknownHub
+from audiencehub.emulator.messages import render_event
+from audiencehub.emulator.store import EventStore, PositionError
 
 __all__ = [
     "DEFAULT_CONSUMER_GROUP",
@@ -65,7 +46,6 @@ __all__ = [
     "open_reader",
     "parse_consumer_address",
     "parse_selector",
-    "render_event",
     "valid_consumer_group",
 ]
 
@@ -328,83 +308,3 @@ def _first_sequence(store: EventStore, hub: str, partition: str, at: StartPositi
     if at.by == "latest":
         return store.end_of(hub, partition)
     return store.seek(hub, partition, at.by, at.value, at.inclusive)
-
-
-# ---- one event as an AMQP message ---------------------------------------------------------------
-
-_PROPERTY_FIELDS = {
-    "MessageId": 0,
-    "To": 2,
-    "Label": 3,
-    "ReplyTo": 4,
-    "CorrelationId": 5,
-    "ContentType": 6,
-}
-_SERVICE_ANNOTATIONS = frozenset(
-    {"x-opt-sequence-number", "x-opt-offset", "x-opt-enqueued-time", "x-opt-partition-key"}
-)
-_K_SEQUENCE = e_sym("x-opt-sequence-number")
-_K_OFFSET = e_sym("x-opt-offset")
-_K_ENQUEUED = e_sym("x-opt-enqueued-time")
-_K_KEY = e_sym("x-opt-partition-key")
-_K_LAST_SEQUENCE = e_sym("last_enqueued_sequence_number")
-_K_LAST_OFFSET = e_sym("last_enqueued_offset")
-_K_LAST_TIME = e_sym("last_enqueued_time_utc")
-_K_RETRIEVED = e_sym("runtime_info_retrieval_time_utc")
-
-
-def render_event(event: StoredEvent, runtime: PartitionInfo | None = None) -> bytes:
-    """One stored event as the encoded AMQP message a consumer receives."""
-    sections: list[bytes] = []
-    if runtime is not None:
-        sections.append(
-            e_described(
-                0x71,
-                e_map(
-                    [
-                        (_K_LAST_SEQUENCE, encode_value(runtime.last_enqueued_sequence_number)),
-                        (_K_LAST_OFFSET, e_str(str(runtime.last_enqueued_offset))),
-                        (_K_LAST_TIME, e_timestamp(runtime.last_enqueued_time // 1_000_000)),
-                        (_K_RETRIEVED, e_timestamp(time.time_ns() // 1_000_000)),
-                    ]
-                ),
-            )
-        )
-    annotations: list[tuple[bytes, bytes]] = []
-    fields: list[bytes] | None = None
-    for name, value in event.broker_properties.items():
-        index = _PROPERTY_FIELDS.get(name)
-        if index is not None:
-            if fields is None:
-                fields = [NULL] * 13
-            if index in (0, 5):
-                fields[index] = e_message_id(value)
-            elif index == 6:
-                fields[index] = e_sym(str(value))
-            else:
-                fields[index] = e_str(str(value))
-        elif name.startswith("x-") and name not in _SERVICE_ANNOTATIONS:
-            annotations.append((e_sym(name), encode_value(value)))
-    annotations.append((_K_SEQUENCE, encode_value(event.sequence_number)))
-    annotations.append((_K_OFFSET, e_str(str(event.offset))))
-    annotations.append((_K_ENQUEUED, e_timestamp(event.received_at // 1_000_000)))
-    if event.partition_key is not None:
-        annotations.append((_K_KEY, e_str(event.partition_key)))
-    sections.append(e_described(0x72, e_map(annotations)))
-    if fields is not None:
-        sections.append(e_described(0x73, e_list(fields)))
-    if event.user_properties:
-        sections.append(
-            e_described(
-                0x74,
-                e_map([(e_str(k), encode_value(v)) for k, v in event.user_properties.items()]),
-            )
-        )
-    sections.append(e_described(0x75, _e_data(event.body)))
-    return b"".join(sections)
-
-
-def _e_data(body: bytes) -> bytes:
-    if len(body) < 256:
-        return bytes((0xA0, len(body))) + body
-    return b"\xb0" + len(body).to_bytes(4, "big") + body

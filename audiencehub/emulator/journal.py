@@ -42,7 +42,7 @@ from audiencehub.emulator.amqp import (
     e_str,
     encode_value,
 )
-from audiencehub.emulator.store import _Row, record_row
+from audiencehub.emulator.records import Row, record_row
 
 __all__ = ["Journal", "JournalError"]
 
@@ -103,11 +103,11 @@ class Journal:
                 raise JournalError(f"cannot read {meta}: {exc}") from None
         return out
 
-    def replay(self, hub: str) -> tuple[tuple[int, PartitionState], list[tuple[int, int, _Row]]]:
+    def replay(self, hub: str) -> tuple[tuple[int, PartitionState], list[tuple[int, int, Row]]]:
         """The hub's counters at the start of what is kept, and every kept event in order."""
         files = self._files(hub)
         state: tuple[int, PartitionState] | None = None
-        rows: list[tuple[int, int, _Row]] = []
+        rows: list[tuple[int, int, Row]] = []
         for path in sorted(files.path.glob("*.log")):
             last = 0
             for record in self._records(path):
@@ -167,7 +167,7 @@ class Journal:
             tmp.write_text(json.dumps(meta_doc))
             os.replace(tmp, meta)
 
-    def events(self, hub: str, written: Sequence[tuple[int, int, _Row]]) -> None:
+    def events(self, hub: str, written: Sequence[tuple[int, int, Row]]) -> None:
         files = self._files(hub)
         payload = _e_events(written)
         if files.current is None or files.size >= self.segment_bytes:
@@ -240,7 +240,7 @@ def _list32(body: bytes, count: int) -> bytes:
     return _LIST32.pack(0xD0, len(body) + 4, count) + body
 
 
-def _e_events(written: Sequence[tuple[int, int, _Row]]) -> bytes:
+def _e_events(written: Sequence[tuple[int, int, Row]]) -> bytes:
     """``[0, [[sequence, offset, row…], …]]``, decoding to what :func:`encode_value` writes."""
     cache: dict[str, bytes] = {}
     long = _LONG.pack

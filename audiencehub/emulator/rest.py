@@ -16,7 +16,6 @@ Errors on the send path use the service's XML shape, ``<Error><Code>…</Code><D
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -29,142 +28,35 @@ import orjson
 from audiencehub.emulator.auth import Authorizer, TokenError
 from audiencehub.emulator.faults import NO_FAULT, FaultDecision, FaultPlan, FaultSpecError
 from audiencehub.emulator.httpserver import Request, Response
-from audiencehub.emulator.store import (
-    EventStore,
-    IncomingEvent,
-    StoredEvent,
-    StoreFull,
-    UnknownHub,
-    plain_value,
+from audiencehub.emulator.hubs import UnknownHub
+from audiencehub.emulator.records import IncomingEvent
+from audiencehub.emulator.rest_format import (
+    BATCH_CONTENT_TYPE,
+    SINGLE_CONTENT_TYPE,
+    BadBatch,
+    check_properties,
+    decode_batch,
+    event_json,
 )
+from audiencehub.emulator.store import EventStore, StoreFull
 from workers.delivery.eventhub.partitions import (
     MAX_PARTITION_KEY,
     key_length,
     partition_for_key,
 )
-from workers.timefmt import format_rfc3339
 
-__all__ = [
-    "BATCH_CONTENT_TYPE",
-    "DEFAULT_MAX_BATCH_BYTES",
-    "SINGLE_CONTENT_TYPE",
-    "BadBatch",
-    "RestFace",
-    "decode_batch",
-    "event_json",
-]
+__all__ = ["DEFAULT_MAX_BATCH_BYTES", "RestFace"]
 
 log = logging.getLogger("audiencehub.emulator.rest")
 
-BATCH_CONTENT_TYPE = "application/vnd.microsoft.servicebus.json"
-SINGLE_CONTENT_TYPE = "application/atom+xml"
 DEFAULT_MAX_BATCH_BYTES = 1_048_576
 MAX_READBACK = 100_000
 MAX_WAIT_S = 30  # longest a readback request may wait for new events
 
-_ITEM_FIELDS = frozenset({"Body", "UserProperties", "BrokerProperties", "IsBodyBase64"})
-_SCALARS = (str, int, float, bool, type(None))
 _API_VERSION = re.compile(r"^\d{4}-\d{2}(-\d{2})?(-preview)?$")
 _JSON = "application/json"
 _XML = "application/xml; charset=utf-8"
 _CREATED = Response(201)
-
-
-class BadBatch(ValueError):
-    """The body is not a valid Event Hubs batch; the message names the index and field."""
-
-
-def _check_properties(value: Any, where: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if type(value) is not dict:
-        raise BadBatch(f"{where}: must be a JSON object")
-    for name, item in value.items():
-        if not isinstance(item, _SCALARS):
-            raise BadBatch(f"{where}.{name}: must be a string, number, boolean or null")
-    return value
-
-
-def decode_batch(body: bytes) -> list[IncomingEvent]:
-    """Parse ``[{"Body": str, "UserProperties": {…}, "BrokerProperties": {…}}, …]`` strictly.
-
-    ``"IsBodyBase64": true`` (the batch format's way to carry binary bodies) means ``Body`` is
-    base64 and the event is its decoded bytes.
-    """
-    try:
-        items = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadBatch(f"body is not valid JSON: {exc}") from None
-    if type(items) is not list:
-        raise BadBatch('body must be a JSON array of events ([{"Body": "…"}, …])')
-    if not items:
-        raise BadBatch("batch is empty")
-    out: list[IncomingEvent] = []
-    append = out.append
-    known = _ITEM_FIELDS
-    for index, item in enumerate(items):
-        if type(item) is not dict:
-            raise BadBatch(f"event[{index}]: must be a JSON object with a Body")
-        text = item.get("Body")
-        if type(text) is not str:
-            what = "is missing" if text is None else "must be a string"
-            raise BadBatch(f"event[{index}].Body: {what}")
-        if not item.keys() <= known:
-            extra = ", ".join(sorted(name[:40] for name in set(item) - known)[:5])
-            raise BadBatch(
-                f"event[{index}]: unknown field(s) {extra} "
-                "(expected Body, UserProperties, BrokerProperties, IsBodyBase64)"
-            )
-        data = text.encode("utf-8")
-        base64_flag = item.get("IsBodyBase64")
-        if base64_flag is not None and type(base64_flag) is not bool:
-            raise BadBatch(f"event[{index}].IsBodyBase64: must be true or false")
-        if base64_flag:
-            try:
-                data = base64.b64decode(data, validate=True)
-            except ValueError:
-                raise BadBatch(
-                    f"event[{index}].Body: IsBodyBase64 is true but Body is not base64"
-                ) from None
-        user = item.get("UserProperties")
-        user = {} if user is None else _check_properties(user, f"event[{index}].UserProperties")
-        broker = item.get("BrokerProperties")
-        key: str | None = None
-        if broker is None:
-            broker = {}
-        else:
-            broker = _check_properties(broker, f"event[{index}].BrokerProperties")
-            key = broker.get("PartitionKey")
-            if key is not None and type(key) is not str:
-                raise BadBatch(f"event[{index}].BrokerProperties.PartitionKey: must be a string")
-        append(IncomingEvent(data, user, broker, key))
-    return out
-
-
-def event_json(event: StoredEvent) -> dict[str, Any]:
-    """One stored event for readback: the body as text (base64 if it is not UTF-8)."""
-    try:
-        body = event.body.decode("utf-8")
-        encoding = "utf-8"
-    except UnicodeDecodeError:
-        body = base64.b64encode(event.body).decode("ascii")
-        encoding = "base64"
-    return {
-        "seq": event.seq,
-        "partition_id": event.partition_id,
-        "partition_key": event.partition_key,
-        "body": body,
-        "body_encoding": encoding,
-        "user_properties": {k: plain_value(v) for k, v in event.user_properties.items()},
-        "broker_properties": {k: plain_value(v) for k, v in event.broker_properties.items()},
-        "received_at": format_rfc3339(event.received_at),
-        "face": event.face,
-        "request": event.request,
-        # What a consumer sees: the partition's sequence number and offset (the enqueued time
-        # is received_at).
-        "sequence_number": event.sequence_number,
-        "offset": str(event.offset),
-    }
 
 
 def _media_type(value: str) -> str:
@@ -404,7 +296,7 @@ class RestFace:
                 parsed = orjson.loads(raw)
             except orjson.JSONDecodeError as exc:
                 raise BadBatch(f"BrokerProperties header is not valid JSON: {exc}") from None
-            broker = _check_properties(parsed, "BrokerProperties")
+            broker = check_properties(parsed, "BrokerProperties")
         key = broker.get("PartitionKey")
         if key is not None and type(key) is not str:
             raise BadBatch("BrokerProperties.PartitionKey: must be a string")

@@ -1,8 +1,8 @@
 """One running hub stand-in: configuration, the shared state, and the faces serving it.
 
 Everything a face needs is on :class:`Emulator`: the :class:`EventStore`, the :class:`FaultPlan`
-and the :class:`Authorizer`. The REST face is always on; an AMQP face (``amqp.py``) plugs in the
-same way, either on its own port or on the REST port through
+and the :class:`Authorizer`. The REST face is always on; an AMQP face (``amqp_face.py``) plugs in
+the same way, either on its own port or on the REST port through
 ``HttpServer(alt_protocols={b"AMQP": …})``, which hands over connections that open with the AMQP
 header.
 """
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from audiencehub.emulator.amqp import AmqpFace
+from audiencehub.emulator.amqp_face import AmqpFace
 from audiencehub.emulator.auth import Authorizer
 from audiencehub.emulator.consumer import DEFAULT_CONSUMER_GROUP, valid_consumer_group
 from audiencehub.emulator.faults import FaultPlan
@@ -148,7 +148,7 @@ class Emulator:
         self.http.alt_protocols[b"AMQP"] = _Refuse
 
     def enable_amqp(self) -> None:
-        """Serve the AMQP 1.0 face (``amqp.py``, what the azure-eventhub SDK speaks) on this port."""
+        """Serve the AMQP 1.0 face (``amqp_face.py``: what the azure-eventhub SDK speaks) here."""
         self.amqp = AmqpFace(
             self.store,
             self.faults,

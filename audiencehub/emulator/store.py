@@ -18,19 +18,24 @@ behind a consumer's back) or forgets the oldest (``when_full="drop-oldest"``, li
 
 from __future__ import annotations
 
-import base64
 import itertools
 import logging
 import threading
 import time
-import uuid
-from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
+from audiencehub.emulator.counts import Counts
+from audiencehub.emulator.hubs import Hub, UnknownHub, UnknownPartition
+from audiencehub.emulator.records import (
+    IncomingEvent,
+    PartitionInfo,
+    Row,
+    StoredEvent,
+    row_event,
+)
 from workers.delivery.eventhub.connstr import valid_hub_name
 from workers.delivery.eventhub.partitions import partition_for_key
 
@@ -42,15 +47,8 @@ __all__ = [
     "RECORD_OVERHEAD",
     "WHEN_FULL",
     "EventStore",
-    "Hub",
-    "IncomingEvent",
-    "PartitionInfo",
     "PositionError",
     "StoreFull",
-    "StoredEvent",
-    "UnknownHub",
-    "UnknownPartition",
-    "plain_value",
     "valid_hub_name",
 ]
 
@@ -59,14 +57,6 @@ WHEN_FULL = ("refuse", "drop-oldest")
 # Offsets are byte positions, as in the service: each event takes its body plus this much.
 RECORD_OVERHEAD = 32
 log = logging.getLogger("audiencehub.emulator.store")
-
-
-class UnknownHub(LookupError):
-    """The named hub does not exist on this stand-in."""
-
-
-class UnknownPartition(LookupError):
-    """The hub exists but has no partition with that id."""
 
 
 class StoreFull(Exception):
@@ -84,188 +74,6 @@ class StoreFull(Exception):
 
 class PositionError(ValueError):
     """A starting position past the end of the partition (the service refuses those too)."""
-
-
-class IncomingEvent(NamedTuple):
-    """One event as a face decoded it, before the store places and numbers it.
-
-    Property values keep their types (AMQP ones may be bytes, UUIDs, timestamps), so a consumer
-    gets back what the producer sent; :func:`plain_value` makes them JSON for readback.
-    """
-
-    body: bytes
-    user_properties: dict[str, Any]
-    broker_properties: dict[str, Any]
-    partition_key: str | None
-
-
-class StoredEvent(NamedTuple):
-    """One event as received, as handed to readers."""
-
-    seq: int
-    hub: str
-    partition_id: str
-    partition_key: str | None
-    body: bytes
-    user_properties: dict[str, Any]
-    broker_properties: dict[str, Any]
-    received_at: int  # ns since the epoch; also the enqueued time
-    face: str  # "rest" or "amqp"
-    request: int  # which accepted request (REST POST, AMQP delivery) brought it, from 1
-    sequence_number: int = -1  # in its partition, from 0
-    offset: int = -1  # byte position in its partition
-
-
-class PartitionInfo(NamedTuple):
-    """What ``$management`` READ of a partition answers."""
-
-    begin_sequence_number: int
-    last_enqueued_sequence_number: int  # -1 when nothing was ever enqueued
-    last_enqueued_offset: int  # -1 likewise
-    last_enqueued_time: int  # ns; 0 when nothing was ever enqueued
-    is_empty: bool
-
-
-# Internally each event is an exact tuple in StoredEvent's field order (without the partition
-# numbers, which the partition log keeps), with the property dicts as tuples of pairs. CPython
-# stops GC-tracking an exact tuple of atoms at its first young collection; a NamedTuple (a
-# subclass) or a tuple holding a dict stays tracked for good. With a million stored events that
-# difference is what makes each full collection take ~200 ms and halves intake.
-_Props = tuple[tuple[str, Any], ...]
-_Row = tuple[int, str, str, str | None, bytes, _Props, _Props, int, str, int]
-
-
-def _row_event(row: _Row, sequence_number: int = -1, offset: int = -1) -> StoredEvent:
-    seq, hub, pid, key, body, user, broker, when, face, request = row
-    return StoredEvent(
-        seq,
-        hub,
-        pid,
-        key,
-        body,
-        dict(user),
-        dict(broker),
-        when,
-        face,
-        request,
-        sequence_number,
-        offset,
-    )
-
-
-def row_record(row: _Row) -> list[Any]:
-    """A row as plain values for the journal (property pairs as maps)."""
-    seq, hub, pid, key, body, user, broker, when, face, request = row
-    return [seq, hub, pid, key, body, dict(user), dict(broker), when, face, request]
-
-
-def record_row(record: Sequence[Any]) -> _Row:
-    """The inverse of :func:`row_record`."""
-    seq, hub, pid, key, body, user, broker, when, face, request = record
-    return (
-        int(seq),
-        str(hub),
-        str(pid),
-        None if key is None else str(key),
-        bytes(body),
-        tuple((str(k), v) for k, v in user.items()),
-        tuple((str(k), v) for k, v in broker.items()),
-        int(when),
-        str(face),
-        int(request),
-    )
-
-
-def plain_value(value: Any) -> Any:
-    """A property value as JSON: scalars as they are, binary as base64, anything else as text."""
-    if value is None or value is True or value is False:
-        return value
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return value
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii")
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    return str(value)
-
-
-@dataclass(slots=True)
-class PartitionLog:
-    """One partition's events in order, with their Event Hubs numbers.
-
-    ``rows[i]`` has sequence number ``first_sequence + i`` and offset ``offsets[i]``; the offsets
-    live in an array (8 bytes each, untracked) rather than in the rows.
-    """
-
-    rows: list[_Row] = field(default_factory=list)
-    offsets: array[int] = field(default_factory=lambda: array("q"))
-    first_sequence: int = 0  # of rows[0]; equals next_sequence when empty
-    next_sequence: int = 0
-    next_offset: int = 0
-    last_offset: int = -1
-    last_time: int = 0
-
-    def index_of(self, sequence: int) -> int:
-        """Where ``sequence`` is (or would be) in ``rows``, clamped to what is held."""
-        return min(max(sequence - self.first_sequence, 0), len(self.rows))
-
-    def expire(self, count: int) -> None:
-        """Forget the oldest ``count`` events; their numbers are never given out again."""
-        if count >= len(self.rows):
-            self.rows = []
-            self.offsets = array("q")
-            self.first_sequence = self.next_sequence
-            return
-        del self.rows[:count]
-        del self.offsets[:count]
-        self.first_sequence += count
-
-
-@dataclass(slots=True)
-class Hub:
-    """A hub's shape and what it holds; only touched under the store's lock."""
-
-    name: str
-    partition_ids: tuple[str, ...]
-    created_at: int
-    events: list[_Row] = field(default_factory=list)
-    partitions: dict[str, PartitionLog] = field(default_factory=dict)
-    per_partition: Counter[str] = field(default_factory=Counter)
-    bytes_received: int = 0
-    evicted: int = 0
-    key_partition_mismatches: int = 0
-    last_received: int = 0
-    _rr: itertools.cycle[str] | None = None
-
-    def __post_init__(self) -> None:
-        for pid in self.partition_ids:
-            self.partitions.setdefault(pid, PartitionLog())
-
-    def next_round_robin(self) -> str:
-        if self._rr is None:
-            self._rr = itertools.cycle(self.partition_ids)
-        return next(self._rr)
-
-    def info(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "partition_count": len(self.partition_ids),
-            "partition_ids": list(self.partition_ids),
-            "created_at_ns": self.created_at,
-        }
-
-    def log(self, partition_id: str) -> PartitionLog:
-        """A partition's log; made on first use for a partition the hub grew at run time."""
-        part = self.partitions.get(partition_id)
-        if part is None:
-            if partition_id not in self.partition_ids:
-                raise UnknownPartition(partition_id)
-            part = self.partitions[partition_id] = PartitionLog()
-        return part
 
 
 AppendListener = Callable[[str, frozenset[str]], None]
@@ -300,9 +108,7 @@ class EventStore:
         if journal is not None:
             journal.snapshot = self._snapshot
         self._listeners: list[AppendListener] = []
-        self._requests: dict[str, Counter[int]] = {}
-        self._events_by_face: Counter[str] = Counter()
-        self._faults: Counter[str] = Counter()
+        self._counts = Counts()
         self._started = time.time_ns()
 
     @property
@@ -412,7 +218,7 @@ class EventStore:
             logs = hub.partitions
             size = 0
             mismatches = 0
-            written: list[tuple[int, int, _Row]] = []
+            written: list[tuple[int, int, Row]] = []
             for body, user, broker, key in batch:
                 seq += 1
                 if partition_id is not None:
@@ -423,7 +229,7 @@ class EventStore:
                     pid = partition_for_key(key, ids)
                 else:
                     pid = hub.next_round_robin()
-                row: _Row = (
+                row: Row = (
                     seq,
                     name,
                     pid,
@@ -455,7 +261,7 @@ class EventStore:
             self._seq = seq
             hub.bytes_received += size
             hub.key_partition_mismatches += mismatches
-            self._events_by_face[face] += added
+            self._counts.events_by_face[face] += added
             overflow = len(out) - self._max
             if overflow > 0:
                 # Drop the oldest in chunks (a tenth of the cap) so eviction stays amortised O(1).
@@ -479,14 +285,11 @@ class EventStore:
     def count_request(self, face: str, status: int) -> None:
         """Record one data-plane request's outcome (201, 401, …); 0 means connection dropped."""
         with self._lock:
-            counter = self._requests.get(face)
-            if counter is None:
-                counter = self._requests[face] = Counter()
-            counter[status] += 1
+            self._counts.request(face, status)
 
     def count_fault(self, kind: str) -> None:
         with self._lock:
-            self._faults[kind] += 1
+            self._counts.fault(kind)
 
     # ---- readback ---------------------------------------------------------------------------
 
@@ -514,7 +317,7 @@ class EventStore:
             for row in chunk[:limit]:
                 part = hub.partitions[row[2]]
                 index = bisect_left(part.rows, row[0], key=_seq_of)
-                out.append(_row_event(row, part.first_sequence + index, part.offsets[index]))
+                out.append(row_event(row, part.first_sequence + index, part.offsets[index]))
         return out, more
 
     def read(
@@ -529,7 +332,7 @@ class EventStore:
             rows = part.rows[start : start + limit]
             first = part.first_sequence + start
             offsets = part.offsets
-            out = [_row_event(row, first + i, offsets[start + i]) for i, row in enumerate(rows)]
+            out = [row_event(row, first + i, offsets[start + i]) for i, row in enumerate(rows)]
         return out, first + len(out)
 
     def partition_info(self, hub_name: str, partition_id: str) -> PartitionInfo:
@@ -591,44 +394,19 @@ class EventStore:
     def stats(self) -> dict[str, Any]:
         """Counts per hub and partition, requests and rejections by status, per face."""
         with self._lock:
-            hubs = {
-                hub.name: {
-                    "events": sum(hub.per_partition.values()),
-                    "stored": len(hub.events),
-                    "evicted": hub.evicted,
-                    "bytes": hub.bytes_received,
-                    "partitions": {pid: hub.per_partition.get(pid, 0) for pid in hub.partition_ids},
-                    "sequence_numbers": {
-                        pid: [part.first_sequence, part.next_sequence - 1]
-                        for pid, part in hub.partitions.items()
-                    },
-                    "key_partition_mismatches": hub.key_partition_mismatches,
-                }
-                for hub in self._hubs.values()
-            }
-            requests = {
-                face: {
-                    "total": sum(counter.values()),
-                    "by_status": {str(k): v for k, v in sorted(counter.items())},
-                }
-                for face, counter in self._requests.items()
-            }
-            rejections: Counter[str] = Counter()
-            for counter in self._requests.values():
-                for status, n in counter.items():
-                    if status >= 400 or status == 0:
-                        rejections["dropped" if status == 0 else str(status)] += n
+            hubs = {hub.name: hub.stats() for hub in self._hubs.values()}
+            counts = self._counts
             return {
                 "started_at_ns": self._started,
                 "last_seq": self._seq,
                 "max_events_per_hub": self._max,
                 "when_full": self._when_full,
                 "events": sum(h["events"] for h in hubs.values()),
-                "events_by_face": dict(self._events_by_face),
+                "events_by_face": dict(counts.events_by_face),
                 "hubs": hubs,
-                "requests": requests,
-                "rejections": dict(sorted(rejections.items())),
-                "faults_fired": dict(sorted(self._faults.items())),
+                "requests": counts.by_face(),
+                "rejections": counts.rejections(),
+                "faults_fired": dict(sorted(counts.faults.items())),
             }
 
     def reset(self, hub_name: str | None = None) -> int:
@@ -654,9 +432,7 @@ class EventStore:
                 if self._journal is not None:
                     self._journal.reset(hub.name, self._seq, self._partition_state(hub))
             if targets is None:
-                self._requests.clear()
-                self._events_by_face.clear()
-                self._faults.clear()
+                self._counts.clear()
             return dropped
 
     # ---- the journal ------------------------------------------------------------------------
@@ -739,16 +515,16 @@ class EventStore:
                     self._seq = max(self._seq, row[0])
                     self._accepted = max(self._accepted, row[9])
                     loaded += 1
-                self._events_by_face.update(row[8] for row in hub.events)
+                self._counts.events_by_face.update(row[8] for row in hub.events)
                 overflow = len(hub.events) - self._max
                 if overflow > 0 and self._when_full == "drop-oldest":
                     self._expire(hub, overflow)
         return loaded
 
 
-def _seq_of(row: _Row) -> int:
+def _seq_of(row: Row) -> int:
     return row[0]
 
 
-def _enqueued_ms(row: _Row) -> int:
+def _enqueued_ms(row: Row) -> int:
     return row[7] // 1_000_000

@@ -8,8 +8,6 @@ and the refusals are proper AMQP.
 from __future__ import annotations
 
 import signal
-import socket
-import struct
 import time
 import uuid
 from collections import Counter
@@ -25,8 +23,6 @@ from azure.eventhub.exceptions import (
 )
 
 from audiencehub.emulator.amqp import (
-    AMQP_HEADER,
-    BATCH_FORMAT,
     NULL,
     SASL_HEADER,
     Described,
@@ -35,36 +31,20 @@ from audiencehub.emulator.amqp import (
     decode_value,
     e_bin,
     e_bool,
-    e_str,
-    e_sym,
-    e_ubyte,
     e_uint,
     e_ushort,
     encode_value,
-    frame,
     performative,
 )
-from tests.test_emulator_support import HubProcess, item, started
+from audiencehub.emulator.messages import BATCH_FORMAT
+from tests.emulator.helpers import HubProcess, item
+from tests.emulator.rawpeer import HUB, KEY, KEY_NAME, RawPeer
 from workers.delivery.eventhub.partitions import partition_for_key
 from workers.delivery.eventhub.sas import make_token
 
-HUB = "orders"
 OTHER = "audit"
-KEY_NAME = "send"
-KEY = "c2VjcmV0LWtleS1mb3ItdGhlLWFtcXAtZmFjZS10ZXN0cw=="
 IDS = ["0", "1", "2", "3"]
-
-
-@pytest.fixture(scope="module")
-def hub() -> Iterator[HubProcess]:
-    yield from started(
-        "--hub", HUB, "--hub", OTHER, "--partitions", "4", "--key-name", KEY_NAME, "--key", KEY
-    )
-
-
-@pytest.fixture(autouse=True)
-def _clean(hub: HubProcess) -> None:
-    hub.reset()
+HUB_ARGS = ("--hub", HUB, "--hub", OTHER, "--partitions", "4", "--key-name", KEY_NAME, "--key", KEY)
 
 
 @pytest.fixture(scope="module")
@@ -72,16 +52,6 @@ def producer(hub: HubProcess) -> Iterator[EventHubProducerClient]:
     client = EventHubProducerClient.from_connection_string(hub.first_line, retry_total=0)
     yield client
     client.close()
-
-
-def _plan(hub: HubProcess, plan: Any) -> None:
-    resp = hub.control("PUT", "/_emulator/faults", json=plan)
-    assert resp.status_code == 200, resp.text
-
-
-def _amqp_requests(hub: HubProcess) -> dict[str, int]:
-    by_status: dict[str, int] = hub.stats()["requests"].get("amqp", {}).get("by_status", {})
-    return by_status
 
 
 def _conn_string(hub: HubProcess, **parts: str) -> str:
@@ -140,7 +110,7 @@ def test_a_keyed_batch_lands_on_the_key_partition_with_its_properties(
     assert {e["partition_key"] for e in events} == {"user-7"}
     assert events[0]["broker_properties"] == {"PartitionKey": "user-7"}
     assert {e["face"] for e in events} == {"amqp"}
-    assert _amqp_requests(hub) == {"201": 1}  # one batch, one publication
+    assert hub.requests("amqp") == {"201": 1}  # one batch, one publication
 
 
 def test_single_events_by_key_and_by_partition_id(
@@ -193,7 +163,7 @@ def test_a_full_batch_crosses_many_frames_and_arrives_whole_and_in_order(
     events = hub.events()
     assert len(events) == count
     assert [int(e["body"][8:14]) for e in events] == list(range(count))
-    assert _amqp_requests(hub) == {"201": 1}
+    assert hub.requests("amqp") == {"201": 1}
 
 
 def test_rest_and_amqp_put_every_key_on_the_same_partition(
@@ -230,7 +200,7 @@ def test_a_wrong_key_is_refused_at_put_token_and_the_key_stays_secret(hub: HubPr
         assert "401" in str(err) and "signature does not match" in str(err)
         assert wrong not in str(err) and KEY not in str(err)
     assert hub.events() == []
-    assert int(_amqp_requests(hub)["401"]) >= 2
+    assert int(hub.requests("amqp")["401"]) >= 2
 
 
 def test_an_unknown_key_name_is_refused(hub: HubProcess) -> None:
@@ -287,7 +257,7 @@ def test_rejected_deliveries_carry_the_condition_and_store_nothing(
     hub: HubProcess, producer: EventHubProducerClient, rule: dict[str, Any], condition: str
 ) -> None:
     # send_batch retries a failed send once by itself, so the hub refuses twice.
-    _plan(hub, {**rule, "face": "amqp", "op": "send", "count": 2})
+    hub.plan({**rule, "face": "amqp", "op": "send", "count": 2})
     batch = producer.create_batch(partition_key="user-1")
     batch.add(EventData(b"refused"))
     with pytest.raises(EventDataSendError) as err:
@@ -296,13 +266,13 @@ def test_rejected_deliveries_carry_the_condition_and_store_nothing(
     if rule.get("retry_after"):
         assert "Please wait 3 seconds" in str(err.value)
     assert hub.events() == []
-    assert _amqp_requests(hub) == {str(rule["status"]): 2}
+    assert hub.requests("amqp") == {str(rule["status"]): 2}
     producer.send_event(EventData(b"accepted"), partition_key="user-1")
     assert [e["body"] for e in hub.events()] == ["accepted"]
 
 
 def test_a_cbs_fault_fails_authentication(hub: HubProcess) -> None:
-    _plan(hub, {"status": 401, "op": "auth", "count": 1, "message": "planned refusal"})
+    hub.plan({"status": 401, "op": "auth", "count": 1, "message": "planned refusal"})
     client = EventHubProducerClient.from_connection_string(hub.first_line, retry_total=0)
     try:
         with pytest.raises(AuthenticationError, match="planned refusal"):
@@ -317,7 +287,7 @@ def test_a_dropped_connection_loses_the_delivery_and_the_sdk_reconnects(hub: Hub
     client = EventHubProducerClient.from_connection_string(hub.first_line, retry_total=0)
     try:
         client.send_event(EventData(b"before"), partition_id="0")
-        _plan(hub, {"drop": True, "op": "send", "count": 2})
+        hub.plan({"drop": True, "op": "send", "count": 2})
         with pytest.raises(EventHubError) as err:
             client.send_event(EventData(b"dropped"), partition_id="0")
         assert not isinstance(err.value, EventDataSendError)  # lost, not refused
@@ -329,7 +299,7 @@ def test_a_dropped_connection_loses_the_delivery_and_the_sdk_reconnects(hub: Hub
 
 
 def test_a_delay_holds_the_answer_back(hub: HubProcess, producer: EventHubProducerClient) -> None:
-    _plan(hub, {"delay_ms": 500, "op": "send", "count": 1})
+    hub.plan({"delay_ms": 500, "op": "send", "count": 1})
     start = time.monotonic()
     producer.send_event(EventData(b"late"), partition_key="user-9")
     assert time.monotonic() - start >= 0.5
@@ -374,128 +344,6 @@ def test_stopping_the_stand_in_closes_its_amqp_connections() -> None:
 
 
 # ---- a raw AMQP peer --------------------------------------------------------------------------
-
-
-class RawPeer:
-    """Just enough of an AMQP client to look at the face's frames field by field."""
-
-    def __init__(self, hub: HubProcess) -> None:
-        self.sock = socket.create_connection((hub.conn.host, hub.conn.port or 0), timeout=5)
-        self.hub = hub
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def read(self, n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = self.sock.recv(n - len(data))
-            if not chunk:
-                raise ConnectionError("closed")
-            data += chunk
-        return data
-
-    def frame(self) -> tuple[int, int, list[Any], bytes]:
-        """(channel, performative code, fields, payload after the performative)."""
-        size, doff, _, channel = struct.unpack(">IBBH", self.read(8))
-        body = self.read(size - 8)[doff * 4 - 8 :]
-        descriptor, pos = decode_value(body, 1)
-        fields, pos = decode_value(body, pos)
-        return channel, descriptor, fields, body[pos:]
-
-    def send(self, channel: int, body: bytes, frame_type: int = 0) -> None:
-        self.sock.sendall(frame(channel, body, frame_type))
-
-    def open(self) -> list[Any]:
-        self.sock.sendall(SASL_HEADER)
-        assert self.read(8) == SASL_HEADER
-        _, code, fields, _ = self.frame()
-        assert code == 0x40 and fields == [["ANONYMOUS"]]
-        self.send(0, performative(0x41, e_sym("ANONYMOUS"), e_bin(b""), NULL), 1)
-        _, code, fields, _ = self.frame()
-        assert (code, fields) == (0x44, [0, None])
-        self.sock.sendall(AMQP_HEADER)
-        self.send(0, performative(0x10, e_str("raw-peer"), e_str("localhost"), e_uint(512)))
-        assert self.read(8) == AMQP_HEADER
-        _, code, fields, _ = self.frame()
-        assert code == 0x10
-        return fields
-
-    def begin(self, channel: int = 1) -> list[Any]:
-        self.send(channel, performative(0x11, NULL, e_uint(0), e_uint(100), e_uint(100)))
-        _, code, fields, _ = self.frame()
-        assert code == 0x11
-        return fields
-
-    def attach(self, name: str, handle: int, receiver: bool, address: str) -> list[Any]:
-        terminus = encode_value(Described(0x29 if not receiver else 0x28, [address]))
-        self.send(
-            1,
-            performative(
-                0x12,
-                e_str(name),
-                e_uint(handle),
-                e_bool(receiver),
-                e_ubyte(0),
-                e_ubyte(0),
-                terminus if receiver else encode_value(Described(0x28, ["peer"])),
-                encode_value(Described(0x29, ["peer"])) if receiver else terminus,
-                NULL,
-                NULL,
-                NULL if receiver else e_uint(0),
-            ),
-        )
-        _, code, fields, _ = self.frame()
-        assert code == 0x12
-        return fields
-
-    def transfer(self, handle: int, delivery: int, payload: bytes, fmt: int = 0) -> None:
-        self.send(
-            1,
-            performative(
-                0x14, e_uint(handle), e_uint(delivery), e_bin(b"t%d" % delivery), e_uint(fmt)
-            )
-            + payload,
-        )
-
-    def put_token(self) -> None:
-        self.attach("cbs-out", 0, False, "$cbs")
-        self.frame()  # flow: credit for the request link
-        self.attach("cbs-in", 1, True, "$cbs")
-        self.send(
-            1,
-            performative(
-                0x13,
-                e_uint(0),
-                e_uint(100),
-                e_uint(0),
-                e_uint(100),
-                e_uint(1),
-                e_uint(0),
-                e_uint(10),
-            ),
-        )
-        token = self.hub.token(HUB, key=KEY, key_name=KEY_NAME)
-        message = (
-            encode_value(Described(0x73, [uuid.uuid4()]))
-            + encode_value(
-                Described(
-                    0x74,
-                    {
-                        "operation": "put-token",
-                        "type": "servicebus.windows.net:sastoken",
-                        "name": f"sb://{self.hub.conn.namespace}/{HUB}",
-                    },
-                )
-            )
-            + encode_value(Described(0x77, token))
-        )
-        self.transfer(0, 0, message)
-        _, code, fields, _ = self.frame()
-        assert code == 0x15 and len(fields) == 6  # disposition of the request
-        _, code, fields, payload = self.frame()
-        assert code == 0x14 and len(fields) == 11
-        assert decode_message(payload).application_properties["status-code"] == 202
 
 
 def test_every_performative_carries_every_field(hub: HubProcess) -> None:
@@ -595,7 +443,7 @@ def test_an_oversized_delivery_is_rejected_and_a_huge_one_detaches_the_link(
     finally:
         peer.close()
     assert hub.events() == []
-    assert _amqp_requests(hub) == {"413": 2}
+    assert hub.requests("amqp") == {"413": 2}
 
 
 def test_links_that_cannot_work_are_attached_then_detached_with_a_reason(hub: HubProcess) -> None:
@@ -607,7 +455,7 @@ def test_links_that_cannot_work_are_attached_then_detached_with_a_reason(hub: Hu
             (False, HUB, "amqp:unauthorized-access"),  # no put-token yet
             (False, "nope", "amqp:not-found"),
             (False, f"{OTHER}/Partitions/9", "amqp:not-found"),
-            # Consumers too need a token (tests/test_amqp_consumer.py has the rest).
+            # Consumers too need a token (tests/emulator/test_amqp_consumer.py has the rest).
             (True, f"{HUB}/ConsumerGroups/$Default/Partitions/0", "amqp:unauthorized-access"),
         ]
         for handle, (receiver, address, condition) in enumerate(cases):

@@ -13,7 +13,6 @@ import datetime
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -38,25 +37,15 @@ from audiencehub.emulator.amqp import (
     encode_value,
     performative,
 )
-from tests.test_amqp_face import KEY, KEY_NAME, RawPeer
-from tests.test_emulator_support import HubProcess, consume, item, started
+from tests.emulator.helpers import HubProcess, consume, item, started
+from tests.emulator.rawpeer import HUB, KEY, KEY_NAME, RawPeer
 
-HUB = "orders"  # the name RawPeer's put-token uses
 GROUP = "audit"
 SELECTOR = "apache.org:selector-filter:string"
-
-
-@pytest.fixture(scope="module")
-def hub() -> Iterator[HubProcess]:
-    yield from started(
-        "--hub", HUB, "--partitions", "4", "--key-name", KEY_NAME, "--key", KEY,
-        "--consumer-group", GROUP,
-    )  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _clean(hub: HubProcess) -> None:
-    hub.reset()
+HUB_ARGS = (
+    "--hub", HUB, "--partitions", "4", "--key-name", KEY_NAME, "--key", KEY,
+    "--consumer-group", GROUP,
+)  # fmt: skip
 
 
 def _partition(events: list[EventData], hub: HubProcess) -> dict[str, list[EventData]]:

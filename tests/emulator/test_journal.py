@@ -1,5 +1,5 @@
 """``--data DIR``: the stand-in's journal, in-process (the restart through real processes is in
-tests/test_amqp_consumer.py)."""
+tests/emulator/test_amqp_consumer.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 
 from audiencehub.emulator.amqp import Symbol, Timestamp
 from audiencehub.emulator.journal import Journal, JournalError
-from audiencehub.emulator.store import EventStore, IncomingEvent, PartitionInfo
+from audiencehub.emulator.records import IncomingEvent, PartitionInfo
+from audiencehub.emulator.store import EventStore
 
 
 @contextmanager

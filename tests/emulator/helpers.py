@@ -1,7 +1,7 @@
 """Helpers for the hub stand-in tests: a real emulator process and a sender's-eye view of it.
 
-No tests live here; the module is named ``test_emulator_*`` only because the emulator's tests own
-that file pattern.
+The emulator tests get them through ``conftest.py``'s fixtures or import them; tests elsewhere
+that need a stand-in of their own (the AMQP sender's, the SDK consumer end to end) import them.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from azure.eventhub import EventData, EventHubConsumerClient
 from workers.delivery.eventhub.connstr import ConnectionString, parse_connection_string
 from workers.delivery.eventhub.sas import make_token
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BATCH = "application/vnd.microsoft.servicebus.json"
 SINGLE = "application/atom+xml;type=entry;charset=utf-8"
 
@@ -154,6 +154,18 @@ class HubProcess:
             after = page["last_seq"]
             if not page["more"]:
                 return out
+
+    def plan(self, plan: Any) -> dict[str, Any]:
+        """Put a fault plan (``PUT /_emulator/faults``); the stand-in's answer."""
+        resp = self.control("PUT", "/_emulator/faults", json=plan)
+        assert resp.status_code == 200, resp.text
+        data: dict[str, Any] = resp.json()
+        return data
+
+    def requests(self, face: str) -> dict[str, int]:
+        """The face's requests so far, by status."""
+        by_status: dict[str, int] = self.stats()["requests"].get(face, {}).get("by_status", {})
+        return by_status
 
     def stats(self) -> dict[str, Any]:
         resp = self.control("GET", "/_emulator/stats")

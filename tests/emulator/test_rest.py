@@ -12,17 +12,13 @@ import orjson
 import pytest
 import requests
 
-from tests.test_emulator_support import BATCH, SINGLE, HubProcess, item, started
+from tests.emulator.helpers import BATCH, SINGLE, HubProcess, item, started
 from workers.delivery.eventhub.partitions import partition_for_key
 from workers.timefmt import parse_rfc3339
 
 HUB = "orders"
 OTHER = "Audit.Log"
-
-
-@pytest.fixture(scope="module")
-def hub() -> Iterator[HubProcess]:
-    yield from started("--hub", HUB, "--hub", OTHER, "--partitions", "4", "--key-name", "send")
+HUB_ARGS = ("--hub", HUB, "--hub", OTHER, "--partitions", "4", "--key-name", "send")
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +27,6 @@ def lenient() -> Iterator[HubProcess]:
     yield from started(
         "--hub", HUB, "--hub", OTHER, "--partitions", "4", "--key-name", "send", "--lenient"
     )
-
-
-@pytest.fixture(autouse=True)
-def _clean(hub: HubProcess) -> None:
-    hub.reset()
 
 
 def _detail(resp: requests.Response) -> str:

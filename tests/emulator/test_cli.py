@@ -14,7 +14,7 @@ import orjson
 import pytest
 import requests
 
-from tests.test_emulator_support import ROOT, HubProcess, clean_env, item, started
+from tests.emulator.helpers import ROOT, HubProcess, clean_env, item, started
 from workers.delivery.eventhub.partitions import partition_for_key
 
 

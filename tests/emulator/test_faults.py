@@ -5,33 +5,16 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 
-from tests.test_emulator_support import HubProcess, item, started
+from tests.emulator.helpers import HubProcess, item
 
 HUB = "faulty"
 CALM = "calm"
-
-
-@pytest.fixture(scope="module")
-def hub() -> Iterator[HubProcess]:
-    yield from started("--hub", HUB, "--hub", CALM)
-
-
-@pytest.fixture(autouse=True)
-def _clean(hub: HubProcess) -> None:
-    hub.reset()
-
-
-def _plan(hub: HubProcess, plan: Any) -> dict[str, Any]:
-    resp = hub.control("PUT", "/_emulator/faults", json=plan)
-    assert resp.status_code == 200, resp.text
-    data: dict[str, Any] = resp.json()
-    return data
+HUB_ARGS = ("--hub", HUB, "--hub", CALM)
 
 
 def _statuses(hub: HubProcess, n: int, hub_name: str | None = None) -> list[int]:
@@ -42,7 +25,7 @@ def _statuses(hub: HubProcess, n: int, hub_name: str | None = None) -> list[int]
 
 
 def test_next_n_requests_answer_503_with_retry_after(hub: HubProcess) -> None:
-    _plan(hub, {"status": 503, "count": 2, "retry_after": 3})
+    hub.plan({"status": 503, "count": 2, "retry_after": 3})
     first = hub.post([item("a")])
     assert first.status_code == 503
     assert first.headers["Retry-After"] == "3"
@@ -54,14 +37,14 @@ def test_next_n_requests_answer_503_with_retry_after(hub: HubProcess) -> None:
 
 
 def test_429_gets_a_default_retry_after(hub: HubProcess) -> None:
-    _plan(hub, [{"status": 429, "count": 1}])
+    hub.plan([{"status": 429, "count": 1}])
     resp = hub.post([item("a")])
     assert resp.status_code == 429 and resp.headers["Retry-After"] == "1"
 
 
 @pytest.mark.parametrize("status", [500, 413, 400, 401, 403])
 def test_each_status_can_be_injected_and_stores_nothing(hub: HubProcess, status: int) -> None:
-    _plan(hub, {"status": status, "count": 1, "message": f"planned {status}"})
+    hub.plan({"status": status, "count": 1, "message": f"planned {status}"})
     resp = hub.post([item("a")])
     assert resp.status_code == status
     assert f"<Code>{status}</Code><Detail>planned {status}</Detail>" in resp.text
@@ -72,9 +55,9 @@ def test_each_status_can_be_injected_and_stores_nothing(hub: HubProcess, status:
 
 def test_share_is_reproducible_with_a_seed(hub: HubProcess) -> None:
     plan = {"seed": 7, "rules": [{"status": 503, "share": 0.4}]}
-    _plan(hub, plan)
+    hub.plan(plan)
     first = _statuses(hub, 40)
-    _plan(hub, plan)  # re-installing reseeds
+    hub.plan(plan)  # re-installing reseeds
     second = _statuses(hub, 40)
     rng = random.Random(7)
     predicted = [503 if rng.random() < 0.4 else 201 for _ in range(40)]
@@ -84,7 +67,7 @@ def test_share_is_reproducible_with_a_seed(hub: HubProcess) -> None:
 
 
 def test_delay_holds_the_answer_then_accepts(hub: HubProcess) -> None:
-    _plan(hub, {"delay_ms": 400, "count": 1})
+    hub.plan({"delay_ms": 400, "count": 1})
     start = time.monotonic()
     assert hub.post([item("slow")]).status_code == 201
     assert time.monotonic() - start >= 0.4
@@ -95,7 +78,7 @@ def test_delay_holds_the_answer_then_accepts(hub: HubProcess) -> None:
 
 
 def test_a_delayed_request_does_not_hold_up_other_connections(hub: HubProcess) -> None:
-    _plan(hub, {"delay_ms": 1500, "count": 1})
+    hub.plan({"delay_ms": 1500, "count": 1})
     results: list[int] = []
     slow = threading.Thread(target=lambda: results.append(hub.post([item("slow")]).status_code))
     slow.start()
@@ -108,7 +91,7 @@ def test_a_delayed_request_does_not_hold_up_other_connections(hub: HubProcess) -
 
 
 def test_delay_then_status_in_one_rule(hub: HubProcess) -> None:
-    _plan(hub, {"delay_ms": 200, "status": 500, "count": 1})
+    hub.plan({"delay_ms": 200, "status": 500, "count": 1})
     start = time.monotonic()
     assert hub.post([item("a")]).status_code == 500
     assert time.monotonic() - start >= 0.2
@@ -117,7 +100,7 @@ def test_delay_then_status_in_one_rule(hub: HubProcess) -> None:
 
 @pytest.mark.parametrize("drop", [True, "after_body", "after_headers"])
 def test_drop_closes_the_connection_without_an_answer(hub: HubProcess, drop: Any) -> None:
-    _plan(hub, {"drop": drop, "count": 1})
+    hub.plan({"drop": drop, "count": 1})
     big = [item("x" * 500) for _ in range(1500)]  # ~0.8 MB: still sending when dropped early
     with pytest.raises(requests.ConnectionError):
         hub.post(big)
@@ -130,23 +113,23 @@ def test_drop_closes_the_connection_without_an_answer(hub: HubProcess, drop: Any
 
 
 def test_rules_can_target_one_hub(hub: HubProcess) -> None:
-    _plan(hub, {"status": 503, "hub": HUB})
+    hub.plan({"status": 503, "hub": HUB})
     assert _statuses(hub, 2, CALM) == [201, 201]
     assert _statuses(hub, 2, HUB) == [503, 503]
 
 
 def test_rules_for_the_amqp_face_leave_rest_alone(hub: HubProcess) -> None:
-    _plan(hub, {"status": 503, "face": "amqp"})
+    hub.plan({"status": 503, "face": "amqp"})
     assert _statuses(hub, 2) == [201, 201]
 
 
 def test_skip_lets_the_first_requests_through(hub: HubProcess) -> None:
-    _plan(hub, {"status": 500, "skip": 2, "count": 1})
+    hub.plan({"status": 500, "skip": 2, "count": 1})
     assert _statuses(hub, 4) == [201, 201, 500, 201]
 
 
 def test_duration_expires_a_rule(hub: HubProcess) -> None:
-    _plan(hub, {"status": 401, "duration_s": 0.5})
+    hub.plan({"status": 401, "duration_s": 0.5})
     assert _statuses(hub, 1) == [401]
     time.sleep(0.6)
     assert _statuses(hub, 1) == [201]
@@ -154,8 +137,7 @@ def test_duration_expires_a_rule(hub: HubProcess) -> None:
 
 
 def test_first_matching_terminal_rule_wins_and_delays_add_up(hub: HubProcess) -> None:
-    _plan(
-        hub,
+    hub.plan(
         [
             {"delay_ms": 100},
             {"status": 503, "count": 1},
@@ -170,7 +152,7 @@ def test_first_matching_terminal_rule_wins_and_delays_add_up(hub: HubProcess) ->
 
 
 def test_plan_can_be_read_and_cleared(hub: HubProcess) -> None:
-    shown = _plan(hub, {"seed": 3, "rules": [{"status": 429, "share": 0.25, "retry_after": 5}]})
+    shown = hub.plan({"seed": 3, "rules": [{"status": 429, "share": 0.25, "retry_after": 5}]})
     assert shown["seed"] == 3
     (rule,) = shown["rules"]
     assert rule["status"] == 429 and rule["share"] == 0.25 and rule["retry_after"] == 5
@@ -203,13 +185,13 @@ def test_bad_plan_json_is_400(hub: HubProcess) -> None:
 
 
 def test_faults_apply_before_auth_and_validation(hub: HubProcess) -> None:
-    _plan(hub, {"status": 503, "count": 1})
+    hub.plan({"status": 503, "count": 1})
     assert hub.post(b"not json", token="garbage").status_code == 503
     assert hub.post(b"not json", token="garbage").status_code == 401
 
 
 def test_stats_count_fired_faults(hub: HubProcess) -> None:
-    _plan(hub, [{"delay_ms": 10, "count": 1}, {"status": 429, "count": 2}])
+    hub.plan([{"delay_ms": 10, "count": 1}, {"status": 429, "count": 2}])
     assert _statuses(hub, 3) == [429, 429, 201]
     stats = hub.stats()
     assert stats["faults_fired"] == {"429": 2, "delay": 1}

@@ -18,16 +18,15 @@ from audiencehub.emulator.faults import (
     FaultSpecError,
     amqp_condition_for,
 )
-from audiencehub.emulator.rest import BadBatch, decode_batch, event_json
+from audiencehub.emulator.hubs import UnknownHub, UnknownPartition
+from audiencehub.emulator.records import IncomingEvent
+from audiencehub.emulator.rest_format import BadBatch, decode_batch, event_json
 from audiencehub.emulator.server import Emulator, EmulatorConfig
 from audiencehub.emulator.store import (
     RECORD_OVERHEAD,
     EventStore,
-    IncomingEvent,
     PositionError,
     StoreFull,
-    UnknownHub,
-    UnknownPartition,
     valid_hub_name,
 )
 from workers.delivery.eventhub.partitions import partition_for_key
