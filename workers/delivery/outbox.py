@@ -22,7 +22,8 @@ named. The scripts that append records get them as ARGV."""
 
 class OutboxRecord(NamedTuple):
     """One message waiting for the hub: its user, its idempotency key and its rendered body.
-    A tuple, so a record is the triple the scripts take, at no cost on the drain's hot path."""
+    A tuple in RECORD_FIELDS order: the triple the scripts take. The drain's hot path builds
+    plain triples in the same order rather than one object per message."""
 
     user: str
     key: str
