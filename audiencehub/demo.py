@@ -115,18 +115,16 @@ def run(workdir: Path) -> None:
 def scenario(hub: HubEmulator) -> None:
     from audiencehub.context import engine
     from audiencehub.ingest import ingest
-    from workers.audiences.store import AudienceStore
-    from workers.jobs.auths import AuthStore
-    from workers.jobs.store import JobStore
+    from workers.jobs.setup import create_job
 
     e = engine()
-    audiences = AudienceStore(e.r, e.keys)
+    audiences = e.audiences
     big = audiences.create("big_spenders", "FILTER AND (lifetime_value >= 100, EXISTS email)")
     active = audiences.create("active_this_week", 'FILTER last_seen > "now-7d"')
     console.print(f"[bold]audiences[/] {big.slug}: {big.filter}")
     console.print(f"          {active.slug}: {active.filter}")
-    auth = AuthStore(e.r, e.keys, e.cfg).create("local hub", hub.connection_string)
-    job = JobStore(e.r, e.keys).create("demo export", auth.id, [big.id, active.id])
+    auth = e.auths.create("local hub", hub.connection_string)
+    job = create_job(e, "demo export", auth.id, [big.id, active.id])
     console.print(f"[bold]job[/]       {job.id} -> hub {auth.hub!r} ({auth.namespace})")
 
     now = time.time_ns()

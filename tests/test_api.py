@@ -99,7 +99,7 @@ def test_command_refuses_to_start_without_tokens_in_production() -> None:
     env = celery_env("redis://127.0.0.1:1/0", AUDIENCEHUB_MODE="production")
     env.pop("AUDIENCEHUB_API_TOKENS", None)
     done = subprocess.run(
-        [sys.executable, "-m", "audiencehub.cli_api", "--port", "0"],
+        [sys.executable, "-m", "audiencehub.cli.api", "--port", "0"],
         env=env,
         capture_output=True,
         text=True,
@@ -244,13 +244,13 @@ def test_input_the_engine_cannot_store_is_refused_not_a_500(env: Env) -> None:
     )
     resp = env.api.post("/collect/web", data=mixed, headers={"Content-Type": "application/json"})
     assert resp.status_code == 202
-    assert [(e["index"], e["field"]) for e in resp.json()["errors"]] == [(0, "_ts"), (1, None)]
+    assert [(e["index"], e["field"]) for e in resp.json()["errors"]] == [(0, "_ts"), (1, "x")]
     for body, field in [
         ('{"fields": {"n": 34586048841666526778155702094397440}}', "fields"),
         ('{"fields": {"n": NaN}}', "fields"),
         ('{"fields": {"\\ud800": 1}}', "fields"),
         ('{"fields": {"_ts": -1.7976931348623155e308}}', "fields._ts"),
-        ('{"fields": {"n": ' + deep + "}}", "fields"),
+        ('{"fields": {"n": ' + deep + "}}", "fields.n"),
         ('{"label": "x", "connection_string": "\\udc00"}', "connection_string"),
     ]:
         path = "/authorizations" if "label" in body else "/profiles/g4"
@@ -269,6 +269,30 @@ def test_input_the_engine_cannot_store_is_refused_not_a_500(env: Env) -> None:
     assert_error(not_utf8, 400, words="not valid UTF-8 JSON")
     newline_user = env.api.patch("/profiles/a%0Ab", json={"fields": {"s": 1}})
     assert newline_user.json() == {"user_id": "a\nb", "accepted": True}
+
+
+def test_an_event_nested_just_past_what_is_stored_is_refused_and_its_neighbours_kept(
+    env: Env,
+) -> None:
+    """253 levels parse and once passed validation, then the stream entry (two levels more)
+    could not be encoded: a 500, and the valid events of the call lost. Validation now encodes
+    the entry it stores, so the event is refused naming its field and the others go through."""
+    before = env.queued()
+    deep = "[" * 253 + "]" * 253
+    body = f'[{{"user_id": "n1"}}, {{"user_id": "n2", "tree": {deep}}}, {{"user_id": "n3"}}]'
+    resp = env.api.post("/collect/web", data=body, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 202, resp.text
+    out = resp.json()
+    assert (out["accepted"], out["rejected"]) == (2, 1)
+    [error] = out["errors"]
+    assert (error["index"], error["field"]) == (1, "tree")
+    assert "nested deeper than 252 levels" in error["reason"]
+    assert env.queued() - before == 2
+    fits = "[" * 252 + "]" * 252  # the deepest a field may be is stored as it came
+    kept = env.api.post("/collect/web", json={"user_id": "n4", "tree": orjson.loads(fits)})
+    assert kept.status_code == 202 and kept.json()["accepted"] == 1, kept.text
+    score = env.api.patch("/profiles/n5", json={"fields": {"tree": orjson.loads(deep)}})
+    assert_error(score, 422, "fields.tree", "nested deeper than 252 levels")
 
 
 def test_collect_body_limit(env: Env) -> None:

@@ -1,6 +1,6 @@
 """Helpers shared by the API tests (no tests here): the API as a real uvicorn process.
 
-The API runs as ``python -m audiencehub.cli_api`` in its own process on a free port, exactly as
+The API runs as ``python -m audiencehub.cli.api`` in its own process on a free port, exactly as
 ``audiencehub api`` runs it, against the session's redis-server; every response a test receives
 is kept so a test can check that no secret ever appeared in one.
 """
@@ -28,7 +28,7 @@ SHARDS = 4
 class ApiProcess(Managed):
     def __init__(self, workdir: Path, env: dict[str, str]) -> None:
         self.port = free_port()
-        argv = [sys.executable, "-m", "audiencehub.cli_api", "--port", str(self.port)]
+        argv = [sys.executable, "-m", "audiencehub.cli.api", "--port", str(self.port)]
         super().__init__("api", argv, workdir, env)
         self.base_url = f"http://127.0.0.1:{self.port}"
 

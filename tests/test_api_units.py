@@ -1,13 +1,12 @@
 """Pieces of the API checked in-process: settings, secret scrubbing, the audience delete's
-guards (including the race it undoes), and the event guard in front of the engine."""
+guards (including the race it undoes), and reading a collect body."""
 
 from __future__ import annotations
 
-import orjson
 import pytest
 
 from audiencehub.api.errors import scrub
-from audiencehub.api.routes_collect import guard, parse_body
+from audiencehub.api.routes_collect import parse_body
 from audiencehub.api.settings import DEFAULT_MAX_BODY, load_api_settings
 from tests.conftest import with_settings
 from workers.audiences import delete as audience_delete
@@ -17,7 +16,6 @@ from workers.audiences.store import AudienceStore
 from workers.config import ConfigError, Settings
 from workers.engine import Engine
 from workers.jobs.store import JobStore
-from workers.pipeline.events import Invalid
 
 KEY = "SecretKeyDoNotLeak0123456789abcdefXYZ="
 
@@ -70,27 +68,6 @@ def test_scrub_keeps_the_helpful_parts() -> None:
     message = "connection string is missing SharedAccessKey (expected SharedAccessKey=<key>)"
     assert scrub(message, text) == message
     assert "ns.example.net" in scrub("Endpoint 'ns.example.net' is bad", text)
-
-
-def test_guard_refuses_what_the_engine_would_crash_on() -> None:
-    deep: object = []
-    for _ in range(300):
-        deep = [deep]
-    items = list(
-        guard(
-            [
-                ("index 0", {"user_id": "a", "_ts": -1.7976931348623155e308}, None),
-                ("index 1", {"user_id": "b", "x": deep}, None),
-                ("index 2", {"user_id": "c", "_ts": 1.5e12}, None),
-                ("index 3", 7, None),
-            ]
-        )
-    )
-    first, second, third, fourth = items
-    assert isinstance(first[1], Invalid) and first[1].field == "_ts"
-    assert isinstance(second[1], Invalid) and "flatten" in second[1].reason
-    assert third == ("index 2", {"user_id": "c", "_ts": 1.5e12}, len(orjson.dumps(third[1])))
-    assert fourth == ("index 3", 7, None)
 
 
 def test_parse_body_sniffs() -> None:

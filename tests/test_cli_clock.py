@@ -83,7 +83,7 @@ def test_top_level_help_imports_no_command() -> None:
         "from audiencehub.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         "heavy = [m for m in ('workers.engine', 'workers.filterql', 'redis', 'celery', 'rich',"
-        " 'audiencehub.cli_job', 'fastapi') if m in sys.modules]\n"
+        " 'audiencehub.cli.jobs', 'fastapi') if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)

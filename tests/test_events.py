@@ -3,6 +3,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from workers.pipeline.entries import SCORE, Entry
 from workers.pipeline.events import MAX_EVENT_BYTES, Invalid, validate
 from workers.pipeline.ingest import ndjson_items
 from workers.timefmt import parse_rfc3339
@@ -67,7 +68,7 @@ def test_ndjson_lines_report_line_numbers_and_skip_blank_lines() -> None:
     [
         ({"user_id": "u", "_ts": -1.8e308}, "_ts"),
         ({"user_id": "u", "_ts": float("nan")}, "_ts"),
-        ({"user_id": "u", "big": 2**70}, None),
+        ({"user_id": "u", "big": 2**70}, "big"),
     ],
 )
 def test_values_a_parser_accepts_but_we_cannot_store_are_refused(
@@ -84,3 +85,18 @@ def test_deep_nesting_is_refused_not_crashed() -> None:
         deep = [deep]
     with pytest.raises(Invalid, match="cannot be stored"):
         validate({"user_id": "u", "deep": deep}, NOW)
+
+
+def test_validation_encodes_the_entry_it_stores() -> None:
+    """A field may hold 252 levels: the stream entry and its fields object add the two more
+    orjson can encode. One level more is refused naming the field, not crashed at the write."""
+    nested: object = 1
+    for _ in range(252):
+        nested = [nested]
+    ev = validate({"user_id": "u", "tree": nested, "event": "e"}, NOW, kind=SCORE)
+    assert Entry.decode(ev.entry) == [
+        Entry(SCORE, "u", NOW, None, {"tree": nested, "user_id": "u"})
+    ]
+    with pytest.raises(Invalid) as info:
+        validate({"user_id": "u", "tree": [nested]}, NOW)
+    assert info.value.field == "tree" and "nested deeper than 252 levels" in info.value.reason

@@ -211,7 +211,7 @@ def test_a_bad_event_id_is_refused_naming_the_field(engine: Engine) -> None:
 def test_the_same_token_replays_the_first_answer(engine: Engine) -> None:
     from workers.pipeline.entries import DATA, Entry
 
-    items = [IntakeItem(Entry(DATA, f"t{i}", 1, None, {"user_id": f"t{i}"})) for i in range(5)]
+    items = [IntakeItem.of(Entry(DATA, f"t{i}", 1, None, {"user_id": f"t{i}"})) for i in range(5)]
     intake = Intake(engine)
     first = intake.append(items, 0, token="tok")
     again = intake.append(items, 0, token="tok")

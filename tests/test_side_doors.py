@@ -72,6 +72,22 @@ def test_job_watch_shows_a_label_like_markup_verbatim(engine: Engine, cfg: Setti
     assert "Traceback" not in done.stderr
 
 
+def test_a_refused_job_create_leaves_no_authorization_behind(
+    engine: Engine, cfg: Settings
+) -> None:
+    """The CLI stores a connection string given with ``job create`` as the job's own
+    authorization; when the job is then refused, that authorization goes too (as in the API)."""
+    AudienceStore(engine.r, engine.keys).create("orphan", "FILTER EXISTS email")
+    conn = "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=s;EntityPath=h"
+    args = ("job", "create", "--label", "refused", "--audience", "orphan", "--connection-string", "-")
+    done = run(cli_env(cfg), *args, "--events", "bounce", stdin=conn)
+    assert done.returncode == 1 and "events must be" in done.stderr, done.stderr
+    assert engine.auths.all() == [] and engine.jobs.all() == []
+    done = run(cli_env(cfg), *args, stdin=conn)  # the same, accepted
+    assert done.returncode == 0, done.stderr
+    assert [a.label for a in engine.auths.all()] == ["refused hub"]
+
+
 # -- no tracebacks for what a user causes -----------------------------------------------------------
 def test_redis_down_is_one_line_not_a_traceback() -> None:
     env = celery_env(f"redis://127.0.0.1:{free_port()}/0", AUDIENCEHUB_MODE="test")
@@ -135,7 +151,7 @@ def test_the_api_refuses_to_start_in_production_without_a_valid_secret_key() -> 
             AUDIENCEHUB_SECRET_KEY=key,
         )
         done = subprocess.run(
-            [sys.executable, "-m", "audiencehub.cli_api", "--port", "0"],
+            [sys.executable, "-m", "audiencehub.cli.api", "--port", "0"],
             env=env, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert done.returncode == 1, done.stderr

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from workers.audiences.registry import RegistryCache
+from workers.audiences.store import AudienceStore
 from workers.config import Settings, settings
+from workers.jobs.store import JobStore
 from workers.keys import Keys
 from workers.redisconn import Redis, check_shard_count, state_redis
 from workers.schedule.clock import Clock, clock_for
 from workers.schedule.kicks import Kicker, NoSender, TaskSender
+
+if TYPE_CHECKING:
+    from workers.jobs.auths import AuthStore
 
 
 @dataclass
@@ -23,6 +30,21 @@ class Engine:
 
     def __post_init__(self) -> None:
         self.registry = RegistryCache(self.r, self.keys)
+
+    # The definition stores, one way in for every interface (API, UI, CLI) and engine module.
+    @cached_property
+    def audiences(self) -> AudienceStore:
+        return AudienceStore(self.r, self.keys)
+
+    @cached_property
+    def jobs(self) -> JobStore:
+        return JobStore(self.r, self.keys)
+
+    @cached_property
+    def auths(self) -> AuthStore:
+        from workers.jobs.auths import AuthStore  # cryptography: only where secrets are used
+
+        return AuthStore(self.r, self.keys, self.cfg)
 
     @classmethod
     def create(

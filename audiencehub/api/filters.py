@@ -1,6 +1,6 @@
 """FilterQL for the API: compile against the stored audiences, and read profiles sent as JSON.
 
-Mirrors ``audience validate`` / ``audience eval`` (audiencehub/cli_filterql.py) without click,
+Mirrors ``audience validate`` / ``audience eval`` (audiencehub/cli/filterql.py) without click,
 and resolves INCLUDE against the audiences actually stored, so "valid" here means "creating or
 editing an audience with this filter would be accepted".
 """

@@ -10,14 +10,12 @@ from collections.abc import Sequence
 
 from audiencehub.api.errors import ApiError
 from workers.audiences.registry_store import NotFound
-from workers.audiences.store import AudienceStore
 from workers.engine import Engine
-from workers.jobs.auths import AuthStore
 
 
 def audience_id(e: Engine, ref: str, field: str = "audience") -> str:
     try:
-        return AudienceStore(e.r, e.keys).get(ref).id
+        return e.audiences.get(ref).id
     except NotFound as exc:
         raise ApiError(
             422, f"{field}: {exc}; create it first (POST /audiences)", field=field
@@ -30,7 +28,7 @@ def audience_ids(e: Engine, refs: Sequence[str], field: str = "audiences") -> li
 
 def auth_id(e: Engine, ref: str, field: str = "authorization") -> str:
     try:
-        return AuthStore(e.r, e.keys, e.cfg).get(ref).id
+        return e.auths.get(ref).id
     except NotFound as exc:
         raise ApiError(
             422, f"{field}: {exc}; create it first (POST /authorizations)", field=field

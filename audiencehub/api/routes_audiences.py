@@ -28,7 +28,7 @@ from audiencehub.api.models import (
 )
 from workers.audiences.delete import delete_audience
 from workers.audiences.registry_store import NotFound
-from workers.audiences.store import Audience, AudienceStore
+from workers.audiences.store import Audience
 from workers.engine import Engine
 from workers.filterql import Filter, FilterQLError, compile_set
 from workers.pipeline.profile import Profile
@@ -56,10 +56,6 @@ def audience_out(a: Audience) -> AudienceOut:
     )
 
 
-def _store(e: Engine) -> AudienceStore:
-    return AudienceStore(e.r, e.keys)
-
-
 def _changed(e: Engine, a: Audience, reason: str) -> AudienceChanged:
     run = Reevaluations(e).start([a.id], reason)
     return AudienceChanged(**audience_out(a).model_dump(), reevaluation_run=run.id)
@@ -76,7 +72,7 @@ def _info(f: Filter) -> FilterInfo:
 
 @router.get("", response_model=list[AudienceOut], summary="List audiences")
 def list_audiences(engine: EngineDep) -> list[AudienceOut]:
-    return [audience_out(a) for a in _store(engine).all()]
+    return [audience_out(a) for a in engine.audiences.all()]
 
 
 @router.post(
@@ -87,7 +83,7 @@ def list_audiences(engine: EngineDep) -> list[AudienceOut]:
     responses=errors(409, 422),
 )
 def create_audience(body: AudienceCreate, engine: EngineDep) -> AudienceChanged:
-    store = _store(engine)
+    store = engine.audiences
     compile_candidate(store, body.filter, body.slug)
     created = store.create(body.slug, body.filter, body.description)
     return _changed(engine, created, f"audience {created.slug} created")
@@ -102,7 +98,7 @@ def create_audience(body: AudienceCreate, engine: EngineDep) -> AudienceChanged:
 def validate_filter(body: FilterValidate, engine: EngineDep) -> ValidateOut:
     """200 either way: ``valid`` says whether the filter would be accepted, and if not, where."""
     try:
-        compiled = compile_candidate(_store(engine), body.filter, body.slug)
+        compiled = compile_candidate(engine.audiences, body.filter, body.slug)
     except ApiError as exc:
         position = FilterQLPosition(**exc.filterql) if exc.filterql else None
         return ValidateOut(valid=False, message=exc.message, filterql=position)
@@ -172,7 +168,7 @@ def eval_filter(body: FilterEval, engine: EngineDep) -> EvalOut:
     responses=errors(404),
 )
 def get_audience(audience_ref: AudienceRef, engine: EngineDep) -> AudienceOut:
-    return audience_out(_store(engine).get(audience_ref))
+    return audience_out(engine.audiences.get(audience_ref))
 
 
 @router.patch(
@@ -185,7 +181,7 @@ def update_audience(
     audience_ref: AudienceRef, body: AudienceUpdate, engine: EngineDep
 ) -> AudienceChanged:
     """Users who no longer match exit, new matches enter (sent by the jobs exporting it)."""
-    store = _store(engine)
+    store = engine.audiences
     current = store.get(audience_ref)
     compile_candidate(store, body.filter, current.slug)
     updated = store.update_filter(current.id, body.filter)

@@ -7,6 +7,8 @@ leave, and request bodies are never logged or echoed in validation errors.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
@@ -22,9 +24,8 @@ from audiencehub.api.models import (
 from workers.delivery.eventhub.connstr import ConnectionStringError
 from workers.delivery.hub_partitions import HubPartitions
 from workers.engine import Engine
-from workers.jobs.auths import Authorization, AuthStore
+from workers.jobs.auths import Authorization
 from workers.jobs.setup import check_authorization
-from workers.jobs.store import JobStore
 from workers.timefmt import format_rfc3339
 
 router = APIRouter(prefix="/authorizations", tags=["authorizations"])
@@ -39,21 +40,11 @@ def auth_out(e: Engine, a: Authorization) -> AuthorizationOut:
     return AuthorizationOut(**a.public(), delivery=layout, created=format_rfc3339(a.created))
 
 
-def _store(e: Engine) -> AuthStore:
-    return AuthStore(e.r, e.keys, e.cfg)
-
-
-def store_connection_string(
-    e: Engine,
-    label: str,
-    text: str,
-    hub: str | None,
-    field: str = "connection_string",
-    partitions: int | None = None,
-) -> Authorization:
-    """Parse, encrypt and store; a bad string is a 422 whose message quotes none of it."""
+@contextmanager
+def connection_string_errors(text: str, field: str = "connection_string") -> Iterator[None]:
+    """A bad connection string is a 422 whose message quotes none of it."""
     try:
-        return _store(e).create(label, text, hub, partitions)
+        yield
     except ConnectionStringError as exc:
         raise ApiError(422, f"{field}: {scrub(str(exc), text)}", field=field) from None
 
@@ -67,15 +58,14 @@ def store_connection_string(
 )
 def create_authorization(body: AuthorizationCreate, engine: EngineDep) -> AuthorizationOut:
     text = body.connection_string.get_secret_value()
-    created = store_connection_string(
-        engine, body.label, text, body.hub, partitions=body.partitions
-    )
+    with connection_string_errors(text):
+        created = engine.auths.create(body.label, text, body.hub, body.partitions)
     return auth_out(engine, created)
 
 
 @router.get("", response_model=list[AuthorizationOut], summary="List authorizations")
 def list_authorizations(engine: EngineDep) -> list[AuthorizationOut]:
-    return [auth_out(engine, a) for a in _store(engine).all()]
+    return [auth_out(engine, a) for a in engine.auths.all()]
 
 
 @router.get(
@@ -85,7 +75,7 @@ def list_authorizations(engine: EngineDep) -> list[AuthorizationOut]:
     responses=errors(404),
 )
 def get_authorization(auth_ref: AuthRef, engine: EngineDep) -> AuthorizationOut:
-    return auth_out(engine, _store(engine).get(auth_ref))
+    return auth_out(engine, engine.auths.get(auth_ref))
 
 
 @router.delete(
@@ -96,10 +86,10 @@ def get_authorization(auth_ref: AuthRef, engine: EngineDep) -> AuthorizationOut:
 )
 def delete_authorization(auth_ref: AuthRef, engine: EngineDep) -> Response:
     """Refused (409) while a job that is not stopped uses it."""
-    target = _store(engine).get(auth_ref)
-    jobs = JobStore(engine.r, engine.keys).all()
+    target = engine.auths.get(auth_ref)
+    jobs = engine.jobs.all()
     using = [j.id for j in jobs if j.auth_id == target.id and j.state != "stopped"]
-    _store(engine).delete(target.id, using)
+    engine.auths.delete(target.id, using)
     return Response(status_code=204)
 
 

@@ -25,7 +25,6 @@ from audiencehub.api.filters import parse_time
 from audiencehub.api.routes_profiles import UserId
 from workers.audiences.explain import explain_user
 from workers.audiences.registry_store import NotFound
-from workers.audiences.store import AudienceStore
 
 router = APIRouter(prefix="/profiles", tags=["profiles"])
 
@@ -132,7 +131,7 @@ def explain(
 ) -> JSONResponse:
     """404 when the user has no profile yet; 422 for an unknown audience or a bad time."""
     when = parse_time(at, "at (query)") if at is not None else None
-    store = AudienceStore(engine.r, engine.keys)
+    store = engine.audiences
     for i, ref in enumerate(audience or []):
         try:
             store.get(ref)

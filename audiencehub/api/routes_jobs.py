@@ -26,15 +26,13 @@ from audiencehub.api.models import (
     Strict,
 )
 from audiencehub.api.refs import audience_id, audience_ids, auth_id
-from audiencehub.api.routes_auths import store_connection_string
-from workers.audiences.store import AudienceStore
+from audiencehub.api.routes_auths import connection_string_errors
 from workers.delivery.dead_letters import DeadLetters
 from workers.engine import Engine
-from workers.jobs.auths import AuthStore
 from workers.jobs.control import JobControl
-from workers.jobs.setup import add_audience, backfill_preview, create_job
+from workers.jobs.setup import NewAuthorization, add_audience, backfill_preview, create_job
 from workers.jobs.status import job_status
-from workers.jobs.store import Job, JobStore
+from workers.jobs.store import Job
 from workers.timefmt import format_rfc3339
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -51,7 +49,7 @@ class ReplayBody(Strict):
 
 
 def _slugs(e: Engine) -> dict[str, str]:
-    return {a.id: a.slug for a in AudienceStore(e.r, e.keys).all()}
+    return {a.id: a.slug for a in e.audiences.all()}
 
 
 def status_of(e: Engine, job: Job, history: bool = False) -> dict[str, Any]:
@@ -81,10 +79,6 @@ def documented(code: int, description: str, *error_codes: int) -> dict[str, Any]
     }
 
 
-def _jobs(e: Engine) -> JobStore:
-    return JobStore(e.r, e.keys)
-
-
 @router.post(
     "",
     status_code=201,
@@ -108,20 +102,18 @@ def create(body: JobCreate, engine: EngineDep) -> JSONResponse:
             field="authorization",
         )
     ids = audience_ids(engine, body.audiences)
-    created_auth = None
     if body.authorization is not None:
-        chosen = auth_id(engine, body.authorization)
+        auth: str | NewAuthorization = auth_id(engine, body.authorization)
+        text = ""
     else:
         assert body.connection_string is not None
-        _jobs(engine).check_label_free(body.label, "job")  # before its authorization is stored
         text = body.connection_string.get_secret_value()
-        created_auth = store_connection_string(engine, f"{body.label} hub", text, body.hub)
-        chosen = created_auth.id
-    try:
+        auth = NewAuthorization(text, body.hub)
+    with connection_string_errors(text):
         job = create_job(
             engine,
             body.label,
-            chosen,
+            auth,
             ids,
             existing_users=body.existing_users,
             fields=tuple(body.fields),
@@ -132,10 +124,6 @@ def create(body: JobCreate, engine: EngineDep) -> JSONResponse:
             failure_period_s=body.failure_period_s,
             changes_only=body.changes_only,
         )
-    except Exception:
-        if created_auth is not None:  # leave nothing behind from a job that was not created
-            AuthStore(engine.r, engine.keys, engine.cfg).delete(created_auth.id, [])
-        raise
     return answer(status_of(engine, job), 201)
 
 
@@ -147,7 +135,7 @@ def create(body: JobCreate, engine: EngineDep) -> JSONResponse:
 )
 def list_jobs(engine: EngineDep) -> JSONResponse:
     slugs = _slugs(engine)
-    return answer([job_status(engine, j, slugs) for j in _jobs(engine).all()])
+    return answer([job_status(engine, j, slugs) for j in engine.jobs.all()])
 
 
 @router.get(
@@ -160,7 +148,7 @@ def show(
     engine: EngineDep,
     history: Annotated[bool, Query(description="Also list state changes.")] = False,
 ) -> JSONResponse:
-    return answer(status_of(engine, _jobs(engine).get(job_ref), history))
+    return answer(status_of(engine, engine.jobs.get(job_ref), history))
 
 
 @router.post(
@@ -196,7 +184,7 @@ def stop(job_ref: JobRef, engine: EngineDep) -> JSONResponse:
     **documented(200, "The job's status.", 404, 409, 422),
 )
 def add(job_ref: JobRef, body: JobAddAudience, engine: EngineDep) -> JSONResponse:
-    job = _jobs(engine).get(job_ref)
+    job = engine.jobs.get(job_ref)
     audience = audience_id(engine, body.audience)
     return answer(status_of(engine, add_audience(engine, job.id, audience, body.existing_users)))
 
@@ -212,7 +200,7 @@ def dead_letters(
     engine: EngineDep,
     count: Annotated[int, Query(ge=1, le=10_000, description="At most this many.")] = 100,
 ) -> list[DeadLetterOut]:
-    job = _jobs(engine).get(job_ref)
+    job = engine.jobs.get(job_ref)
     return [
         DeadLetterOut(
             id=d.id, user_id=d.user_id, reason=d.reason, at=d.at, idempotency_key=d.idempotency_key
@@ -231,6 +219,6 @@ def replay(job_ref: JobRef, body: ReplayBody, engine: EngineDep) -> ReplayOut:
     """A replayed message is sent after anything its user triggered since."""
     if body.all == bool(body.ids):
         raise ApiError(422, "give dead letter `ids`, or `all`: true (not both)", field="ids")
-    job = _jobs(engine).get(job_ref)
+    job = engine.jobs.get(job_ref)
     count = DeadLetters(engine).replay(job.id, None if body.all else list(body.ids or []))
     return ReplayOut(replayed=count)

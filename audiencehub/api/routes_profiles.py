@@ -16,7 +16,6 @@ from audiencehub.api.deps import EngineDep, MetricsDep, errors
 from audiencehub.api.errors import ApiError
 from audiencehub.api.metrics import SCORES_STREAM
 from audiencehub.api.models import ProfileOut, ProfileUpdate, ProfileUpdateOut
-from audiencehub.api.routes_collect import guard
 from workers.pipeline.entries import SCORE
 from workers.pipeline.events import EVENT_FIELD, USER_ID_FIELD
 from workers.pipeline.ingest import Ingestor, Item
@@ -83,7 +82,7 @@ def set_scores(
         )
     fields[USER_ID_FIELD] = user_id
     items: list[Item] = [("fields", fields, None)]
-    result = Ingestor(engine).ingest(guard(items), SCORE)
+    result = Ingestor(engine).ingest(items, SCORE)
     metrics.count_events(SCORES_STREAM, result.accepted, result.rejected)
     if result.errors:
         err = result.errors[0]

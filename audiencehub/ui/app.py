@@ -24,7 +24,7 @@ from audiencehub.api.errors import ApiError, BodyTooLarge
 from audiencehub.api.middleware import BodyLimit
 from audiencehub.api.settings import ApiSettings
 from audiencehub.ui.render import STATIC, environment
-from audiencehub.ui.routes import PREFIX, LoginRequired, Ui, build_router
+from audiencehub.ui.routes import PREFIX, LoginRequired, Ui, router
 from audiencehub.ui.session import COOKIE, Sessions
 from workers.audiences.registry_store import Conflict, NotFound
 from workers.redisconn import write_refusal
@@ -54,7 +54,7 @@ def create_ui(api: FastAPI, api_settings: ApiSettings) -> FastAPI:
     ui = Ui(api, Sessions(api_settings.tokens), environment())
     ui_app.state.ui = ui
     ui_app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC), name="static")
-    ui_app.include_router(build_router(ui))
+    ui_app.include_router(router)
 
     @ui_app.middleware("http")
     async def _headers(request: Request, call_next: Any) -> Response:

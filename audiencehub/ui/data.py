@@ -12,12 +12,11 @@ from collections import defaultdict
 from typing import Any
 
 from workers.audiences.sizes import AudienceSizes
-from workers.audiences.store import AudienceStore
 from workers.delivery.dead_letters import DeadLetters
 from workers.engine import Engine
 from workers.jobs.control import JobControl
 from workers.jobs.status import job_status, throughput
-from workers.jobs.store import Job, JobStore
+from workers.jobs.store import Job
 from workers.metrics import EngineCollector
 from workers.timefmt import format_rfc3339
 
@@ -28,7 +27,7 @@ SIZE_RANGES = {"1h": 60, "6h": 360, "24h": 1440}
 
 
 def slugs(e: Engine) -> dict[str, str]:
-    return {a.id: a.slug for a in AudienceStore(e.r, e.keys).all()}
+    return {a.id: a.slug for a in e.audiences.all()}
 
 
 def per_minute(e: Engine, job_id: str, seconds: int = CHART_SECONDS) -> list[list[int]]:
@@ -73,7 +72,7 @@ def job_card(e: Engine, job: Job, names: dict[str, str]) -> dict[str, Any]:
 def jobs_overview(e: Engine) -> dict[str, Any]:
     names = slugs(e)
     return {
-        "jobs": [job_card(e, job, names) for job in JobStore(e.r, e.keys).all()],
+        "jobs": [job_card(e, job, names) for job in e.jobs.all()],
         "system": engine_counters(e),
         "at": format_rfc3339(time.time_ns()),
     }
@@ -81,7 +80,7 @@ def jobs_overview(e: Engine) -> dict[str, Any]:
 
 def job_detail(e: Engine, job_ref: str) -> dict[str, Any]:
     """The job page: its card, state history (newest first) and dead letters (never bodies)."""
-    job = JobStore(e.r, e.keys).get(job_ref)
+    job = e.jobs.get(job_ref)
     card = job_card(e, job, slugs(e))
     card["history"] = [
         {"at": format_rfc3339(int(h["at"])), "state": h["state"], "reason": h["reason"]}
@@ -98,14 +97,14 @@ def job_detail(e: Engine, job_ref: str) -> dict[str, Any]:
 def audiences_overview(e: Engine, minutes: int = 60) -> dict[str, Any]:
     """Every audience with its size now, its sampled sizes over ``minutes``, its filter text and
     its enter/exit counters. Reading records this minute's sizes (see workers/audience_sizes)."""
-    audiences = AudienceStore(e.r, e.keys).all()
+    audiences = e.audiences.all()
     sizes = AudienceSizes(e)
     now = sizes.current([a.id for a in audiences])
     sizes.record(now)
     series = sizes.series([a.id for a in audiences], minutes)
     transitions = engine_counters(e)["transitions"]
     used_by: dict[str, list[str]] = defaultdict(list)
-    for job in JobStore(e.r, e.keys).all():
+    for job in e.jobs.all():
         for aid in job.audiences:
             used_by[aid].append(job.label)
     return {

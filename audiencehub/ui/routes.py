@@ -4,6 +4,9 @@ Pages are rendered on the server from the dicts in ``audiencehub.ui.data``; ``/u
 the same dicts as JSON for ``ui.js`` to refresh them. Forms post ``application/x-www-form-urlencoded``
 (parsed here, so no multipart library is needed) with the session's CSRF token, and answer with a
 303 back to the page (post/redirect/get: a reload never repeats the action).
+
+Routes are top-level functions on this module's ``router``, as the API's are; what they need
+(the ``Ui``: sessions and templates; the engine; the session; the form) comes as dependencies.
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ from workers.engine import Engine
 from workers.filterql import Filter
 from workers.filterql.explain import explain
 from workers.jobs.control import JobControl
-from workers.jobs.store import JobStore
 from workers.pipeline.profile import Profile
 from workers.pipeline.profiles import stored_profile
 from workers.timefmt import parse_rfc3339
@@ -178,8 +180,18 @@ def _ui(request: Request) -> Ui:
     return ui
 
 
+async def the_ui(request: Request) -> Ui:
+    return _ui(request)
+
+
+async def the_engine(request: Request) -> Engine:
+    """The engine the API's lifespan made (read per request: the UI app is built before it)."""
+    return _ui(request).engine()
+
+
 def current(request: Request) -> Session:
-    """The request's session; a login redirect (or a 401 for scripts) when it has none."""
+    """The request's session; a login redirect (or a 401 for scripts) when it has none.
+    Not async: the revocation check reads Redis, so it runs in the thread pool."""
     session = _ui(request).session(request.cookies.get(COOKIE))
     if session is None:
         query = f"?{request.url.query}" if request.url.query else ""
@@ -193,207 +205,235 @@ async def form_of(request: Request) -> dict[str, str]:
     return dict(parse_qsl(body, keep_blank_values=True))
 
 
+UiDep = Annotated[Ui, Depends(the_ui)]
+EngineDep = Annotated[Engine, Depends(the_engine)]
 SessionDep = Annotated[Session, Depends(current)]
 FormDep = Annotated[dict[str, str], Depends(form_of)]
 
+router = APIRouter(prefix=PREFIX)
 
-def build_router(ui: Ui) -> APIRouter:
-    router = APIRouter(prefix=PREFIX)
+
+def checked(ui: Ui, session: Session, form: dict[str, str]) -> Session:
+    if not ui.sessions.csrf_ok(session, form.get("csrf")):
+        raise ApiError(403, "the form is stale or came from another site; reload the page")
+    return session
+
+
+# -- sign in ------------------------------------------------------------------------------------
+@router.get("", include_in_schema=False)
+@router.get("/", include_in_schema=False)
+def home() -> Response:
+    return RedirectResponse(f"{PREFIX}/jobs", status_code=303)
+
+
+@router.get("/login")
+def login_form(request: Request, ui: UiDep, next: str = "") -> Response:
+    if ui.session(request.cookies.get(COOKIE)) is not None:
+        return RedirectResponse(safe_next(next), status_code=303)
+    return ui.page(request, "login.html", None, next=safe_next(next), failed=False,
+                   hours=ui.sessions.max_age_s // 3600)  # fmt: skip
+
+
+@router.post("/login")
+def login(request: Request, ui: UiDep, form: FormDep) -> Response:
     sessions = ui.sessions
-
-    def checked(session: Session, form: dict[str, str]) -> Session:
-        if not sessions.csrf_ok(session, form.get("csrf")):
-            raise ApiError(403, "the form is stale or came from another site; reload the page")
-        return session
-
-    def engine() -> Engine:
-        return ui.engine()
-
-    # -- sign in --------------------------------------------------------------------------------
-    @router.get("", include_in_schema=False)
-    @router.get("/", include_in_schema=False)
-    def home() -> Response:
-        return RedirectResponse(f"{PREFIX}/jobs", status_code=303)
-
-    @router.get("/login")
-    def login_form(request: Request, next: str = "") -> Response:
-        if ui.session(request.cookies.get(COOKIE)) is not None:
-            return RedirectResponse(safe_next(next), status_code=303)
-        return ui.page(request, "login.html", None, next=safe_next(next), failed=False,
+    target = safe_next(form.get("next"))
+    cookie = sessions.login(form.get("token", ""))
+    if cookie is None:
+        log.warning("ui: a sign-in with an invalid token from %s", request.client)
+        return ui.page(request, "login.html", None, status=401, next=target, failed=True,
                        hours=sessions.max_age_s // 3600)  # fmt: skip
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        COOKIE,
+        cookie,
+        max_age=sessions.max_age_s,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return response
 
-    @router.post("/login")
-    def login(request: Request, form: FormDep) -> Response:
-        target = safe_next(form.get("next"))
-        cookie = sessions.login(form.get("token", ""))
-        if cookie is None:
-            log.warning("ui: a sign-in with an invalid token from %s", request.client)
-            return ui.page(request, "login.html", None, status=401, next=target, failed=True,
-                           hours=sessions.max_age_s // 3600)  # fmt: skip
-        response = RedirectResponse(target, status_code=303)
-        response.set_cookie(
-            COOKIE,
-            cookie,
-            max_age=sessions.max_age_s,
-            path=COOKIE_PATH,
-            httponly=True,
-            samesite="strict",
-            secure=request.url.scheme == "https",
+
+@router.post("/logout")
+def logout(ui: UiDep, session: SessionDep, form: FormDep) -> Response:
+    checked(ui, session, form)
+    ui.revoke(session)
+    response = RedirectResponse(ui.login_url(), status_code=303)
+    response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
+    return response
+
+
+# -- jobs ---------------------------------------------------------------------------------------
+@router.get("/jobs")
+def jobs_page(request: Request, ui: UiDep, engine: EngineDep, session: SessionDep) -> Response:
+    overview = data.jobs_overview(engine)
+    return ui.page(request, "jobs.html", session, nav="jobs", poll=f"{PREFIX}/api/jobs",
+                   interval=JOBS_POLL_MS, **overview)  # fmt: skip
+
+
+@router.get("/api/jobs")
+def jobs_json(engine: EngineDep, session: SessionDep) -> JSONResponse:
+    return JSONResponse(data.jobs_overview(engine))
+
+
+@router.get("/jobs/{job_ref}")
+def job_page(
+    request: Request,
+    job_ref: str,
+    ui: UiDep,
+    engine: EngineDep,
+    session: SessionDep,
+    notice_code: Annotated[str | None, Query(alias="notice")] = None,
+    n: int | None = None,
+) -> Response:
+    card = data.job_detail(engine, job_ref)
+    return ui.page(request, "job.html", session, nav="jobs", card=card, at=card["at"],
+                   poll=f"{PREFIX}/api/jobs/{quote(card['status']['id'])}",
+                   interval=JOBS_POLL_MS, notice=notice(notice_code, n))  # fmt: skip
+
+
+@router.get("/api/jobs/{job_ref}")
+def job_json(job_ref: str, engine: EngineDep, session: SessionDep) -> JSONResponse:
+    return JSONResponse(data.job_detail(engine, job_ref))
+
+
+def _after(job_id: str, code: str, **q: Any) -> Response:
+    query = urlencode({"notice": code, **q})
+    return RedirectResponse(f"{PREFIX}/jobs/{quote(job_id)}?{query}", status_code=303)
+
+
+def _refused(request: Request, ui: Ui, session: Session, job_ref: str, exc: Exception) -> Response:
+    card = data.job_detail(ui.engine(), job_ref)
+    return ui.page(request, "job.html", session, status=409, nav="jobs", card=card,
+                   at=card["at"], poll=f"{PREFIX}/api/jobs/{quote(card['status']['id'])}",
+                   interval=JOBS_POLL_MS, notice={"kind": "bad", "text": str(exc)})  # fmt: skip
+
+
+def _control(
+    request: Request, ui: Ui, session: Session, form: dict[str, str], job_ref: str, action: str
+) -> Response:
+    """Pause or resume; a refusal (already paused, stopped…) shows on the job's page."""
+    checked(ui, session, form)
+    control = JobControl(ui.engine())
+    try:
+        job = control.pause(job_ref) if action == "paused" else control.resume(job_ref)
+    except Conflict as exc:
+        return _refused(request, ui, session, job_ref, exc)
+    return _after(job.id, action)
+
+
+@router.post("/jobs/{job_ref}/pause")
+def pause(
+    request: Request, job_ref: str, ui: UiDep, session: SessionDep, form: FormDep
+) -> Response:
+    return _control(request, ui, session, form, job_ref, "paused")
+
+
+@router.post("/jobs/{job_ref}/resume")
+def resume(
+    request: Request, job_ref: str, ui: UiDep, session: SessionDep, form: FormDep
+) -> Response:
+    return _control(request, ui, session, form, job_ref, "resumed")
+
+
+@router.post("/jobs/{job_ref}/dead-letters/replay")
+def replay(job_ref: str, ui: UiDep, session: SessionDep, form: FormDep) -> Response:
+    """One letter (``id``) or every letter (``all=1``), back into its user's outbox."""
+    checked(ui, session, form)
+    e = ui.engine()
+    job = e.jobs.get(job_ref)
+    letter = form.get("id", "")
+    if form.get("all") == "1":
+        count = DeadLetters(e).replay(job.id, None)
+    elif _DEAD_LETTER_ID.match(letter):
+        count = DeadLetters(e).replay(job.id, [letter])
+    else:
+        raise ApiError(422, "name a dead letter to replay, or replay all")
+    return _after(job.id, "replayed", n=count)
+
+
+# -- audiences ----------------------------------------------------------------------------------
+def _range(name: str) -> str:
+    return name if name in data.SIZE_RANGES else "1h"
+
+
+def _audiences(
+    request: Request, ui: Ui, session: Session, range_name: str, status: int = 200, **extra: Any
+) -> Response:
+    chosen = _range(range_name)
+    overview = data.audiences_overview(ui.engine(), data.SIZE_RANGES[chosen])
+    context: dict[str, Any] = {
+        "form": {"filter": "", "profile": "", "user_id": "", "now": ""},
+        "result": None,
+        "problem": None,
+    }
+    context.update(extra)
+    return ui.page(request, "audiences.html", session, status=status, nav="audiences",
+                   poll=f"{PREFIX}/api/audiences?range={chosen}", interval=AUDIENCES_POLL_MS,
+                   ranges=list(data.SIZE_RANGES), range=chosen, **overview,
+                   **context)  # fmt: skip
+
+
+@router.get("/audiences")
+def audiences_page(
+    request: Request,
+    ui: UiDep,
+    session: SessionDep,
+    range_name: Annotated[str, Query(alias="range")] = "1h",
+) -> Response:
+    return _audiences(request, ui, session, range_name)
+
+
+@router.get("/api/audiences")
+def audiences_json(
+    engine: EngineDep,
+    session: SessionDep,
+    range_name: Annotated[str, Query(alias="range")] = "1h",
+) -> JSONResponse:
+    return JSONResponse(data.audiences_overview(engine, data.SIZE_RANGES[_range(range_name)]))
+
+
+@router.post("/playground")
+def playground_run(request: Request, ui: UiDep, session: SessionDep, form: FormDep) -> Response:
+    """Side-effect free, but CSRF-checked like every form. ``X-Fragment: 1`` (what ui.js
+    sends) answers with the result alone; a plain form post gets the whole page."""
+    checked(ui, session, form)
+    result, problem = playground(ui.engine(), form)
+    status = 200 if result is not None else 422
+    if request.headers.get("x-fragment") == "1":
+        body = ui.env.get_template("_playground.html").render(
+            base=PREFIX, result=result, problem=problem or None
         )
-        return response
+        return HTMLResponse(body, status_code=status)
+    shown = {k: form.get(k, "") for k in ("filter", "profile", "user_id", "now")}
+    return _audiences(request, ui, session, "1h", status=status, form=shown, result=result,
+                      problem=problem or None)  # fmt: skip
 
-    @router.post("/logout")
-    def logout(session: SessionDep, form: FormDep) -> Response:
-        checked(session, form)
-        ui.revoke(session)
-        response = RedirectResponse(ui.login_url(), status_code=303)
-        response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
-        return response
 
-    # -- jobs -----------------------------------------------------------------------------------
-    @router.get("/jobs")
-    def jobs_page(request: Request, session: SessionDep) -> Response:
-        overview = data.jobs_overview(engine())
-        return ui.page(request, "jobs.html", session, nav="jobs", poll=f"{PREFIX}/api/jobs",
-                       interval=JOBS_POLL_MS, **overview)  # fmt: skip
-
-    @router.get("/api/jobs")
-    def jobs_json(session: SessionDep) -> JSONResponse:
-        return JSONResponse(data.jobs_overview(engine()))
-
-    @router.get("/jobs/{job_ref}")
-    def job_page(
-        request: Request,
-        job_ref: str,
-        session: SessionDep,
-        notice_code: Annotated[str | None, Query(alias="notice")] = None,
-        n: int | None = None,
-    ) -> Response:
-        card = data.job_detail(engine(), job_ref)
-        return ui.page(request, "job.html", session, nav="jobs", card=card, at=card["at"],
-                       poll=f"{PREFIX}/api/jobs/{quote(card['status']['id'])}",
-                       interval=JOBS_POLL_MS, notice=notice(notice_code, n))  # fmt: skip
-
-    @router.get("/api/jobs/{job_ref}")
-    def job_json(job_ref: str, session: SessionDep) -> JSONResponse:
-        return JSONResponse(data.job_detail(engine(), job_ref))
-
-    def _after(request: Request, session: Session, job_id: str, code: str, **q: Any) -> Response:
-        query = urlencode({"notice": code, **q})
-        return RedirectResponse(f"{PREFIX}/jobs/{quote(job_id)}?{query}", status_code=303)
-
-    def _refused(request: Request, session: Session, job_ref: str, exc: Exception) -> Response:
-        card = data.job_detail(engine(), job_ref)
-        return ui.page(request, "job.html", session, status=409, nav="jobs", card=card,
-                       at=card["at"], poll=f"{PREFIX}/api/jobs/{quote(card['status']['id'])}",
-                       interval=JOBS_POLL_MS, notice={"kind": "bad", "text": str(exc)})  # fmt: skip
-
-    @router.post("/jobs/{job_ref}/pause")
-    def pause(request: Request, job_ref: str, session: SessionDep, form: FormDep) -> Response:
-        checked(session, form)
+# -- profiles -----------------------------------------------------------------------------------
+@router.get("/profiles")
+def profile_page(
+    request: Request,
+    ui: UiDep,
+    engine: EngineDep,
+    session: SessionDep,
+    user: str = "",
+    audience: str = "",
+    at: str = "",
+) -> Response:
+    explained: list[dict[str, Any]] | None = None
+    problem = ""
+    if user.strip():
         try:
-            job = JobControl(engine()).pause(job_ref)
-        except Conflict as exc:
-            return _refused(request, session, job_ref, exc)
-        return _after(request, session, job.id, "paused")
-
-    @router.post("/jobs/{job_ref}/resume")
-    def resume(request: Request, job_ref: str, session: SessionDep, form: FormDep) -> Response:
-        checked(session, form)
-        try:
-            job = JobControl(engine()).resume(job_ref)
-        except Conflict as exc:
-            return _refused(request, session, job_ref, exc)
-        return _after(request, session, job.id, "resumed")
-
-    @router.post("/jobs/{job_ref}/dead-letters/replay")
-    def replay(request: Request, job_ref: str, session: SessionDep, form: FormDep) -> Response:
-        """One letter (``id``) or every letter (``all=1``), back into its user's outbox."""
-        checked(session, form)
-        e = engine()
-        job = JobStore(e.r, e.keys).get(job_ref)
-        letter = form.get("id", "")
-        if form.get("all") == "1":
-            count = DeadLetters(e).replay(job.id, None)
-        elif _DEAD_LETTER_ID.match(letter):
-            count = DeadLetters(e).replay(job.id, [letter])
-        else:
-            raise ApiError(422, "name a dead letter to replay, or replay all")
-        return _after(request, session, job.id, "replayed", n=count)
-
-    # -- audiences ------------------------------------------------------------------------------
-    def _range(name: str) -> str:
-        return name if name in data.SIZE_RANGES else "1h"
-
-    def _audiences(
-        request: Request, session: Session, range_name: str, status: int = 200, **extra: Any
-    ) -> Response:
-        chosen = _range(range_name)
-        overview = data.audiences_overview(engine(), data.SIZE_RANGES[chosen])
-        context: dict[str, Any] = {
-            "form": {"filter": "", "profile": "", "user_id": "", "now": ""},
-            "result": None,
-            "problem": None,
-        }
-        context.update(extra)
-        return ui.page(request, "audiences.html", session, status=status, nav="audiences",
-                       poll=f"{PREFIX}/api/audiences?range={chosen}", interval=AUDIENCES_POLL_MS,
-                       ranges=list(data.SIZE_RANGES), range=chosen, **overview,
-                       **context)  # fmt: skip
-
-    @router.get("/audiences")
-    def audiences_page(
-        request: Request,
-        session: SessionDep,
-        range_name: Annotated[str, Query(alias="range")] = "1h",
-    ) -> Response:
-        return _audiences(request, session, range_name)
-
-    @router.get("/api/audiences")
-    def audiences_json(
-        session: SessionDep, range_name: Annotated[str, Query(alias="range")] = "1h"
-    ) -> JSONResponse:
-        return JSONResponse(data.audiences_overview(engine(), data.SIZE_RANGES[_range(range_name)]))
-
-    @router.post("/playground")
-    def playground_run(request: Request, session: SessionDep, form: FormDep) -> Response:
-        """Side-effect free, but CSRF-checked like every form. ``X-Fragment: 1`` (what ui.js
-        sends) answers with the result alone; a plain form post gets the whole page."""
-        checked(session, form)
-        result, problem = playground(engine(), form)
-        status = 200 if result is not None else 422
-        if request.headers.get("x-fragment") == "1":
-            body = ui.env.get_template("_playground.html").render(
-                base=PREFIX, result=result, problem=problem or None
-            )
-            return HTMLResponse(body, status_code=status)
-        shown = {k: form.get(k, "") for k in ("filter", "profile", "user_id", "now")}
-        return _audiences(request, session, "1h", status=status, form=shown, result=result,
-                          problem=problem or None)  # fmt: skip
-
-    # -- profiles -------------------------------------------------------------------------------
-    @router.get("/profiles")
-    def profile_page(
-        request: Request,
-        session: SessionDep,
-        user: str = "",
-        audience: str = "",
-        at: str = "",
-    ) -> Response:
-        e = engine()
-        explained: list[dict[str, Any]] | None = None
-        problem = ""
-        if user.strip():
-            try:
-                when = parse_rfc3339(at) if at.strip() else None
-                explained = explain_user(e, user.strip(), [audience] if audience else None, when)
-            except ValueError:
-                problem = "'at' is not an RFC 3339 time, e.g. 2026-03-07T09:12:00Z"
-            except NotFound as exc:
-                problem = str(exc)
-        slugs = sorted(a.slug for a in e.registry.get().audiences.values())
-        return ui.page(request, "profile.html", session, nav="profiles", slugs=slugs,
-                       form={"user": user, "audience": audience, "at": at},
-                       explained=explained, problem=problem)  # fmt: skip
-
-    return router
+            when = parse_rfc3339(at) if at.strip() else None
+            explained = explain_user(engine, user.strip(), [audience] if audience else None, when)
+        except ValueError:
+            problem = "'at' is not an RFC 3339 time, e.g. 2026-03-07T09:12:00Z"
+        except NotFound as exc:
+            problem = str(exc)
+    slugs = sorted(a.slug for a in engine.registry.get().audiences.values())
+    return ui.page(request, "profile.html", session, nav="profiles", slugs=slugs,
+                   form={"user": user, "audience": audience, "at": at},
+                   explained=explained, problem=problem)  # fmt: skip

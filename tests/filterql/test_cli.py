@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from audiencehub.cli_filterql import eval_command, load_profile, validate_command
+from audiencehub.cli.filterql import eval_command, load_profile, validate_command
 
 
 def run(command: object, args: list[str]) -> tuple[int, str, str]:

@@ -433,7 +433,7 @@ def _profile_file(tmp_path: Path) -> Path:
 
 
 def test_eval_explain_prints_the_tree(tmp_path: Path) -> None:
-    from audiencehub.cli_explain import explain_eval_command
+    from audiencehub.cli.explain import explain_eval_command
 
     args = [
         "--filter",

@@ -102,7 +102,7 @@ def test_unknown_user_or_audience(engine: Engine, stored: dict[str, int]) -> Non
 def test_profile_explain_command(
     engine: Engine, stored: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import audiencehub.cli_explain as cli
+    import audiencehub.cli.explain as cli
 
     monkeypatch.setattr(cli, "engine", lambda: engine)
     result = CliRunner().invoke(cli.profile_explain_command, ["u1", "--audience", "vip"])

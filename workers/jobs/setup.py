@@ -6,20 +6,18 @@ Users backfill), dry run, add an audience to a running job.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from workers.audiences.registry_store import Conflict
-from workers.audiences.store import AudienceStore
 from workers.delivery.eventhub.connstr import ConnectionStringError
 from workers.delivery.eventhub.management import hub_properties
 from workers.delivery.eventhub.sender import HubError
 from workers.delivery.hub_partitions import HubPartitions
 from workers.engine import Engine
-from workers.jobs.auths import AuthStore
 from workers.jobs.backfill import Backfills, drains_paused
 from workers.jobs.control import JobControl
-from workers.jobs.store import Job, JobStore
+from workers.jobs.store import Job
 from workers.pipeline.member_index import MemberIndex
 
 
@@ -36,7 +34,7 @@ def member_counts(engine: Engine, audience_ids: list[str]) -> dict[str, int]:
 
 def backfill_preview(engine: Engine, audience_refs: list[str]) -> dict[str, Any]:
     """How many users an Existing Users backfill would send, per audience, creating nothing."""
-    store = AudienceStore(engine.r, engine.keys)
+    store = engine.audiences
     audiences = [store.get(ref) for ref in audience_refs]
     counts = member_counts(engine, [a.id for a in audiences])
     return {
@@ -46,18 +44,49 @@ def backfill_preview(engine: Engine, audience_refs: list[str]) -> dict[str, Any]
     }
 
 
+@dataclass(frozen=True, slots=True)
+class NewAuthorization:
+    """A connection string given with the job instead of an existing authorization: stored as
+    the job's own authorization, labelled ``"<job label> hub"``."""
+
+    connection_string: str
+    hub: str | None = None
+
+
 def create_job(
     engine: Engine,
     label: str,
-    auth_id: str,
+    auth: str | NewAuthorization,
     audience_refs: list[str],
     existing_users: bool = False,
     **options: Any,
 ) -> Job:
-    store = AudienceStore(engine.r, engine.keys)
-    ids = [store.get(ref).id for ref in audience_refs]
-    AuthStore(engine.r, engine.keys, engine.cfg).get(auth_id)
-    jobs = JobStore(engine.r, engine.keys)
+    """Create a job sending to ``auth`` (an authorization id or label, or a new one to store).
+
+    The one way a job is made (CLI, API, benchmarks). An authorization stored here is removed
+    again when the job is refused, so a failed create leaves nothing behind.
+    """
+    ids = [engine.audiences.get(ref).id for ref in audience_refs]
+    if isinstance(auth, str):
+        return _create(engine, label, engine.auths.get(auth).id, ids, existing_users, options)
+    engine.jobs.check_label_free(label, "job")  # before its authorization is stored
+    created = engine.auths.create(f"{label} hub", auth.connection_string, auth.hub)
+    try:
+        return _create(engine, label, created.id, ids, existing_users, options)
+    except BaseException:
+        engine.auths.delete(created.id, [])
+        raise
+
+
+def _create(
+    engine: Engine,
+    label: str,
+    auth_id: str,
+    ids: list[str],
+    existing_users: bool,
+    options: dict[str, Any],
+) -> Job:
+    jobs = engine.jobs
     if not existing_users:
         job = jobs.create(label, auth_id, ids, existing_users=existing_users, **options)
         JobControl(engine).record(job.id, "running", "created")
@@ -74,9 +103,9 @@ def create_job(
 
 def add_audience(engine: Engine, job_ref: str, audience_ref: str, existing_users: bool) -> Job:
     """Add an audience to a job; with ``existing_users`` backfill only that audience."""
-    jobs = JobStore(engine.r, engine.keys)
+    jobs = engine.jobs
     job = jobs.get(job_ref)
-    audience = AudienceStore(engine.r, engine.keys).get(audience_ref)
+    audience = engine.audiences.get(audience_ref)
     if audience.id in job.audiences:
         raise Conflict(f"job {job.id} already exports audience {audience.slug!r}")
     backfills = Backfills(engine)
@@ -104,7 +133,7 @@ def check_authorization(engine: Engine, auth_ref: str) -> tuple[bool, str]:
     signed with this key. What it cannot: that the key may send (a Listen-only key passes too),
     which only a real send shows; a job's first batch does, and a 401 fails the job at once.
     """
-    auths = AuthStore(engine.r, engine.keys, engine.cfg)
+    auths = engine.auths
     auth = auths.get(auth_ref)
     try:
         props = hub_properties(auths.connection(auth.id))

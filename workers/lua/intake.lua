@@ -6,14 +6,18 @@
 -- then per shard group, in order:
 --   events          stream  the shard's input (KEYS[k])
 --   seen buckets    sets    digests of event ids per time bucket, newest first (0 or more)
+-- then, when the kick TTL is given, per group its drain kick flag; then, when asked to count,
+-- the metrics hash.
 --
 -- ARGV: token TTL (ms), backlog limit per shard, seen-bucket TTL (ms), groups,
 -- then per group: number of seen-bucket keys, number of events, then per event
--- (id digest or '', stream entry).
+-- (id digest or '', stream entry); then optionally: kick TTL (s, 0 for none), count (1 or 0).
 --
--- Returns {1, stored, duplicates}; {2, 'stored duplicates'} for a replayed write (nothing
--- written again); {0, group, length} when a shard holds more than the backlog limit (nothing
--- written).
+-- Returns {1, stored, duplicates, fresh groups...}; {2, 'stored duplicates'} for a replayed write
+-- (nothing written again); {0, group, length} when a shard holds more than the backlog limit
+-- (nothing written). The fresh groups are those whose kick flag was free (SET NX): the caller
+-- queues a drain for each, as workers/kicks.py does, without a round trip of its own; counting
+-- adds stored and duplicates to the metrics hash, so a request is one call to Redis.
 --
 -- Nothing is written before every check passed, and Redis refuses a script for lack of memory
 -- only at its first write, never half-way: so a refusal (OOM, READONLY...) leaves nothing stored.
@@ -90,4 +94,16 @@ for _ = 1, groups do
 end
 
 redis.call('SET', KEYS[1], stored .. ' ' .. duplicates, 'PX', ARGV[1])
-return {1, stored, duplicates}
+local answer = {1, stored, duplicates}
+local kick_ttl = tonumber(ARGV[i] or '0')
+if kick_ttl > 0 then
+  for g = 1, groups do
+    if redis.call('SET', KEYS[k], 1, 'NX', 'EX', kick_ttl) then answer[#answer + 1] = g end
+    k = k + 1
+  end
+end
+if ARGV[i + 1] == '1' then
+  if stored > 0 then redis.call('HINCRBY', KEYS[k], 'events_accepted', stored) end
+  if duplicates > 0 then redis.call('HINCRBY', KEYS[k], 'events_duplicate', duplicates) end
+end
+return answer

@@ -8,11 +8,12 @@ duplicate, and any other fields, which are merged into the user's profile.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 
+from workers.pipeline.entries import DATA, Entry, Kind
 from workers.timefmt import NS_PER_MS, NS_PER_S, parse_rfc3339
 
 MAX_EVENT_BYTES = 64 * 1024
@@ -25,6 +26,9 @@ MAX_ID_CHARS = 256
 _CONTROL_FIELDS = frozenset((EVENT_FIELD, TS_FIELD, *ID_FIELDS))
 _MIN_TS = 0
 _MAX_TS = 4_102_444_800_000 * NS_PER_MS  # 2100-01-01: anything later is a unit mistake
+MAX_FIELD_DEPTH = 252
+"""Objects and arrays nested inside one field: orjson encodes at most 254 levels, and the stream
+entry and its fields object take two (``{"f": {"field": ...}}``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +55,10 @@ class Event:
     name: str | None
     ts: int
     fields: dict[str, Any]
-    event_id: str | None = None
+    event_id: str | None
+    entry: bytes
+    """The stream entry exactly as it is stored (``Entry.encode``): validation made it, so what
+    was validated is what is stored."""
 
 
 class Invalid(ValueError):
@@ -131,12 +138,14 @@ def validate(
     user_field: str = USER_ID_FIELD,
     max_ahead_s: int | None = None,
     max_fields: int | None = None,
+    kind: Kind = DATA,
 ) -> Event:
     """Turn one decoded JSON value into an Event, or raise Invalid naming the field and reason.
 
     ``max_ahead_s``: how far ``_ts`` may be ahead of ``now`` (a 2099 timestamp would win every
     later update of the fields it set); ``max_fields``: the most fields a profile may hold, so
-    an event with more can never be applied.
+    an event with more can never be applied; ``kind``: the stream entry it becomes (a score
+    update keeps no event name), encoded here so the bytes checked are the bytes stored.
     """
     if not isinstance(raw, dict):
         raise Invalid(None, f"an event must be a JSON object, not {type(raw).__name__}")
@@ -163,13 +172,30 @@ def validate(
             f"event has {len(fields):,} fields; a profile holds at most {max_fields:,} "
             "(AUDIENCEHUB_MAX_PROFILE_FIELDS)",
         )
-    try:  # values a JSON parser accepts but we could not store: deep nesting, huge ints, NaN
-        stored = len(orjson.dumps(fields))
-    except (orjson.JSONEncodeError, TypeError) as exc:
-        raise Invalid(None, f"cannot be stored as JSON ({exc})") from None
-    if stored > MAX_EVENT_BYTES:
-        raise Invalid(None, f"event is {stored:,} bytes; the limit is {MAX_EVENT_BYTES:,}")
+    entry = Entry(kind, user_id, ts, name if kind == DATA else None, fields)
+    try:  # values a JSON parser accepts but we could not store: deep nesting, huge ints
+        stored = entry.encode()
+    except orjson.JSONEncodeError:
+        raise _unstorable(entry) from None
+    if len(stored) > MAX_EVENT_BYTES:
+        raise Invalid(None, f"event is {len(stored):,} bytes; the limit is {MAX_EVENT_BYTES:,}")
     for key in fields:
         if not key or len(key) > 256:
             raise Invalid(key[:40] or "(empty)", "field names must be 1 to 256 characters")
-    return Event(user_id, name, ts, fields, event_id)
+    return Event(user_id, name, ts, fields, event_id, stored)
+
+
+def _unstorable(entry: Entry) -> Invalid:
+    """Which field cannot be encoded, and why, in the words a sender can act on."""
+    for key, value in (entry.fields or {}).items():
+        try:
+            replace(entry, fields={key: value}).encode()
+        except orjson.JSONEncodeError as exc:
+            if "Recursion" in str(exc):
+                reason = f"is nested deeper than {MAX_FIELD_DEPTH} levels; flatten it"
+            elif "64-bit" in str(exc):
+                reason = "holds an integer beyond 64 bits; send it as a string"
+            else:
+                reason = f"holds a value JSON cannot hold ({exc})"
+            return Invalid(str(key)[:40], f"cannot be stored: {reason}")
+    return Invalid(None, "cannot be stored as JSON")

@@ -19,7 +19,7 @@ import redis
 
 from workers.engine import Engine
 from workers.metrics import Tallies, metric_field
-from workers.pipeline.entries import DATA, SCORE, Entry, Kind
+from workers.pipeline.entries import DATA, SCORE, Kind
 from workers.pipeline.events import MAX_EVENT_BYTES, Event, EventError, Invalid, validate
 from workers.pipeline.intake import IngestRefused, Intake, IntakeItem, Stored
 from workers.timefmt import NS_PER_MS
@@ -108,6 +108,7 @@ class Ingestor:
                         size,
                         max_ahead_s=cfg.max_future_skew_s,
                         max_fields=cfg.max_profile_fields,
+                        kind=kind,
                     )
                 )
             except Invalid as exc:
@@ -116,7 +117,7 @@ class Ingestor:
             if len(valid) > limit:
                 raise TooManyEvents(limit)
         self._count_rejected(result)
-        stored = self.append(valid, kind, now // NS_PER_MS, token)
+        stored = self.append(valid, now // NS_PER_MS, token)
         result.accepted = len(valid)
         result.duplicates = stored.duplicates
         return result
@@ -133,23 +134,15 @@ class Ingestor:
             pipe.execute()
 
     def append(
-        self,
-        events: list[Event],
-        kind: Kind = DATA,
-        now_ms: int | None = None,
-        token: str | None = None,
+        self, events: list[Event], now_ms: int | None = None, token: str | None = None
     ) -> Stored:
-        """Store validated events as entries of ``kind`` (data events or score updates)."""
+        """Store validated events: each as the stream entry its validation encoded."""
         if now_ms is None:
             now_ms = self.e.clock.now_ns() // NS_PER_MS
-        items = [
-            IntakeItem(
-                Entry(kind, ev.user_id, ev.ts, ev.name if kind == DATA else None, ev.fields),
-                ev.event_id,
-            )
-            for ev in events
-        ]
+        items = [IntakeItem(ev.user_id, ev.entry, ev.event_id) for ev in events]
         stored = self.intake.append(items, now_ms, token)
+        if stored.counted:
+            return stored
         pipe = self.e.r.pipeline(transaction=False)
         pipe.hincrby(self.e.keys.metrics, "events_accepted", stored.stored)
         if stored.duplicates:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import redis
@@ -36,6 +36,7 @@ from workers.keys import shard_of
 from workers.lua import script
 from workers.pipeline.entries import Entry
 from workers.redisconn import write_refusal
+from workers.schedule.kicks import KICK_TTL_S
 
 TOKEN_TTL_MS = 60_000
 """How long a write's outcome is kept for replays of a random token: longer than the Redis
@@ -60,14 +61,22 @@ Refusal = Literal["backlog", "unavailable"]
 class IntakeItem:
     """One entry to append, with the client's event id (``None`` when it gave none)."""
 
-    entry: Entry
+    user_id: str
+    data: bytes
+    """The stream entry's bytes (``Entry.encode``), as validation made them."""
     event_id: str | None = None
+
+    @classmethod
+    def of(cls, entry: Entry, event_id: str | None = None) -> IntakeItem:
+        return cls(entry.user_id, entry.encode(), event_id)
 
 
 @dataclass(frozen=True, slots=True)
 class Stored:
     stored: int
     duplicates: int
+    counted: bool = field(default=False, compare=False)
+    """The script added these to the metrics hash itself (one Redis server, not a replay)."""
 
 
 class IngestRefused(Exception):
@@ -108,16 +117,20 @@ class Intake:
             return Stored(0, 0)
         groups: dict[int, list[IntakeItem]] = defaultdict(list)
         for item in items:
-            groups[shard_of(item.entry.user_id, self.e.cfg.shards)].append(item)
+            groups[shard_of(item.user_id, self.e.cfg.shards)].append(item)
         ttl = TOKEN_TTL_MS if token is None else NAMED_TOKEN_TTL_MS
         token = token or secrets.token_hex(12)
         order = sorted(groups)
         if not self.e.cfg.redis_cluster:
-            result = self._run(token, ttl, order, groups, now_ms, done=Stored(0, 0))
+            # One call: the script also sets the shards' drain kick flags and counts the events.
+            result, fresh = self._run(token, ttl, order, groups, now_ms, Stored(0, 0), True)
+            if result.counted:
+                self.e.kicker.send_drains(fresh)
+                return result
         else:
             result = Stored(0, 0)
             for shard in order:
-                result = self._run(token, ttl, [shard], groups, now_ms, done=result)
+                result, _ = self._run(token, ttl, [shard], groups, now_ms, result, False)
         self.e.kicker.drains(order)
         return result
 
@@ -129,8 +142,15 @@ class Intake:
         groups: dict[int, list[IntakeItem]],
         now_ms: int,
         done: Stored,
-    ) -> Stored:
+        one_call: bool,
+    ) -> tuple[Stored, list[int]]:
+        """Run the script; with ``one_call`` it also kicks and counts (the shards it found with
+        a free kick flag come back beside what was stored)."""
         keys, args = self._build(token, ttl_ms, shards, groups, now_ms)
+        if one_call:
+            keys += [self.e.keys.drain_kick(shard) for shard in shards]
+            keys.append(self.e.keys.metrics)
+            args += (KICK_TTL_S, 1)
         try:
             answer = self._script(keys=keys, args=args)
         except redis.RedisError as exc:
@@ -148,11 +168,12 @@ class Intake:
                 done.stored,
                 done.duplicates,
             )
-        if status == 2:  # a replay: the first attempt's outcome
+        if status == 2:  # a replay: the first attempt's outcome (kicked and counted again)
             stored, duplicates = (int(x) for x in answer[1].split())
-        else:
-            stored, duplicates = int(answer[1]), int(answer[2])
-        return Stored(done.stored + stored, done.duplicates + duplicates)
+            return Stored(done.stored + stored, done.duplicates + duplicates), []
+        stored, duplicates = int(answer[1]), int(answer[2])
+        fresh = [shards[int(g) - 1] for g in answer[3:]]
+        return Stored(done.stored + stored, done.duplicates + duplicates, one_call), fresh
 
     def _build(
         self,
@@ -179,6 +200,6 @@ class Intake:
             for item in items:
                 digest = b""
                 if dedup and item.event_id is not None:
-                    digest = id_digest(item.entry.user_id, item.event_id)
-                args += (digest, item.entry.encode())
+                    digest = id_digest(item.user_id, item.event_id)
+                args += (digest, item.data)
         return keys, args

@@ -51,6 +51,11 @@ class Kicker:
             lambda p: self._sender.backfill(*p),
         )
 
+    def send_drains(self, shards: list[int]) -> int:
+        """Queue a drain for each shard whose kick flag the caller has just set (the intake
+        script sets them in its own call, so a request costs one round trip)."""
+        return self._send(shards, self._keys.drain_kick, self._sender.drain)
+
     def _kick(self, wanted: set[T], flag: Callable[[T], str], send: Callable[[T], None]) -> int:
         """SET NX each flag in one round trip; send a task for each flag that was free.
 
@@ -69,10 +74,12 @@ class Kicker:
         except Exception as exc:  # any client's error: see above
             log.warning("kick skipped, the sweep will find the work: %s", type(exc).__name__)
             return 0
+        return self._send([i for i, fresh in zip(ordered, flags, strict=True) if fresh], flag, send)
+
+    def _send(self, items: list[T], flag: Callable[[T], str], send: Callable[[T], None]) -> int:
+        """Send a task for each item whose flag was free; a refused send frees its flag again."""
         sent = 0
-        for item, fresh in zip(ordered, flags, strict=True):
-            if not fresh:
-                continue
+        for item in items:
             try:
                 send(item)
             except Exception as exc:  # the broker refused: free the flag for the next kick

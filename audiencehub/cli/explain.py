@@ -14,15 +14,15 @@ from typing import Any
 
 import click
 
-from audiencehub.cli_filterql import eval_command
-from audiencehub.cli_support import echo_json, friendly
+from audiencehub.cli.filterql import eval_command
+from audiencehub.cli.support import echo_json, friendly
 from audiencehub.context import engine
 from workers.audiences.explain import explain_user
 from workers.filterql.explain import render
 from workers.timefmt import parse_rfc3339
 
 explain_eval_command = eval_command
-"""``audience eval --explain``: the flag lives on ``eval_command`` (audiencehub/cli_filterql.py)."""
+"""``audience eval --explain``: the flag lives on ``eval_command`` (audiencehub/cli/filterql.py)."""
 
 
 def render_entry(entry: dict[str, Any]) -> str:

@@ -25,8 +25,8 @@ def _attr(module: str, name: str) -> Loader:
 
 
 def _audience() -> click.Command:
-    from audiencehub.cli_audience import audience
-    from audiencehub.cli_filterql import eval_command, validate_command
+    from audiencehub.cli.audiences import audience
+    from audiencehub.cli.filterql import eval_command, validate_command
 
     audience.add_command(validate_command, "validate")
     audience.add_command(eval_command, "eval")
@@ -34,8 +34,8 @@ def _audience() -> click.Command:
 
 
 def _profile() -> click.Command:
-    from audiencehub.cli_data import profile
-    from audiencehub.cli_explain import profile_explain_command
+    from audiencehub.cli.data import profile
+    from audiencehub.cli.explain import profile_explain_command
 
     profile.add_command(profile_explain_command, "explain")
     return profile
@@ -50,26 +50,26 @@ def secret_key() -> None:
 
 
 COMMANDS: dict[str, tuple[Loader, str]] = {
-    "api": (_attr("audiencehub.cli_api", "api_command"),
+    "api": (_attr("audiencehub.cli.api", "api_command"),
             "Serve the HTTP API (FastAPI on uvicorn); see docs/api.md."),
     "audience": (_audience, "Audiences written in FilterQL."),
-    "auth": (_attr("audiencehub.cli_job", "auth"),
+    "auth": (_attr("audiencehub.cli.jobs", "auth"),
              "Event Hub connection strings, encrypted at rest."),
-    "clock": (_attr("audiencehub.cli_clock", "clock"),
+    "clock": (_attr("audiencehub.cli.clock", "clock"),
               "The movable clock (test mode only: AUDIENCEHUB_MODE=test)."),
     "hub-emulator": (_attr("audiencehub.emulator.cli", "hub_emulator"),
                      "Local Event Hubs stand-in (REST, SAS checks, faults)."),
-    "ingest": (_attr("audiencehub.cli_data", "ingest"),
+    "ingest": (_attr("audiencehub.cli.data", "ingest"),
                "Accept NDJSON events from FILE or '-' (stdin)."),
-    "job": (_attr("audiencehub.cli_job", "job"), "Export jobs: audiences -> an Event Hub."),
+    "job": (_attr("audiencehub.cli.jobs", "job"), "Export jobs: audiences -> an Event Hub."),
     "profile": (_profile, "Users' profiles."),
-    "schedule": (_attr("audiencehub.cli_schedule", "schedule"),
+    "schedule": (_attr("audiencehub.cli.schedule", "schedule"),
                  "Time-driven re-evaluation: due index, re-checks."),
-    "secret": (_attr("audiencehub.cli_secret", "secret"),
+    "secret": (_attr("audiencehub.cli.secret", "secret"),
                "Keys that encrypt connection strings at rest."),
     "secret-key": (lambda: secret_key,
                    "Print a new key for AUDIENCEHUB_SECRET_KEY."),
-    "wait": (_attr("audiencehub.cli_clock", "wait_command"),
+    "wait": (_attr("audiencehub.cli.clock", "wait_command"),
              "Wait until the workers are idle: wait --idle."),
 }  # fmt: skip
 """name -> (how to load the command, its one-line help for ``audiencehub --help``)."""

@@ -8,9 +8,8 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from audiencehub.cli_support import echo_json, friendly
+from audiencehub.cli.support import echo_json, friendly
 from audiencehub.context import engine
-from workers.audiences.store import AudienceStore
 from workers.pipeline.set_aside import ShardDeadLetters
 from workers.schedule.reevaluate import Reevaluations, Run
 from workers.schedule.release import due_stats
@@ -55,7 +54,7 @@ def reevaluate(
 ) -> None:
     """Re-check every user against audiences, now or later; enters and exits are sent as usual."""
     e = engine()
-    store = AudienceStore(e.r, e.keys)
+    store = e.audiences
     ids = [store.get(ref).id for ref in audience_refs]
     if at or cron:
         when = parse_rfc3339(at) if at else None

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import click
 import redis
+from starlette.types import ASGIApp
 
 from workers.config import ConfigError, settings
 from workers.jobs.secrets import secret_box
@@ -37,8 +38,6 @@ def api_command(host: str, port: int, log_level: str) -> None:
     Needs AUDIENCEHUB_API_TOKENS (comma-separated bearer tokens) unless AUDIENCEHUB_MODE is demo
     or test. One process; run more behind a load balancer to scale.
     """
-    import uvicorn
-
     from audiencehub.api import create_app
     from audiencehub.api.settings import load_api_settings
     from audiencehub.context import engine
@@ -58,10 +57,16 @@ def api_command(host: str, port: int, log_level: str) -> None:
         raise click.ClickException(
             f"cannot reach Redis at {_where(settings().redis_url)}; check REDIS_URL"
         ) from None
-    app = create_app(e, api_cfg)
+    serve(create_app(e, api_cfg), host, port, log_level, api_cfg.forwarded_allow_ips)
+
+
+def serve(app: ASGIApp, host: str, port: int, log_level: str, forwarded: str = "") -> None:
+    """Run ``app`` on uvicorn as ``audiencehub api`` does (bench/collect.py serves its bare
+    endpoint through this too, so the ceiling it measures is the same server stack)."""
+    import uvicorn
+
     # Behind a TLS proxy, X-Forwarded-Proto makes request.url.scheme https (the dashboard's cookie
     # then gets Secure), but only from the proxies AUDIENCEHUB_API_FORWARDED_ALLOW_IPS names.
-    forwarded = api_cfg.forwarded_allow_ips
     uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=bool(forwarded),
                 forwarded_allow_ips=forwarded or None)  # fmt: skip
 

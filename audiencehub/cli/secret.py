@@ -6,9 +6,8 @@ import sys
 
 import click
 
-from audiencehub.cli_support import friendly
+from audiencehub.cli.support import friendly
 from audiencehub.context import engine
-from workers.jobs.auths import AuthStore
 from workers.jobs.secrets import new_key
 
 
@@ -33,7 +32,7 @@ def secret_rotate() -> None:
     with none of the keys (it is left as it is; the output names it).
     """
     e = engine()
-    store = AuthStore(e.r, e.keys, e.cfg)
+    store = e.auths
     labels = {a.id: a.label for a in store.all()}
     done, unreadable = store.reseal_all()
     click.echo(f"re-encrypted {len(done)} authorization(s) with the first key")

@@ -13,38 +13,32 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-from audiencehub.cli_support import echo_json, friendly
+from audiencehub.cli.support import echo_json, friendly
 from audiencehub.context import engine
 from workers.audiences.registry_store import NotFound
-from workers.audiences.store import AudienceStore
 from workers.delivery.dead_letters import DeadLetters
 from workers.delivery.hub_partitions import HubPartitions
-from workers.jobs.auths import MAX_PARTITIONS, AuthStore
+from workers.jobs.auths import MAX_PARTITIONS
 from workers.jobs.control import JobControl
-from workers.jobs.setup import add_audience, backfill_preview, check_authorization, create_job
+from workers.jobs.setup import (
+    NewAuthorization,
+    add_audience,
+    backfill_preview,
+    check_authorization,
+    create_job,
+)
 from workers.jobs.status import job_status
 from workers.jobs.store import (
     DEFAULT_FAILURE_PERIOD_S,
     DEFAULT_FIELDS,
     DEFAULT_MAX_BATCH_BYTES,
-    JobStore,
 )
-
-
-def _auths() -> AuthStore:
-    e = engine()
-    return AuthStore(e.r, e.keys, e.cfg)
-
-
-def _jobs() -> JobStore:
-    e = engine()
-    return JobStore(e.r, e.keys)
 
 
 def _status(job_ref: str) -> dict[str, object]:
     e = engine()
-    slugs = {a.id: a.slug for a in AudienceStore(e.r, e.keys).all()}
-    return job_status(e, _jobs().get(job_ref), slugs)
+    slugs = {a.id: a.slug for a in e.audiences.all()}
+    return job_status(e, engine().jobs.get(job_ref), slugs)
 
 
 def read_connection_string(value: str | None, env: str | None) -> str:
@@ -90,13 +84,13 @@ def auth_create(
 ) -> None:
     """Store an authorization; prints its id."""
     text = read_connection_string(connection_string, env)
-    click.echo(_auths().create(label, text, hub, partitions).id)
+    click.echo(engine().auths.create(label, text, hub, partitions).id)
 
 
 @auth.command("list")
 @friendly
 def auth_list() -> None:
-    echo_json([a.public() for a in _auths().all()])
+    echo_json([a.public() for a in engine().auths.all()])
 
 
 @auth.command("show")
@@ -105,7 +99,7 @@ def auth_list() -> None:
 def auth_show(auth_ref: str) -> None:
     """Namespace, hub, key name, health and how jobs send to it; never the key."""
     e = engine()
-    found = _auths().get(auth_ref)
+    found = engine().auths.get(auth_ref)
     echo_json({**found.public(), "delivery": HubPartitions(e.r, e.keys).layout(found).public()})
 
 
@@ -129,9 +123,9 @@ def auth_test(auth_ref: str) -> None:
 @friendly
 def auth_delete(auth_ref: str) -> None:
     """Delete an authorization; refused while a job that is not stopped uses it."""
-    target = _auths().get(auth_ref)
-    using = [j.id for j in _jobs().all() if j.auth_id == target.id and j.state != "stopped"]
-    _auths().delete(target.id, using)
+    target = engine().auths.get(auth_ref)
+    using = [j.id for j in engine().jobs.all() if j.auth_id == target.id and j.state != "stopped"]
+    engine().auths.delete(target.id, using)
     click.echo(f"deleted {target.id}")
 
 
@@ -186,39 +180,30 @@ def job_create(
     if dry_run:
         echo_json(backfill_preview(e, list(audiences)))
         return
-    inline = None
-    if auth_ref:
-        auth_id = _auths().get(auth_ref).id
-    else:
-        _jobs().check_label_free(label, "job")  # before its authorization is stored
-        text = read_connection_string(connection_string, env)
-        inline = auth_id = _auths().create(f"{label} hub", text).id
-    try:
-        created = create_job(
-            e,
-            label,
-            auth_id,
-            list(audiences),
-            existing_users=existing_users,
-            fields=_csv(fields),
-            events=_csv(events),
-            transport=transport,
-            description=description,
-            max_batch_bytes=max_batch_bytes,
-            failure_period_s=failure_period_s,
-            changes_only=changes_only,
-        )
-    except Exception:
-        if inline is not None:  # leave nothing behind from a job that was not created
-            _auths().delete(inline, [])
-        raise
+    auth: str | NewAuthorization = auth_ref or NewAuthorization(
+        read_connection_string(connection_string, env)
+    )
+    created = create_job(
+        e,
+        label,
+        auth,
+        list(audiences),
+        existing_users=existing_users,
+        fields=_csv(fields),
+        events=_csv(events),
+        transport=transport,
+        description=description,
+        max_batch_bytes=max_batch_bytes,
+        failure_period_s=failure_period_s,
+        changes_only=changes_only,
+    )
     click.echo(created.id)
 
 
 @job.command("list")
 @friendly
 def job_list() -> None:
-    for j in _jobs().all():
+    for j in engine().jobs.all():
         status = _status(j.id)
         click.echo(f"{j.id}  {status['state']:<11} backlog {status['backlog']:<7} {j.label}")
 
@@ -274,7 +259,7 @@ def job_add_audience(job_ref: str, audience_ref: str, existing_users: bool) -> N
 @friendly
 def job_deadletters(job_ref: str, count: int) -> None:
     """Messages the hub refused for good, with the reason."""
-    job_id = _jobs().get(job_ref).id
+    job_id = engine().jobs.get(job_ref).id
     entries = DeadLetters(engine()).entries(job_id, count)
     echo_json([{"id": d.id, "user_id": d.user_id, "reason": d.reason, "at": d.at,
                 "idempotency_key": d.idempotency_key} for d in entries])  # fmt: skip
@@ -289,7 +274,7 @@ def job_replay(job_ref: str, ids: tuple[str, ...], replay_all: bool) -> None:
     """Put dead letters back in the outbox (all, or by id)."""
     if not ids and not replay_all:
         raise click.ClickException("give dead letter ids, or --all")
-    job_id = _jobs().get(job_ref).id
+    job_id = engine().jobs.get(job_ref).id
     count = DeadLetters(engine()).replay(job_id, None if replay_all else list(ids))
     click.echo(f"replayed {count}")
 
@@ -301,7 +286,7 @@ def job_replay(job_ref: str, ids: tuple[str, ...], replay_all: bool) -> None:
 @friendly
 def job_watch(job_ref: str, interval: float, until_idle: bool) -> None:
     """A live view: state, counts, backlog and the backfill progress bar."""
-    job_id = _jobs().get(job_ref).id
+    job_id = engine().jobs.get(job_ref).id
     bar = Progress(TextColumn("backfill"), BarColumn(), MofNCompleteColumn())
     task = bar.add_task("backfill", total=1)
     try:

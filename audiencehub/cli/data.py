@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from audiencehub.cli_support import echo_json, friendly
+from audiencehub.cli.support import echo_json, friendly
 from audiencehub.context import engine
 from workers.pipeline.entries import DATA, SCORE, Kind
 from workers.pipeline.ingest import Ingestor, IngestRefused, IngestResult, Item, ndjson_items

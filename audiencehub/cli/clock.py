@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from audiencehub.cli_support import echo_json, friendly
+from audiencehub.cli.support import echo_json, friendly
 
 if TYPE_CHECKING:
     from workers.schedule.clock import RedisOffsetClock

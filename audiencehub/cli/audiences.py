@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import click
 
-from audiencehub.cli_schedule import reevaluate, start_recheck
-from audiencehub.cli_support import echo_json, friendly
+from audiencehub.cli.schedule import reevaluate, start_recheck
+from audiencehub.cli.support import echo_json, friendly
 from audiencehub.context import engine
-from workers.audiences.store import Audience, AudienceStore
+from workers.audiences.store import Audience
 from workers.timefmt import format_rfc3339
-
-
-def _store() -> AudienceStore:
-    e = engine()
-    return AudienceStore(e.r, e.keys)
 
 
 def _public(a: Audience) -> dict[str, object]:
@@ -41,7 +36,7 @@ def audience() -> None:
 @friendly
 def create(slug: str, text: str, description: str, wait: bool) -> None:
     """Store an audience and check existing users against it; prints its 32-hex id."""
-    created = _store().create(slug, text, description)
+    created = engine().audiences.create(slug, text, description)
     start_recheck([created.id], f"audience {slug} created", wait)
     click.echo(created.id)
 
@@ -53,7 +48,7 @@ def create(slug: str, text: str, description: str, wait: bool) -> None:
 @friendly
 def update(audience_ref: str, text: str, wait: bool) -> None:
     """Replace an audience's filter; users who no longer match exit, new matches enter."""
-    updated = _store().update_filter(audience_ref, text)
+    updated = engine().audiences.update_filter(audience_ref, text)
     start_recheck([updated.id], f"audience {updated.slug} edited", wait)
     echo_json(_public(updated))
 
@@ -65,7 +60,7 @@ audience.add_command(reevaluate)
 @click.option("--json", "as_json", is_flag=True)
 @friendly
 def list_(as_json: bool) -> None:
-    audiences = _store().all()
+    audiences = engine().audiences.all()
     if as_json:
         echo_json([_public(a) for a in audiences])
         return
@@ -77,4 +72,4 @@ def list_(as_json: bool) -> None:
 @click.argument("audience_ref")
 @friendly
 def show(audience_ref: str) -> None:
-    echo_json(_public(_store().get(audience_ref)))
+    echo_json(_public(engine().audiences.get(audience_ref)))
