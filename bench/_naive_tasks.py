@@ -39,7 +39,7 @@ def naive_export(job_id: str, user_id: str) -> None:
     snapshot = e.registry.get()
     job = snapshot.jobs[job_id]
     blob = as_bytes(e.r.hget(e.keys.users(shard_of(user_id, e.cfg.shards)), user_id))
-    profile = Profile.loads(user_id, blob)
+    profile = Profile.loads(user_id, blob, snapshot.codes)
     moved = [
         Transition(a, snapshot.audiences[a].slug, "enter", profile.membership[a], None)
         for a in job.audiences

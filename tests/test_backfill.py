@@ -92,7 +92,7 @@ def test_backfilled_enter_carries_the_stored_enter_time(engine: Engine) -> None:
     run_backfill(engine, job)
     shard = shard_of("u002", engine.cfg.shards)
     blob = engine.r.hget(engine.keys.users(shard), "u002")
-    profile = Profile.loads("u002", blob)  # type: ignore[arg-type]
+    profile = Profile.loads("u002", blob, engine.registry.get().codes)  # type: ignore[arg-type]
     rows = records(Outbox(engine.keys, shard, job.id).all(engine.r))
     body = next(orjson.loads(r.body) for _, r in rows if r.user == "u002")
     even = AudienceStore(engine.r, engine.keys).get("even").id
@@ -224,7 +224,8 @@ def test_a_time_driven_enter_applied_after_the_backfill_started_is_sent_once(
     run_backfill(engine, job)
     assert enters_by_user(engine, job) == {"late": ["aged"]}
     shard = shard_of("late", engine.cfg.shards)
-    profile = Profile.loads("late", engine.r.hget(engine.keys.users(shard), "late"))  # type: ignore[arg-type]
+    blob = engine.r.hget(engine.keys.users(shard), "late")
+    profile = Profile.loads("late", blob, engine.registry.get().codes)  # type: ignore[arg-type]
     aged = AudienceStore(engine.r, engine.keys).get("aged").id
     assert profile.membership[aged] < profile.recorded_at(aged)
 

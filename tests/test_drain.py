@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 
@@ -17,6 +19,7 @@ from workers.pipeline.drain import ShardDrainer
 from workers.pipeline.ingest import Ingestor, list_items, ndjson_items
 from workers.pipeline.member_index import MemberIndex
 from workers.pipeline.profile import Profile
+from workers.pipeline.profile_codec import legacy_encode
 from workers.schedule.release import Releaser
 from workers.timefmt import NS_PER_DAY, NS_PER_S, format_rfc3339, parse_rfc3339
 
@@ -48,7 +51,8 @@ def outbox(engine: Engine, job: Job) -> list[dict[str, object]]:
 
 def profile(engine: Engine, uid: str) -> Profile:
     shard = shard_of(uid, engine.cfg.shards)
-    return Profile.loads(uid, engine.r.hget(engine.keys.users(shard), uid))  # type: ignore[arg-type]
+    blob = engine.r.hget(engine.keys.users(shard), uid)
+    return Profile.loads(uid, blob, engine.registry.get().codes)  # type: ignore[arg-type]
 
 
 def test_valid_events_are_accepted_beside_bad_ones(engine: Engine, sender: RecordingSender) -> None:
@@ -163,3 +167,76 @@ def test_concurrent_edits_cannot_sneak_an_include_cycle_past_the_check(engine: E
 
     with pytest.raises(Conflict, match=r"cycle|INCLUDE"):
         store.update_filter("a", "FILTER INCLUDE b")
+
+
+# -- a store of JSON profiles (as stored before version 1) and version 1 ones -----------------
+def triggers(engine: Engine, job: Job) -> dict[str, list[tuple[str, str, str]]]:
+    """user -> (slug, event, enter) of every segment event in the job's outbox, in order."""
+    out: dict[str, list[tuple[str, str, str]]] = {}
+    for body in outbox(engine, job):
+        data: dict[str, Any] = body["data"]  # type: ignore[assignment]
+        for s in data["segment_events"]:
+            out.setdefault(data["user_id"], []).append((s["slug"], s["event"], s["enter"]))
+    return out
+
+
+def stored_blob(engine: Engine, uid: str) -> bytes:
+    blob = engine.r.hget(engine.keys.users(shard_of(uid, engine.cfg.shards)), uid)
+    assert isinstance(blob, bytes)
+    return blob
+
+
+@pytest.mark.parametrize("old_users", [0, 3, 6])
+def test_a_store_of_old_and_new_profiles_drains_to_the_same_answers(
+    engine: Engine, old_users: int
+) -> None:
+    """Six users reach their state through events; then ``old_users`` of them are rewritten as
+    the JSON the code before version 1 stored. More events drain over the mixed store: every
+    user gets the same triggers and ends with the same profile whatever its stored encoding,
+    and every profile a drain wrote is version 1."""
+    store = AudienceStore(engine.r, engine.keys)
+    store.create("pro", 'FILTER plan == "pro"')
+    store.create("busy", "FILTER visits >= 2")
+    job = job_for(engine, "pro", "busy")
+    users = [f"u{i}" for i in range(6)]
+    Ingestor(engine).ingest(
+        list_items(
+            [{"user_id": u, "plan": "pro", "visits": 1, "_ts": 1_700_000_000_000} for u in users]
+        )
+    )
+    drain_all(engine)
+    before = triggers(engine, job)
+    codes = engine.registry.get().codes
+    for uid in users[:old_users]:
+        p = Profile.loads(uid, stored_blob(engine, uid), codes)
+        key = engine.keys.users(shard_of(uid, engine.cfg.shards))
+        engine.r.hset(key, uid, legacy_encode(p))
+        assert stored_blob(engine, uid)[:1] == b"{"
+    Ingestor(engine).ingest(
+        list_items(
+            [{"user_id": u, "visits": 2, "_ts": 1_700_000_001_000} for u in users]
+            + [{"user_id": u, "plan": "free", "_ts": 1_700_000_002_000} for u in users]
+        )
+    )
+    drain_all(engine)
+    after = triggers(engine, job)
+    sequences = {tuple((slug, event) for slug, event, _ in after[uid]) for uid in users}
+    assert len(sequences) == 1, "old and new profiles got the same triggers"
+    for uid in users:
+        enter_pro = before[uid][0][2]
+        assert after[uid][: len(before[uid])] == before[uid]
+        # Each message holds what moved and the job's other current memberships (the seed's shape).
+        assert [(slug, event) for slug, event, _ in after[uid]] == [
+            ("pro", "enter"),
+            ("busy", "enter"),
+            ("pro", "enter"),
+            ("pro", "exit"),
+            ("busy", "enter"),
+        ]
+        pro_enters = {enter for slug, _, enter in after[uid] if slug == "pro"}
+        assert pro_enters == {enter_pro}, "the enter time reads back from either encoding"
+        blob = stored_blob(engine, uid)
+        assert blob[0] != ord("{"), "the drain wrote it as version 1"
+        p = Profile.loads(uid, blob, codes)
+        assert p.fields == {"user_id": uid, "plan": "free", "visits": 2}
+        assert set(p.membership) == {store.get("busy").id}

@@ -31,7 +31,7 @@ HOUR = 3600 * NS_PER_S
 def profile(engine: Engine, uid: str) -> Profile:
     shard = shard_of(uid, engine.cfg.shards)
     raw = cast(bytes | None, engine.r.hget(engine.keys.users(shard), uid))
-    return Profile.loads(uid, raw)
+    return Profile.loads(uid, raw, engine.registry.get().codes)
 
 
 def drain_all(engine: Engine) -> None:

@@ -6,6 +6,8 @@ Layout (``p`` is the configured prefix, ``k`` a shard number)::
     p:{reg}:version               string  bumped on every audience/job/auth change
     p:{reg}:audiences             hash    audience id -> definition (JSON)
     p:{reg}:audiences:slugs       hash    slug -> audience id
+    p:{reg}:audiences:numbers     hash    audience id -> small number profiles store (never reused)
+    p:{reg}:audiences:numbers:n   string  the last audience number given
     p:{reg}:jobs                  hash    job id -> definition (JSON)
     p:{reg}:auths                 hash    authorization id -> encrypted definition
     p:job:<job>:stats             hash    counters (sent, failed, ...)
@@ -90,6 +92,14 @@ class Keys:
     @property
     def audience_slugs(self) -> str:
         return f"{self.prefix}:{{reg}}:audiences:slugs"
+
+    @property
+    def audience_numbers(self) -> str:
+        return f"{self.prefix}:{{reg}}:audiences:numbers"
+
+    @property
+    def audience_numbers_last(self) -> str:
+        return f"{self.prefix}:{{reg}}:audiences:numbers:n"
 
     @property
     def jobs(self) -> str:

@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from workers.audiences.numbers import NO_CODES, AudienceCodes, AudienceNumbering
 from workers.audiences.store import AudienceStore
 from workers.filterql import Filter, compile_set
 from workers.jobs.store import Job, JobStore
@@ -38,6 +39,8 @@ class Snapshot:
     """Event name -> the most occurrences any audience's timewindow() counts."""
     slugs: dict[str, str] = field(default_factory=dict)
     """Audience id -> slug, for naming the audiences a message carries."""
+    codes: AudienceCodes = NO_CODES
+    """Audience numbers, both ways, for reading and writing profiles (every audience has one)."""
 
     def occurrences_to_keep(self, event: str, floor: int) -> int:
         """Only as many as the largest window asking about this event can count (at least
@@ -84,6 +87,7 @@ def build_snapshot(r: Redis, keys: Keys, version: int) -> Snapshot:
         {k: tuple(v) for k, v in by_event.items()},
         needs,
         {a.id: a.slug for a in audiences.values()},
+        AudienceNumbering(r, keys).ensure(audiences),
     )
 
 

@@ -240,7 +240,7 @@ class Backfills:
         args: list[str | bytes] = [version, "u:" + users[-1], *RECORD_FIELDS]
         written = 0
         for uid, blob in zip(users, blobs, strict=True):
-            profile = Profile.loads(uid, blob)
+            profile = Profile.loads(uid, blob, snapshot.codes)
             moved = [  # only what was recorded before the backfill started: the rest went live
                 Transition(
                     aid, snapshot.audiences[aid].slug, "enter", profile.membership[aid], None

@@ -144,7 +144,8 @@ class ShardDrainer:
         user_ids = list(dict.fromkeys(entry.user_id for entry in entries))
         blobs: list[bytes | None] = e.r.hmget(k.users(shard), user_ids)  # type: ignore[assignment]
         profiles = {
-            uid: Profile.loads(uid, blob) for uid, blob in zip(user_ids, blobs, strict=True)
+            uid: Profile.loads(uid, blob, snapshot.codes)
+            for uid, blob in zip(user_ids, blobs, strict=True)
         }
         sizes = {uid: len(blob or b"") for uid, blob in zip(user_ids, blobs, strict=True)}
         self._working = Attempt(head, tries + 1)
@@ -185,7 +186,7 @@ class ShardDrainer:
                 self._emit(commit, snapshot, profile, changes, at, report, tallies)
 
         for uid, profile in profiles.items():
-            commit.users[uid] = profile.dumps()
+            commit.users[uid] = profile.dumps(snapshot.codes)
             due = _due_ms(profile)
             # A released user left the due index; write its entry back even if unchanged (a
             # worker whose clock runs behind beat's may find nothing due yet).
@@ -268,9 +269,9 @@ class ShardDrainer:
             sizes[uid] += growth
             return None
         # Near the limit: apply to a copy and measure.
-        trial = Profile.loads(uid, profile.dumps())
+        trial = Profile.loads(uid, profile.dumps(snapshot.codes), snapshot.codes)
         self._apply(trial, entry, snapshot, cfg.occurrences_kept)
-        size = len(trial.dumps())
+        size = len(trial.dumps(snapshot.codes))
         if size > cfg.max_profile_bytes:
             biggest = max(fields, key=lambda k: len(orjson.dumps(fields[k])))
             return (

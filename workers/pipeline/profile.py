@@ -1,6 +1,6 @@
 """A user's profile: merged fields, event occurrences, and audience membership.
 
-The whole profile is one compact blob in the shard's ``users`` hash, so a drain reads a batch of
+The whole profile is one compact blob (profile_codec.py) in the shard's ``users`` hash, so a drain reads a batch of
 users with one HMGET and writes them back inside the shard's single commit.
 """
 
@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from bisect import insort
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import orjson
+from workers.audiences.numbers import NO_CODES, AudienceCodes
+from workers.pipeline.profile_codec import StoredTimes, decode, encode
+
+LAZY = frozenset(("occurrences", "field_ts"))
 
 MAX_OCCURRENCES = 512
 """Most recent occurrences kept per event name when the caller does not say (the drain keeps only
@@ -39,6 +42,9 @@ class Profile:
     """audience id -> the processing instant at which a membership was recorded, for the few
     whose enter instant is earlier (a time-driven flip applied late). The Existing Users
     backfill sends a membership only if it was recorded before the backfill started."""
+    stored: StoredTimes | None = field(default=None, compare=False, repr=False)
+    """A read profile's times in their stored form: occurrences and field times are converted
+    when first used, and writing back reuses what did not change (profile_codec.py)."""
 
     @property
     def is_new(self) -> bool:
@@ -90,37 +96,28 @@ class Profile:
         """The earliest instant any audience answer can flip with no new data."""
         return min(self.next_change.values()) if self.next_change else None
 
-    # -- storage ------------------------------------------------------------------------------
-    def dumps(self) -> bytes:
-        return orjson.dumps(
-            {
-                "f": self.fields,
-                "ft": self.field_ts,
-                "c": self.created,
-                "m": self.modified,
-                "o": self.occurrences,
-                "a": self.membership,
-                "n": self.next_change,
-                **({"r": self.recorded} if self.recorded else {}),
-            }
-        )
+    # -- storage (workers/pipeline/profile_codec.py) ---------------------------------------------
+    def dumps(self, codes: AudienceCodes = NO_CODES) -> bytes:
+        """The stored form; ``codes`` (the registry snapshot's) turns audience ids to numbers."""
+        return encode(self, codes)
 
     @classmethod
-    def loads(cls, user_id: str, blob: bytes | None) -> Profile:
+    def loads(cls, user_id: str, blob: bytes | None, codes: AudienceCodes = NO_CODES) -> Profile:
+        """Read either encoding; without the snapshot's ``codes`` audiences read as ``#n``."""
         if not blob:
             return cls(user_id)
-        d = orjson.loads(blob)
-        return cls(
-            user_id,
-            fields=d["f"],
-            field_ts=d["ft"],
-            created=d["c"],
-            modified=d["m"],
-            occurrences=d["o"],
-            membership=d["a"],
-            next_change=d["n"],
-            recorded=d.get("r", {}),
-        )
+        return decode(cls, user_id, blob, codes)
+
+    if not TYPE_CHECKING:  # (so mypy still refuses attributes a Profile does not have)
+
+        def __getattr__(self, name: str) -> Any:
+            """A read profile's occurrences or field times, converted on first use."""
+            if name not in LAZY:
+                raise AttributeError(name)
+            stored = object.__getattribute__(self, "stored")
+            value = stored.occurrences() if name == "occurrences" else stored.field_ts()
+            object.__setattr__(self, name, value)
+            return value
 
 
 _MISSING = object()

@@ -24,7 +24,7 @@ def stored_profile(engine: Engine, user_id: str) -> Profile:
         raise NotFound(
             f"no profile for user {user_id!r} (profiles appear once an event is drained)"
         )
-    return Profile.loads(user_id, blob)
+    return Profile.loads(user_id, blob, engine.registry.get().codes)
 
 
 def describe(engine: Engine, p: Profile) -> dict[str, Any]:

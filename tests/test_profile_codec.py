@@ -1,0 +1,131 @@
+"""The stored profile: version 1 reads back exactly, and a store holding JSON (version 0) profiles
+beside version 1 ones drains to the same answers as a store of either alone."""
+
+from __future__ import annotations
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from workers.audiences.numbers import NO_CODES, AudienceCodes, AudienceNumbering
+from workers.engine import Engine
+from workers.pipeline.profile import Profile
+from workers.pipeline.profile_codec import legacy_encode
+from workers.timefmt import NS_PER_DAY, NS_PER_MS
+
+CONN = (
+    "Endpoint=sb://127.0.0.1:1/;SharedAccessKeyName=k;SharedAccessKey=a2V5;"
+    "EntityPath=h;UseDevelopmentEmulator=true"
+)
+T0 = 1_790_000_000 * 10**9
+A, B = "a" * 32, "b" * 32
+CODES = AudienceCodes({A: 1, B: 2})
+
+times = st.integers(min_value=0, max_value=2**62)
+ms_times = st.integers(min_value=0, max_value=2**40).map(lambda ms: ms * NS_PER_MS)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=8)
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=6,
+)  # fmt: skip
+
+
+@st.composite
+def profiles(draw: st.DrawFn) -> Profile:
+    p = Profile("u")
+    for name, value in draw(st.dictionaries(st.text(max_size=6), json_values, max_size=6)).items():
+        p.merge({name: value}, draw(st.one_of(ms_times, times)))
+    for name in draw(st.lists(st.text(max_size=5), max_size=3)):
+        for ts in draw(st.lists(st.one_of(ms_times, times), min_size=1, max_size=5)):
+            p.record_occurrence(name, ts)
+    for table in (p.membership, p.next_change, p.recorded):
+        table.update(draw(st.dictionaries(st.sampled_from([A, B, "c" * 32, "#7"]), times)))
+    return p
+
+
+@settings(max_examples=300, deadline=None)
+@given(profiles())
+def test_every_profile_reads_back_exactly(p: Profile) -> None:
+    for codes in (CODES, NO_CODES):
+        assert Profile.loads("u", p.dumps(codes), codes) == p
+    assert Profile.loads("u", legacy_encode(p), CODES) == p
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    profiles(),
+    st.lists(st.tuples(st.sampled_from(["a", "b", ""]), st.one_of(ms_times, times)), max_size=4),
+    st.integers(1, 6),
+)
+def test_a_profile_changed_after_reading_writes_back_exactly(
+    p: Profile, more: list[tuple[str, int]], keep: int
+) -> None:
+    """Writing back reuses the stored form of the lists that did not change (and extends the
+    ones that grew at the end): what reads back is still exactly the changed profile."""
+    q = Profile.loads("u", p.dumps(CODES), CODES)
+    for name, ts in more:
+        q.record_occurrence(name, ts, keep)
+        q.merge({name: ts}, ts)
+    assert Profile.loads("u", q.dumps(CODES), CODES) == q
+
+
+@settings(max_examples=100, deadline=None)
+@given(profiles())
+def test_a_read_profile_converts_its_times_only_when_used(p: Profile) -> None:
+    """Unused, a read profile writes back its bytes as they were; fields changed behind the
+    field times' back still pair each time with its field."""
+    blob = p.dumps(CODES)
+    assert Profile.loads("u", blob, CODES).dumps(CODES) == blob
+    q = Profile.loads("u", blob, CODES)
+    if q.fields:
+        q.fields.pop(next(iter(q.fields)))
+    q.fields["added"] = 1
+    expected = Profile.loads("u", blob, CODES)
+    expected.fields = q.fields
+    assert Profile.loads("u", q.dumps(CODES), CODES) == expected
+
+
+def test_a_realistic_profile_is_a_quarter_of_its_json() -> None:
+    p = Profile("u")
+    p.merge({"user_id": "user00000001", "email": "user00000001@example.com", "plan": "pro"}, T0)
+    for i in range(20):
+        p.record_occurrence(("view", "cart", "buy")[i % 3], T0 + i * 3_600_123 * NS_PER_MS)
+    p.merge({"visits": 20}, p.occurrences["view"][-1])
+    p.membership = {A: T0 + 123_456_789, B: T0 + 987_654_321}
+    p.next_change = {A: T0 + 7 * NS_PER_DAY}
+    new, old = p.dumps(CODES), legacy_encode(p)
+    assert new[0] != ord("{") and old[0] == ord("{")
+    assert len(new) * 3 < len(old)
+    assert Profile.loads("u", new, CODES) == Profile.loads("u", old, CODES) == p
+
+
+def test_a_finer_than_millisecond_occurrence_keeps_its_nanoseconds() -> None:
+    p = Profile("u")
+    p.record_occurrence("view", T0)
+    p.record_occurrence("view", T0 + 1)
+    p.record_occurrence("buy", T0 + NS_PER_MS)
+    assert Profile.loads("u", p.dumps(CODES), CODES).occurrences == {
+        "view": [T0, T0 + 1],
+        "buy": [T0 + NS_PER_MS],
+    }
+
+
+def test_a_deeply_nested_field_the_ingest_accepts_is_stored() -> None:
+    value: object = 1
+    for _ in range(253):
+        value = [value]
+    orjson.dumps({"deep": value})  # the ingest's check
+    p = Profile("u")
+    p.merge({"deep": value}, T0)
+    assert Profile.loads("u", p.dumps(CODES), CODES) == p
+
+
+def test_audience_numbers_are_given_once_and_never_reused(engine: Engine) -> None:
+    numbering = AudienceNumbering(engine.r, engine.keys)
+    first = numbering.ensure([A, B])
+    assert sorted(first.numbers.values()) == [1, 2]
+    again = numbering.ensure([B, "c" * 32])  # A deleted, C created: A keeps its number
+    assert again.numbers[A] == first.numbers[A] and again.numbers[B] == first.numbers[B]
+    assert again.numbers["c" * 32] == 3
+    assert again.ids[first.numbers[A]] == A
