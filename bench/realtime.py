@@ -89,7 +89,8 @@ def generate(stack: Stack, rate: int, seconds: float, rng: random.Random) -> int
             batch = [make_event(rng, now) for _ in range(due)]
             for ev in batch:
                 ev["probe"] = time.time_ns()
-            ingestor.ingest(list_items(batch))
+            for first in range(0, due, 5000):  # a write takes at most 10,000 (all-or-nothing)
+                ingestor.ingest(list_items(batch[first : first + 5000]))
             sent += due
         pause = start + (sent / rate) - time.perf_counter()
         if pause > 0:

@@ -39,7 +39,11 @@ from dataclasses import dataclass, field
 from workers import faults
 from workers.delivery.dead_letters import add_letter
 from workers.delivery.eventhub.connstr import ConnectionStringError
-from workers.delivery.eventhub.partitions import partition_for_key, partition_key_for
+from workers.delivery.eventhub.partitions import (
+    MAX_PARTITION_KEY,
+    hash_code,
+    partition_key_for,
+)
 from workers.delivery.eventhub.rest import RestSender
 from workers.delivery.eventhub.sender import FATAL_KINDS, HubError, OutMessage, Sender
 from workers.delivery.hub_partitions import HubPartitions, PartitionLayout
@@ -61,6 +65,8 @@ READ_COUNT = 2400
 READ_PER_PARTITION = 300
 """With many partitions a round reads more, so each partition's publication stays well filled."""
 MAX_READ = 16_000
+SHORT_KEY = MAX_PARTITION_KEY // 2
+"""A user id this short is its own partition key (see partition_key_for)."""
 READ_PER_USER_MODE = 400
 """With the partition count unknown every user is a request of its own: smaller rounds."""
 
@@ -229,10 +235,12 @@ class Deliverer:
         for shard in busy:
             outboxes[shard].read(pipe, each)
         batch: list[Pending] = []
+        append = batch.append
         for shard, rows in zip(busy, pipe.execute(), strict=True):
-            for entry_id, user, key, body in record_values(rows):
-                message = OutMessage(body, partition_key_for(user), key)
-                batch.append(Pending(shard, entry_id, user, message))
+            for entry_id, user, record_key, body in record_values(rows):
+                # Short ids are their own key (partition_key_for's first answer), without a call.
+                key = user if len(user) <= SHORT_KEY else partition_key_for(user)
+                append(Pending(shard, entry_id, user, OutMessage(body, key, record_key)))
         return batch
 
     @staticmethod
@@ -274,16 +282,19 @@ class Deliverer:
         """Group by partition (or user), in read order, packed up to the sender's limit."""
         limit = sender.max_batch_bytes
         ids = layout.ids
+        count = len(ids) if ids else 0
+        encoded_size = sender.encoded_size
         groups: dict[str, Group] = {}
         for index, pending in enumerate(read):
-            size = sender.encoded_size(pending.message)
+            size = encoded_size(pending.message)
             if size + 2 > limit:
                 outcome.dead[index] = (
                     f"message is {size:,} bytes; the hub takes at most {limit:,} per batch"
                 )
                 continue
             key = pending.message.partition_key
-            route = partition_for_key(key, ids) if ids else key
+            # partition_for_key, inlined (once per message sent): the service's hash of the key.
+            route = ids[abs(hash_code(key)) % count] if ids else key
             group = groups.get(route)
             if group is None:
                 group = groups[route] = Group(route if ids else None)

@@ -103,6 +103,7 @@ class Filter:
         "statement",
         "text",
         "time_dependent",
+        "unscoped_evaluate",
     )
 
     def __init__(
@@ -129,6 +130,10 @@ class Filter:
         self._evaluate = root.evaluate
         self._next_true_change = root.next_true_change
         self._scoped = bool(includes)
+        self.unscoped_evaluate: Evaluator | None = None if includes else root.evaluate
+        """The root's evaluator when the filter includes no audience (so no memo is needed):
+        ``unscoped_evaluate(p, now) is True`` answers as :meth:`matches` does, one call
+        shallower, for the drain's innermost loop."""
         self.needs: dict[str, int] = {}
         """Event name -> the most occurrences any timewindow() here (or included) counts."""
 

@@ -39,7 +39,7 @@ from workers.jobs.store import Job
 from workers.lease import Lease
 from workers.loop import LeasedLoop
 from workers.lua import script
-from workers.pipeline.envelope import render
+from workers.pipeline.envelope import Renderer
 from workers.pipeline.member_index import MemberIndex
 from workers.pipeline.membership import Transition
 from workers.pipeline.profile import Profile
@@ -92,6 +92,10 @@ class BackfillState:
     finished_at: int = 0
 
 
+def _state(raw: object) -> BackfillState | None:
+    return BackfillState(**orjson.loads(cast(bytes, raw))) if raw else None
+
+
 @dataclass
 class PageReport:
     written: int = 0
@@ -133,8 +137,7 @@ class Backfills:
         return state
 
     def get(self, job_id: str) -> BackfillState | None:
-        raw = cast(bytes | None, self.e.r.get(self.e.keys.job_backfill(job_id)))
-        return BackfillState(**orjson.loads(raw)) if raw else None
+        return _state(self.e.r.get(self.e.keys.job_backfill(job_id)))
 
     def active(self, job_id: str) -> bool:
         state = self.get(job_id)
@@ -206,17 +209,19 @@ class Backfills:
     def page(self, job_id: str, shard: int) -> PageReport:
         e = self.e
         k = e.keys
-        snapshot = e.registry.get()
-        job = snapshot.jobs.get(job_id)
-        state = self.get(job_id)
-        if job is None or state is None or state.finished_at or job.state != "running":
-            return PageReport(done=True)
-        audiences = [a for a in state.audiences if a in snapshot.audiences]
-        pipe = e.r.pipeline(transaction=False)
+        pipe = e.r.pipeline(transaction=False)  # what a page starts from, in one round trip
+        pipe.get(k.registry_version)
+        pipe.get(k.job_backfill(job_id))
         pipe.get(k.applied(shard))
         pipe.get(k.backfill_cursor(shard, job_id))
         Outbox(k, shard, job_id).length(pipe)
-        first = pipe.execute()
+        registry_version, raw_state, *first = pipe.execute()
+        snapshot = e.registry.get(int(registry_version or 0))
+        job = snapshot.jobs.get(job_id)
+        state = _state(raw_state)
+        if job is None or state is None or state.finished_at or job.state != "running":
+            return PageReport(done=True)
+        audiences = [a for a in state.audiences if a in snapshot.audiences]
         version = first[0].decode() if first[0] else ""
         cursor = cast(bytes | None, first[1])
         if cursor == DONE:
@@ -236,22 +241,22 @@ class Backfills:
             ok = self._commit(keys=self._keys(shard, job_id), args=[version, DONE, *RECORD_FIELDS])
             return PageReport(done=bool(ok), conflict=not ok)
         blobs = cast(list[bytes | None], e.r.hmget(k.users(shard), users))
-        now = e.clock.now_ns()
+        # One renderer for the page: every message of it shares its instant.
+        renderer = Renderer(job, e.clock.now_ns(), snapshot.slugs)
+        wanted = [(aid, snapshot.audiences[aid].slug) for aid in job.audiences if aid in audiences]
+        started = state.started
         args: list[str | bytes] = [version, "u:" + users[-1], *RECORD_FIELDS]
         written = 0
         for uid, blob in zip(users, blobs, strict=True):
             profile = Profile.loads(uid, blob, snapshot.codes)
+            membership, recorded = profile.membership, profile.recorded
             moved = [  # only what was recorded before the backfill started: the rest went live
-                Transition(
-                    aid, snapshot.audiences[aid].slug, "enter", profile.membership[aid], None
-                )
-                for aid in job.audiences
-                if aid in profile.membership
-                and aid in audiences
-                and profile.recorded_at(aid) < state.started
+                Transition(aid, slug, "enter", membership[aid], None)
+                for aid, slug in wanted
+                if aid in membership and recorded.get(aid, membership[aid]) < started
             ]
             if moved:
-                body, key = render(job, profile, moved, now, snapshot.slugs)
+                body, key = renderer.render(profile, moved)
                 args += (uid, key, body)  # an OutboxRecord's values, in RECORD_FIELDS order
                 written += 1
         if not self._commit(keys=self._keys(shard, job_id), args=args):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 
 import orjson
@@ -51,6 +50,44 @@ def _stop_reason(exc: BaseException) -> str:
     if type(exc).__name__ == "SoftTimeLimitExceeded":  # Celery's, raised into the task
         return "timed out (the task's soft time limit)"
     return f"failed ({type(exc).__name__})"
+
+
+_QUIET: dict[int, tuple[Snapshot, frozenset[str]]] = {}
+
+
+def _quiet_when_absent(snapshot: Snapshot) -> frozenset[str]:
+    """Audiences false for a profile holding none of the fields and events they read, at any
+    time: no INCLUDE, no time dependence, and false for an empty profile. Worked out once per
+    registry version (per process)."""
+    known = _QUIET.get(snapshot.version)
+    if known is not None and known[0] is snapshot:
+        return known[1]
+    empty = Profile("")
+    quiet = frozenset(
+        a.id
+        for a in snapshot.audiences.values()
+        if not a.filter.includes
+        and not a.filter.time_dependent
+        and not a.filter.matches(empty, 0)
+    )
+    _QUIET.clear()
+    _QUIET[snapshot.version] = (snapshot, quiet)
+    return quiet
+
+
+def first_targets(profile: Profile, snapshot: Snapshot) -> list[LiveAudience]:
+    """The audiences a new profile's first entry can put it in. The others answer as for an empty
+    profile, false, since the profile holds none of what they read (an audience's fields and
+    events are complete: ``Snapshot.affected`` rests on that too); so evaluating them would
+    record nothing. A new user's first event otherwise evaluates every audience."""
+    quiet = _quiet_when_absent(snapshot)
+    present = {*profile.fields, *profile.occurrences, "_created", ALWAYS_CHANGED}
+    return [
+        a
+        for a in snapshot.audiences.values()
+        if a.id not in quiet
+        or not (a.filter.fields.isdisjoint(present) and a.filter.events.isdisjoint(present))
+    ]
 
 
 def _due_ms(profile: Profile) -> int | None:
@@ -142,14 +179,18 @@ class ShardDrainer:
         commit = ShardCommit(k, shard, applied, last_id, next_stream_id(last_id))
 
         user_ids = list(dict.fromkeys(entry.user_id for entry in entries))
-        blobs: list[bytes | None] = e.r.hmget(k.users(shard), user_ids)  # type: ignore[assignment]
+        # The attempt is written down in the round trip that reads the users, before any entry
+        # is applied.
+        self._working = Attempt(head, tries + 1)
+        pipe = e.r.pipeline(transaction=False)
+        pipe.hmget(k.users(shard), user_ids)
+        self.attempts.begin(shard, self._working, pipe)
+        blobs: list[bytes | None] = pipe.execute()[0]
         profiles = {
             uid: Profile.loads(uid, blob, snapshot.codes)
             for uid, blob in zip(user_ids, blobs, strict=True)
         }
         sizes = {uid: len(blob or b"") for uid, blob in zip(user_ids, blobs, strict=True)}
-        self._working = Attempt(head, tries + 1)
-        self.attempts.begin(shard, self._working)
         faults.fire(e.cfg, e.r, "drain.stall")
         before = {uid: set(p.membership) for uid, p in profiles.items()}
         due_before = {uid: _due_ms(p) for uid, p in profiles.items()}
@@ -161,18 +202,22 @@ class ShardDrainer:
         tallies = Tallies()
         offset = now - time.time_ns()  # the test clock's offset; zero in production
         at = now - 1
+        evaluations = 0
         for entry, entry_id in zip(entries, entry_ids, strict=True):
             # Each entry gets its own processing instant, strictly increasing, so an enter and
             # an exit applied in one batch keep distinct, ordered times.
             at = max(time.time_ns() + offset, at + 1)
             profile = profiles[entry.user_id]
-            steps, evaluated = catch_up(profile, snapshot, at)
-            for step in steps:
-                flips.append(step.at)
-                self._emit(
-                    commit, snapshot, profile, step.changes, step.at, report, tallies,
-                    step.membership,
-                )  # fmt: skip
+            evaluated = 0
+            pending_flips = profile.next_change
+            if pending_flips and min(pending_flips.values()) <= at:  # else nothing to catch up
+                steps, evaluated = catch_up(profile, snapshot, at)
+                for step in steps:
+                    flips.append(step.at)
+                    self._emit(
+                        commit, snapshot, profile, step.changes, step.at, report, tallies,
+                        step.membership,
+                    )  # fmt: skip
             refused = self._over_limits(profile, entry, snapshot, sizes)
             if refused is not None:
                 commit.set_aside.append((entry_id, refused, now // NS_PER_MS, entry.encode()))
@@ -181,9 +226,10 @@ class ShardDrainer:
                 continue
             targets = self._apply(profile, entry, snapshot, e.cfg.occurrences_kept)
             changes = evaluate(profile, targets, at)
-            tallies.add("evaluations", evaluated + len(targets))
+            evaluations += evaluated + len(targets)
             if changes:
                 self._emit(commit, snapshot, profile, changes, at, report, tallies)
+        tallies.add("evaluations", evaluations)
 
         for uid, profile in profiles.items():
             commit.users[uid] = profile.dumps(snapshot.codes)
@@ -301,7 +347,7 @@ class ShardDrainer:
         if profile.created != created:
             changed.add("_created")
         if new:
-            return list(snapshot.audiences.values())
+            return first_targets(profile, snapshot)
         return snapshot.affected(changed, entry.name)
 
     @staticmethod
@@ -318,12 +364,17 @@ class ShardDrainer:
         """Queue one message per job whose audiences moved, holding all of them at once, beside
         the job's other audiences the user is in (``membership``: at ``at``)."""
         report.transitions += len(changes)
-        per_job: dict[str, list[Transition]] = defaultdict(list)
+        per_job: dict[str, list[Transition]] = {}
+        jobs_by_audience = snapshot.jobs_by_audience
         for t in changes:
             tallies.add("transitions", 1, t.audience, t.event)
-            for job in snapshot.jobs_by_audience.get(t.audience, ()):
+            for job in jobs_by_audience.get(t.audience, ()):
                 if t.event in job.events:
-                    per_job[job.id].append(t)
+                    moved = per_job.get(job.id)
+                    if moved is None:
+                        per_job[job.id] = [t]
+                    else:
+                        moved.append(t)
         for job_id, moved in per_job.items():
             body, key = render(
                 snapshot.jobs[job_id], profile, moved, at, snapshot.slugs, membership

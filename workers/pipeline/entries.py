@@ -54,15 +54,9 @@ class Entry:
         if d["k"] == PAGE:
             audiences = tuple(d.get("a", ()))
             return [cls(REEVALUATE, uid, audiences=audiences) for uid in d["u"]]
-        return [cls(
-            kind=d["k"],
-            user_id=d["u"],
-            ts=d.get("t", 0),
-            name=d.get("n"),
-            fields=d.get("f"),
-            audiences=tuple(d.get("a", ())),
-            )
-        ]
+        audiences = d.get("a")  # positional and no empty tuple built: once per drained event
+        return [cls(d["k"], d["u"], d.get("t", 0), d.get("n"), d.get("f"),
+                    tuple(audiences) if audiences else ())]  # fmt: skip
 
 
 def encode_page(user_ids: list[str], audiences: list[str]) -> bytes:

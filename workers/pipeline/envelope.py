@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -23,13 +24,28 @@ from workers.pipeline.membership import Transition
 from workers.pipeline.profile import Profile
 from workers.timefmt import far_future, format_rfc3339
 
+_enter_text = lru_cache(maxsize=65_536)(format_rfc3339)
+"""Enter times repeat (a member's enter is carried in each of its later messages): formatted
+once per process while they stay in the cache."""
 
-def segment_event(t: Transition, at: int) -> dict[str, str]:
+
+@lru_cache(maxsize=256)
+def _job_order(audiences: tuple[str, ...]) -> dict[str, int]:
+    """A job's audiences by position (the order a message lists them in)."""
+    return {aid: i for i, aid in enumerate(audiences)}
+
+
+def segment_event(t: Transition, at: int, future: str | None = None) -> dict[str, str]:
+    """``future``: ``far_future(at)`` when the caller has it already."""
+    if t.exit is not None:
+        exit_text = format_rfc3339(t.exit)
+    else:
+        exit_text = future if future is not None else far_future(at)
     return {
         "id": t.audience,
         "event": t.event,
-        "enter": format_rfc3339(t.enter),
-        "exit": format_rfc3339(t.exit) if t.exit is not None else far_future(at),
+        "enter": _enter_text(t.enter),
+        "exit": exit_text,
         "slug": t.slug,
     }
 
@@ -54,20 +70,68 @@ def current_memberships(
     changed: Sequence[Transition],
     slugs: Mapping[str, str],
     at: int,
+    future: str | None = None,
 ) -> list[dict[str, str]]:
-    """The job's other audiences the user is in at ``at``, as the seed shows an unchanged one."""
+    """The job's other audiences the user is in at ``at``, as the seed shows an unchanged one.
+    ``future``: ``far_future(at)`` when the caller has it already."""
     moved = {t.audience for t in changed}
+    if future is None:
+        future = far_future(at)
     return [
         {
             "id": aid,
             "event": "enter",
-            "enter": format_rfc3339(membership[aid]),
-            "exit": far_future(at),
+            "enter": _enter_text(membership[aid]),
+            "exit": future,
             "slug": slugs[aid],
         }
         for aid in job.audiences
         if aid in membership and aid not in moved and aid in slugs
     ]
+
+
+class Renderer:
+    """Messages of one job at one instant. What all of them share (the exit a current member
+    carries, the ``meta`` object) is rendered once, so a backfill page renders only what
+    differs from user to user."""
+
+    __slots__ = ("_future", "_order", "_tail", "at", "job", "slugs")
+
+    def __init__(self, job: Job, at: int, slugs: Mapping[str, str]) -> None:
+        self.job = job
+        self.at = at
+        self.slugs = slugs
+        self._future = far_future(at)
+        self._order = _job_order(job.audiences)
+        meta = {"object": "user", "subscription_id": job.id, "timestamp": format_rfc3339(at)}
+        # ``{"data": ..., "meta": ...}`` byte for byte as orjson writes the whole object.
+        self._tail = b',"meta":' + orjson.dumps(meta) + b"}"
+
+    def render(
+        self,
+        profile: Profile,
+        transitions: Sequence[Transition],
+        membership: Mapping[str, int] | None = None,
+    ) -> tuple[bytes, str]:
+        """The message body and its idempotency key for one user's changes at ``at``.
+
+        ``membership`` is the user's audiences at ``at`` (default: the profile's, which is right
+        unless later instants have been applied to the profile since).
+        """
+        job, at, future = self.job, self.at, self._future
+        data = user_data(profile, job.fields)
+        if len(transitions) > 1:
+            order = self._order
+            ordered = sorted(transitions, key=lambda t: order.get(t.audience, len(order)))
+        else:
+            ordered = list(transitions)
+        events = [segment_event(t, at, future) for t in ordered]
+        if not job.changes_only:
+            members = profile.membership if membership is None else membership
+            events += current_memberships(job, members, transitions, self.slugs, at, future)
+        data["segment_events"] = events
+        body = b'{"data":' + orjson.dumps(data) + self._tail
+        return body, idempotency_key(job.id, profile.user_id, transitions)
 
 
 def render(
@@ -78,26 +142,9 @@ def render(
     slugs: Mapping[str, str],
     membership: Mapping[str, int] | None = None,
 ) -> tuple[bytes, str]:
-    """The message body and its idempotency key for one user's changes at one instant.
-
-    ``membership`` is the user's audiences at ``at`` (default: the profile's, which is right
-    unless later instants have been applied to the profile since); ``slugs`` names audiences.
-    """
-    data = user_data(profile, job.fields)
-    order = {aid: i for i, aid in enumerate(job.audiences)}
-    ordered = sorted(transitions, key=lambda t: order.get(t.audience, len(order)))
-    events = [segment_event(t, at) for t in ordered]
-    if not job.changes_only:
-        members = profile.membership if membership is None else membership
-        events += current_memberships(job, members, transitions, slugs, at)
-    data["segment_events"] = events
-    body = orjson.dumps(
-        {
-            "data": data,
-            "meta": {"object": "user", "subscription_id": job.id, "timestamp": format_rfc3339(at)},
-        }
-    )
-    return body, idempotency_key(job.id, profile.user_id, transitions)
+    """The message body and its idempotency key for one user's changes at one instant
+    (``slugs`` names audiences; ``membership``: see :meth:`Renderer.render`)."""
+    return Renderer(job, at, slugs).render(profile, transitions, membership)
 
 
 def idempotency_key(job_id: str, user_id: str, transitions: Sequence[Transition]) -> str:
@@ -107,6 +154,8 @@ def idempotency_key(job_id: str, user_id: str, transitions: Sequence[Transition]
     time for an exit), so a backfilled enter and the live enter of one membership share a key.
     """
     parts = [job_id, user_id]
-    for t in sorted(transitions, key=lambda t: (t.audience, t.event)):
+    if len(transitions) > 1:
+        transitions = sorted(transitions, key=lambda t: (t.audience, t.event))
+    for t in transitions:
         parts.append(f"{t.audience}:{t.event}:{t.enter}:{t.exit if t.exit is not None else ''}")
     return hashlib.blake2b("|".join(parts).encode(), digest_size=16).hexdigest()

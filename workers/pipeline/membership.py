@@ -28,23 +28,36 @@ class Transition:
 
 
 def evaluate(profile: Profile, audiences: Iterable[LiveAudience], at: int) -> list[Transition]:
+    # The drain's innermost loop (once per audience an entry can affect): the profile's tables
+    # are bound to locals once.
     changes: list[Transition] = []
+    membership = profile.membership
+    next_change = profile.next_change
+    recorded = profile.recorded
     for a in audiences:
-        inside = a.filter.matches(profile, at)
-        entered = profile.membership.get(a.id)
-        if inside and entered is None:
-            profile.membership[a.id] = at
-            profile.recorded.pop(a.id, None)
-            changes.append(Transition(a.id, a.slug, "enter", at, None))
-        elif not inside and entered is not None:
-            del profile.membership[a.id]
-            profile.recorded.pop(a.id, None)
-            changes.append(Transition(a.id, a.slug, "exit", entered, at))
-        flip = a.filter.next_change(profile, at) if a.filter.time_dependent else None
-        if flip is None or flip <= at:
-            profile.next_change.pop(a.id, None)
-        else:
-            profile.next_change[a.id] = flip
+        f = a.filter
+        aid = a.id
+        direct = f.unscoped_evaluate
+        inside = direct(profile, at) is True if direct is not None else f.matches(profile, at)
+        entered = membership.get(aid)
+        if inside:
+            if entered is None:
+                membership[aid] = at
+                if recorded:
+                    recorded.pop(aid, None)
+                changes.append(Transition(aid, a.slug, "enter", at, None))
+        elif entered is not None:
+            del membership[aid]
+            if recorded:
+                recorded.pop(aid, None)
+            changes.append(Transition(aid, a.slug, "exit", entered, at))
+        if f.time_dependent:
+            flip = f.next_change(profile, at)
+            if flip is not None and flip > at:
+                next_change[aid] = flip
+                continue
+        if next_change:
+            next_change.pop(aid, None)
     return changes
 
 

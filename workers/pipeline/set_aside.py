@@ -58,8 +58,9 @@ class DrainAttempts:
     def key(self, shard: int) -> str:
         return self.e.keys.drain_attempts(shard)
 
-    def begin(self, shard: int, attempt: Attempt) -> None:
-        self.e.r.set(self.key(shard), attempt.encode())
+    def begin(self, shard: int, attempt: Attempt, pipe: Any = None) -> None:
+        """Write the attempt down; into ``pipe`` when given (the caller executes it)."""
+        (self.e.r if pipe is None else pipe).set(self.key(shard), attempt.encode())
 
     def stopped(self, shard: int, attempt: Attempt, why: str) -> None:
         """Say why an attempt ended without a commit (best effort: it is already counted)."""
