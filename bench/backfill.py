@@ -21,6 +21,7 @@ from workers.jobs.auths import AuthStore
 from workers.jobs.backfill import Backfills
 from workers.jobs.setup import create_job
 from workers.keys import shard_of
+from workers.pipeline.member_index import MemberIndex
 from workers.pipeline.profile import Profile
 
 
@@ -37,10 +38,10 @@ def populate(stack: Stack, members: int) -> tuple[str, str]:
         p = Profile(uid, created=now - 10**12, modified=now - 10**9)
         p.fields = {"user_id": uid, "email": f"{uid}@example.com", "tier": "vip", "visits": i % 7}
         p.membership[vip.id] = now - 10**12
-        pipe.zadd(e.keys.members(shard, vip.id), {uid: 0})
+        MemberIndex(e.keys, shard, vip.id).add(pipe, [uid])
         if i % 7 >= 3:
             p.membership[active.id] = now - 10**11
-            pipe.zadd(e.keys.members(shard, active.id), {uid: 0})
+            MemberIndex(e.keys, shard, active.id).add(pipe, [uid])
         pipe.hset(e.keys.users(shard), uid, p.dumps())
         if i % 5000 == 4999:
             pipe.execute()

@@ -29,6 +29,7 @@ from audiencehub.processes import HubEmulator
 from workers.delivery.deliver import Deliverer, SenderPool
 from workers.delivery.eventhub.connstr import parse_connection_string
 from workers.delivery.hub_partitions import HubPartitions
+from workers.delivery.outbox import Outbox, OutboxRecord
 from workers.jobs.auths import AuthStore
 from workers.jobs.health import JobHealth
 from workers.jobs.setup import create_job
@@ -49,8 +50,8 @@ def fill(stack: Stack, job_id: str, count: int) -> None:
     for i in range(count):
         uid = f"user{i % 20000:06d}"
         body = BODY % (uid, uid)
-        pipe.xadd(e.keys.outbox(shard_of(uid, e.cfg.shards), job_id),
-                  {"u": uid, "k": f"{i:032x}", "b": body})  # fmt: skip
+        record = OutboxRecord(uid, f"{i:032x}", body.encode())
+        Outbox(e.keys, shard_of(uid, e.cfg.shards), job_id).append(pipe, [record])
         if i % 5000 == 4999:
             pipe.execute()
     pipe.execute()

@@ -34,7 +34,7 @@ if str(ROOT) not in sys.path:
 from audiencehub.processes import RedisServer  # noqa: E402
 from workers.config import load_settings  # noqa: E402
 from workers.engine import Engine  # noqa: E402
-from workers.keys import shard_of  # noqa: E402
+from workers.keys import Keys, shard_of  # noqa: E402
 from workers.pipeline.entries import DATA, Entry  # noqa: E402
 from workers.pipeline.ingest import Ingestor, list_items  # noqa: E402
 from workers.schedule.kicks import NoSender  # noqa: E402
@@ -90,7 +90,7 @@ def run(engine: Engine, total: int, per_request: int, mode: str) -> tuple[float,
 
 def seen_bytes(engine: Engine) -> tuple[int, int]:
     used = ids = 0
-    for key in engine.r.scan_iter(match=f"{engine.keys.prefix}:*:seen:*", count=1000):
+    for key in engine.r.scan_iter(match=engine.keys.seen_ids_pattern, count=1000):
         used += int(engine.r.memory_usage(key, samples=0) or 0)
         ids += int(engine.r.scard(key))
     return used, ids
@@ -109,7 +109,7 @@ def main() -> None:
             load_settings(), redis_url=server.url, shards=SHARDS, mode="test", prefix="bench"
         )
         r = redis.Redis.from_url(server.url)
-        r.set(f"{cfg.prefix}:meta:shards", SHARDS)
+        r.set(Keys(cfg.prefix).shards, SHARDS)
         engine = Engine.create(NoSender(), cfg=cfg, r=r)
         print(f"{args.events:,} events, {SHARDS} shards, redis {r.info()['redis_version']}")
         for per_request in (int(x) for x in args.per_request.split(",")):

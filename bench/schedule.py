@@ -24,6 +24,7 @@ from workers.jobs.auths import AuthStore
 from workers.jobs.setup import create_job
 from workers.keys import shard_of
 from workers.pipeline.commit import Committer, ShardCommit
+from workers.pipeline.member_index import MemberIndex
 from workers.pipeline.profile import Profile
 from workers.redisconn import as_bytes
 from workers.schedule.release import Releaser
@@ -89,7 +90,7 @@ def lateness_under_load(stack: Stack, users: int, seconds: float, tag: str) -> N
         p.membership[audience.id] = flip - NS_PER_DAY
         p.next_change[audience.id] = flip
         pipe.hset(e.keys.users(shard), uid, p.dumps())
-        pipe.zadd(e.keys.members(shard, audience.id), {uid: 0})
+        MemberIndex(e.keys, shard, audience.id).add(pipe, [uid])
         if i % 5000 == 4999:
             pipe.execute()
     pipe.execute()
@@ -112,7 +113,7 @@ def lateness_under_load(stack: Stack, users: int, seconds: float, tag: str) -> N
         raw = e.r.lrange(e.keys.lateness, 0, -1)
         e.r.delete(e.keys.lateness)
         samples += [int(x) for x in raw]
-        members = sum(e.r.zcard(e.keys.members(s, audience.id)) for s in range(e.cfg.shards))
+        members = sum(MemberIndex(e.keys, s, audience.id).count(e.r) for s in range(e.cfg.shards))
         seen_total = users - members
         if seen_total >= users:
             break

@@ -19,8 +19,7 @@ from workers.engine import Engine
 from workers.jobs.backfill import Backfills
 from workers.pipeline.drain import ShardDrainer
 from workers.pipeline.ingest import Ingestor
-from workers.schedule.reevaluate import Reevaluations
-from workers.schedule.release import Releaser
+from workers.schedule.tick import Ticker
 
 
 @dataclass
@@ -48,16 +47,12 @@ class Runtime:
         return Ingestor(self.engine)
 
     @cached_property
-    def releaser(self) -> Releaser:
-        return Releaser(self.engine)
-
-    @cached_property
     def backfills(self) -> Backfills:
         return Backfills(self.engine)
 
     @cached_property
-    def reevaluations(self) -> Reevaluations:
-        return Reevaluations(self.engine)
+    def ticker(self) -> Ticker:
+        return Ticker(self.engine)
 
 
 _runtime: Runtime | None = None

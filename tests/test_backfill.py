@@ -9,6 +9,7 @@ import pytest
 
 from workers.audiences.registry_store import Conflict
 from workers.audiences.store import AudienceStore
+from workers.delivery.outbox import Outbox, records
 from workers.engine import Engine
 from workers.jobs import backfill as backfill_module
 from workers.jobs.auths import AuthStore
@@ -20,7 +21,6 @@ from workers.lease import Lease
 from workers.pipeline.drain import ShardDrainer
 from workers.pipeline.ingest import Ingestor, list_items
 from workers.pipeline.profile import Profile
-from workers.redisconn import stream_rows
 from workers.schedule.clock import RedisOffsetClock
 
 CONN = (
@@ -50,8 +50,8 @@ def job_with_backfill(engine: Engine) -> Job:
 def outbox_by_user(engine: Engine, job: Job) -> dict[str, list[list[tuple[str, str]]]]:
     out: dict[str, list[list[tuple[str, str]]]] = {}
     for shard in range(engine.cfg.shards):
-        for _, f in stream_rows(engine.r.xrange(engine.keys.outbox(shard, job.id))):
-            body = orjson.loads(f[b"b"])
+        for _, record in records(Outbox(engine.keys, shard, job.id).all(engine.r)):
+            body = orjson.loads(record.body)
             segs = sorted((s["event"], s["slug"]) for s in body["data"]["segment_events"])
             out.setdefault(body["data"]["user_id"], []).append(segs)
     return out
@@ -93,8 +93,8 @@ def test_backfilled_enter_carries_the_stored_enter_time(engine: Engine) -> None:
     shard = shard_of("u002", engine.cfg.shards)
     blob = engine.r.hget(engine.keys.users(shard), "u002")
     profile = Profile.loads("u002", blob, engine.registry.get().codes)  # type: ignore[arg-type]
-    rows = stream_rows(engine.r.xrange(engine.keys.outbox(shard, job.id)))
-    body = next(orjson.loads(f[b"b"]) for _, f in rows if f[b"u"] == b"u002")
+    rows = records(Outbox(engine.keys, shard, job.id).all(engine.r))
+    body = next(orjson.loads(r.body) for _, r in rows if r.user == "u002")
     even = AudienceStore(engine.r, engine.keys).get("even").id
     seg = next(s for s in body["data"]["segment_events"] if s["id"] == even)
     from workers.timefmt import format_rfc3339
@@ -141,7 +141,7 @@ def test_the_backlog_limit_pauses_pages(engine: Engine, monkeypatch: pytest.Monk
     shard = 0
     report = Backfills(engine).run(job.id, shard)
     assert report.throttled and not report.done
-    assert 5 <= engine.r.xlen(engine.keys.outbox(shard, job.id)) < 10
+    assert 5 <= Outbox(engine.keys, shard, job.id).length(engine.r) < 10
 
 
 def test_a_page_is_refused_when_a_drain_commits_between_its_read_and_its_write(

@@ -15,6 +15,7 @@ from audiencehub.processes import HubEmulator
 from workers.audiences.store import AudienceStore
 from workers.delivery.dead_letters import DeadLetters
 from workers.delivery.deliver import Deliverer, DeliverReport, SenderPool
+from workers.delivery.outbox import Outbox
 from workers.engine import Engine
 from workers.jobs.auths import AuthStore
 from workers.jobs.control import JobControl
@@ -65,7 +66,9 @@ def deliver_all(engine: Engine, job: Job, pool: SenderPool) -> list[DeliverRepor
 
 
 def backlog(engine: Engine, job: Job) -> int:
-    return sum(int(engine.r.xlen(engine.keys.outbox(s, job.id))) for s in range(engine.cfg.shards))
+    return sum(
+        int(Outbox(engine.keys, s, job.id).length(engine.r)) for s in range(engine.cfg.shards)
+    )
 
 
 def test_batches_never_exceed_the_limit_and_everything_arrives(

@@ -17,6 +17,7 @@ from workers.delivery.dead_letters import DeadLetters
 from workers.delivery.deliver import Deliverer, DeliverReport, SenderPool
 from workers.delivery.eventhub.rest import RestSender, server_timeout_s
 from workers.delivery.eventhub.sender import classify_status
+from workers.delivery.outbox import Outbox
 from workers.engine import Engine
 from workers.jobs.auths import AuthStore
 from workers.jobs.control import JobControl
@@ -68,7 +69,9 @@ def plan(hub: HubEmulator, rule: dict[str, Any]) -> None:
 
 
 def backlog(engine: Engine, job: Job) -> int:
-    return sum(int(engine.r.xlen(engine.keys.outbox(s, job.id))) for s in range(engine.cfg.shards))
+    return sum(
+        int(Outbox(engine.keys, s, job.id).length(engine.r)) for s in range(engine.cfg.shards)
+    )
 
 
 def state(engine: Engine, job: Job) -> dict[str, Any]:

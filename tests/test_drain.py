@@ -9,6 +9,7 @@ import pytest
 
 from tests.helpers import RecordingSender
 from workers.audiences.store import AudienceStore
+from workers.delivery.outbox import Outbox, records
 from workers.engine import Engine
 from workers.jobs.auths import AuthStore
 from workers.jobs.store import Job, JobStore
@@ -16,10 +17,10 @@ from workers.keys import shard_of
 from workers.pipeline.commit import Committer, ShardCommit
 from workers.pipeline.drain import ShardDrainer
 from workers.pipeline.ingest import Ingestor, list_items, ndjson_items
+from workers.pipeline.member_index import MemberIndex
 from workers.pipeline.profile import Profile
 from workers.pipeline.profile_codec import legacy_encode
 from workers.pipeline.profiles import stored_profile
-from workers.redisconn import stream_rows
 from workers.schedule.release import Releaser
 from workers.timefmt import NS_PER_DAY, NS_PER_S, format_rfc3339, parse_rfc3339
 
@@ -44,8 +45,8 @@ def drain_all(engine: Engine) -> None:
 def outbox(engine: Engine, job: Job) -> list[dict[str, object]]:
     out = []
     for shard in range(engine.cfg.shards):
-        for _, f in stream_rows(engine.r.xrange(engine.keys.outbox(shard, job.id))):
-            out.append(orjson.loads(f[b"b"]))
+        for _, record in records(Outbox(engine.keys, shard, job.id).all(engine.r)):
+            out.append(orjson.loads(record.body))
     return out
 
 
@@ -82,7 +83,7 @@ def test_drain_applies_events_once_and_writes_the_messages(engine: Engine) -> No
     shard = shard_of("u", engine.cfg.shards)
     assert engine.r.xlen(engine.keys.events(shard)) == 0, "applied entries are trimmed"
     audience = AudienceStore(engine.r, engine.keys).get("pro")
-    assert engine.r.zrange(engine.keys.members(shard, audience.id), 0, -1) == [b"u"]
+    assert MemberIndex(engine.keys, shard, audience.id).all(engine.r) == [b"u"]
 
 
 def test_the_commit_is_fenced_by_the_shard_version(engine: Engine) -> None:

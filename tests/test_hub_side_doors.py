@@ -25,6 +25,7 @@ from workers.delivery.deliver import Deliverer, SenderPool
 from workers.delivery.eventhub.connstr import ConnectionStringError, parse_connection_string
 from workers.delivery.eventhub.rest import RestSender
 from workers.delivery.eventhub.sender import HubError, OutMessage
+from workers.delivery.outbox import Outbox, OutboxRecord
 from workers.engine import Engine
 from workers.jobs.auths import AuthStore
 from workers.jobs.secrets import new_key
@@ -141,11 +142,11 @@ def test_the_emulator_flag_is_refused_in_production_unless_the_operator_allows_i
     # Stored while it was allowed, used by a worker where it is not: refused at send time.
     AudienceStore(prod.r, prod.keys).create("all", "FILTER EXISTS email")
     job = create_job(Engine.create(RecordingSender(), cfg=allowed, r=r), "j", auth.id, ["all"])
-    prod.r.xadd(prod.keys.outbox(0, job.id), {"u": "u1", "k": "k" * 32, "b": b"{}"})
+    Outbox(prod.keys, 0, job.id).append(prod.r, [OutboxRecord("u1", "k" * 32, b"{}")])
     error = deliver(prod, job)
     failed = JobStore(prod.r, prod.keys).get(job.id)
     assert failed.state == "failed" and "UseDevelopmentEmulator" in failed.reason and error
-    assert int(prod.r.xlen(prod.keys.outbox(0, job.id))) == 1  # nothing lost
+    assert int(Outbox(prod.keys, 0, job.id).length(prod.r)) == 1  # nothing lost
     assert hub.events() == []
     r.close()
 

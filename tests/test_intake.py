@@ -22,9 +22,9 @@ from tests.helpers import SHARDS, RecordingSender
 from workers.config import Settings
 from workers.engine import Engine
 from workers.keys import Keys
+from workers.lua import source
 from workers.pipeline.drain import ShardDrainer
 from workers.pipeline.ingest import Ingestor, IngestRefused, TooManyEvents, list_items
-from workers.pipeline.intake import _LUA as INTAKE_LUA
 from workers.pipeline.intake import SEEN_BUCKETS, Intake, IntakeItem
 from workers.pipeline.profiles import stored_profile
 from workers.redisconn import state_redis
@@ -194,7 +194,7 @@ def test_dedup_off_stores_every_repeat(cfg: Settings) -> None:
     ingestor = Ingestor(e)
     ingestor.ingest(list_items([{"user_id": "o", "_id": "x"}, {"user_id": "o", "_id": "x"}]))
     assert queued(e) == 2
-    assert not e.r.keys(f"{e.keys.prefix}:*:seen:*")
+    assert not e.r.keys(e.keys.seen_ids_pattern)
 
 
 def test_a_bad_event_id_is_refused_naming_the_field(engine: Engine) -> None:
@@ -276,7 +276,7 @@ def test_a_reply_lost_on_a_dropped_connection_does_not_store_twice(cfg: Settings
         via = dataclasses.replace(cfg, redis_url=url)
         e = Engine.create(RecordingSender(), cfg=via, r=state_redis(via))
         direct = redis.Redis.from_url(cfg.redis_url)
-        direct.script_load(INTAKE_LUA)  # so the first EVALSHA runs the write (no NOSCRIPT)
+        direct.script_load(source("intake"))  # so the first EVALSHA runs the write (no NOSCRIPT)
         result = Ingestor(e).ingest(list_items(events(50, "p")))
         assert proxy.dropped == 1, "the proxy dropped the first answer"
         assert result.accepted == 50
@@ -312,7 +312,7 @@ def test_the_cli_stores_a_file_chunk_by_chunk_and_says_where_it_stopped(cfg: Set
     assert "Nothing from line 1001 on was stored" in done.stderr
     assert "Traceback" not in done.stderr
     r = redis.Redis.from_url(cfg.redis_url)
-    assert sum(int(r.xlen(f"{cfg.prefix}:{{s{s}}}:events")) for s in range(SHARDS)) == 1000
+    assert sum(int(r.xlen(Keys(cfg.prefix).events(s))) for s in range(SHARDS)) == 1000
 
 
 def test_the_celery_task_keeps_its_batch_until_redis_has_room(
@@ -340,6 +340,6 @@ def test_the_celery_task_keeps_its_batch_until_redis_has_room(
         result = ingest_events.run([{"user_id": f"t{i}"} for i in range(20)])
         assert result == {"accepted": 20, "rejected": 0, "duplicates": 0}
         assert "ingest refused (Redis is full" in caplog.text  # refused first, then stored
-        assert sum(int(r.xlen(f"{cfg.prefix}:{{s{s}}}:events")) for s in range(SHARDS)) == 20
+        assert sum(int(r.xlen(Keys(cfg.prefix).events(s))) for s in range(SHARDS)) == 20
     finally:
         settings.cache_clear()

@@ -14,6 +14,7 @@ import pytest
 
 from tests.helpers import SCHEMA, VALIDATOR, changed
 from workers.audiences.store import AudienceStore
+from workers.delivery.outbox import Outbox, records
 from workers.engine import Engine
 from workers.jobs.auths import AuthStore
 from workers.jobs.setup import create_job
@@ -22,7 +23,6 @@ from workers.pipeline.drain import ShardDrainer
 from workers.pipeline.envelope import idempotency_key
 from workers.pipeline.ingest import Ingestor, list_items
 from workers.pipeline.membership import Transition
-from workers.redisconn import stream_rows
 from workers.timefmt import NS_PER_DAY, parse_rfc3339
 
 SEED_EXAMPLE = Path(__file__).parent / "golden" / "seed_message.json"
@@ -74,8 +74,8 @@ def jobs(engine: Engine) -> tuple[Job, Job]:
 def outbox(engine: Engine, job: Job) -> list[tuple[dict[str, Any], str]]:
     out = []
     for shard in range(engine.cfg.shards):
-        for _, f in stream_rows(engine.r.xrange(engine.keys.outbox(shard, job.id))):
-            out.append((orjson.loads(f[b"b"]), f[b"k"].decode()))
+        for _, record in records(Outbox(engine.keys, shard, job.id).all(engine.r)):
+            out.append((orjson.loads(record.body), record.key))
     return out
 
 

@@ -6,6 +6,7 @@ import orjson
 
 from tests.helpers import changed
 from workers.audiences.store import AudienceStore
+from workers.delivery.outbox import Outbox, records
 from workers.engine import Engine
 from workers.jobs.auths import AuthStore
 from workers.jobs.setup import create_job
@@ -14,7 +15,6 @@ from workers.keys import shard_of
 from workers.pipeline.drain import ShardDrainer
 from workers.pipeline.ingest import Ingestor, list_items
 from workers.pipeline.profiles import stored_profile
-from workers.redisconn import stream_rows
 from workers.schedule.reevaluate import Reevaluations
 from workers.schedule.release import Releaser, due_entries, due_stats
 from workers.timefmt import NS_PER_DAY, NS_PER_MS, NS_PER_S, format_rfc3339, parse_rfc3339
@@ -49,12 +49,14 @@ def messages(engine: Engine, job: Job) -> list[tuple[str, str, str]]:
     """(user, event, slug) for every change in the job's outboxes, then clear them."""
     out = []
     for shard in range(engine.cfg.shards):
-        key = engine.keys.outbox(shard, job.id)
-        for _, f in stream_rows(engine.r.xrange(key)):
-            body = orjson.loads(f[b"b"])
+        box = Outbox(engine.keys, shard, job.id)
+        read = records(box.all(engine.r))
+        for _, record in read:
+            body = orjson.loads(record.body)
             for seg in changed(body):
                 out.append((body["data"]["user_id"], seg["event"], seg["slug"]))
-        engine.r.delete(key)
+        if read:
+            box.ack_through(engine.r, read[-1][0])
     return sorted(out)
 
 
@@ -169,7 +171,7 @@ def test_exit_time_is_the_exact_flip_instant_even_when_released_late(engine: Eng
     for shard in range(engine.cfg.shards):
         ShardDrainer(engine).drain(shard)
     shard = shard_of("c", engine.cfg.shards)
-    body = orjson.loads(stream_rows(engine.r.xrange(engine.keys.outbox(shard, job.id)))[0][1][b"b"])
+    body = orjson.loads(records(Outbox(engine.keys, shard, job.id).all(engine.r))[0][1].body)
     assert body["data"]["segment_events"][0]["exit"] == "2026-11-02T10:00:00Z"
     assert body["meta"]["timestamp"] == "2026-11-02T10:00:00Z"
 
@@ -223,8 +225,8 @@ def test_each_time_driven_step_carries_the_memberships_of_its_own_instant(engine
     settle(engine)
     shard = shard_of("s", engine.cfg.shards)
     bodies = [
-        orjson.loads(f[b"b"])
-        for _, f in stream_rows(engine.r.xrange(engine.keys.outbox(shard, job.id)))
+        orjson.loads(record.body)
+        for _, record in records(Outbox(engine.keys, shard, job.id).all(engine.r))
     ]
     assert [[(s["event"], s["slug"], s["exit"][:4]) for s in b["data"]["segment_events"]]
             for b in bodies] == [

@@ -18,6 +18,7 @@ from workers.jobs.control import JobControl
 from workers.jobs.secrets import SecretUnreadable, new_key, secret_box
 from workers.jobs.setup import create_job
 from workers.jobs.store import JobStore
+from workers.keys import Keys
 
 CONN = "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=abcd1234;EntityPath=hub"
 OLD, NEW = new_key(), new_key()
@@ -131,4 +132,4 @@ def test_the_cli_says_so_without_a_traceback(cfg: Settings) -> None:
     assert "Error: an authorization labelled 'same' exists already" in out
     assert "Traceback" not in out
     r = redis.Redis.from_url(cfg.redis_url)
-    assert len(r.hgetall(f"{cfg.prefix}:{{reg}}:auths")) == 1
+    assert len(r.hgetall(Keys(cfg.prefix).auths)) == 1

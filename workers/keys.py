@@ -34,17 +34,22 @@ Layout (``p`` is the configured prefix, ``k`` a shard number)::
     p:{sk}:events                 stream  accepted events and re-evaluation requests of shard k
     p:{sk}:applied                string  id of the last stream entry committed (the shard version)
     p:{sk}:users                  hash    user id -> profile blob
-    p:{sk}:due                    zset    due buckets: bucket number -> bucket start (ms)
-    p:{sk}:due:<bucket>           hash    user id -> next time (ms) an answer can flip
+    p:{sk}:due                    zset    due buckets: bucket number -> bucket start (ms);
+                                          the three due keys are DueIndex's
+    p:{sk}:due:<bucket>           hash    user id -> next time (ms) an answer can flip; scripts
+                                          derive it as due .. ':' .. bucket (workers/lua)
     p:{sk}:due:n                  string  users in the shard's due index
-    p:{sk}:members:<aud>          zset    user id (score 0, lexicographic) -> member of <aud>
-    p:{sk}:outbox:<job>           stream  rendered trigger messages waiting for the hub
+    p:{sk}:members:<aud>          zset    user id (score 0, lexicographic) -> member of <aud>;
+                                          MemberIndex's
+    p:{sk}:outbox:<job>           stream  rendered trigger messages waiting for the hub;
+                                          Outbox's (OutboxRecord: its fields)
     p:{sk}:drain:lease            string  token of the drainer holding the shard
     p:{sk}:drain:kick             string  set while a drain task is queued
     p:{sk}:drain:attempts         string  the head entry and its drains that did not commit (JSON)
     p:{sk}:dead                   stream  entries set aside: refused by a limit, or failed N times
     p:{sk}:backfill:<job>         string  backfill cursor: last user id written ("" = start)
     p:{sk}:backfill:<job>:kick    string  set while a backfill task is queued
+    p:{sk}:backfill:<job>:lease   string  token of the backfiller holding the (job, shard)
     p:{sk}:intake:<token>         string  outcome of one ingest write, kept minutes (idempotency)
     p:{sk}:seen:<bucket>          set     12-byte digests of event ids seen in a time bucket
 
@@ -216,8 +221,16 @@ class Keys:
     def backfill_kick(self, shard: int, job: str) -> str:
         return f"{self._shard(shard)}:backfill:{job}:kick"
 
+    def backfill_lease(self, shard: int, job: str) -> str:
+        return f"{self._shard(shard)}:backfill:{job}:lease"
+
     def intake_token(self, shard: int, token: str) -> str:
         return f"{self._shard(shard)}:intake:{token}"
 
     def seen_ids(self, shard: int, bucket: int) -> str:
         return f"{self._shard(shard)}:seen:{bucket}"
+
+    @property
+    def seen_ids_pattern(self) -> str:
+        """SCAN pattern matching every shard's seen-id sets (for inspection and benchmarks)."""
+        return f"{self.prefix}:*:seen:*"

@@ -9,16 +9,8 @@ from __future__ import annotations
 
 import secrets
 
+from workers.lua import script
 from workers.redisconn import Redis
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-_EXTEND = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
 
 
 class Lease:
@@ -27,8 +19,8 @@ class Lease:
         self.key = key
         self.ttl_ms = ttl_ms
         self.token = secrets.token_hex(8)
-        self._release = r.register_script(_RELEASE)
-        self._extend = r.register_script(_EXTEND)
+        self._release = script(r, "lease_release")
+        self._extend = script(r, "lease_extend")
 
     def acquire(self) -> bool:
         return bool(self._r.set(self.key, self.token, nx=True, px=self.ttl_ms))

@@ -21,7 +21,9 @@ from typing import Any, cast
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from workers.delivery.outbox import Outbox, head_time_ms
 from workers.engine import Engine
+from workers.schedule.due_index import DueIndex
 from workers.timefmt import NS_PER_MS
 
 COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -122,13 +124,14 @@ class EngineCollector(Collector):
         pipe = e.r.pipeline(transaction=False)
         for shard in shards:
             pipe.xlen(e.keys.events(shard))
-            pipe.get(e.keys.due_count(shard))
+            DueIndex(e.keys, shard).count(pipe)
         for shard in shards:
             pipe.xlen(e.keys.shard_dead(shard))
         for job in jobs:
             for shard in shards:
-                pipe.xlen(e.keys.outbox(shard, job))
-                pipe.xrange(e.keys.outbox(shard, job), count=1)
+                outbox = Outbox(e.keys, shard, job)
+                outbox.length(pipe)
+                outbox.head(pipe)
         answers = pipe.execute()
         lag = GaugeMetricFamily(
             "audiencehub_shard_lag_entries", "Accepted entries not yet applied.", labels=["shard"]
@@ -164,8 +167,8 @@ class EngineCollector(Collector):
             for shard in shards:
                 i = base + 2 * (j * e.cfg.shards + shard)
                 total += answers[i]
-                if answers[i + 1]:
-                    heads.append(int(answers[i + 1][0][0].split(b"-")[0]))
+                if (head := head_time_ms(answers[i + 1])) is not None:
+                    heads.append(head)
             backlog.add_metric([job], total)
             oldest.add_metric([job], (now_ms - min(heads)) / 1000 if heads else 0.0)
         yield backlog

@@ -21,6 +21,12 @@ def stream_rows(raw: object) -> StreamRows:
     return cast(StreamRows, raw)
 
 
+def next_stream_id(entry_id: str) -> str:
+    """The smallest stream id after ``entry_id`` (for XTRIM MINID, which keeps ids >= it)."""
+    ms, seq = entry_id.split("-")
+    return f"{ms}-{int(seq) + 1}"
+
+
 def as_bytes(raw: object) -> bytes | None:
     return cast(bytes | None, raw)
 

@@ -22,9 +22,11 @@ import pytest
 from audiencehub.processes import HubEmulator, RedisServer, celery_env
 from tests.api.helpers import TOKEN, ApiProcess, Client, api_process
 from tests.helpers import engine_for
+from workers.delivery.outbox import Outbox
 from workers.engine import Engine
 from workers.keys import shard_of
 from workers.pipeline.drain import ShardDrainer
+from workers.pipeline.member_index import MemberIndex
 
 MAX_BODY = 200_000
 KEY = "SecretKeyDoNotLeak0123456789abcdefXYZ="
@@ -455,9 +457,9 @@ def test_delete_audience_only_when_nothing_depends_on_it(env: Env) -> None:
     env.drain()
     e = env.engine
     shard = shard_of("del-member", e.cfg.shards)
-    assert e.r.zcard(e.keys.members(shard, base["id"])) == 1
+    assert MemberIndex(e.keys, shard, base["id"]).count(e.r) == 1
     assert env.api.delete(f"/audiences/{base['id']}").status_code == 204
-    assert e.r.zcard(e.keys.members(shard, base["id"])) == 0
+    assert MemberIndex(e.keys, shard, base["id"]).count(e.r) == 0
     assert_error(env.api.get("/audiences/del_base"), 404)
     assert_error(env.api.delete("/audiences/del_base"), 404)
     env.api.post("/collect/web", json={"user_id": "del-member", "score": 2})
@@ -683,7 +685,7 @@ def test_dead_letters_and_replay(env: Env) -> None:
     one = env.api.post(f"/jobs/{job['id']}/dead-letters/replay", json={"ids": [ids[0]]})
     assert one.json() == {"replayed": 1}
     shard = shard_of("user0", e.cfg.shards)
-    assert e.r.xlen(e.keys.outbox(shard, job["id"])) == 1
+    assert Outbox(e.keys, shard, job["id"]).length(e.r) == 1
     rest = env.api.post("/jobs/dl/dead-letters/replay", json={"all": True})
     assert rest.json() == {"replayed": 2}
     assert env.api.get("/jobs/dl/dead-letters").json() == []

@@ -21,6 +21,7 @@ from audiencehub.processes import (
 from tests.chaos.harness import Chaos, audiences, feed, finish, setup, verdict, workload
 from tests.helpers import SHARDS
 from workers.config import load_settings
+from workers.delivery.outbox import Outbox
 from workers.engine import Engine
 from workers.jobs.auths import AuthStore
 from workers.jobs.control import JobControl
@@ -71,7 +72,7 @@ def test_sigkill_random_workers_during_backfill_and_live_events(
         pipe = e.r.pipeline()
         for s in range(SHARDS):
             pipe.xlen(e.keys.events(s))
-            pipe.xlen(e.keys.outbox(s, job.id))
+            Outbox(e.keys, s, job.id).length(pipe)
         print("streams/outboxes", pipe.execute(), "stats", e.r.hgetall(e.keys.job_stats(job.id)))
     print(f"\nchaos/sigkill ({chaos.count} kills): {v.summary()}")
     assert chaos.count >= 2

@@ -13,13 +13,14 @@ from workers.audiences.sizes import (
 )
 from workers.audiences.store import AudienceStore
 from workers.engine import Engine
+from workers.pipeline.member_index import MemberIndex
 
 
 def _members(engine: Engine, audience_id: str, users: list[str]) -> None:
     from workers.keys import shard_of
 
     for u in users:
-        engine.r.zadd(engine.keys.members(shard_of(u, engine.cfg.shards), audience_id), {u: 0})
+        MemberIndex(engine.keys, shard_of(u, engine.cfg.shards), audience_id).add(engine.r, [u])
 
 
 def test_audience_sizes_sample_once_a_minute_and_keep_a_day(engine: Engine) -> None:

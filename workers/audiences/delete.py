@@ -22,18 +22,10 @@ from workers.audiences.store import Audience, AudienceStore
 from workers.engine import Engine
 from workers.filterql import FilterQLError, compile_set
 from workers.jobs.store import JobStore
+from workers.lua import script
+from workers.pipeline.member_index import MemberIndex
 
 ATTEMPTS = 5
-
-_DELETE = """
--- KEYS[1] registry version  KEYS[2] audiences  KEYS[3] audience slugs
--- ARGV[1] expected version  ARGV[2] audience id  ARGV[3] slug
-if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return 0 end
-redis.call('HDEL', KEYS[2], ARGV[2])
-if redis.call('HGET', KEYS[3], ARGV[3]) == ARGV[2] then redis.call('HDEL', KEYS[3], ARGV[3]) end
-redis.call('INCR', KEYS[1])
-return 1
-"""
 
 
 def _includers(audience: Audience, others: list[Audience]) -> list[str]:
@@ -70,13 +62,13 @@ def delete_audience(engine: Engine, id_or_slug: str) -> Audience:
     """Remove the definition and its member indexes; returns what was deleted."""
     e = engine
     store = AudienceStore(e.r, e.keys)
-    script = e.r.register_script(_DELETE)
+    delete = script(e.r, "audience_delete")
     for _ in range(ATTEMPTS):
         version = e.r.get(e.keys.registry_version) or b"0"
         audience = store.get(id_or_slug)
         _check(e, audience)
         keys = [e.keys.registry_version, e.keys.audiences, e.keys.audience_slugs]
-        if script(keys=keys, args=[version, audience.id, audience.slug]):
+        if delete(keys=keys, args=[version, audience.id, audience.slug]):
             break
     else:
         raise Conflict("audiences or jobs kept changing while deleting; try again")
@@ -93,7 +85,7 @@ def delete_audience(engine: Engine, id_or_slug: str) -> Audience:
         ) from None
     pipe = e.r.pipeline(transaction=False)  # member indexes live in every shard's cluster slot
     for shard in range(e.cfg.shards):
-        pipe.delete(e.keys.members(shard, audience.id))
+        MemberIndex(e.keys, shard, audience.id).delete(pipe)
     pipe.execute()
     AudienceSizes(e).forget(audience.id)
     return audience

@@ -12,17 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from workers.keys import Keys
+from workers.lua import script
 from workers.redisconn import Redis
-
-_ASSIGN = """
--- KEYS[1] numbers (hash id -> number)  KEYS[2] last number given
-for _, id in ipairs(ARGV) do
-  if redis.call('HEXISTS', KEYS[1], id) == 0 then
-    redis.call('HSET', KEYS[1], id, redis.call('INCR', KEYS[2]))
-  end
-end
-return redis.call('HGETALL', KEYS[1])
-"""
 
 
 class AudienceNumbers(dict[str, int | str]):
@@ -102,7 +93,7 @@ class AudienceNumbering:
 
     def __init__(self, r: Redis, keys: Keys) -> None:
         self._keys = keys
-        self._assign = r.register_script(_ASSIGN)
+        self._assign = script(r, "audience_numbers")
 
     def ensure(self, audience_ids: Iterable[str]) -> AudienceCodes:
         """Number every audience that has none yet; returns every number ever given."""

@@ -8,14 +8,9 @@ from typing import Any, cast
 import orjson
 
 from workers.keys import Keys
+from workers.lua import script
 from workers.redisconn import Redis
 
-_PUT_IF = """
-if tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-redis.call('INCR', KEYS[1])
-return 1
-"""
 ATTEMPTS = 10
 
 
@@ -39,7 +34,7 @@ class DefinitionStore:
         self.r = r
         self.keys = keys
         self.hash_key = hash_key
-        self._put_if = r.register_script(_PUT_IF)
+        self._put_if = script(r, "registry_put")
 
     def raw_get(self, item_id: str) -> dict[str, Any] | None:
         blob = self.r.hget(self.hash_key, item_id)
@@ -86,4 +81,3 @@ class DefinitionStore:
         checks made against the registry (slug free, no INCLUDE cycle) still hold when stored."""
         keys = [self.keys.registry_version, self.hash_key]
         return bool(self._put_if(keys=keys, args=[version, item_id, orjson.dumps(data)]))
-

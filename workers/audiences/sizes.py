@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from typing import cast
 
 from workers.engine import Engine
+from workers.pipeline.member_index import MemberIndex
 
 MINUTE_S = 60
 KEEP_MINUTES = 24 * 60
@@ -52,7 +53,7 @@ class AudienceSizes:
         pipe = e.r.pipeline(transaction=False)
         for aid in ids:
             for shard in range(e.cfg.shards):
-                pipe.zcard(e.keys.members(shard, aid))
+                MemberIndex(e.keys, shard, aid).count(pipe)
         counts = cast(list[int], pipe.execute())
         n = e.cfg.shards
         return {aid: sum(counts[i * n : (i + 1) * n]) for i, aid in enumerate(ids)}

@@ -7,7 +7,9 @@ triggered since, so a consumer should order a user's messages by ``meta.timestam
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from workers.delivery.outbox import Outbox, OutboxRecord
 from workers.engine import Engine
 from workers.keys import shard_of
 from workers.redisconn import stream_rows
@@ -24,23 +26,34 @@ class DeadLetter:
     body: bytes
 
 
+def add_letter(
+    pipe: Any, engine: Engine, job_id: str, record: OutboxRecord, reason: str, at: int, shard: int
+) -> None:
+    """Queue one dead letter: the outbox record as it was, and why the hub refused it, when."""
+    letter = {**record.fields(), "reason": reason, "at": at, "shard": shard}
+    pipe.xadd(engine.keys.job_dead(job_id), letter)
+
+
 class DeadLetters:
     def __init__(self, engine: Engine) -> None:
         self.e = engine
 
     def entries(self, job_id: str, count: int = 1000) -> list[DeadLetter]:
         rows = stream_rows(self.e.r.xrange(self.e.keys.job_dead(job_id), count=count))
-        return [
-            DeadLetter(
-                entry_id.decode(),
-                f[b"u"].decode(),
-                f[b"k"].decode(),
-                f[b"reason"].decode(),
-                format_rfc3339(int(f[b"at"])),
-                f[b"b"],
+        letters = []
+        for entry_id, f in rows:
+            record = OutboxRecord.from_fields(f)
+            letters.append(
+                DeadLetter(
+                    entry_id.decode(),
+                    record.user,
+                    record.key,
+                    f[b"reason"].decode(),
+                    format_rfc3339(int(f[b"at"])),
+                    record.body,
+                )
             )
-            for entry_id, f in rows
-        ]
+        return letters
 
     def replay(self, job_id: str, ids: list[str] | None = None) -> int:
         """Put dead letters (all, or those ``ids``) back into their outboxes; returns how many."""
@@ -57,9 +70,10 @@ class DeadLetters:
         # crash in between leaves a duplicate, never a loss.
         pipe = e.r.pipeline(transaction=False)
         for entry_id, f in rows:
-            shard = shard_of(f[b"u"].decode(), e.cfg.shards)
+            record = OutboxRecord.from_fields(f)
+            shard = shard_of(record.user, e.cfg.shards)
             shards.add(shard)
-            pipe.xadd(e.keys.outbox(shard, job_id), {"u": f[b"u"], "k": f[b"k"], "b": f[b"b"]})
+            Outbox(e.keys, shard, job_id).append(pipe, [record])
             pipe.xdel(key, entry_id)
         pipe.execute()
         if shards:

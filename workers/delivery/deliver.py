@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from workers import faults
+from workers.delivery.dead_letters import add_letter
 from workers.delivery.eventhub.connstr import ConnectionStringError
 from workers.delivery.eventhub.partitions import (
     MAX_PARTITION_KEY,
@@ -46,6 +47,7 @@ from workers.delivery.eventhub.partitions import (
 from workers.delivery.eventhub.rest import RestSender
 from workers.delivery.eventhub.sender import FATAL_KINDS, HubError, OutMessage, Sender
 from workers.delivery.hub_partitions import HubPartitions, PartitionLayout
+from workers.delivery.outbox import Outbox, OutboxRecord, record_values
 from workers.engine import Engine
 from workers.jobs.auths import AuthStore
 from workers.jobs.control import JobControl
@@ -54,8 +56,7 @@ from workers.jobs.secrets import SecretUnreadable
 from workers.jobs.status import count_sent
 from workers.jobs.store import Job
 from workers.lease import Lease
-from workers.pipeline.commit import next_stream_id
-from workers.redisconn import stream_rows
+from workers.loop import LeasedLoop
 
 LEASE_MS = 15_000
 log = logging.getLogger("audiencehub.deliver")
@@ -160,46 +161,34 @@ class Deliverer:
     def deliver(self, job_id: str, budget_s: float = 0.5) -> DeliverReport:
         e = self.e
         report = DeliverReport(job_id)
-        deadline = time.monotonic() + budget_s
-        while True:
+
+        def prepare() -> tuple[Job, Sender, PartitionLayout] | None:
             job = e.registry.get().jobs.get(job_id)
             if job is None or job.state != "running":
-                e.r.delete(e.keys.deliver_kick(job_id))
-                return report
+                return None
             if self.health.get(job_id).sleeping(time.time_ns()):
-                e.r.delete(e.keys.deliver_kick(job_id))
-                return report  # beat's sweep kicks us again once the next attempt is due
+                return None  # beat's sweep kicks us again once the next attempt is due
             # Before the lease: asking the hub for its partitions can take seconds, and the
             # lease must never run out while this deliverer still sends.
             ready = self._sender(job, report)
-            if ready is None:
-                e.r.delete(e.keys.deliver_kick(job_id))
-                return report
-            sender, layout = ready
-            lease = Lease(e.r, e.keys.deliver_lease(job_id), LEASE_MS)
-            if not lease.acquire():
-                e.r.delete(e.keys.deliver_kick(job_id))
-                return report  # the holder checks for more after it lets go
-            try:
-                while time.monotonic() < deadline and not report.error:
-                    if not self._round(job, sender, layout, report, lease.extend):
-                        break
-                    lease.extend()
-            finally:
-                lease.release()
-            # Cleared only now (see ShardDrainer.drain): no task piles up behind a running one.
-            e.r.delete(e.keys.deliver_kick(job_id))
-            if report.error or not self.backlog(job_id):
-                return report
-            if time.monotonic() >= deadline:
-                e.kicker.delivers([job_id])
-                return report
+            return None if ready is None else (job, *ready)
+
+        def step(ready: tuple[Job, Sender, PartitionLayout], lease: Lease) -> bool:
+            job, sender, layout = ready
+            return not report.error and self._round(job, sender, layout, report, lease.extend)
+
+        requeue = lambda: e.kicker.delivers([job_id])  # noqa: E731
+        loop = LeasedLoop(
+            e.r, e.keys.deliver_lease(job_id), LEASE_MS, e.keys.deliver_kick(job_id), requeue
+        )
+        loop.run(budget_s, prepare, step, lambda: not report.error and bool(self.backlog(job_id)))
+        return report
 
     def backlog(self, job_id: str) -> int:
         e = self.e
         pipe = e.r.pipeline(transaction=False)
         for shard in range(e.cfg.shards):
-            pipe.xlen(e.keys.outbox(shard, job_id))
+            Outbox(e.keys, shard, job_id).length(pipe)
         return int(sum(pipe.execute()))
 
     def close(self) -> None:
@@ -230,9 +219,10 @@ class Deliverer:
         """One round: a run of messages from each non-empty outbox, in shard order."""
         e = self.e
         shards = e.cfg.shards
+        outboxes = [Outbox(e.keys, shard, job.id) for shard in range(shards)]
         pipe = e.r.pipeline(transaction=False)
-        for shard in range(shards):
-            pipe.xlen(e.keys.outbox(shard, job.id))
+        for outbox in outboxes:
+            outbox.length(pipe)
         lengths = pipe.execute()
         # Start at a different shard each round, so a big outbox cannot starve the others.
         self._rotation = (self._rotation + 1) % shards
@@ -243,16 +233,14 @@ class Deliverer:
         each = max(50, -(-count // len(busy)))
         pipe = e.r.pipeline(transaction=False)
         for shard in busy:
-            pipe.xrange(e.keys.outbox(shard, job.id), count=each)
+            outboxes[shard].read(pipe, each)
         batch: list[Pending] = []
         append = batch.append
         for shard, rows in zip(busy, pipe.execute(), strict=True):
-            for entry_id, f in stream_rows(rows):
-                user = f[b"u"].decode()
+            for entry_id, user, record_key, body in record_values(rows):
                 # Short ids are their own key (partition_key_for's first answer), without a call.
                 key = user if len(user) <= SHORT_KEY else partition_key_for(user)
-                message = OutMessage(f[b"b"], key, f[b"k"].decode())
-                append(Pending(shard, entry_id.decode(), user, message))
+                append(Pending(shard, entry_id, user, OutMessage(body, key, record_key)))
         return batch
 
     @staticmethod
@@ -434,17 +422,13 @@ class Deliverer:
         now = time.time_ns()
         pipe = e.r.pipeline(transaction=False)
         for pending, reason in dead:
-            pipe.xadd(
-                e.keys.job_dead(job.id),
-                {"u": pending.user, "k": pending.message.idempotency_key,
-                 "b": pending.message.body, "reason": reason, "at": now, "shard": pending.shard},
-            )  # fmt: skip
+            message = pending.message
+            record = OutboxRecord(pending.user, message.idempotency_key, message.body)
+            add_letter(pipe, e, job.id, record, reason, now, pending.shard)
         for shard, entry_id in last.items():
-            pipe.xtrim(
-                e.keys.outbox(shard, job.id), minid=next_stream_id(entry_id), approximate=False
-            )
+            Outbox(e.keys, shard, job.id).ack_through(pipe, entry_id)
         for shard, ids in loose.items():
-            pipe.xdel(e.keys.outbox(shard, job.id), *ids)
+            Outbox(e.keys, shard, job.id).remove(pipe, ids)
         stats = e.keys.job_stats(job.id)
         if sent:
             pipe.hincrby(stats, "sent", sent)

@@ -32,11 +32,15 @@ import orjson
 
 from workers.audiences.registry import Snapshot
 from workers.audiences.registry_store import Conflict
+from workers.delivery.outbox import RECORD_FIELDS, Outbox
 from workers.engine import Engine
 from workers.jobs.control import JobControl
 from workers.jobs.store import Job
 from workers.lease import Lease
+from workers.loop import LeasedLoop
+from workers.lua import script
 from workers.pipeline.envelope import Renderer
+from workers.pipeline.member_index import MemberIndex
 from workers.pipeline.membership import Transition
 from workers.pipeline.profile import Profile
 
@@ -45,18 +49,6 @@ PAGE = 1000
 BACKLOG_LIMIT = 20_000
 DONE = b"done"
 LEASE_MS = 10_000
-
-_COMMIT_PAGE = """
--- KEYS[1] applied (shard version)  KEYS[2] backfill cursor  KEYS[3] job outbox
--- ARGV[1] expected version, ARGV[2] new cursor, then triples (user id, idempotency key, body)
-if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
-for i = 3, #ARGV, 3 do
-  redis.call('XADD', KEYS[3], '*', 'u', ARGV[i], 'k', ARGV[i + 1], 'b', ARGV[i + 2])
-end
-redis.call('SET', KEYS[2], ARGV[2])
-return 1
-"""
-
 
 PAUSE_WAIT_S = 15.0
 """How long :func:`drains_paused` waits for the running drain batches to finish (a batch holds
@@ -115,7 +107,7 @@ class PageReport:
 class Backfills:
     def __init__(self, engine: Engine) -> None:
         self.e = engine
-        self._commit = engine.r.register_script(_COMMIT_PAGE)
+        self._commit = script(engine.r, "backfill_page")
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(
@@ -134,7 +126,7 @@ class Backfills:
         pipe = e.r.pipeline(transaction=False)
         for shard in range(e.cfg.shards):
             for aid in chosen:
-                pipe.zcard(e.keys.members(shard, aid))
+                MemberIndex(e.keys, shard, aid).count(pipe)
         state = BackfillState(job.id, chosen, started, int(sum(pipe.execute())))
         pipe = e.r.pipeline(transaction=False)  # cursors live in every shard's cluster slot
         for shard in range(e.cfg.shards):
@@ -177,7 +169,7 @@ class Backfills:
             pipe = e.r.pipeline(transaction=False)
             for shard in range(e.cfg.shards):
                 pipe.get(e.keys.backfill_cursor(shard, job.id))
-                pipe.xlen(e.keys.outbox(shard, job.id))
+                Outbox(e.keys, shard, job.id).length(pipe)
             answers = pipe.execute()
             cursors, backlogs = answers[0::2], answers[1::2]
             if all(c == DONE for c in cursors):
@@ -193,26 +185,25 @@ class Backfills:
 
     # -- pages --------------------------------------------------------------------------------
     def run(self, job_id: str, shard: int, budget_s: float = 5.0) -> PageReport:
-        """Write pages for one (job, shard) until done, throttled or out of time."""
+        """Write pages for one (job, shard) until done, throttled or out of time (then ask for
+        another run; a throttled backfill waits for beat's :meth:`advance`)."""
         e = self.e
-        e.r.delete(e.keys.backfill_kick(shard, job_id))
         total = PageReport()
-        lease = Lease(e.r, e.keys.backfill_cursor(shard, job_id) + ":lease", LEASE_MS)
-        if not lease.acquire():
-            return total
-        deadline = time.monotonic() + budget_s
-        try:
-            while time.monotonic() < deadline:
-                report = self.page(job_id, shard)
-                total.written += report.written
-                if report.written:
-                    e.kicker.delivers([job_id])
-                if report.done or report.throttled:
-                    total.done, total.throttled = report.done, report.throttled
-                    break
-                lease.extend()
-        finally:
-            lease.release()
+
+        def step(_: str, __: Lease) -> bool:
+            report = self.page(job_id, shard)
+            total.written += report.written
+            if report.written:
+                e.kicker.delivers([job_id])
+            if report.done or report.throttled:
+                total.done, total.throttled = report.done, report.throttled
+                return False
+            return True
+
+        requeue = lambda: e.kicker.backfills([(job_id, shard)])  # noqa: E731
+        kick = e.keys.backfill_kick(shard, job_id)
+        loop = LeasedLoop(e.r, e.keys.backfill_lease(shard, job_id), LEASE_MS, kick, requeue)
+        loop.run(budget_s, lambda: job_id, step, lambda: not (total.done or total.throttled))
         return total
 
     def page(self, job_id: str, shard: int) -> PageReport:
@@ -223,7 +214,7 @@ class Backfills:
         pipe.get(k.job_backfill(job_id))
         pipe.get(k.applied(shard))
         pipe.get(k.backfill_cursor(shard, job_id))
-        pipe.xlen(k.outbox(shard, job_id))
+        Outbox(k, shard, job_id).length(pipe)
         registry_version, raw_state, *first = pipe.execute()
         snapshot = e.registry.get(int(registry_version or 0))
         job = snapshot.jobs.get(job_id)
@@ -237,24 +228,24 @@ class Backfills:
             return PageReport(done=True)
         if first[2] >= BACKLOG_LIMIT:
             return PageReport(throttled=True)
-        start = "(" + cursor.decode()[2:] if cursor else "-"
+        after = cursor.decode()[2:] if cursor else None
         pipe = e.r.pipeline(transaction=False)
         for aid in audiences:
-            pipe.zrangebylex(k.members(shard, aid), start, "+", start=0, num=PAGE)
+            MemberIndex(k, shard, aid).page_after(pipe, after, PAGE)
         lists = [[u.decode() for u in found] for found in pipe.execute()]
         full = [found[-1] for found in lists if len(found) == PAGE]
         cutoff = min(full) if full else None
         covered = [[u for u in found if cutoff is None or u <= cutoff] for found in lists]
         users = sorted({u for found in covered for u in found})
         if not users:
-            ok = self._commit(keys=self._keys(shard, job_id), args=[version, DONE])
+            ok = self._commit(keys=self._keys(shard, job_id), args=[version, DONE, *RECORD_FIELDS])
             return PageReport(done=bool(ok), conflict=not ok)
         blobs = cast(list[bytes | None], e.r.hmget(k.users(shard), users))
         # One renderer for the page: every message of it shares its instant.
         renderer = Renderer(job, e.clock.now_ns(), snapshot.slugs)
         wanted = [(aid, snapshot.audiences[aid].slug) for aid in job.audiences if aid in audiences]
         started = state.started
-        args: list[str | bytes] = [version, "u:" + users[-1]]
+        args: list[str | bytes] = [version, "u:" + users[-1], *RECORD_FIELDS]
         written = 0
         for uid, blob in zip(users, blobs, strict=True):
             profile = Profile.loads(uid, blob, snapshot.codes)
@@ -266,7 +257,7 @@ class Backfills:
             ]
             if moved:
                 body, key = renderer.render(profile, moved)
-                args += (uid, key, body)
+                args += (uid, key, body)  # an OutboxRecord's values, in RECORD_FIELDS order
                 written += 1
         if not self._commit(keys=self._keys(shard, job_id), args=args):
             return PageReport(conflict=True)  # a drain committed meanwhile: redo from its version
@@ -279,4 +270,4 @@ class Backfills:
 
     def _keys(self, shard: int, job_id: str) -> list[str]:
         k = self.e.keys
-        return [k.applied(shard), k.backfill_cursor(shard, job_id), k.outbox(shard, job_id)]
+        return [k.applied(shard), k.backfill_cursor(shard, job_id), Outbox(k, shard, job_id).key]

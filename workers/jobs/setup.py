@@ -18,6 +18,7 @@ from workers.engine import Engine
 from workers.jobs.backfill import Backfills, drains_paused
 from workers.jobs.control import JobControl
 from workers.jobs.store import Job
+from workers.pipeline.member_index import MemberIndex
 
 
 def member_counts(engine: Engine, audience_ids: list[str]) -> dict[str, int]:
@@ -25,7 +26,7 @@ def member_counts(engine: Engine, audience_ids: list[str]) -> dict[str, int]:
     pipe = e.r.pipeline(transaction=False)
     for aid in audience_ids:
         for shard in range(e.cfg.shards):
-            pipe.zcard(e.keys.members(shard, aid))
+            MemberIndex(e.keys, shard, aid).count(pipe)
     counts = pipe.execute()
     n = e.cfg.shards
     return {aid: sum(counts[i * n : (i + 1) * n]) for i, aid in enumerate(audience_ids)}

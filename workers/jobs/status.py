@@ -9,6 +9,7 @@ import orjson
 
 from workers.audiences.registry_store import NotFound
 from workers.delivery.hub_partitions import HubPartitions
+from workers.delivery.outbox import Outbox, head_time_ms
 from workers.engine import Engine
 from workers.jobs.auths import AuthStore
 from workers.jobs.backfill import Backfills
@@ -44,14 +45,15 @@ def job_status(engine: Engine, job: Job, slugs: dict[str, str]) -> dict[str, Any
     stats = {k.decode(): int(v) for k, v in raw_stats.items()}
     pipe = e.r.pipeline(transaction=False)
     for shard in range(e.cfg.shards):
-        pipe.xlen(e.keys.outbox(shard, job.id))
-        pipe.xrange(e.keys.outbox(shard, job.id), count=1)
+        outbox = Outbox(e.keys, shard, job.id)
+        outbox.length(pipe)
+        outbox.head(pipe)
     pipe.xlen(e.keys.job_dead(job.id))
     pipe.get(e.keys.job_error(job.id))
     answers = pipe.execute()
     error_raw, dead_now = answers.pop(), answers.pop()
     backlog = sum(answers[0::2])
-    heads = [int(rows[0][0].split(b"-")[0]) for rows in answers[1::2] if rows]
+    heads = [t for raw in answers[1::2] if (t := head_time_ms(raw)) is not None]
     now = time.time_ns()
     oldest_age_s = (now // NS_PER_MS - min(heads)) / 1000 if heads else 0.0
     health = control.health.get(job.id)

@@ -1,4 +1,5 @@
-"""Builds and runs the shard commit (``commit.lua``): one atomic, fenced, single-slot script.
+"""Builds and runs the shard commit (``workers/lua/commit.lua``): one atomic, fenced,
+single-slot script.
 
 The fence is the shard version (the last committed stream id): a commit succeeds only if nobody
 committed since this drainer read the shard, so a stale or duplicate drainer can never apply a
@@ -9,23 +10,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from importlib.resources import files
 
 from redis.commands.core import Script
 
+from workers.delivery.outbox import RECORD_FIELDS, Outbox
 from workers.keys import Keys
+from workers.lua import script
+from workers.pipeline.member_index import MemberIndex
 from workers.redisconn import Redis
-
-_LUA = files("workers.pipeline").joinpath("commit.lua").read_text()
-DUE_BUCKET_MS = 600_000
-"""Width of a due-index bucket. Ten minutes keeps a week of 1M users spread over 16 shards near
-60 users a bucket: small enough for the compact encoding, few enough keys to be cheap."""
-
-
-def next_stream_id(entry_id: str) -> str:
-    """The smallest stream id after ``entry_id`` (for XTRIM MINID, which keeps ids >= it)."""
-    ms, seq = entry_id.split("-")
-    return f"{ms}-{int(seq) + 1}"
+from workers.schedule.due_index import BUCKET_MS, DueIndex
 
 
 @dataclass
@@ -43,14 +36,18 @@ class ShardCommit:
     outbox: dict[str, list[tuple[str, str, bytes]]] = field(
         default_factory=lambda: defaultdict(list)
     )
+    """job id -> records, each (user id, idempotency key, body): an OutboxRecord's values in
+    RECORD_FIELDS order (a plain tuple on the drain's hot path)."""
     set_aside: list[tuple[str, str, int, bytes]] = field(default_factory=list)
     """Entries not applied: (stream entry id, reason, time ms, entry payload)."""
 
     def build(self) -> tuple[list[str], list[str | bytes | int]]:
         k, s = self.keys, self.shard
-        keys: list[str] = [k.applied(s), k.events(s), k.users(s), k.due(s), k.due_count(s)]
+        due = DueIndex(k, s)
+        keys: list[str] = [k.applied(s), k.events(s), k.users(s), due.key, due.count_key]
         keys += [k.drain_attempts(s), k.shard_dead(s)]
-        args: list[str | bytes | int] = [self.expected, self.version, self.trim_to, DUE_BUCKET_MS]
+        args: list[str | bytes | int] = [self.expected, self.version, self.trim_to, BUCKET_MS]
+        args += RECORD_FIELDS
         args.append(len(self.users))
         for uid, blob in self.users.items():
             args += (uid, blob)
@@ -60,7 +57,7 @@ class ShardCommit:
         audiences = sorted(set(self.member_add) | set(self.member_rem))
         args.append(len(audiences))
         for aid in audiences:
-            keys.append(k.members(s, aid))
+            keys.append(MemberIndex(k, s, aid).key)
             args.append(len(keys))
             adds = self.member_add.get(aid, [])
             args.append(len(adds))
@@ -72,12 +69,12 @@ class ShardCommit:
         jobs = sorted(self.outbox)
         args.append(len(jobs))
         for job in jobs:
-            keys.append(k.outbox(s, job))
+            keys.append(Outbox(k, s, job).key)
             args.append(len(keys))
             records = self.outbox[job]
             args.append(len(records))
-            for uid, key, body in records:
-                args += (uid, key, body)
+            for record in records:
+                args += record
         args.append(len(self.set_aside))
         for entry_id, reason, at_ms, payload in self.set_aside:
             args += (entry_id, reason, at_ms, payload)
@@ -86,7 +83,7 @@ class ShardCommit:
 
 class Committer:
     def __init__(self, r: Redis) -> None:
-        self._script: Script = r.register_script(_LUA)
+        self._script: Script = script(r, "commit")
 
     def run(self, commit: ShardCommit) -> bool:
         keys, args = commit.build()

@@ -18,15 +18,15 @@ from redis.exceptions import RedisError
 from workers import faults
 from workers.audiences.registry import ALWAYS_CHANGED, LiveAudience, Snapshot
 from workers.engine import Engine
-from workers.lease import Lease
+from workers.loop import LeasedLoop
 from workers.metrics import Tallies
-from workers.pipeline.commit import Committer, ShardCommit, next_stream_id
+from workers.pipeline.commit import Committer, ShardCommit
 from workers.pipeline.entries import DATA, REEVALUATE, Entry
 from workers.pipeline.envelope import render
 from workers.pipeline.membership import Transition, catch_up, evaluate, forget_unknown
 from workers.pipeline.profile import Profile
 from workers.pipeline.set_aside import FAILED, LIMIT, TIMED_OUT, Attempt, DrainAttempts
-from workers.redisconn import as_bytes, stream_rows
+from workers.redisconn import as_bytes, next_stream_id, stream_rows
 from workers.schedule.release import record_lateness
 from workers.timefmt import NS_PER_MS, ns_to_ms_ceil
 
@@ -111,41 +111,34 @@ class ShardDrainer:
         """
         e = self.e
         report = DrainReport(shard)
-        deadline = time.monotonic() + budget_s
-        while True:
-            lease = Lease(e.r, e.keys.drain_lease(shard), LEASE_MS)
-            if not lease.acquire():
+        requeue = lambda: e.kicker.drains([shard])  # noqa: E731
+        loop = LeasedLoop(
+            e.r, e.keys.drain_lease(shard), LEASE_MS, e.keys.drain_kick(shard), requeue
+        )
+        report.more = loop.run(
+            budget_s,
+            prepare=lambda: shard,
+            step=lambda _, __: self._step(shard, report),
+            more=lambda: bool(e.r.xlen(e.keys.events(shard))),
+        )
+        return report
+
+    def _step(self, shard: int, report: DrainReport) -> bool:
+        """One batch under the lease, its failures counted against the head entry."""
+        e = self.e
+        try:
+            return self._batch(shard, report)
+        except RedisError:
+            self._working = None
+            self._forget_attempt(shard)  # the store failed, not the entry
+            raise
+        except Exception as exc:  # the entry's fault until proven otherwise: counted
+            working, self._working = self._working, None
+            if working is not None:
+                self.attempts.stopped(shard, working, _stop_reason(exc))
                 e.r.delete(e.keys.drain_kick(shard))
-                return report  # the holder re-checks for new entries after it lets go
-            try:
-                while time.monotonic() < deadline:
-                    if not self._batch(shard, report):
-                        break
-                    lease.extend()
-            except RedisError:
-                self._working = None
-                self._forget_attempt(shard)  # the store failed, not the entry
-                raise
-            except Exception as exc:  # the entry's fault until proven otherwise: counted
-                working, self._working = self._working, None
-                if working is not None:
-                    self.attempts.stopped(shard, working, _stop_reason(exc))
-                    e.r.delete(e.keys.drain_kick(shard))
-                    e.kicker.drains([shard])  # try again now: the entry alone, then set aside
-                raise
-            finally:
-                lease.release()
-            # The kick flag stays set while this task runs, so arrivals meanwhile queue no new
-            # task; it is cleared only now, before the last look, so anything that arrives
-            # after this point kicks a new task and anything before it is seen here.
-            e.r.delete(e.keys.drain_kick(shard))
-            pending = bool(e.r.xlen(e.keys.events(shard)))
-            if not pending:
-                return report
-            if time.monotonic() >= deadline:
-                report.more = True
-                e.kicker.drains([shard])
-                return report
+                e.kicker.drains([shard])  # try again now: the entry alone, then set aside
+            raise
 
     def _batch(self, shard: int, report: DrainReport) -> bool:
         """Apply one batch; False when there was nothing to apply."""

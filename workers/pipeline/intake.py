@@ -3,8 +3,8 @@
 What it guarantees (docs/delivery.md, "Accepting"):
 
 - **All or nothing.** On one Redis server a write is one Lua script over every shard the request
-  touches (``intake.lua``): it checks every shard's backlog first and writes only then, and Redis
-  refuses a script for lack of memory at its first write, never half-way. So a refusal (OOM,
+  touches (``workers/lua/intake.lua``): it checks every shard's backlog first and writes only
+  then, and Redis refuses a script for lack of memory at its first write, never half-way. So a refusal (OOM,
   READONLY, a full backlog) leaves nothing stored, and an answer of "stored" means every entry is.
 - **Once.** The script records its outcome under a random token before it returns; the Redis
   client's own retry after a dropped connection replays the same token and gets the first answer
@@ -27,18 +27,17 @@ import hashlib
 import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
-from importlib.resources import files
 from typing import Literal
 
 import redis
 
 from workers.engine import Engine
 from workers.keys import shard_of
+from workers.lua import script
 from workers.pipeline.entries import Entry
 from workers.redisconn import write_refusal
 from workers.schedule.kicks import KICK_TTL_S
 
-_LUA = files("workers.pipeline").joinpath("intake.lua").read_text()
 TOKEN_TTL_MS = 60_000
 """How long a write's outcome is kept for replays of a random token: longer than the Redis
 client's own retries (about 10 s)."""
@@ -101,7 +100,7 @@ def id_digest(user_id: str, event_id: str) -> bytes:
 class Intake:
     def __init__(self, engine: Engine) -> None:
         self.e = engine
-        self._script = engine.r.register_script(_LUA)
+        self._script = script(engine.r, "intake")
 
     def shard_limit(self) -> int:
         """Each shard's share of ``AUDIENCEHUB_MAX_BACKLOG`` (at least 1)."""

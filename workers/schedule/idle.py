@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from workers.delivery.outbox import Outbox
 from workers.engine import Engine
 from workers.jobs.backfill import Backfills
 from workers.jobs.store import JobStore
@@ -84,7 +85,7 @@ def idle_report(engine: Engine) -> IdleReport:
     for shard in range(e.cfg.shards):
         pipe.xlen(e.keys.events(shard))
         for job in running:
-            pipe.xlen(e.keys.outbox(shard, job))
+            Outbox(e.keys, shard, job).length(pipe)
     answers = [int(n) for n in pipe.execute()]
     width = 1 + len(running)
     report.pending_entries = sum(answers[0::width])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from workers.delivery.outbox import Outbox
 from workers.engine import Engine
 
 
@@ -26,7 +27,7 @@ def sweep(engine: Engine) -> SweepReport:
         pipe.xlen(e.keys.events(shard))
     pairs = [(job.id, shard) for job in jobs for shard in shards]
     for job_id, shard in pairs:
-        pipe.xlen(e.keys.outbox(shard, job_id))
+        Outbox(e.keys, shard, job_id).length(pipe)
     lengths = pipe.execute()
     pending_shards = [s for s, n in zip(shards, lengths[: len(shards)], strict=True) if n]
     pending_jobs = {job for (job, _), n in zip(pairs, lengths[len(shards) :], strict=True) if n}

@@ -4,25 +4,30 @@
 -- KEYS[2] events    stream  the shard's input; committed entries are trimmed away
 -- KEYS[3] users     hash    user id -> profile blob
 -- KEYS[4] due       zset    due index: bucket number -> bucket start (ms); each bucket is the
---                           hash KEYS[4]..':'..bucket of user id -> due time (ms)
+--                           hash KEYS[4]..':'..bucket of user id -> due time (ms), the name
+--                           Keys.due_bucket builds (the one key a script derives: which buckets
+--                           a batch touches is known only here; same hash tag, same slot)
 -- KEYS[5] due count string  users in the due index
 -- KEYS[6] attempts  string  the head entry's drains that did not commit: cleared by any commit
 -- KEYS[7] dead      stream  entries set aside instead of applied (with the reason)
 -- KEYS[8..]         member indexes (zset, score 0) and job outboxes (stream), by index
 --
 -- ARGV: expected version ('' when none), new version, trim MINID ('' = no trim), bucket width
--- (ms), then sections, each starting with its count:
+-- (ms), an outbox record's three field names (RECORD_FIELDS, workers/delivery/outbox.py),
+-- then sections, each starting with its count:
 --   users:     n, then n pairs   (user id, blob)
 --   due:       n, then n triples (user id, old due ms or '', new due ms or '')
 --   members:   g groups of (key index, n adds, n pairs ('0', user id), m removes, m ids)
---   outboxes:  g groups of (key index, n records, n triples (user id, idempotency key, body))
+--   outboxes:  g groups of (key index, n records, n triples (user id, idempotency key, body)
+--              in the order of the field names)
 --   set aside: n, then n quadruples (entry id, reason, time ms, entry payload)
 --
 -- Returns 1, or {0, current version} when another writer committed first (the fence).
 local current = redis.call('GET', KEYS[1]) or ''
 if current ~= ARGV[1] then return {0, current} end
 
-local i = 5
+local U, K, B = ARGV[5], ARGV[6], ARGV[7]
+local i = 8
 local CHUNK = 400
 local WIDTH = tonumber(ARGV[4])
 
@@ -71,7 +76,7 @@ for _ = 1, groups do
   local key = KEYS[tonumber(ARGV[i])]; i = i + 1
   local n = tonumber(ARGV[i]); i = i + 1
   for _ = 1, n do
-    redis.call('XADD', key, '*', 'u', ARGV[i], 'k', ARGV[i + 1], 'b', ARGV[i + 2])
+    redis.call('XADD', key, '*', U, ARGV[i], K, ARGV[i + 1], B, ARGV[i + 2])
     i = i + 3
   end
 end

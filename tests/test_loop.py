@@ -1,0 +1,61 @@
+"""The loop drain, deliver and backfill share: lease, work, clear the flag, last look, re-queue."""
+
+from __future__ import annotations
+
+from workers.engine import Engine
+from workers.lease import Lease
+from workers.loop import LeasedLoop
+
+
+def loop(engine: Engine, requeued: list[int]) -> LeasedLoop:
+    k = engine.keys
+    return LeasedLoop(
+        engine.r, k.drain_lease(0), 5_000, k.drain_kick(0), lambda: requeued.append(1)
+    )
+
+
+def test_the_flag_is_cleared_after_the_lease_is_let_go_and_before_the_last_look(
+    engine: Engine,
+) -> None:
+    r, lease, kick = engine.r, engine.keys.drain_lease(0), engine.keys.drain_kick(0)
+    r.set(kick, 1)
+    seen: list[tuple[bool, bool]] = []
+
+    def more() -> bool:
+        seen.append((bool(r.exists(lease)), bool(r.exists(kick))))
+        return False
+
+    steps = iter([True, True, False])
+    assert not loop(engine, []).run(10, lambda: "x", lambda _, __: next(steps), more)
+    assert seen == [(False, False)]
+
+
+def test_work_left_past_the_budget_re_queues_once(engine: Engine) -> None:
+    requeued: list[int] = []
+    assert loop(engine, requeued).run(0.05, lambda: "x", lambda _, __: True, lambda: True)
+    assert requeued == [1]
+
+
+def test_work_left_within_the_budget_is_taken_again(engine: Engine) -> None:
+    left = [3]
+
+    def step(_: str, __: Lease) -> bool:
+        left[0] -= 1
+        return False  # one unit per lease: the last look finds the rest
+
+    requeued: list[int] = []
+    assert not loop(engine, requeued).run(10, lambda: "x", step, lambda: left[0] > 0)
+    assert left == [0] and requeued == []
+
+
+def test_a_taken_lease_or_nothing_to_do_clears_the_flag_and_leaves(engine: Engine) -> None:
+    r, kick = engine.r, engine.keys.drain_kick(0)
+    holder = Lease(r, engine.keys.drain_lease(0), 5_000)
+    assert holder.acquire()
+    r.set(kick, 1)
+    assert not loop(engine, []).run(10, lambda: "x", lambda _, __: True, lambda: True)
+    assert not r.exists(kick)
+    holder.release()
+    r.set(kick, 1)
+    assert not loop(engine, []).run(10, lambda: None, lambda _, __: True, lambda: True)
+    assert not r.exists(kick)
