@@ -25,8 +25,7 @@ test: lint typecheck pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	@# Enabled by the lead after the tree-wide format (one commit, once the lanes of issue 14 land):
-	@# $(BIN)/ruff format --check .
+	$(BIN)/ruff format --check .
 
 format: $(STAMP)
 	$(BIN)/ruff format .

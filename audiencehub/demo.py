@@ -132,7 +132,12 @@ def scenario(hub: HubEmulator) -> None:
     yesterday = format_rfc3339(now - NS_PER_DAY)
     first = [
         {"user_id": "alice", "email": "alice@example.com", "lifetime_value": 250},
-        {"user_id": "bob", "email": "bob@example.com", "lifetime_value": 120, "last_seen": yesterday},
+        {
+            "user_id": "bob",
+            "email": "bob@example.com",
+            "lifetime_value": 120,
+            "last_seen": yesterday,
+        },
         {"user_id": "carol", "email": "carol@example.com", "lifetime_value": 40},
         {"user_id": "dave", "email": "dave@example.com", "last_seen": almost_a_week_ago},
         {"user_id": "erin", "lifetime_value": 500},
@@ -140,7 +145,9 @@ def scenario(hub: HubEmulator) -> None:
         {"user_id": "frank", "_ts": "last tuesday"},
     ]
     result = ingest(first)
-    console.print(f"\n[bold]ingest[/] 7 events: accepted {result.accepted}, rejected {result.rejected}")
+    console.print(
+        f"\n[bold]ingest[/] 7 events: accepted {result.accepted}, rejected {result.rejected}"
+    )
     for error in result.errors:
         console.print(f"  [red]rejected[/] {error}")
     received = wait_for(lambda: _at_least(hub, 3), 30, what="the first messages")

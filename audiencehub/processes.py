@@ -73,7 +73,9 @@ def redis_binary(name: str = "redis-server") -> str:
     """
     own_bin = Path(sys.prefix, "bin").resolve()
     path = os.pathsep.join(
-        p for p in os.environ.get("PATH", "").split(os.pathsep) if p and Path(p).resolve() != own_bin
+        p
+        for p in os.environ.get("PATH", "").split(os.pathsep)
+        if p and Path(p).resolve() != own_bin
     )
     found = shutil.which(name, path=path)
     if found:
@@ -167,14 +169,20 @@ class RedisServer(Managed):
         self.port = port or free_port()
         argv = [
             redis_binary(),
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(workdir),
-            "--save", "",
-            "--appendonly", "yes" if appendonly else "no",
-            "--appendfsync", "everysec",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(workdir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if appendonly else "no",
+            "--appendfsync",
+            "everysec",
             *extra,
-        ]  # fmt: skip
+        ]
         super().__init__(f"redis-{self.port}", argv, workdir, os.environ)
 
     @property
@@ -223,16 +231,27 @@ class LocalRedisCluster:
             node.start()
         addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
         subprocess.run(
-            [redis_binary("redis-cli"), "--cluster", "create", *addresses,
-             "--cluster-replicas", "0", "--cluster-yes"],
-            check=True, capture_output=True, timeout=60,
-        )  # fmt: skip
+            [
+                redis_binary("redis-cli"),
+                "--cluster",
+                "create",
+                *addresses,
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
 
         def ready() -> bool:
             out = subprocess.run(
                 [redis_binary("redis-cli"), "-p", str(self.nodes[0].port), "cluster", "info"],
-                capture_output=True, text=True, timeout=10,
-            ).stdout  # fmt: skip
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout
             return "cluster_state:ok" in out
 
         wait_for(ready, 30, interval=0.2, what="the cluster to report ok")
@@ -299,10 +318,25 @@ class CeleryWorker(Managed):
         pool: str = "prefork",
     ):
         argv = [
-            sys.executable, "-m", "celery", "-A", "tasks", "worker",
-            "-l", "INFO", "-Q", queues, "-c", str(concurrency), "-P", pool,
-            "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tasks",
+            "worker",
+            "-l",
+            "INFO",
+            "-Q",
+            queues,
+            "-c",
+            str(concurrency),
+            "-P",
+            pool,
+            "-n",
+            f"{name}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ]
         super().__init__(name, argv, workdir, env)
 
     def start(self, stdout: int | None = None) -> None:

@@ -67,9 +67,11 @@ def run(args: argparse.Namespace) -> None:
             store.create(f"a{i:02d}", text)
         auth = AuthStore(e.r, e.keys, e.cfg).create("h", hub.connection_string if hub else CONN)
         job = JobStore(e.r, e.keys).create(
-            "rt", auth.id, [store.get(f"a{i:02d}").id for i in range(len(AUDIENCES))],
+            "rt",
+            auth.id,
+            [store.get(f"a{i:02d}").id for i in range(len(AUDIENCES))],
             fields=("_created", "_modified", "email", "user_id", "probe"),
-        )  # fmt: skip
+        )
         if args.backfill:
             backfill(e, server, args)
             return
@@ -104,10 +106,12 @@ def run(args: argparse.Namespace) -> None:
             took, cpu = meter.read()
             best = min(best, took)
             best_cpu = min(best_cpu, cpu)
-        print(f"drain of {args.events:,} events: {args.events / best:,.0f} events/s wall (best of "
-              f"{args.repeat}{', profiled' if profiler else ''}); CPU per event: "
-              f"{best_cpu[0] / args.events * 1e6:.0f} us here + {best_cpu[1] / args.events * 1e6:.0f}"
-              " us redis")  # fmt: skip
+        print(
+            f"drain of {args.events:,} events: {args.events / best:,.0f} events/s wall (best of "
+            f"{args.repeat}{', profiled' if profiler else ''}); CPU per event: "
+            f"{best_cpu[0] / args.events * 1e6:.0f} us here + {best_cpu[1] / args.events * 1e6:.0f}"
+            " us redis"
+        )
         if profiler:
             report(profiler, args.top)
         if hub is not None:
@@ -134,7 +138,9 @@ class Meter:
 
     def read(self) -> tuple[float, tuple[float, ...]]:
         now = self._cpu()
-        return time.perf_counter() - self._t0, tuple(b - a for a, b in zip(self._c0, now, strict=True))
+        return time.perf_counter() - self._t0, tuple(
+            b - a for a, b in zip(self._c0, now, strict=True)
+        )
 
 
 def deliver(e: Any, server: Any, hub: Any, job_id: str, profile: bool, top: int) -> None:
@@ -158,9 +164,11 @@ def deliver(e: Any, server: Any, hub: Any, job_id: str, profile: bool, top: int)
     if profiler:
         profiler.disable()
     took, cpu = meter.read()
-    print(f"deliver of {backlog:,} messages: {sent / took:,.0f} messages/s wall; CPU per message: "
-          f"{cpu[0] / sent * 1e6:.0f} us here + {cpu[1] / sent * 1e6:.0f} us redis + "
-          f"{cpu[2] / sent * 1e6:.0f} us hub")  # fmt: skip
+    print(
+        f"deliver of {backlog:,} messages: {sent / took:,.0f} messages/s wall; CPU per message: "
+        f"{cpu[0] / sent * 1e6:.0f} us here + {cpu[1] / sent * 1e6:.0f} us redis + "
+        f"{cpu[2] / sent * 1e6:.0f} us hub"
+    )
     if profiler:
         report(profiler, top)
     pool.close()
@@ -196,8 +204,10 @@ def backfill(e: Any, server: Any, args: argparse.Namespace) -> None:
     if profiler:
         profiler.disable()
     took, cpu = meter.read()
-    print(f"backfill pages: {written:,} users in {took:.2f}s = {written / took:,.0f} users/s wall; "
-          f"CPU per user: {cpu[0] / written * 1e6:.0f} us here + {cpu[1] / written * 1e6:.0f} us redis")  # fmt: skip
+    print(
+        f"backfill pages: {written:,} users in {took:.2f}s = {written / took:,.0f} users/s wall; "
+        f"CPU per user: {cpu[0] / written * 1e6:.0f} us here + {cpu[1] / written * 1e6:.0f} us redis"
+    )
     if profiler:
         report(profiler, args.top)
 

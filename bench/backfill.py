@@ -76,10 +76,25 @@ def main() -> None:
         naive_env = {**stack.env, "PYTHONPATH": f"{ROOT / 'bench'}:{ROOT}"}
         naive = Managed(
             "naive-worker",
-            ["python3", "-m", "celery", "-A", "_naive_tasks", "worker", "-l", "WARNING",
-             "-c", "2", "-Q", "celery", "--without-gossip", "--without-mingle"],
-            stack.workdir, naive_env,
-        )  # fmt: skip
+            [
+                "python3",
+                "-m",
+                "celery",
+                "-A",
+                "_naive_tasks",
+                "worker",
+                "-l",
+                "WARNING",
+                "-c",
+                "2",
+                "-Q",
+                "celery",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            stack.workdir,
+            naive_env,
+        )
         naive.argv[0] = __import__("sys").executable
         naive.start()
         naive.wait_log("", timeout=5)

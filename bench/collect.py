@@ -64,8 +64,12 @@ class Shape:
 
 def event(i: int) -> dict[str, Any]:
     """A Segment-like track call: user, event name, two traits."""
-    return {"user_id": f"user{i % USERS:06d}", "event": "view", "plan": "pro",
-            "email": f"u{i % USERS}@example.com"}  # fmt: skip
+    return {
+        "user_id": f"user{i % USERS:06d}",
+        "event": "view",
+        "plan": "pro",
+        "email": f"u{i % USERS}@example.com",
+    }
 
 
 def shapes() -> list[Shape]:
@@ -187,9 +191,13 @@ async def drive(
 
 
 def generator(
-    out: Connection, ports: list[int], requests: list[bytes], connections: int,
-    start_at: float, seconds: float,
-) -> None:  # fmt: skip
+    out: Connection,
+    ports: list[int],
+    requests: list[bytes],
+    connections: int,
+    start_at: float,
+    seconds: float,
+) -> None:
     cpu0 = time.process_time()
     with asyncio.Runner(loop_factory=new_loop) as runner:
         tally = runner.run(drive(ports, requests, connections, start_at, seconds))
@@ -281,9 +289,7 @@ class Server(Managed):
             if not self.running:
                 raise RuntimeError(f"{self.name} exited early:\n{self.log()[-3000:]}")
             try:
-                return requests.get(
-                    f"http://127.0.0.1:{self.port}{self.ready_path}", timeout=2
-                ).ok
+                return requests.get(f"http://127.0.0.1:{self.port}{self.ready_path}", timeout=2).ok
             except requests.ConnectionError:
                 return False
 
@@ -299,9 +305,11 @@ def line(label: str, r: Result, server: str, base: Result | None, seconds: float
     ratio = f"{r.events_s / base.events_s:5.2f}x bare" if base else ""
     errors = f"; NOT 202: {r.errors}" if r.errors else ""
     cpu = r.cpu.get(server, 0.0) / max(1.0, r.requests_s * seconds) * 1e6
-    return (f"  {label:<24} {r.requests_s:>7,.0f} req/s {r.events_s:>8,.0f} events/s  "
-            f"p50 {r.p50_ms:5.1f} ms p99 {r.p99_ms:6.1f} ms  {cpu:5.0f} us CPU/req  "
-            f"{ratio}{errors}")  # fmt: skip
+    return (
+        f"  {label:<24} {r.requests_s:>7,.0f} req/s {r.events_s:>8,.0f} events/s  "
+        f"p50 {r.p50_ms:5.1f} ms p99 {r.p99_ms:6.1f} ms  {cpu:5.0f} us CPU/req  "
+        f"{ratio}{errors}"
+    )
 
 
 def cpu_line(r: Result, seconds: float) -> str:
@@ -309,8 +317,10 @@ def cpu_line(r: Result, seconds: float) -> str:
     the sizing figure, steadier than the rate when other work shares the machine."""
     parts = ", ".join(f"{name} {used:.1f}s" for name, used in r.cpu.items() if used >= 0.05)
     per_core = r.events_s * seconds / max(r.cpu.get("api", 0.0), 1e-9)
-    return (f"{'':<26}CPU of {2 * seconds:.0f}s (2 cores): {parts}; one API core at this cost: "
-            f"{per_core:,.0f} events/s")  # fmt: skip
+    return (
+        f"{'':<26}CPU of {2 * seconds:.0f}s (2 cores): {parts}; one API core at this cost: "
+        f"{per_core:,.0f} events/s"
+    )
 
 
 def main() -> None:
@@ -356,29 +366,48 @@ def main() -> None:
 
         loop = "uvloop" if _has("uvloop") else "asyncio"
         http = "httptools" if _has("httptools") else "h11"
-        print(f"uvicorn {uvicorn.__version__} ({loop}, {http}), log level {args.log_level}; "
-              f"{SHARDS} shards, {args.connections} connections per server process, "
-              f"{GENERATORS} generator processes, {args.seconds:.0f} s per figure; load average "
-              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")  # fmt: skip
+        print(
+            f"uvicorn {uvicorn.__version__} ({loop}, {http}), log level {args.log_level}; "
+            f"{SHARDS} shards, {args.connections} connections per server process, "
+            f"{GENERATORS} generator processes, {args.seconds:.0f} s per figure; load average "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        )
         rpid = server.proc.pid if server.proc else 0
         kinds = shapes()
         assert canned.proc is not None
-        ceiling = load([canned_port], kinds[0], args.connections, args.seconds,
-                       {"canned server": [canned.proc.pid]})  # fmt: skip
+        ceiling = load(
+            [canned_port],
+            kinds[0],
+            args.connections,
+            args.seconds,
+            {"canned server": [canned.proc.pid]},
+        )
         per_req = ceiling.cpu["generator"] / max(1, ceiling.requests_s * args.seconds) * 1e6
-        print(f"generator ceiling (a server answering canned bytes): {ceiling.requests_s:,.0f} "
-              f"req/s; the generator spends {per_req:.0f} us CPU per request")  # fmt: skip
+        print(
+            f"generator ceiling (a server answering canned bytes): {ceiling.requests_s:,.0f} "
+            f"req/s; the generator spends {per_req:.0f} us CPU per request"
+        )
         accepted = 0
         for n in (int(x) for x in args.processes.split(",")):
             for shape in (kinds[int(x)] for x in args.shapes.split(",")):
                 print(f"{n} server process{'es' if n > 1 else ''}, {shape.name} per request:")
                 b = bares[:n]
-                base = load([s.port for s in b], shape, args.connections * n, args.seconds,
-                            {"bare": [s.pid for s in b]})  # fmt: skip
+                base = load(
+                    [s.port for s in b],
+                    shape,
+                    args.connections * n,
+                    args.seconds,
+                    {"bare": [s.pid for s in b]},
+                )
                 print(line("bare endpoint (ceiling)", base, "bare", None, args.seconds))
                 a = apis[:n]
-                r = load([s.port for s in a], shape, args.connections * n, args.seconds,
-                         {"api": [s.pid for s in a], "redis": [rpid]})  # fmt: skip
+                r = load(
+                    [s.port for s in a],
+                    shape,
+                    args.connections * n,
+                    args.seconds,
+                    {"api": [s.pid for s in a], "redis": [rpid]},
+                )
                 accepted += r.answered * shape.events
                 print(line("POST /collect", r, "api", base, args.seconds))
                 print(cpu_line(r, args.seconds))
@@ -386,8 +415,10 @@ def main() -> None:
         client = redis.Redis.from_url(server.url)
         stored = sum(int(client.xlen(keys.events(s))) for s in range(SHARDS))
         verdict = "all there" if stored == accepted else "MISMATCH"
-        print(f"events in Redis: {stored:,}; answered 202: {accepted:,} ({verdict}); load "
-              f"average {os.getloadavg()[0]:.1f}")  # fmt: skip
+        print(
+            f"events in Redis: {stored:,}; answered 202: {accepted:,} ({verdict}); load "
+            f"average {os.getloadavg()[0]:.1f}"
+        )
     finally:
         for proc in reversed(everything):
             proc.stop()

@@ -104,8 +104,11 @@ def main() -> None:
         hub = stack.start_hub("--log-level", "warning")
         rest_only.start()
         for name, partitions in (("p1", 1), ("p32", 32)):
-            requests.put(f"{hub.base_url}/_emulator/hubs/{name}",
-                         params={"partitions": partitions}, timeout=5).raise_for_status()  # fmt: skip
+            requests.put(
+                f"{hub.base_url}/_emulator/hubs/{name}",
+                params={"partitions": partitions},
+                timeout=5,
+            ).raise_for_status()
         raw = measure(parse_connection_string(hub.connection_string), clients=1, seconds=4)
         print(f"stand-in raw intake (1 client): {raw.events_per_s:>9,.0f} msg/s")
         e = stack.engine
@@ -120,21 +123,43 @@ def main() -> None:
         from workers.audiences.store import AudienceStore
 
         AudienceStore(e.r, e.keys).create("all", "FILTER EXISTS email")
-        throttle = {"seed": 1, "rules": [{"status": 503, "share": 0.2, "retry_after": 0,
-                                          "face": "rest"}]}  # fmt: skip
+        throttle = {
+            "seed": 1,
+            "rules": [{"status": 503, "share": 0.2, "retry_after": 0, "face": "rest"}],
+        }
         plans: list[tuple[str, str, str, int, object]] = [
             ("REST, 1 partition (baseline)", "rest", "p1", args.messages, None),
             ("REST, 4 partitions", "rest", "audiences", args.messages, None),
             ("REST, 32 partitions", "rest", "p32", args.messages, None),
             ("REST, 32 partitions, 20% throttled", "rest", "p32", args.messages // 2, throttle),
-            ("REST, count unknown: one user per request", "rest", "unknown",
-             args.fallback_messages, None),
+            (
+                "REST, count unknown: one user per request",
+                "rest",
+                "unknown",
+                args.fallback_messages,
+                None,
+            ),
             ("AMQP (4 partitions)", "amqp", "audiences", args.amqp_messages, None),
-            ("AMQP, 20% throttled", "amqp", "audiences", args.amqp_messages // 2,
-             {"seed": 1, "rules": [{"status": 503, "share": 0.2, "retry_after": 0, "face": "amqp",
-                                   "op": "send"}]}),
+            (
+                "AMQP, 20% throttled",
+                "amqp",
+                "audiences",
+                args.amqp_messages // 2,
+                {
+                    "seed": 1,
+                    "rules": [
+                        {
+                            "status": 503,
+                            "share": 0.2,
+                            "retry_after": 0,
+                            "face": "amqp",
+                            "op": "send",
+                        }
+                    ],
+                },
+            ),
             ("REST, 1 partition (baseline, again)", "rest", "p1", args.messages, None),
-        ]  # fmt: skip
+        ]
         logging.getLogger("audiencehub").setLevel(logging.ERROR)  # throttling is the point here
         pool = SenderPool(e)
         baseline = 0.0

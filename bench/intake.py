@@ -45,8 +45,12 @@ SHARDS = 16
 def events(n: int, start: int, ids: bool) -> list[dict[str, Any]]:
     out = []
     for i in range(start, start + n):
-        ev: dict[str, Any] = {"user_id": f"user{i % 50_000}", "event": "view", "plan": "pro",
-                              "email": f"u{i}@example.com"}  # fmt: skip
+        ev: dict[str, Any] = {
+            "user_id": f"user{i % 50_000}",
+            "event": "view",
+            "plan": "pro",
+            "email": f"u{i}@example.com",
+        }
         if ids:
             ev["_id"] = f"4b9d2f0e-{i:012d}"
         out.append(ev)
@@ -117,9 +121,11 @@ def main() -> None:
             for mode in ("pipelined XADD", "intake", "intake, ids"):
                 rate, held = run(engine, args.events, per_request, mode)
                 base = base or rate
-                print(f"  {per_request:>5} per request, {mode:<15} {rate:>9,.0f} events/s "
-                      f"({rate / base:.2f}x baseline); Redis busy {held / 1000:.2f} ms "
-                      "per request")  # fmt: skip
+                print(
+                    f"  {per_request:>5} per request, {mode:<15} {rate:>9,.0f} events/s "
+                    f"({rate / base:.2f}x baseline); Redis busy {held / 1000:.2f} ms "
+                    "per request"
+                )
         used, ids = seen_bytes(engine)
         print(
             f"remembered ids: {ids:,} in {used / 1e6:.1f} MB = {used / max(ids, 1):.0f} bytes each"

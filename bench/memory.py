@@ -66,10 +66,17 @@ def user_events(
     visits (and now and then a score or another attribute); 3/5 page views, 1/5 carts, 1/5 buys."""
     times = sorted(now_ms - rnd.randrange(1, 30 * DAY_MS) for _ in range(occurrences))
     first: dict[str, object] = {
-        "user_id": uid, "email": f"{uid}@example.com", "first_name": "Alexandra",
-        "country": "DE", "plan": "pro", "age": 18 + rnd.randrange(60),
-        "score": round(rnd.random() * 100, 2), "opted_in": True, "city": "Berlin", "visits": 0,
-    }  # fmt: skip
+        "user_id": uid,
+        "email": f"{uid}@example.com",
+        "first_name": "Alexandra",
+        "country": "DE",
+        "plan": "pro",
+        "age": 18 + rnd.randrange(60),
+        "score": round(rnd.random() * 100, 2),
+        "opted_in": True,
+        "city": "Berlin",
+        "visits": 0,
+    }
     first.update({f"attr_{k:02d}": f"value-{rnd.randrange(1000)}" for k in range(fields - 10)})
     events: list[dict[str, object]] = []
     for n, ts in enumerate(times):
@@ -130,8 +137,13 @@ def drain_sample(engine: Engine, users: int, fields: int, occurrences: int) -> l
     return profiles
 
 
-def bulk_load(r: redis.Redis, engine: Engine, templates: list[Profile], count: int,
-              encode: Callable[[Profile], bytes]) -> tuple[float, float]:  # fmt: skip
+def bulk_load(
+    r: redis.Redis,
+    engine: Engine,
+    templates: list[Profile],
+    count: int,
+    encode: Callable[[Profile], bytes],
+) -> tuple[float, float]:
     """``count`` users written through the shard commit; (used_memory grown, blob bytes) each."""
     r.flushall()
     before = int(r.info("memory")["used_memory"])
@@ -154,8 +166,18 @@ def bulk_load(r: redis.Redis, engine: Engine, templates: list[Profile], count: i
         fields = dict(t.fields)
         fields["user_id"] = uid
         fields["email"] = f"{uid}@example.com"
-        p = Profile(uid, fields, t.field_ts, t.created, t.modified, t.occurrences, t.membership,
-                    t.next_change, t.recorded, t.stored)  # fmt: skip
+        p = Profile(
+            uid,
+            fields,
+            t.field_ts,
+            t.created,
+            t.modified,
+            t.occurrences,
+            t.membership,
+            t.next_change,
+            t.recorded,
+            t.stored,
+        )
         blob = encode(p)
         blob_bytes += len(blob)
         shard = shard_of(uid, SHARDS)
@@ -194,17 +216,28 @@ def codec_us(profiles: list[Profile], codes: AudienceCodes, rounds: int = 15) ->
     best = [float("inf")] * 4
     for _ in range(rounds):
         for i, (run, blobs, write) in enumerate(
-            [(plain, old, legacy_encode), (plain, new, dumps),
-             (event, old, legacy_encode), (event, new, dumps)]
-        ):  # fmt: skip
+            [
+                (plain, old, legacy_encode),
+                (plain, new, dumps),
+                (event, old, legacy_encode),
+                (event, new, dumps),
+            ]
+        ):
             t = time.process_time()
             run(blobs, write)
             best[i] = min(best[i], time.process_time() - t)
     return [b / len(profiles) * 1e6 for b in best]
 
 
-def run(title: str, cfg: Settings, r: redis.Redis, count: int, sample: int, fields: int,
-        occurrences: int) -> None:  # fmt: skip
+def run(
+    title: str,
+    cfg: Settings,
+    r: redis.Redis,
+    count: int,
+    sample: int,
+    fields: int,
+    occurrences: int,
+) -> None:
     print(f"== {title}")
     r.flushall()
     engine = Engine.create(cfg=cfg, r=r)
@@ -256,11 +289,25 @@ def main() -> None:
         )
         cfg = load_settings()
         r = redis.Redis.from_url(server.url)
-        run("realistic profile (10 fields, 20 occurrences over 3 events, 8 audiences)",
-            cfg, r, args.profiles, args.sample, 10, 20)  # fmt: skip
+        run(
+            "realistic profile (10 fields, 20 occurrences over 3 events, 8 audiences)",
+            cfg,
+            r,
+            args.profiles,
+            args.sample,
+            10,
+            20,
+        )
         large = dataclasses.replace(cfg, occurrences_kept=200)
-        run("large profile (50 fields, 200 occurrences over 3 events, 8 audiences)",
-            large, r, args.large, max(1, args.sample // 10), 50, 200)  # fmt: skip
+        run(
+            "large profile (50 fields, 200 occurrences over 3 events, 8 audiences)",
+            large,
+            r,
+            args.large,
+            max(1, args.sample // 10),
+            50,
+            200,
+        )
     finally:
         server.stop()
 

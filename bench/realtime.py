@@ -203,8 +203,13 @@ def main() -> None:
         for i, text in enumerate(AUDIENCES):
             store.create(f"a{i:02d}", text)
         auth = AuthStore(e.r, e.keys, e.cfg).create("hub", hub.connection_string)
-        create_job(e, "rt", auth.id, [f"a{i:02d}" for i in range(20)],
-                   fields=("_created", "_modified", "email", "user_id", "probe"))  # fmt: skip
+        create_job(
+            e,
+            "rt",
+            auth.id,
+            [f"a{i:02d}" for i in range(20)],
+            fields=("_created", "_modified", "email", "user_id", "probe"),
+        )
         print(f"{len(AUDIENCES)} audiences, {USERS:,} users, job fields include the accept time")
         for processes in (int(x) for x in args.workers.split(",")):
             stack.start_workers(processes)

@@ -138,8 +138,10 @@ def main() -> None:
     try:
         stack.start_hub()
         per_user = schedule_week(stack, args.users)
-        print(f"memory: {per_user:.1f} bytes of Redis per scheduled user ({args.users:,} users, "
-              "11-character ids, due times over a week)")  # fmt: skip
+        print(
+            f"memory: {per_user:.1f} bytes of Redis per scheduled user ({args.users:,} users, "
+            "11-character ids, due times over a week)"
+        )
         rate = release_all(stack, args.users)
         print(f"release: {rate:,.0f} users/s moved from the due index into their shard streams")
         for shard in range(stack.cfg.shards):

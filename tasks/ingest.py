@@ -85,4 +85,8 @@ def ingest_events(self: Any, events: list[Any]) -> dict[str, Any]:
             pause = min(pause * 2, exc.retry_after_s)
     for error in result.errors:
         log.warning("event rejected at %s, field %s", error.where, error.field)
-    return {"accepted": result.accepted, "rejected": result.rejected, "duplicates": result.duplicates}
+    return {
+        "accepted": result.accepted,
+        "rejected": result.rejected,
+        "duplicates": result.duplicates,
+    }

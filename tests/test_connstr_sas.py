@@ -89,10 +89,17 @@ def test_token_cache_renews_before_expiry_only() -> None:
 # -- side doors (issue 13): nothing pasted into a part comes back, and the hub name is a name ----
 @pytest.mark.parametrize(
     "endpoint",
-    [KEY, f"sb://{KEY}", "sb://user:secret@ns.servicebus.windows.net/", "ftp://ns/",
-     "sb://ns.servicebus.windows.net/some/path", "sb://ns.servicebus.windows.net/?q=1",
-     "sb://ns.servicebus.windows.net:99999/", "sb://bad_host!.example/"],
-)  # fmt: skip
+    [
+        KEY,
+        f"sb://{KEY}",
+        "sb://user:secret@ns.servicebus.windows.net/",
+        "ftp://ns/",
+        "sb://ns.servicebus.windows.net/some/path",
+        "sb://ns.servicebus.windows.net/?q=1",
+        "sb://ns.servicebus.windows.net:99999/",
+        "sb://bad_host!.example/",
+    ],
+)
 def test_a_bad_endpoint_is_refused_without_quoting_it(endpoint: str) -> None:
     text = f"Endpoint={endpoint};SharedAccessKeyName=a;SharedAccessKey={KEY};EntityPath=h"
     with pytest.raises(ConnectionStringError, match="Endpoint") as info:

@@ -157,21 +157,49 @@ def test_a_partition_bigger_than_the_limit_splits_only_where_it_must(
     report = deliver_all(engine, job)
     events = hub.events()
     check_users(events, users, ids(4))
-    biggest = max(len(encode_item(OutMessage(e["body"].encode(), e["partition_key"], "k" * 32)))
-                  for e in events) + 1  # fmt: skip
+    biggest = (
+        max(
+            len(encode_item(OutMessage(e["body"].encode(), e["partition_key"], "k" * 32)))
+            for e in events
+        )
+        + 1
+    )
     for pid in ids(4):
         mine = [evs for evs in by_request(events).values() if evs[0]["partition_id"] == pid]
-        size = sum(len(encode_item(OutMessage(e["body"].encode(), e["partition_key"],
-                                              e["user_properties"]["idempotency_key"]))) + 1
-                   for evs in mine for e in evs)  # fmt: skip
+        size = sum(
+            len(
+                encode_item(
+                    OutMessage(
+                        e["body"].encode(),
+                        e["partition_key"],
+                        e["user_properties"]["idempotency_key"],
+                    )
+                )
+            )
+            + 1
+            for evs in mine
+            for e in evs
+        )
         # Each round's requests to a partition are full but for its last one.
         assert len(mine) <= report.rounds + size // (limit - 2 - biggest)
         assert all(
-            sum(len(encode_item(OutMessage(e["body"].encode(), e["partition_key"],
-                                           e["user_properties"]["idempotency_key"]))) + 1
-                for e in evs) + 1 <= limit
+            sum(
+                len(
+                    encode_item(
+                        OutMessage(
+                            e["body"].encode(),
+                            e["partition_key"],
+                            e["user_properties"]["idempotency_key"],
+                        )
+                    )
+                )
+                + 1
+                for e in evs
+            )
+            + 1
+            <= limit
             for evs in mine
-        )  # fmt: skip
+        )
 
 
 def test_unknown_partition_count_sends_one_user_per_request_and_stays_correct(

@@ -170,10 +170,19 @@ def test_answers_no_retry_fixes_fail_the_job_at_once_and_keep_the_backlog(
 
 def test_the_status_mapping_follows_the_rest_reference() -> None:
     expected = {
-        400: "bad_request", 401: "unauthorized", 403: "throttled", 404: "not_found",
-        410: "not_found", 413: "too_large", 429: "throttled", 500: "transient",
-        503: "throttled", 301: "redirect", 307: "redirect", 308: "redirect",
-    }  # fmt: skip
+        400: "bad_request",
+        401: "unauthorized",
+        403: "throttled",
+        404: "not_found",
+        410: "not_found",
+        413: "too_large",
+        429: "throttled",
+        500: "transient",
+        503: "throttled",
+        301: "redirect",
+        307: "redirect",
+        308: "redirect",
+    }
     assert {status: classify_status(status) for status in expected} == expected
     assert classify_status(403, too_large=True) == "too_large"
 

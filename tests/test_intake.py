@@ -303,10 +303,21 @@ def test_the_cli_stores_a_file_chunk_by_chunk_and_says_where_it_stopped(cfg: Set
     )
     lines = "\n".join(f'{{"user_id": "f{i}"}}' for i in range(1500))
     done = subprocess.run(
-        [sys.executable, "-c", "from audiencehub.cli import main; main()",
-         "ingest", "-", "--max-wait", "0"],
-        env=env, input=lines, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "from audiencehub.cli import main; main()",
+            "ingest",
+            "-",
+            "--max-wait",
+            "0",
+        ],
+        env=env,
+        input=lines,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 3, done.stderr
     assert done.stdout.strip() == "accepted 1000, rejected 0"
     assert "Nothing from line 1001 on was stored" in done.stderr

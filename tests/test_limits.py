@@ -114,7 +114,9 @@ def test_a_profile_never_grows_past_its_byte_limit(engine: Engine) -> None:
     assert len(blob) <= 8192
     assert 3 <= len(profile(e, "u").fields) < 10
     aside = ShardDeadLetters(e).entries(shard)
-    assert aside and "bytes" in aside[0].reason and "AUDIENCEHUB_MAX_PROFILE_BYTES" in aside[0].reason
+    assert (
+        aside and "bytes" in aside[0].reason and "AUDIENCEHUB_MAX_PROFILE_BYTES" in aside[0].reason
+    )
 
 
 def test_occurrences_kept_are_what_the_audiences_windows_count(engine: Engine) -> None:

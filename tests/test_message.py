@@ -43,10 +43,14 @@ def test_the_seeds_example_validates_verbatim() -> None:
 
 @pytest.mark.parametrize(
     ("path", "value"),
-    [(("data", "segment_events", 0, "event"), "left"), (("meta", "object"), "account"),
-     (("data", "segment_events", 0, "exit"), "2017-03-18 06:12:36"),
-     (("data", "segment_events", 1, "id"), ""), (("data", "segment_events"), [])],
-)  # fmt: skip
+    [
+        (("data", "segment_events", 0, "event"), "left"),
+        (("meta", "object"), "account"),
+        (("data", "segment_events", 0, "exit"), "2017-03-18 06:12:36"),
+        (("data", "segment_events", 1, "id"), ""),
+        (("data", "segment_events"), []),
+    ],
+)
 def test_the_schema_still_refuses_what_the_seed_never_sends(
     path: tuple[Any, ...], value: Any
 ) -> None:
@@ -95,8 +99,9 @@ def test_a_user_in_two_audiences_who_leaves_one_gets_both_as_in_the_seed(engine:
     for body in (entered, left):
         VALIDATOR.validate(body)
     assert [(s["event"], s["slug"]) for s in entered["data"]["segment_events"]] == [
-        ("enter", "demo_segment"), ("enter", "another_segment")
-    ]  # fmt: skip
+        ("enter", "demo_segment"),
+        ("enter", "another_segment"),
+    ]
     first_enter = entered["meta"]["timestamp"]
     exit_seg, stays = left["data"]["segment_events"]
     at = left["meta"]["timestamp"]
@@ -131,8 +136,9 @@ def test_a_change_in_one_audience_beside_no_other_membership_carries_just_the_ch
     feed(engine, [{"user_id": "u", "score": 1}])
     bodies = [body for body, _ in outbox(engine, seed)]
     assert [[(s["event"], s["slug"]) for s in b["data"]["segment_events"]] for b in bodies] == [
-        [("enter", "demo_segment")], [("exit", "demo_segment")]
-    ]  # fmt: skip
+        [("enter", "demo_segment")],
+        [("exit", "demo_segment")],
+    ]
 
 
 def test_every_time_in_the_message_is_the_processing_instant_not_the_event_time(

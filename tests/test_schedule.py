@@ -228,8 +228,10 @@ def test_each_time_driven_step_carries_the_memberships_of_its_own_instant(engine
         orjson.loads(record.body)
         for _, record in records(Outbox(engine.keys, shard, job.id).all(engine.r))
     ]
-    assert [[(s["event"], s["slug"], s["exit"][:4]) for s in b["data"]["segment_events"]]
-            for b in bodies] == [
+    assert [
+        [(s["event"], s["slug"], s["exit"][:4]) for s in b["data"]["segment_events"]]
+        for b in bodies
+    ] == [
         [("exit", "day", format_rfc3339(now + NS_PER_DAY)[:4]), ("enter", "week", "2099")],
         [("exit", "week", format_rfc3339(now + 7 * NS_PER_DAY)[:4])],
-    ]  # fmt: skip
+    ]

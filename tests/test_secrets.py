@@ -89,8 +89,12 @@ def test_a_malformed_key_in_the_list_is_named(cfg: Settings) -> None:
 
 
 def test_secret_rotate_command(cfg: Settings) -> None:
-    env = celery_env(cfg.redis_url, AUDIENCEHUB_MODE="test", AUDIENCEHUB_SECRET_KEY=OLD,
-                     AUDIENCEHUB_SHARDS=str(cfg.shards))  # fmt: skip
+    env = celery_env(
+        cfg.redis_url,
+        AUDIENCEHUB_MODE="test",
+        AUDIENCEHUB_SECRET_KEY=OLD,
+        AUDIENCEHUB_SHARDS=str(cfg.shards),
+    )
     cli(env, "auth", "create", "--label", "rot", "--connection-string", "-", stdin=CONN)
     env["AUDIENCEHUB_SECRET_KEY"] = f"{NEW},{OLD}"
     assert "re-encrypted 1 authorization(s)" in cli(env, "secret", "rotate")
@@ -127,8 +131,17 @@ def test_labels_duplicated_before_the_check_are_never_picked_silently(engine: En
 def test_the_cli_says_so_without_a_traceback(cfg: Settings) -> None:
     env = celery_env(cfg.redis_url, AUDIENCEHUB_MODE="test", AUDIENCEHUB_SHARDS=str(cfg.shards))
     cli(env, "auth", "create", "--label", "same", "--connection-string", "-", stdin=CONN)
-    out = cli(env, "auth", "create", "--label", "same", "--connection-string", "-", stdin=CONN,
-              check=False)  # fmt: skip
+    out = cli(
+        env,
+        "auth",
+        "create",
+        "--label",
+        "same",
+        "--connection-string",
+        "-",
+        stdin=CONN,
+        check=False,
+    )
     assert "Error: an authorization labelled 'same' exists already" in out
     assert "Traceback" not in out
     r = redis.Redis.from_url(cfg.redis_url)

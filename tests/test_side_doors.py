@@ -62,14 +62,21 @@ def test_job_watch_shows_a_label_like_markup_verbatim(engine: Engine, cfg: Setti
     assert "Traceback" not in done.stderr
 
 
-def test_a_refused_job_create_leaves_no_authorization_behind(
-    engine: Engine, cfg: Settings
-) -> None:
+def test_a_refused_job_create_leaves_no_authorization_behind(engine: Engine, cfg: Settings) -> None:
     """The CLI stores a connection string given with ``job create`` as the job's own
     authorization; when the job is then refused, that authorization goes too (as in the API)."""
     AudienceStore(engine.r, engine.keys).create("orphan", "FILTER EXISTS email")
     conn = "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=s;EntityPath=h"
-    args = ("job", "create", "--label", "refused", "--audience", "orphan", "--connection-string", "-")
+    args = (
+        "job",
+        "create",
+        "--label",
+        "refused",
+        "--audience",
+        "orphan",
+        "--connection-string",
+        "-",
+    )
     done = run_cli(cli_env(cfg), *args, "--events", "bounce", stdin=conn)
     assert done.returncode == 1 and "events must be" in done.stderr, done.stderr
     assert engine.auths.all() == [] and engine.jobs.all() == []
@@ -145,8 +152,11 @@ def test_the_api_refuses_to_start_in_production_without_a_valid_secret_key() -> 
         )
         done = subprocess.run(
             [sys.executable, "-m", "audiencehub.cli.api", "--port", "0"],
-            env=env, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 1, done.stderr
         assert "AUDIENCEHUB_SECRET_KEY" in done.stderr
         assert "Traceback" not in done.stderr

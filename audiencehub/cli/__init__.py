@@ -50,28 +50,43 @@ def secret_key() -> None:
 
 
 COMMANDS: dict[str, tuple[Loader, str]] = {
-    "api": (_attr("audiencehub.cli.api", "api_command"),
-            "Serve the HTTP API (FastAPI on uvicorn); see docs/api.md."),
+    "api": (
+        _attr("audiencehub.cli.api", "api_command"),
+        "Serve the HTTP API (FastAPI on uvicorn); see docs/api.md.",
+    ),
     "audience": (_audience, "Audiences written in FilterQL."),
-    "auth": (_attr("audiencehub.cli.jobs", "auth"),
-             "Event Hub connection strings, encrypted at rest."),
-    "clock": (_attr("audiencehub.cli.clock", "clock"),
-              "The movable clock (test mode only: AUDIENCEHUB_MODE=test)."),
-    "hub-emulator": (_attr("audiencehub.emulator.cli", "hub_emulator"),
-                     "Local Event Hubs stand-in (REST, SAS checks, faults)."),
-    "ingest": (_attr("audiencehub.cli.data", "ingest"),
-               "Accept NDJSON events from FILE or '-' (stdin)."),
+    "auth": (
+        _attr("audiencehub.cli.jobs", "auth"),
+        "Event Hub connection strings, encrypted at rest.",
+    ),
+    "clock": (
+        _attr("audiencehub.cli.clock", "clock"),
+        "The movable clock (test mode only: AUDIENCEHUB_MODE=test).",
+    ),
+    "hub-emulator": (
+        _attr("audiencehub.emulator.cli", "hub_emulator"),
+        "Local Event Hubs stand-in (REST, SAS checks, faults).",
+    ),
+    "ingest": (
+        _attr("audiencehub.cli.data", "ingest"),
+        "Accept NDJSON events from FILE or '-' (stdin).",
+    ),
     "job": (_attr("audiencehub.cli.jobs", "job"), "Export jobs: audiences -> an Event Hub."),
     "profile": (_profile, "Users' profiles."),
-    "schedule": (_attr("audiencehub.cli.schedule", "schedule"),
-                 "Time-driven re-evaluation: due index, re-checks."),
-    "secret": (_attr("audiencehub.cli.secret", "secret"),
-               "Keys that encrypt connection strings at rest."),
-    "secret-key": (lambda: secret_key,
-                   "Print a new key for AUDIENCEHUB_SECRET_KEY."),
-    "wait": (_attr("audiencehub.cli.clock", "wait_command"),
-             "Wait until the workers are idle: wait --idle."),
-}  # fmt: skip
+    "schedule": (
+        _attr("audiencehub.cli.schedule", "schedule"),
+        "Time-driven re-evaluation: due index, re-checks.",
+    ),
+    "secret": (
+        _attr("audiencehub.cli.secret", "secret"),
+        "Keys that encrypt connection strings at rest.",
+    ),
+    "secret-key": (lambda: secret_key, "Print a new key for AUDIENCEHUB_SECRET_KEY."),
+    "wait": (
+        _attr("audiencehub.cli.clock", "wait_command"),
+        "Wait until the workers are idle: wait --idle.",
+    ),
+}
 """name -> (how to load the command, its one-line help for ``audiencehub --help``)."""
 
 
@@ -94,4 +109,3 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup)
 def main() -> None:
     """Stream audience enter/exit triggers to Azure Event Hubs."""
-

@@ -67,8 +67,14 @@ def serve(app: ASGIApp, host: str, port: int, log_level: str, forwarded: str = "
 
     # Behind a TLS proxy, X-Forwarded-Proto makes request.url.scheme https (the dashboard's cookie
     # then gets Secure), but only from the proxies AUDIENCEHUB_API_FORWARDED_ALLOW_IPS names.
-    uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=bool(forwarded),
-                forwarded_allow_ips=forwarded or None)  # fmt: skip
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        proxy_headers=bool(forwarded),
+        forwarded_allow_ips=forwarded or None,
+    )
 
 
 if __name__ == "__main__":

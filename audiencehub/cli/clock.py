@@ -106,8 +106,14 @@ def clock_set(time_text: str) -> None:
 
 @click.command("wait")
 @click.option("--idle", is_flag=True, required=True, help="Wait until the system is idle.")
-@click.option("--timeout", "timeout_s", type=float, default=300.0, show_default=True,
-              help="Give up after this many seconds (exit code 1).")  # fmt: skip
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="Give up after this many seconds (exit code 1).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the last check as JSON.")
 @friendly
 def wait_command(idle: bool, timeout_s: float, as_json: bool) -> None:

@@ -76,9 +76,7 @@ def _store(
                 break
             except IngestRefused as exc:
                 if exc.kind == "backlog" and waited < max_wait_s:
-                    err.print(
-                        f"waiting {exc.retry_after_s} s: {exc.reason}", markup=False
-                    )
+                    err.print(f"waiting {exc.retry_after_s} s: {exc.reason}", markup=False)
                     time.sleep(exc.retry_after_s)
                     waited += exc.retry_after_s
                     continue

@@ -71,9 +71,13 @@ def auth() -> None:
 @click.option("--connection-string", "connection_string", default=None, help="'-' reads stdin.")
 @click.option("--connection-string-env", "env", default=None, help="Read it from this variable.")
 @click.option("--hub", default=None, help="Event hub name, for a namespace-level string.")
-@click.option("--partitions", type=click.IntRange(1, MAX_PARTITIONS), default=None,
-              help="The hub's partition count, where the SDK's management call cannot be made "
-              "(otherwise it is learned from the hub).")  # fmt: skip
+@click.option(
+    "--partitions",
+    type=click.IntRange(1, MAX_PARTITIONS),
+    default=None,
+    help="The hub's partition count, where the SDK's management call cannot be made "
+    "(otherwise it is learned from the hub).",
+)
 @friendly
 def auth_create(
     label: str,
@@ -150,13 +154,27 @@ def _csv(text: str) -> tuple[str, ...]:
 @click.option("--fields", default=",".join(DEFAULT_FIELDS), show_default=True)
 @click.option("--events", default="enter,exit", show_default=True)
 @click.option("--transport", type=click.Choice(["rest", "amqp"]), default="rest")
-@click.option("--max-batch-bytes", type=int, default=DEFAULT_MAX_BATCH_BYTES, show_default=True,
-              help="Hub limit per batch: 262144 on Basic, 1000000 on Standard and up.")  # fmt: skip
-@click.option("--failure-period", "failure_period_s", type=int, default=DEFAULT_FAILURE_PERIOD_S,
-              show_default=True, help="Seconds of hub errors before the job fails.")  # fmt: skip
-@click.option("--changes-only", is_flag=True,
-              help="Messages carry only the audiences that changed, not the user's other "
-              "current audiences of the job.")  # fmt: skip
+@click.option(
+    "--max-batch-bytes",
+    type=int,
+    default=DEFAULT_MAX_BATCH_BYTES,
+    show_default=True,
+    help="Hub limit per batch: 262144 on Basic, 1000000 on Standard and up.",
+)
+@click.option(
+    "--failure-period",
+    "failure_period_s",
+    type=int,
+    default=DEFAULT_FAILURE_PERIOD_S,
+    show_default=True,
+    help="Seconds of hub errors before the job fails.",
+)
+@click.option(
+    "--changes-only",
+    is_flag=True,
+    help="Messages carry only the audiences that changed, not the user's other "
+    "current audiences of the job.",
+)
 @click.option("--dry-run", is_flag=True, help="Report what a backfill would send; create nothing.")
 @friendly
 def job_create(
@@ -261,8 +279,18 @@ def job_deadletters(job_ref: str, count: int) -> None:
     """Messages the hub refused for good, with the reason."""
     job_id = engine().jobs.get(job_ref).id
     entries = DeadLetters(engine()).entries(job_id, count)
-    echo_json([{"id": d.id, "user_id": d.user_id, "reason": d.reason, "at": d.at,
-                "idempotency_key": d.idempotency_key} for d in entries])  # fmt: skip
+    echo_json(
+        [
+            {
+                "id": d.id,
+                "user_id": d.user_id,
+                "reason": d.reason,
+                "at": d.at,
+                "idempotency_key": d.idempotency_key,
+            }
+            for d in entries
+        ]
+    )
 
 
 @job.command("replay")

@@ -82,9 +82,14 @@ def stats(as_json: bool) -> None:
     for run in reevals.runs():
         checked, total = reevals.progress(run)
         runs.append(
-            {"id": run.id, "reason": run.reason, "checked": checked, "total": total,
-             "done": bool(run.finished_at)}
-        )  # fmt: skip
+            {
+                "id": run.id,
+                "reason": run.reason,
+                "checked": checked,
+                "total": total,
+                "done": bool(run.finished_at),
+            }
+        )
     schedules = [
         {"id": x.id, "audiences": x.audiences, "next_at": format_rfc3339(x.next_at), "cron": x.cron}
         for x in reevals.schedules()
@@ -132,4 +137,6 @@ def stats(as_json: bool) -> None:
     click.echo(f"set aside:       {sum(aside_counts.values())} shard entries", nl=False)
     click.echo(f" (by shard: {aside_counts})" if aside_counts else "")
     for item in latest:
-        click.echo(f"  shard {item['shard']} entry {item['entry']} at {item['at']}: {item['reason']}")
+        click.echo(
+            f"  shard {item['shard']} entry {item['entry']} at {item['at']}: {item['reason']}"
+        )

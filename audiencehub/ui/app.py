@@ -74,8 +74,9 @@ def create_ui(api: FastAPI, api_settings: ApiSettings) -> FastAPI:
         if _json(request):
             return JSONResponse({"error": heading, "message": message}, status_code=status)
         session = ui.sessions.check(request.cookies.get(COOKIE))  # the nav only, no data
-        return ui.page(request, "error.html", session, status=status, heading=heading,
-                       message=message)  # fmt: skip
+        return ui.page(
+            request, "error.html", session, status=status, heading=heading, message=message
+        )
 
     @ui_app.exception_handler(LoginRequired)
     async def _login(request: Request, exc: LoginRequired) -> Response:
@@ -122,8 +123,9 @@ def create_ui(api: FastAPI, api_settings: ApiSettings) -> FastAPI:
             log.exception("unhandled error on %s %s", request.method, request.url.path)
             return _page(request, 500, "Internal error", "The API log has the details.")
         log.error("redis unavailable on %s %s: %s", request.method, request.url.path, reason)
-        return _page(request, 503, "Unavailable", f"The state store: {reason}. The page "
-                     "retries by itself.")  # fmt: skip
+        return _page(
+            request, 503, "Unavailable", f"The state store: {reason}. The page retries by itself."
+        )
 
     @ui_app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> Response:

@@ -230,8 +230,14 @@ def home() -> Response:
 def login_form(request: Request, ui: UiDep, next: str = "") -> Response:
     if ui.session(request.cookies.get(COOKIE)) is not None:
         return RedirectResponse(safe_next(next), status_code=303)
-    return ui.page(request, "login.html", None, next=safe_next(next), failed=False,
-                   hours=ui.sessions.max_age_s // 3600)  # fmt: skip
+    return ui.page(
+        request,
+        "login.html",
+        None,
+        next=safe_next(next),
+        failed=False,
+        hours=ui.sessions.max_age_s // 3600,
+    )
 
 
 @router.post("/login")
@@ -241,8 +247,15 @@ def login(request: Request, ui: UiDep, form: FormDep) -> Response:
     cookie = sessions.login(form.get("token", ""))
     if cookie is None:
         log.warning("ui: a sign-in with an invalid token from %s", request.client)
-        return ui.page(request, "login.html", None, status=401, next=target, failed=True,
-                       hours=sessions.max_age_s // 3600)  # fmt: skip
+        return ui.page(
+            request,
+            "login.html",
+            None,
+            status=401,
+            next=target,
+            failed=True,
+            hours=sessions.max_age_s // 3600,
+        )
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         COOKIE,
@@ -269,8 +282,15 @@ def logout(ui: UiDep, session: SessionDep, form: FormDep) -> Response:
 @router.get("/jobs")
 def jobs_page(request: Request, ui: UiDep, engine: EngineDep, session: SessionDep) -> Response:
     overview = data.jobs_overview(engine)
-    return ui.page(request, "jobs.html", session, nav="jobs", poll=f"{PREFIX}/api/jobs",
-                   interval=JOBS_POLL_MS, **overview)  # fmt: skip
+    return ui.page(
+        request,
+        "jobs.html",
+        session,
+        nav="jobs",
+        poll=f"{PREFIX}/api/jobs",
+        interval=JOBS_POLL_MS,
+        **overview,
+    )
 
 
 @router.get("/api/jobs")
@@ -289,9 +309,17 @@ def job_page(
     n: int | None = None,
 ) -> Response:
     card = data.job_detail(engine, job_ref)
-    return ui.page(request, "job.html", session, nav="jobs", card=card, at=card["at"],
-                   poll=f"{PREFIX}/api/jobs/{quote(card['status']['id'])}",
-                   interval=JOBS_POLL_MS, notice=notice(notice_code, n))  # fmt: skip
+    return ui.page(
+        request,
+        "job.html",
+        session,
+        nav="jobs",
+        card=card,
+        at=card["at"],
+        poll=f"{PREFIX}/api/jobs/{quote(card['status']['id'])}",
+        interval=JOBS_POLL_MS,
+        notice=notice(notice_code, n),
+    )
 
 
 @router.get("/api/jobs/{job_ref}")
@@ -306,9 +334,18 @@ def _after(job_id: str, code: str, **q: Any) -> Response:
 
 def _refused(request: Request, ui: Ui, session: Session, job_ref: str, exc: Exception) -> Response:
     card = data.job_detail(ui.engine(), job_ref)
-    return ui.page(request, "job.html", session, status=409, nav="jobs", card=card,
-                   at=card["at"], poll=f"{PREFIX}/api/jobs/{quote(card['status']['id'])}",
-                   interval=JOBS_POLL_MS, notice={"kind": "bad", "text": str(exc)})  # fmt: skip
+    return ui.page(
+        request,
+        "job.html",
+        session,
+        status=409,
+        nav="jobs",
+        card=card,
+        at=card["at"],
+        poll=f"{PREFIX}/api/jobs/{quote(card['status']['id'])}",
+        interval=JOBS_POLL_MS,
+        notice={"kind": "bad", "text": str(exc)},
+    )
 
 
 def _control(
@@ -370,10 +407,19 @@ def _audiences(
         "problem": None,
     }
     context.update(extra)
-    return ui.page(request, "audiences.html", session, status=status, nav="audiences",
-                   poll=f"{PREFIX}/api/audiences?range={chosen}", interval=AUDIENCES_POLL_MS,
-                   ranges=list(data.SIZE_RANGES), range=chosen, **overview,
-                   **context)  # fmt: skip
+    return ui.page(
+        request,
+        "audiences.html",
+        session,
+        status=status,
+        nav="audiences",
+        poll=f"{PREFIX}/api/audiences?range={chosen}",
+        interval=AUDIENCES_POLL_MS,
+        ranges=list(data.SIZE_RANGES),
+        range=chosen,
+        **overview,
+        **context,
+    )
 
 
 @router.get("/audiences")
@@ -408,8 +454,16 @@ def playground_run(request: Request, ui: UiDep, session: SessionDep, form: FormD
         )
         return HTMLResponse(body, status_code=status)
     shown = {k: form.get(k, "") for k in ("filter", "profile", "user_id", "now")}
-    return _audiences(request, ui, session, "1h", status=status, form=shown, result=result,
-                      problem=problem or None)  # fmt: skip
+    return _audiences(
+        request,
+        ui,
+        session,
+        "1h",
+        status=status,
+        form=shown,
+        result=result,
+        problem=problem or None,
+    )
 
 
 # -- profiles -----------------------------------------------------------------------------------
@@ -434,6 +488,13 @@ def profile_page(
         except NotFound as exc:
             problem = str(exc)
     slugs = sorted(a.slug for a in engine.registry.get().audiences.values())
-    return ui.page(request, "profile.html", session, nav="profiles", slugs=slugs,
-                   form={"user": user, "audience": audience, "at": at},
-                   explained=explained, problem=problem)  # fmt: skip
+    return ui.page(
+        request,
+        "profile.html",
+        session,
+        nav="profiles",
+        slugs=slugs,
+        form={"user": user, "audience": audience, "at": at},
+        explained=explained,
+        problem=problem,
+    )

@@ -182,9 +182,13 @@ def test_collect_one_event_an_array_and_ndjson(env: Env) -> None:
     one = env.api.post("/collect/web", json={"user_id": "c1", "event": "login", "plan": "pro"})
     assert one.status_code == 202, one.text
     assert one.json() == {
-        "stream": "web", "accepted": 1, "rejected": 0, "duplicates": 0, "errors": [],
+        "stream": "web",
+        "accepted": 1,
+        "rejected": 0,
+        "duplicates": 0,
+        "errors": [],
         "errors_truncated": False,
-    }  # fmt: skip
+    }
     array = env.api.post(
         "/collect/crm",
         json=[{"user_id": "c2"}, {"email": "x@example.com"}, 7, {"user_id": "c3", "_ts": "soon"}],
@@ -515,9 +519,17 @@ def test_reevaluations_and_schedules(env: Env) -> None:
 def test_authorizations(env: Env) -> None:
     auth = create_auth(env, "main-hub")
     assert set(auth) == {
-        "id", "label", "namespace", "hub", "key_name", "emulator", "health", "partitions",
-        "delivery", "created"
-    }  # fmt: skip
+        "id",
+        "label",
+        "namespace",
+        "hub",
+        "key_name",
+        "emulator",
+        "health",
+        "partitions",
+        "delivery",
+        "created",
+    }
     assert auth["hub"] == "audiences" and auth["emulator"] is True
     assert auth["partitions"] is None and auth["delivery"]["mode"] == "one user per request"
     assert env.api.get("/authorizations/main-hub").json()["id"] == auth["id"]
@@ -559,8 +571,10 @@ def test_authorizations(env: Env) -> None:
     ).json()
     assert fixed["partitions"] == 8
     assert fixed["delivery"] == {
-        "mode": "one request per partition", "count": 8, "source": "set by auth create --partitions"
-    }  # fmt: skip
+        "mode": "one request per partition",
+        "count": 8,
+        "source": "set by auth create --partitions",
+    }
     assert_error(
         env.api.post(
             "/authorizations",
@@ -598,9 +612,15 @@ def test_jobs_lifecycle(env: Env) -> None:
 
     created = env.api.post(
         "/jobs",
-        json={"label": "export", "audiences": ["job_aud"], "authorization": "jobs-hub",
-              "existing_users": True, "fields": ["email"], "events": ["enter"]},
-    )  # fmt: skip
+        json={
+            "label": "export",
+            "audiences": ["job_aud"],
+            "authorization": "jobs-hub",
+            "existing_users": True,
+            "fields": ["email"],
+            "events": ["enter"],
+        },
+    )
     assert created.status_code == 201, created.text
     job = created.json()
     assert job["state"] == "backfilling" and job["fields"] == ["email", "user_id"]
@@ -610,31 +630,75 @@ def test_jobs_lifecycle(env: Env) -> None:
 
     inline = env.api.post(
         "/jobs",
-        json={"label": "inline", "audiences": [b["slug"]],
-              "connection_string": env.hub.connection_string},
-    )  # fmt: skip
+        json={
+            "label": "inline",
+            "audiences": [b["slug"]],
+            "connection_string": env.hub.connection_string,
+        },
+    )
     assert inline.status_code == 201
     assert env.api.get("/authorizations/inline hub").status_code == 200
     assert job["changes_only"] is False and inline.json()["changes_only"] is False
     assert job["partitions"]["mode"] in ("one request per partition", "one user per request")
     changes = env.api.post(
         "/jobs",
-        json={"label": "changes", "audiences": ["job_aud"], "authorization": "jobs-hub",
-              "changes_only": True},
-    )  # fmt: skip
+        json={
+            "label": "changes",
+            "audiences": ["job_aud"],
+            "authorization": "jobs-hub",
+            "changes_only": True,
+        },
+    )
     assert changes.status_code == 201 and changes.json()["changes_only"] is True
     for bad, field in [
         ({"label": "x", "audiences": ["job_aud"]}, "authorization"),
-        ({"label": "x", "audiences": ["job_aud"], "authorization": "jobs-hub",
-          "connection_string": env.hub.connection_string}, "authorization"),
-        ({"label": "x", "audiences": ["job_aud", "ghost"], "authorization": "jobs-hub"}, "audiences[1]"),
+        (
+            {
+                "label": "x",
+                "audiences": ["job_aud"],
+                "authorization": "jobs-hub",
+                "connection_string": env.hub.connection_string,
+            },
+            "authorization",
+        ),
+        (
+            {"label": "x", "audiences": ["job_aud", "ghost"], "authorization": "jobs-hub"},
+            "audiences[1]",
+        ),
         ({"label": "x", "audiences": ["job_aud"], "authorization": "ghost"}, "authorization"),
         ({"label": "x", "audiences": [], "authorization": "jobs-hub"}, "audiences"),
-        ({"label": "x", "audiences": ["job_aud"], "authorization": "jobs-hub", "events": ["leave"]}, "events[0]"),
-        ({"label": "x", "audiences": ["job_aud"], "authorization": "jobs-hub", "transport": "smtp"}, "transport"),
-        ({"label": "x", "audiences": ["job_aud"], "authorization": "jobs-hub", "max_batch_bytes": 5}, "max_batch_bytes"),
-        ({"label": "x", "audiences": ["ghost"], "connection_string": env.hub.connection_string}, "audiences[0]"),
-    ]:  # fmt: skip
+        (
+            {
+                "label": "x",
+                "audiences": ["job_aud"],
+                "authorization": "jobs-hub",
+                "events": ["leave"],
+            },
+            "events[0]",
+        ),
+        (
+            {
+                "label": "x",
+                "audiences": ["job_aud"],
+                "authorization": "jobs-hub",
+                "transport": "smtp",
+            },
+            "transport",
+        ),
+        (
+            {
+                "label": "x",
+                "audiences": ["job_aud"],
+                "authorization": "jobs-hub",
+                "max_batch_bytes": 5,
+            },
+            "max_batch_bytes",
+        ),
+        (
+            {"label": "x", "audiences": ["ghost"], "connection_string": env.hub.connection_string},
+            "audiences[0]",
+        ),
+    ]:
         assert_error(env.api.post("/jobs", json=bad), 422, field)
     assert env.api.get("/authorizations/x hub").status_code == 404  # nothing left behind
 
@@ -689,8 +753,12 @@ def test_dead_letters_and_replay(env: Env) -> None:
     rest = env.api.post("/jobs/dl/dead-letters/replay", json={"all": True})
     assert rest.json() == {"replayed": 2}
     assert env.api.get("/jobs/dl/dead-letters").json() == []
-    for bad, field in [({}, "ids"), ({"ids": [], "all": False}, "ids"),
-                       ({"ids": [ids[0]], "all": True}, "ids"), ({"ids": ["1-2-3"]}, "ids[0]")]:  # fmt: skip
+    for bad, field in [
+        ({}, "ids"),
+        ({"ids": [], "all": False}, "ids"),
+        ({"ids": [ids[0]], "all": True}, "ids"),
+        ({"ids": ["1-2-3"]}, "ids[0]"),
+    ]:
         assert_error(env.api.post("/jobs/dl/dead-letters/replay", json=bad), 422, field)
     assert_error(env.api.get("/jobs/dl/dead-letters", params={"count": 0}), 422, "count (query)")
     assert_error(env.api.get("/jobs/ghost/dead-letters"), 404)
@@ -702,9 +770,11 @@ def test_profiles_read_and_score_updates(env: Env) -> None:
     create_audience(env, "high_score", "FILTER churn_score > 0.5")
     env.api.post(
         "/collect/web",
-        json=[{"user_id": "p/1", "event": "login", "email": "p@x"},
-              {"user_id": "p/1", "event": "login"}],
-    )  # fmt: skip
+        json=[
+            {"user_id": "p/1", "event": "login", "email": "p@x"},
+            {"user_id": "p/1", "event": "login"},
+        ],
+    )
     env.drain()
     shown = env.api.get("/profiles/p%2F1")
     assert shown.status_code == 200, shown.text
@@ -770,12 +840,20 @@ def test_the_key_never_appears_in_a_response_or_the_log(env: Env) -> None:
     api = env.api
     # Extra attempts to make it leak: bodies that fail validation, errors deep in a job create.
     api.post("/authorizations", json={"connection_string": env.hub.connection_string})
-    api.post("/authorizations", json={"label": "x", "connection_string": env.hub.connection_string,
-                                      "surprise": 1})  # fmt: skip
+    api.post(
+        "/authorizations",
+        json={"label": "x", "connection_string": env.hub.connection_string, "surprise": 1},
+    )
     api.post("/authorizations", json={"label": "x", "connection_string": [KEY]})
     api.post("/authorizations", data=f'{{"label": "x", "connection_string": "{KEY}"'.encode())
-    api.post("/jobs", json={"label": "leak", "audiences": ["ghost"],
-                            "connection_string": env.hub.connection_string})  # fmt: skip
+    api.post(
+        "/jobs",
+        json={
+            "label": "leak",
+            "audiences": ["ghost"],
+            "connection_string": env.hub.connection_string,
+        },
+    )
     api.post("/jobs", json={"label": "leak", "audiences": [], "connection_string": KEY})
     for auth in api.get("/authorizations").json():
         api.get(f"/authorizations/{auth['id']}")

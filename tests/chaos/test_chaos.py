@@ -53,8 +53,11 @@ def test_sigkill_random_workers_during_backfill_and_live_events(
     audiences(e)
     before = workload(users=400, rounds=1, seed=21)
     feed(e, before, waves=1, pause_s=0)
-    wait_for(lambda: not any(e.r.xlen(e.keys.events(s)) for s in range(SHARDS)), 60,
-             what="the first round")  # fmt: skip
+    wait_for(
+        lambda: not any(e.r.xlen(e.keys.events(s)) for s in range(SHARDS)),
+        60,
+        what="the first round",
+    )
     job = setup(e, hub, existing_users=True)
     live = workload(users=400, rounds=3, seed=22)
     rng = random.Random(4)
@@ -84,15 +87,22 @@ def test_throttling_and_connection_resets(
 ) -> None:
     e = live_engine
     setup(e, hub, max_batch_bytes=10_000)  # many small batches: many chances to fail
-    faults(hub, {"seed": 3, "rules": [
-        {"status": 503, "share": 0.15, "retry_after": 0, "face": "rest"},
-        {"status": 429, "share": 0.15, "retry_after": 0, "face": "rest"},
-        {"drop": True, "share": 0.05, "face": "rest"},
-    ]})  # fmt: skip
+    faults(
+        hub,
+        {
+            "seed": 3,
+            "rules": [
+                {"status": 503, "share": 0.15, "retry_after": 0, "face": "rest"},
+                {"status": 429, "share": 0.15, "retry_after": 0, "face": "rest"},
+                {"drop": True, "share": 0.05, "face": "rest"},
+            ],
+        },
+    )
     events = workload(users=500, rounds=4, seed=31)
     feed(e, events, waves=8, pause_s=0.5)
-    wait_for(lambda: not any(e.r.xlen(e.keys.events(s)) for s in range(SHARDS)), 60,
-             what="the drains")  # fmt: skip
+    wait_for(
+        lambda: not any(e.r.xlen(e.keys.events(s)) for s in range(SHARDS)), 60, what="the drains"
+    )
     faults(hub, None)
     got = finish(e, hub)
     v = verdict(got, events)

@@ -41,6 +41,7 @@ def settle(engine: Engine, *workers: CeleryWorker, sweeps: int = 0, timeout: flo
     report = wait_idle(engine, timeout)
     assert report.idle, f"not idle after the sweeps: {'; '.join(report.busy())}"
 
+
 def changes_by_user(events: list[dict[str, Any]]) -> dict[str, list[list[tuple[str, str]]]]:
     """user -> ordered list of messages, each a sorted list of (event, slug)."""
     out: dict[str, list[list[tuple[str, str]]]] = defaultdict(list)

@@ -66,8 +66,10 @@ def _by_partition_read(
     events: list[EventData], held: list[dict[str, Any]]
 ) -> dict[str, list[tuple[Any, ...]]]:
     """The consumer's events per partition (known from the readback by sequence number)."""
-    where = {(e["sequence_number"], e["user_properties"]["idempotency_key"]): e["partition_id"]
-             for e in held}  # fmt: skip
+    where = {
+        (e["sequence_number"], e["user_properties"]["idempotency_key"]): e["partition_id"]
+        for e in held
+    }
     out: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     for event in events:
         body, key, idem = _as_read(event)
@@ -102,8 +104,10 @@ def test_an_sdk_consumer_reads_exactly_what_the_job_sent_and_resumes_from_its_ch
         body = orjson.loads(_body(event))
         assert event.partition_key == body["data"]["user_id"].encode()
     # What a reader keeps as its checkpoint: the last sequence number it handled per partition.
-    where = {(e["sequence_number"], e["user_properties"]["idempotency_key"]): e["partition_id"]
-             for e in held}  # fmt: skip
+    where = {
+        (e["sequence_number"], e["user_properties"]["idempotency_key"]): e["partition_id"]
+        for e in held
+    }
     checkpoint: dict[str, Any] = {}
     for event in got:
         pid = where[(event.sequence_number, event.properties[b"idempotency_key"].decode())]

@@ -57,8 +57,12 @@ def test_backfill_of_20000_users_under_live_changes_ends_in_the_true_state(
     rows = [{"user_id": u, **f} for u, f in truth.items()]
     for start in range(0, len(rows), 5000):  # one write takes at most 10,000 (all-or-nothing)
         Ingestor(e).ingest(list_items(rows[start : start + 5000]))
-    wait_for(lambda: not any(e.r.xlen(e.keys.events(s)) for s in range(e.cfg.shards)), 120,
-             interval=0.2, what="the users to be applied")  # fmt: skip
+    wait_for(
+        lambda: not any(e.r.xlen(e.keys.events(s)) for s in range(e.cfg.shards)),
+        120,
+        interval=0.2,
+        what="the users to be applied",
+    )
 
     auth = AuthStore(e.r, e.keys, e.cfg).create("hub", hub.connection_string)
     job = create_job(e, "backfill", auth.id, ["tier_a", "big"], existing_users=True)
@@ -95,9 +99,12 @@ def test_backfill_of_20000_users_under_live_changes_ends_in_the_true_state(
 
 
 def test_users_entering_live_while_an_existing_users_job_is_created_get_one_enter(
-    live_engine: Engine, hub: HubEmulator, worker2: CeleryWorker, beat: CeleryBeat,
+    live_engine: Engine,
+    hub: HubEmulator,
+    worker2: CeleryWorker,
+    beat: CeleryBeat,
     proc_env: dict[str, str],
-) -> None:  # fmt: skip
+) -> None:
     """Issue 12: ``job create --existing-users`` while users enter live through real workers. Each
     member's first enter comes once: from the backfill if it was recorded before the backfill
     started, else live. Users only ever enter here, so every enter the hub sees is a first one.
@@ -107,10 +114,15 @@ def test_users_entering_live_while_an_existing_users_job_is_created_get_one_ente
     store.create("members", "FILTER stage >= 1")
     store.create("aged", 'FILTER signup < "now-2s"')
     old = format_rfc3339(e.clock.now_ns() - 3600 * 10**9)
-    Ingestor(e).ingest(list_items([{"user_id": f"b{i:03d}", "stage": 1, "signup": old}
-                                   for i in range(150)]))  # fmt: skip
-    wait_for(lambda: not any(e.r.xlen(e.keys.events(s)) for s in range(e.cfg.shards)), 60,
-             interval=0.1, what="the first users to be applied")  # fmt: skip
+    Ingestor(e).ingest(
+        list_items([{"user_id": f"b{i:03d}", "stage": 1, "signup": old} for i in range(150)])
+    )
+    wait_for(
+        lambda: not any(e.r.xlen(e.keys.events(s)) for s in range(e.cfg.shards)),
+        60,
+        interval=0.1,
+        what="the first users to be applied",
+    )
     AuthStore(e.r, e.keys, e.cfg).create("hub", hub.connection_string)
 
     stop = threading.Event()
@@ -133,9 +145,21 @@ def test_users_entering_live_while_an_existing_users_job_is_created_get_one_ente
         wait_for(lambda: len(entered) >= 50, 30, what="live users before the job")
         # --changes-only: each message names only what it enters (the default shape also
         # carries the user's other current audiences beside it, which would count twice here).
-        job_id = cli(proc_env, "job", "create", "--label", "live", "--audience", "members",
-                     "--audience", "aged", "--auth", "hub", "--existing-users",
-                     "--changes-only").strip()  # fmt: skip
+        job_id = cli(
+            proc_env,
+            "job",
+            "create",
+            "--label",
+            "live",
+            "--audience",
+            "members",
+            "--audience",
+            "aged",
+            "--auth",
+            "hub",
+            "--existing-users",
+            "--changes-only",
+        ).strip()
         at_create = len(entered)
         wait_for(lambda: len(entered) >= at_create + 100, 30, what="live users after the job")
     finally:
@@ -218,17 +242,42 @@ def test_no_secret_in_broker_messages_logs_cli_output_or_errors(
             stdin=hub.connection_string,
         ),
     ]
-    outputs.append(cli(proc_env, "job", "create", "--label", "s", "--audience", "all",
-                       "--auth", "hub", "--existing-users"))  # fmt: skip
+    outputs.append(
+        cli(
+            proc_env,
+            "job",
+            "create",
+            "--label",
+            "s",
+            "--audience",
+            "all",
+            "--auth",
+            "hub",
+            "--existing-users",
+        )
+    )
     job_id = outputs[-1].strip()
     outputs.append(cli(proc_env, "auth", "show", "hub"))
     outputs.append(cli(proc_env, "auth", "list"))
     outputs.append(cli(proc_env, "auth", "test", "hub"))
     assert outputs[-1].startswith("healthy: the hub accepted the key for event hub 'audiences'")
     shown = orjson.loads(cli(proc_env, "auth", "show", "hub"))
-    assert (shown["delivery"]["mode"], shown["delivery"]["count"]) == ("one request per partition", 4)
-    changes = cli(proc_env, "job", "create", "--label", "c", "--audience", "all", "--auth", "hub",
-                  "--changes-only").strip()  # fmt: skip
+    assert (shown["delivery"]["mode"], shown["delivery"]["count"]) == (
+        "one request per partition",
+        4,
+    )
+    changes = cli(
+        proc_env,
+        "job",
+        "create",
+        "--label",
+        "c",
+        "--audience",
+        "all",
+        "--auth",
+        "hub",
+        "--changes-only",
+    ).strip()
     assert orjson.loads(cli(proc_env, "job", "show", changes))["changes_only"] is True
     events = "\n".join(
         orjson.dumps({"user_id": f"s{i}", "email": "a@b.c"}).decode() for i in range(20)
@@ -237,13 +286,25 @@ def test_no_secret_in_broker_messages_logs_cli_output_or_errors(
     wait_for(lambda: len(hub.events()) >= 20, 30, what="the messages")
     requests.put(f"{hub.base_url}/_emulator/faults", json={"status": 401}, timeout=5)
     cli(proc_env, "ingest", "-", stdin=orjson.dumps({"user_id": "late", "email": "q@r.s"}).decode())
-    wait_for(lambda: JobControl(live_engine).store.get(job_id).state == "failed", 30,
-             what="the job to fail")  # fmt: skip
+    wait_for(
+        lambda: JobControl(live_engine).store.get(job_id).state == "failed",
+        30,
+        what="the job to fail",
+    )
     outputs.append(cli(proc_env, "job", "show", job_id))
     bad = hub.connection_string.replace(key, "AAAA" + key[4:])
     for broken in (bad + ";Junk", bad.replace("Endpoint=", "Endpont="), bad.split(";")[2]):
-        said = cli(proc_env, "auth", "create", "--label", "x", "--connection-string", "-",
-                   stdin=broken, check=False)  # fmt: skip
+        said = cli(
+            proc_env,
+            "auth",
+            "create",
+            "--label",
+            "x",
+            "--connection-string",
+            "-",
+            stdin=broken,
+            check=False,
+        )
         assert "Error:" in said
         outputs.append(said)
     run = Reevaluations(live_engine).start([])  # its messages go through the broker too

@@ -34,10 +34,20 @@ def flower(workdir: Path, proc_env: dict[str, str]) -> Iterator[str]:
     port = free_port()
     proc = Managed(
         "flower",
-        [sys.executable, "-m", "celery", "-A", "tasks", "flower", f"--port={port}",
-         "--address=127.0.0.1", "--basic-auth=ops:s3cret"],
-        workdir, proc_env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tasks",
+            "flower",
+            f"--port={port}",
+            "--address=127.0.0.1",
+            "--basic-auth=ops:s3cret",
+        ],
+        workdir,
+        proc_env,
+    )
     proc.start()
     url = f"http://127.0.0.1:{port}"
 

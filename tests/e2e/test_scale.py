@@ -130,6 +130,8 @@ def work_per_master(cluster: LocalRedisCluster) -> dict[int, tuple[int, int]]:
         r = redis.Redis(port=node.port)
         users = sum(int(r.hlen(key)) for key in r.scan_iter(match="*:users", count=1000))
         stats = r.info("commandstats")
-        commits = sum(int(v["calls"]) for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
+        commits = sum(
+            int(v["calls"]) for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval")
+        )
         work[node.port] = (users, commits)
     return work

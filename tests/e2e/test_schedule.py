@@ -90,21 +90,26 @@ def test_date_math_not_and_between_flip_on_time_through_real_processes(
     ]
     cli(proc_env, "clock", "advance", "1d")
     events = wait_messages(hub, 3, timeout=20)
-    moved = sorted((s["event"], s["slug"], s["exit"] if s["event"] == "exit" else s["enter"])
-                   for b in bodies(events)[1:] for s in changed(b))  # fmt: skip
+    moved = sorted(
+        (s["event"], s["slug"], s["exit"] if s["event"] == "exit" else s["enter"])
+        for b in bodies(events)[1:]
+        for s in changed(b)
+    )
     flip_login = format_rfc3339(login + 30 * NS_PER_DAY)
     flip_trial = format_rfc3339(signup + 7 * NS_PER_DAY + NS_PER_S)  # BETWEEN is exclusive
     assert moved == sorted(
-        [("exit", "recent_login", flip_login), ("enter", "lapsed", flip_login),
-         ("enter", "trial", flip_trial)]
-    )  # fmt: skip
+        [
+            ("exit", "recent_login", flip_login),
+            ("enter", "lapsed", flip_login),
+            ("enter", "trial", flip_trial),
+        ]
+    )
     # Each time-driven step carries the memberships of its own instant: when trial is entered,
     # lapsed (entered at the earlier step) travels beside it, as in the seed.
     trial = next(b for b in bodies(events)[1:] if changed(b)[0]["slug"] == "trial")
-    assert [(s["event"], s["slug"], s["enter"], s["exit"][:4])
-            for s in trial["data"]["segment_events"]] == [
-        ("enter", "trial", flip_trial, "2099"), ("enter", "lapsed", flip_login, "2099")
-    ]  # fmt: skip
+    assert [
+        (s["event"], s["slug"], s["enter"], s["exit"][:4]) for s in trial["data"]["segment_events"]
+    ] == [("enter", "trial", flip_trial, "2099"), ("enter", "lapsed", flip_login, "2099")]
     cli(proc_env, "clock", "advance", "7d")
     events = wait_messages(hub, 4, timeout=20)
     last = bodies(events)[-1]["data"]["segment_events"]

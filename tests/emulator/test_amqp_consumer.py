@@ -43,9 +43,17 @@ from tests.emulator.rawpeer import HUB, KEY, KEY_NAME, RawPeer
 GROUP = "audit"
 SELECTOR = "apache.org:selector-filter:string"
 HUB_ARGS = (
-    "--hub", HUB, "--partitions", "4", "--key-name", KEY_NAME, "--key", KEY,
-    "--consumer-group", GROUP,
-)  # fmt: skip
+    "--hub",
+    HUB,
+    "--partitions",
+    "4",
+    "--key-name",
+    KEY_NAME,
+    "--key",
+    KEY,
+    "--consumer-group",
+    GROUP,
+)
 
 
 def _partition(events: list[EventData], hub: HubProcess) -> dict[str, list[EventData]]:
@@ -108,8 +116,11 @@ def test_starting_positions_from_the_sdk(hub: HubProcess) -> None:
 
     assert bodies(count=3, starting_position=base + 2) == ["e3", "e4", "e5"]
     assert bodies(count=4, starting_position=base + 2, starting_position_inclusive=True) == [
-        "e2", "e3", "e4", "e5",
-    ]  # fmt: skip
+        "e2",
+        "e3",
+        "e4",
+        "e5",
+    ]
     assert bodies(count=2, starting_position=stored[3]["offset"]) == ["e4", "e5"]
     when = datetime.datetime.fromisoformat(stored[0]["received_at"][:26])
     when = when.replace(tzinfo=datetime.UTC) - datetime.timedelta(seconds=1)
@@ -214,8 +225,9 @@ def test_a_higher_owner_level_takes_the_partition(hub: HubProcess) -> None:
     worker.start()
     try:
         _wait_for_consumers(hub, 1)
-        got = consume(hub.first_line, 1, GROUP, partition_id="0", owner_level=1,
-                       starting_position="-1")  # fmt: skip
+        got = consume(
+            hub.first_line, 1, GROUP, partition_id="0", owner_level=1, starting_position="-1"
+        )
         assert [e.body_as_str() for e in got] == ["p"]
         stolen = _wait(lambda: errors, "the first reader's error")
     finally:
@@ -365,8 +377,12 @@ def _address(partition: str = "0", group: str = "$Default") -> str:
 
 
 def test_credit_is_honoured_to_the_event_and_drain_ends_with_a_flow(hub: HubProcess) -> None:
-    assert hub.post([item(f"e{i}", idempotency_key=f"k{i}") for i in range(10)],
-                    partition="0").status_code == 201  # fmt: skip
+    assert (
+        hub.post(
+            [item(f"e{i}", idempotency_key=f"k{i}") for i in range(10)], partition="0"
+        ).status_code
+        == 201
+    )
     base = hub.events()[0]["sequence_number"]
     peer = Consumer(hub)
     try:
@@ -419,10 +435,15 @@ def test_consumer_links_that_cannot_be_are_refused_with_the_services_conditions(
         (_address("9"), None, None, "amqp:not-found", "no partition '9'"),
         (f"{HUB}/ConsumerGroups/$Default", None, None, "amqp:not-found", "not a consumer"),
         (_address("0"), "amqp.annotation.x-opt-foo > '1'", None, "amqp:invalid-field", "foo"),
-        (_address("0"), selector_past_end, None, "com.microsoft:argument-error",
-         f"The supplied sequence number '{last + 5}' is invalid. The last sequence number in the "
-         f"system is '{last}'"),
-    ]  # fmt: skip
+        (
+            _address("0"),
+            selector_past_end,
+            None,
+            "com.microsoft:argument-error",
+            f"The supplied sequence number '{last + 5}' is invalid. The last sequence number in the "
+            f"system is '{last}'",
+        ),
+    ]
     peer = Consumer(hub)
     try:
         for handle, (address, selector, level, condition, reason) in enumerate(cases, start=5):
@@ -513,8 +534,18 @@ def test_a_full_hub_refuses_rest_and_amqp_sends_and_keeps_what_it_has() -> None:
 
 
 def test_a_restarted_stand_in_with_data_still_has_every_event(tmp_path: Any) -> None:
-    args = ("--hub", "kept", "--partitions", "2", "--key-name", KEY_NAME, "--key", KEY,
-            "--data", str(tmp_path))  # fmt: skip
+    args = (
+        "--hub",
+        "kept",
+        "--partitions",
+        "2",
+        "--key-name",
+        KEY_NAME,
+        "--key",
+        KEY,
+        "--data",
+        str(tmp_path),
+    )
     first = HubProcess(*args)
     try:
         producer = EventHubProducerClient.from_connection_string(first.first_line)

@@ -217,10 +217,23 @@ def test_tail_follows_new_messages_one_line_each_markup_and_controls_verbatim() 
     for hub in started("--hub", "tailed", "--partitions", "2"):
         assert hub.post([item("before", "u1")], hub="tailed").status_code == 201
         follower = subprocess.Popen(
-            [sys.executable, "-c", "from audiencehub.cli import main; main()",
-             "hub-emulator", "tail", "--url", hub.first_line, "--count", "2"],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(),
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-c",
+                "from audiencehub.cli import main; main()",
+                "hub-emulator",
+                "tail",
+                "--url",
+                hub.first_line,
+                "--count",
+                "2",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean_env(),
+        )
         try:
             assert follower.stderr is not None
             assert "following tailed, every partition, from now on" in follower.stderr.readline()
@@ -242,13 +255,24 @@ def test_tail_follows_new_messages_one_line_each_markup_and_controls_verbatim() 
         )
         assert second.endswith(" key=u3 plain")
 
-        out_json = _cli("tail", "--url", hub.base, "--hub", "tailed", "--from-start", "--json",
-                        "--count", "3")  # fmt: skip
+        out_json = _cli(
+            "tail", "--url", hub.base, "--hub", "tailed", "--from-start", "--json", "--count", "3"
+        )
         assert [orjson.loads(line) for line in out_json.stdout.splitlines()] == [
             {"hub": "tailed", **e} for e in held
         ]
-        one = _cli("tail", "--url", hub.base, "--hub", "tailed", "--from-start",
-                   "--partition", partition_for_key("u1", ids), "--count", "1")  # fmt: skip
+        one = _cli(
+            "tail",
+            "--url",
+            hub.base,
+            "--hub",
+            "tailed",
+            "--from-start",
+            "--partition",
+            partition_for_key("u1", ids),
+            "--count",
+            "1",
+        )
         assert one.stdout.endswith(" key=u1 before\n")
         missing = _cli("tail", "--url", hub.base, "--hub", "nope", "--count", "1")
         assert missing.returncode == 1 and "does not exist" in missing.stderr

@@ -151,9 +151,17 @@ def test_token_tampered_after_signing_is_401(hub: HubProcess) -> None:
         "{ns}/orders",
         "https://{host}/orders",
     ],
-    ids=["hub", "longer-path", "case", "sb-scheme", "namespace-wide", "partition-path",
-         "no-scheme", "no-port"],
-)  # fmt: skip
+    ids=[
+        "hub",
+        "longer-path",
+        "case",
+        "sb-scheme",
+        "namespace-wide",
+        "partition-path",
+        "no-scheme",
+        "no-port",
+    ],
+)
 def test_sr_covering_the_hub_is_accepted(hub: HubProcess, uri: str) -> None:
     token = hub.token(uri=uri.format(ns=hub.conn.namespace, host=hub.conn.host))
     assert hub.post([item("x")], token=token).status_code == 201
@@ -377,8 +385,10 @@ def test_a_partition_key_over_128_characters_is_400(
 
 def test_is_body_base64_carries_binary_bodies(hub: HubProcess) -> None:
     raw = bytes(range(256))
-    sent = [{"Body": base64.b64encode(raw).decode(), "IsBodyBase64": True},
-            {"Body": "plain", "IsBodyBase64": False}]  # fmt: skip
+    sent = [
+        {"Body": base64.b64encode(raw).decode(), "IsBodyBase64": True},
+        {"Body": "plain", "IsBodyBase64": False},
+    ]
     assert hub.post(sent).status_code == 201
     first, second = hub.events()
     assert first["body_encoding"] == "base64" and base64.b64decode(first["body"]) == raw

@@ -121,7 +121,9 @@ def test_partition_numbers_offsets_and_enqueued_times() -> None:
     store = EventStore()
     store.create_hub("h", 2)
     store.append("h", [_ev("ab"), _ev("cde")], "rest", partition_id="1", received_at=2_000_000)
-    store.append("h", [_ev("f")], "rest", partition_id="1", received_at=1_000_000)  # clock went back
+    store.append(
+        "h", [_ev("f")], "rest", partition_id="1", received_at=1_000_000
+    )  # clock went back
     events, _ = store.events("h", partition_id="1")
     assert [e.sequence_number for e in events] == [0, 1, 2]
     assert [e.offset for e in events] == [0, 2 + RECORD_OVERHEAD, 5 + 2 * RECORD_OVERHEAD]

@@ -385,9 +385,20 @@ def test_json_form() -> None:
     assert d["now"] == "2026-03-10T12:00:00Z" and d["matches"] is False
     tree = d["tree"]
     assert set(tree) == {
-        "kind", "text", "line", "column", "value", "decides", "decided_by", "reads", "window",
-        "include", "changes_at", "changes_at_ns", "children",
-    }  # fmt: skip
+        "kind",
+        "text",
+        "line",
+        "column",
+        "value",
+        "decides",
+        "decided_by",
+        "reads",
+        "window",
+        "include",
+        "changes_at",
+        "changes_at_ns",
+        "children",
+    }
     # a number is no date to qlbridge: the first part is unknown, and so is the AND
     assert tree["value"] == "unknown" and tree["decided_by"] == [0]
     left, right = tree["children"]

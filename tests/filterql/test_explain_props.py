@@ -79,7 +79,9 @@ def test_explanation_agrees_with_matches_and_next_change(
             c = e.root
             for i in e.next_change.path:
                 c = c.children[i]
-            assert c.node.evaluate(p, nxt - 1) != c.node.evaluate(p, nxt), "the blamed clause flips then"
+            assert c.node.evaluate(p, nxt - 1) != c.node.evaluate(p, nxt), (
+                "the blamed clause flips then"
+            )
             assert not c.children, "blame ends at a leaf"
     _check_clause(e.root, p, now)
     json.dumps(e.as_dict())

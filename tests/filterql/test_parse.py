@@ -293,6 +293,6 @@ def test_and_paren_in_a_group_follows_qlbridges_boolean_flag() -> None:
     """``AND (`` after a phrase opens a nested group until a nested group has closed in the
     enclosing one (qlbridge keeps one flag, cleared when any group closes), then it is infix."""
     assert _members("FILTER OR (a > 1 AND (b > 1, c))") == ["Compare", "Logic"]
-    inner = parse_statements('FILTER OR (AND (a, b) AND (c) d)')[0].filter
+    inner = parse_statements("FILTER OR (AND (a, b) AND (c) d)")[0].filter
     assert isinstance(inner, Logic) and isinstance(inner.args[0], Logic)
     assert inner.args[0].infix and len(inner.args) == 2

@@ -34,6 +34,8 @@ def screenshot_dir(tmp_path: Path) -> Path:
     """docs/img when AUDIENCEHUB_UPDATE_SCREENSHOTS=1 (to refresh the committed pictures), else a
     temporary folder, so a test run leaves the checkout as it found it."""
     return DOCS_IMG if os.environ.get("AUDIENCEHUB_UPDATE_SCREENSHOTS") == "1" else tmp_path
+
+
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -102,10 +104,15 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
 def purchases(user: str, country: str, n: int) -> list[dict[str, Any]]:
     now = time.time()
     return [
-        {"user_id": user, "event": "purchase", "country": country, "email": f"{user}@example.com",
-         "_ts": int((now - 3600 * (i + 1)) * 1000)}
+        {
+            "user_id": user,
+            "event": "purchase",
+            "country": country,
+            "email": f"{user}@example.com",
+            "_ts": int((now - 3600 * (i + 1)) * 1000),
+        }
         for i in range(n)
-    ]  # fmt: skip
+    ]
 
 
 def setup_data(s: Stack) -> None:
@@ -126,24 +133,36 @@ def setup_data(s: Stack) -> None:
     )
     assert auth.status_code == 201, auth.text
     wait_for(
-        lambda: c.post("/jobs", json={"label": "x", "audiences": ["newsletter"], "dry_run": True})
-        .json()["messages_at_most"] == 24,
-        30, 0.2, "the 24 users to be applied",
-    )  # fmt: skip
+        lambda: (
+            c.post(
+                "/jobs", json={"label": "x", "audiences": ["newsletter"], "dry_run": True}
+            ).json()["messages_at_most"]
+            == 24
+        ),
+        30,
+        0.2,
+        "the 24 users to be applied",
+    )
     for label, slugs in [("crm-export", ["nl_buyers", "newsletter"]), ("ads-sync", ["nl_buyers"])]:
         resp = c.post(
             "/jobs",
-            json={"label": label, "audiences": slugs, "authorization": "hub",
-                  "existing_users": True},
-        )  # fmt: skip
+            json={
+                "label": label,
+                "audiences": slugs,
+                "authorization": "hub",
+                "existing_users": True,
+            },
+        )
         assert resp.status_code == 201, resp.text
     wait_for(
         lambda: all(
             s.job(j)["backfill"]["active"] is False and s.job(j)["backlog"] == 0
             for j in ("crm-export", "ads-sync")
         ),
-        30, 0.2, "the backfills to be sent",
-    )  # fmt: skip
+        30,
+        0.2,
+        "the backfills to be sent",
+    )
     assert c.post("/jobs/ads-sync/pause").status_code == 200
 
 
@@ -236,8 +255,10 @@ def test_dashboard_in_chromium(stack: Stack, tmp_path: Path) -> None:
             expect(page.locator("#dead-letters tbody tr[data-id]")).to_have_count(0)
             wait_for(
                 lambda: any(e["partition_key"] == "refused-1" for e in stack.hub.events()),
-                20, 0.1, "the replayed message at the hub",
-            )  # fmt: skip
+                20,
+                0.1,
+                "the replayed message at the hub",
+            )
 
             # -- audiences: sizes, filter text, the playground ------------------------------------
             page.click("nav >> text=Audiences")

@@ -170,8 +170,9 @@ def test_the_cookie_is_secure_behind_a_trusted_tls_proxy(env: Env) -> None:
     proxy that the API trusts (AUDIENCEHUB_API_FORWARDED_ALLOW_IPS), it is."""
 
     def cookie(headers: dict[str, str]) -> str:
-        resp = requests.post(env.url("/ui/login"), data={"token": TOKEN}, headers=headers,
-                             allow_redirects=False)  # fmt: skip
+        resp = requests.post(
+            env.url("/ui/login"), data={"token": TOKEN}, headers=headers, allow_redirects=False
+        )
         return resp.headers["set-cookie"].lower()
 
     assert "secure" not in cookie({})
@@ -248,9 +249,13 @@ def test_playground_explains_or_points_at_the_error(env: Env) -> None:
     ok = s.post(
         env.url("/ui/playground"),
         headers=fragment,
-        data={"csrf": token, "filter": 'FILTER AND (plan = "pro", INCLUDE with_email)',
-              "profile": '{"plan": "pro", "email": "a@example.com"}', "now": ""},
-    )  # fmt: skip
+        data={
+            "csrf": token,
+            "filter": 'FILTER AND (plan = "pro", INCLUDE with_email)',
+            "profile": '{"plan": "pro", "email": "a@example.com"}',
+            "now": "",
+        },
+    )
     assert ok.status_code == 200, ok.text
     assert "matches" in ok.text and "&#34;pro&#34;" in ok.text and "with_email" in ok.text
     stored = s.post(
@@ -281,8 +286,12 @@ def test_playground_explains_or_points_at_the_error(env: Env) -> None:
 
 def test_the_ui_is_open_when_the_api_is(redis_server: RedisServer, tmp_path: Path) -> None:
     """Demo and test modes without tokens: no login page in the way, CSRF still checked."""
-    env = celery_env(redis_server.url, AUDIENCEHUB_MODE="demo", AUDIENCEHUB_SHARDS="4",
-                     AUDIENCEHUB_PREFIX="uiopen")  # fmt: skip
+    env = celery_env(
+        redis_server.url,
+        AUDIENCEHUB_MODE="demo",
+        AUDIENCEHUB_SHARDS="4",
+        AUDIENCEHUB_PREFIX="uiopen",
+    )
     env.pop("AUDIENCEHUB_API_TOKENS", None)
     proc = ApiProcess(tmp_path, env)
     proc.start()
@@ -305,8 +314,9 @@ def test_the_ui_is_open_when_the_api_is(redis_server: RedisServer, tmp_path: Pat
             refused = requests.post(collect, data=event, headers=headers)
             assert refused.status_code == 403, (headers, refused.text)
             assert refused.json()["field"] == "Origin (header)"
-        pause = requests.post(proc.base_url + "/jobs/x/pause",
-                              headers={"Origin": "http://evil.example"})  # fmt: skip
+        pause = requests.post(
+            proc.base_url + "/jobs/x/pause", headers={"Origin": "http://evil.example"}
+        )
         assert pause.status_code == 403
         host = proc.base_url.removeprefix("http://")
         same = requests.post(collect, data=event, headers={"Origin": f"http://{host}"})

@@ -66,9 +66,7 @@ def _quiet_when_absent(snapshot: Snapshot) -> frozenset[str]:
     quiet = frozenset(
         a.id
         for a in snapshot.audiences.values()
-        if not a.filter.includes
-        and not a.filter.time_dependent
-        and not a.filter.matches(empty, 0)
+        if not a.filter.includes and not a.filter.time_dependent and not a.filter.matches(empty, 0)
     )
     _QUIET.clear()
     _QUIET[snapshot.version] = (snapshot, quiet)
@@ -215,9 +213,15 @@ class ShardDrainer:
                 for step in steps:
                     flips.append(step.at)
                     self._emit(
-                        commit, snapshot, profile, step.changes, step.at, report, tallies,
+                        commit,
+                        snapshot,
+                        profile,
+                        step.changes,
+                        step.at,
+                        report,
+                        tallies,
                         step.membership,
-                    )  # fmt: skip
+                    )
             refused = self._over_limits(profile, entry, snapshot, sizes)
             if refused is not None:
                 commit.set_aside.append((entry_id, refused, now // NS_PER_MS, entry.encode()))

@@ -55,8 +55,16 @@ class Entry:
             audiences = tuple(d.get("a", ()))
             return [cls(REEVALUATE, uid, audiences=audiences) for uid in d["u"]]
         audiences = d.get("a")  # positional and no empty tuple built: once per drained event
-        return [cls(d["k"], d["u"], d.get("t", 0), d.get("n"), d.get("f"),
-                    tuple(audiences) if audiences else ())]  # fmt: skip
+        return [
+            cls(
+                d["k"],
+                d["u"],
+                d.get("t", 0),
+                d.get("n"),
+                d.get("f"),
+                tuple(audiences) if audiences else (),
+            )
+        ]
 
 
 def encode_page(user_ids: list[str], audiences: list[str]) -> bytes:

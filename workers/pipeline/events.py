@@ -102,7 +102,9 @@ def parse_ts(value: Any, now: int) -> int:
         raise Invalid(TS_FIELD, "must be RFC 3339 text or epoch milliseconds, not a boolean")
     if isinstance(value, int | float):
         if not -1e16 < value < 1e16:  # also NaN and infinities
-            raise Invalid(TS_FIELD, f"{value!r} is outside 1970..2100 (epoch milliseconds expected)")
+            raise Invalid(
+                TS_FIELD, f"{value!r} is outside 1970..2100 (epoch milliseconds expected)"
+            )
         ts = int(value * NS_PER_MS)
     elif isinstance(value, str):
         try:

@@ -118,9 +118,17 @@ def encode(p: Profile, codes: AudienceCodes) -> bytes:
     mem = p.membership
     nxt = p.next_change
     out: list[Any] = [
-        VERSION, created, p.modified - created, fields, later, occurrences,
-        pack(mem), list(mem.values()), pack(nxt), list(nxt.values()),
-    ]  # fmt: skip
+        VERSION,
+        created,
+        p.modified - created,
+        fields,
+        later,
+        occurrences,
+        pack(mem),
+        list(mem.values()),
+        pack(nxt),
+        list(nxt.values()),
+    ]
     rec = p.recorded
     if rec or later is None:
         out += (pack(rec), list(rec.values()), None if later is not None else p.field_ts)

@@ -103,7 +103,10 @@ class Reevaluations:
         """(users re-checked so far, users to check); equal when the run is done."""
         applied = self._applied_versions()
         drained = sum(
-            n for s, pages in run.pending.items() for i, n in pages if _id_tuple(i) <= applied[int(s)]
+            n
+            for s, pages in run.pending.items()
+            for i, n in pages
+            if _id_tuple(i) <= applied[int(s)]
         )
         checked = run.checked + drained
         if run.finished_at:

@@ -215,7 +215,9 @@ class Gen:
     def group_or_leaf(self, depth: int) -> str:
         if depth > 0 and self.chance(0.5):
             op = self.pick(("AND", "OR"))
-            return f"{op} ({', '.join(self.phrase(depth - 1) for _ in range(self.r.randint(1, 3)))})"
+            return (
+                f"{op} ({', '.join(self.phrase(depth - 1) for _ in range(self.r.randint(1, 3)))})"
+            )
         return self.leaf()
 
     def leaf(self) -> str:
@@ -388,15 +390,54 @@ class Gen:
 # -- the field pool ---------------------------------------------------------------------------------
 
 _STRINGS = (
-    "Yoda", "yoda", "Luke Skywalker", "", "p", "pro", "free", "gold", "team", "beta", "b2b",
-    "vip", "Peoria, IL", "42", "12", "abc", "true", "1", "x", "yoda@dagobah.com", "red",
-    'Toys R" Us', "a\\b", "tab\\t",
-)  # fmt: skip
+    "Yoda",
+    "yoda",
+    "Luke Skywalker",
+    "",
+    "p",
+    "pro",
+    "free",
+    "gold",
+    "team",
+    "beta",
+    "b2b",
+    "vip",
+    "Peoria, IL",
+    "42",
+    "12",
+    "abc",
+    "true",
+    "1",
+    "x",
+    "yoda@dagobah.com",
+    "red",
+    'Toys R" Us',
+    "a\\b",
+    "tab\\t",
+)
 
 _PATTERNS = (
-    "*da", "Yo*", "y?da", "*blog*", "**blog**", "https://*", "https://**", "*@*", "%@%", "[a-z]*",
-    "[A-Z]*", "*", "**", "p*", "*o*", "b*", "??", "*.com", "*e*a*", "pro",
-)  # fmt: skip
+    "*da",
+    "Yo*",
+    "y?da",
+    "*blog*",
+    "**blog**",
+    "https://*",
+    "https://**",
+    "*@*",
+    "%@%",
+    "[a-z]*",
+    "[A-Z]*",
+    "*",
+    "**",
+    "p*",
+    "*o*",
+    "b*",
+    "??",
+    "*.com",
+    "*e*a*",
+    "pro",
+)
 
 
 def _strs(g: Gen) -> str:
@@ -404,19 +445,66 @@ def _strs(g: Gen) -> str:
 
 
 def _numstr(g: Gen) -> str:
-    return str(g.pick(("1,234.50", "$12", "42", "12", "-3.5", "1e3", "0x1F", "abc", "", " 7 ", "3.0",
-                       "€5", "55", "0", "100")))  # fmt: skip
+    return str(
+        g.pick(
+            (
+                "1,234.50",
+                "$12",
+                "42",
+                "12",
+                "-3.5",
+                "1e3",
+                "0x1F",
+                "abc",
+                "",
+                " 7 ",
+                "3.0",
+                "€5",
+                "55",
+                "0",
+                "100",
+            )
+        )
+    )
 
 
 _FIELDS: dict[str, Callable[[Gen], Any]] = {
-    "name": lambda g: g.pick(("Yoda", "yoda", "Luke Skywalker", "", "p", "Anakin", "BB-8",
-                              'Toys R" Us', "a\\b", "Ünïcode")),
+    "name": lambda g: g.pick(
+        (
+            "Yoda",
+            "yoda",
+            "Luke Skywalker",
+            "",
+            "p",
+            "Anakin",
+            "BB-8",
+            'Toys R" Us',
+            "a\\b",
+            "Ünïcode",
+        )
+    ),
     "plan": lambda g: g.pick(("pro", "free", "gold", "team", "Pro", 42, True)),
-    "email": lambda g: g.pick(("yoda@dagobah.com", "Luke <Luke@Rebels.org>", "not-an-email",
-                               "a@b.co.uk", "", "YODA@Dagobah.com")),
-    "url": lambda g: g.pick(("https://example.com/blog/1", "http://www.books.amazon.co.uk/a/b?q=1",
-                             "example.com", "https://sub.example.org:8080/a/b.html", "/just/path",
-                             "", "https://blog.example.com")),
+    "email": lambda g: g.pick(
+        (
+            "yoda@dagobah.com",
+            "Luke <Luke@Rebels.org>",
+            "not-an-email",
+            "a@b.co.uk",
+            "",
+            "YODA@Dagobah.com",
+        )
+    ),
+    "url": lambda g: g.pick(
+        (
+            "https://example.com/blog/1",
+            "http://www.books.amazon.co.uk/a/b?q=1",
+            "example.com",
+            "https://sub.example.org:8080/a/b.html",
+            "/just/path",
+            "",
+            "https://blog.example.com",
+        )
+    ),
     "city": lambda g: g.pick(("Peoria, IL", "Detroit", "")),
     "ltv": _numstr,
     "zip": lambda g: g.pick(("55401", "02134", "abc", 55401)),
@@ -429,13 +517,15 @@ _FIELDS: dict[str, Callable[[Gen], Any]] = {
     "signup": lambda g: g.time_text(),
     "last_login": lambda g: g.time_text(),
     "renewal": lambda g: g.time_text(),
-    "tags": lambda g: g.pick(([], ["beta", "b2b"], ["vip"], ["1", "2"], ["a", "b", "c"],
-                              ["pro", "Yoda"], ["x"])),
+    "tags": lambda g: g.pick(
+        ([], ["beta", "b2b"], ["vip"], ["1", "2"], ["a", "b", "c"], ["pro", "Yoda"], ["x"])
+    ),
     "nums": lambda g: g.pick(([1, 2, 3], [42], [], [1.5, 2], [12, 50])),
     "logins": lambda g: [g.time_text() for _ in range(g.r.randint(0, 3))],
     "mixed": lambda g: g.pick(([1, "a", True], ["a", 1], [None, "x"], ["x", None])),
-    "scores": lambda g: {k: g.r.randint(-5, 100) for k in g.pick((("momentum",), ("momentum", "risk"),
-                                                                  ("risk",)))},
+    "scores": lambda g: {
+        k: g.r.randint(-5, 100) for k in g.pick((("momentum",), ("momentum", "risk"), ("risk",)))
+    },
     "attrs": lambda g: g.pick(({"color": "red", "size": "L"}, {"color": "blue"}, {})),
     "rates": lambda g: g.pick(({"a": 1.5, "b": 2}, {"a": 0.25})),
     "flags": lambda g: g.pick(({"beta": True}, {"beta": False, "vip": True})),
@@ -445,18 +535,43 @@ _FIELDS: dict[str, Callable[[Gen], Any]] = {
 }
 
 _KINDS: dict[str, str] = {
-    "name": "str", "plan": "str", "email": "email", "url": "url", "city": "str", "ltv": "numstr",
-    "zip": "numstr", "visits": "int", "age": "int", "score": "float", "vip": "bool",
-    "active": "bool", "optin": "bool", "signup": "time", "last_login": "time", "renewal": "time",
-    "tags": "strlist", "nums": "numlist", "logins": "timelist", "mixed": "strlist",
-    "scores": "map", "attrs": "map", "rates": "map", "flags": "map", "dates": "map", "props": "map",
+    "name": "str",
+    "plan": "str",
+    "email": "email",
+    "url": "url",
+    "city": "str",
+    "ltv": "numstr",
+    "zip": "numstr",
+    "visits": "int",
+    "age": "int",
+    "score": "float",
+    "vip": "bool",
+    "active": "bool",
+    "optin": "bool",
+    "signup": "time",
+    "last_login": "time",
+    "renewal": "time",
+    "tags": "strlist",
+    "nums": "numlist",
+    "logins": "timelist",
+    "mixed": "strlist",
+    "scores": "map",
+    "attrs": "map",
+    "rates": "map",
+    "flags": "map",
+    "dates": "map",
+    "props": "map",
     "utm.source": "str",
-}  # fmt: skip
+}
 
 _MAP_KEYS = {
-    "scores": ("momentum", "risk"), "attrs": ("color", "size"), "rates": ("a", "b"),
-    "flags": ("beta", "vip"), "dates": ("signup",), "props": ("a", "b", "color"),
-}  # fmt: skip
+    "scores": ("momentum", "risk"),
+    "attrs": ("color", "size"),
+    "rates": ("a", "b"),
+    "flags": ("beta", "vip"),
+    "dates": ("signup",),
+    "props": ("a", "b", "color"),
+}
 
 
 def _spell(g: Gen, name: str, whole_map: bool = True) -> str:
@@ -486,7 +601,9 @@ def _fn_case(g: Gen) -> str:
     fn = g.pick(("tolower", "string.lowercase", "string.uppercase"))
     f = g.field(g.pick(("str", "strlist", "email")), whole_map=False)
     target = json.dumps(g.pick(("yoda", "YODA", "Yoda", "pro", "PRO", "", "beta")))
-    return g.pick((f"{fn}({f}) == {target}", f"{fn}({f}) != {target}", f"{fn}({f}) IN ({target}, \"pro\")"))
+    return g.pick(
+        (f"{fn}({f}) == {target}", f"{fn}({f}) != {target}", f'{fn}({f}) IN ({target}, "pro")')
+    )
 
 
 def _fn_contains(g: Gen) -> str:
@@ -508,7 +625,7 @@ def _fn_text(g: Gen) -> str:
     if roll < 0.2:
         return f'split({f}, ",") {g.pick(("IN", "INTERSECTS"))} ("Peoria", " IL", "a")'
     if roll < 0.4:
-        return f'strip({f}) == {json.dumps(g.pick(("Yoda", "7", "", "pro")))}'
+        return f"strip({f}) == {json.dumps(g.pick(('Yoda', '7', '', 'pro')))}"
     if roll < 0.6:
         return f'replace({f}, "o", "0") == {json.dumps(g.pick(("Y0da", "pr0", "b2b")))}'
     if roll < 0.8:
@@ -519,16 +636,39 @@ def _fn_text(g: Gen) -> str:
 def _fn_email(g: Gen) -> str:
     f = g.field(g.pick(("email", "email", "str")), whole_map=False)
     fn = g.pick(("email", "emaildomain", "emailname"))
-    target = json.dumps(g.pick(("yoda@dagobah.com", "dagobah.com", "luke@rebels.org", "rebels.org",
-                                "Luke", "b.co.uk", "")))  # fmt: skip
+    target = json.dumps(
+        g.pick(
+            (
+                "yoda@dagobah.com",
+                "dagobah.com",
+                "luke@rebels.org",
+                "rebels.org",
+                "Luke",
+                "b.co.uk",
+                "",
+            )
+        )
+    )
     return f"{fn}({f}) {g.pick(('==', '!='))} {target}"
 
 
 def _fn_url(g: Gen) -> str:
     f = g.field(g.pick(("url", "url", "str")), whole_map=False)
     fn = g.pick(("domain", "host", "path"))
-    target = json.dumps(g.pick(("example.com", "amazon.co.uk", "www.books.amazon.co.uk", "/blog/1",
-                                "/a/b", "example.org", "sub.example.org:8080", "/a/b.html")))  # fmt: skip
+    target = json.dumps(
+        g.pick(
+            (
+                "example.com",
+                "amazon.co.uk",
+                "www.books.amazon.co.uk",
+                "/blog/1",
+                "/a/b",
+                "example.org",
+                "sub.example.org:8080",
+                "/a/b.html",
+            )
+        )
+    )
     return f"{fn}({f}) {g.pick(('==', '!=', 'LIKE'))} {target}"
 
 
@@ -547,23 +687,40 @@ def _fn_time(g: Gen) -> str:
     f = g.field(g.pick(("time", "time", "timelist", "str")), whole_map=False)
     if roll < 0.25:
         dm = json.dumps(g.datemath()[0])
-        return g.pick((f"todate({f}) {g.pick(('>', '<'))} {dm}", f"now() > {f}", f"{f} < now()",
-                       f"todate({f}) > todate({dm})"))
+        return g.pick(
+            (
+                f"todate({f}) {g.pick(('>', '<'))} {dm}",
+                f"now() > {f}",
+                f"{f} < now()",
+                f"todate({f}) > todate({dm})",
+            )
+        )
     if roll < 0.32:
         layout, value = g.pick(_LAYOUTS)
-        return f"todate({json.dumps(layout)}, {value}) {g.pick(('>', '<'))} {json.dumps(g.datemath()[0])}"  # fmt: skip
+        return f"todate({json.dumps(layout)}, {value}) {g.pick(('>', '<'))} {json.dumps(g.datemath()[0])}"
     fn = g.pick(("yy", "mm", "monthofyear", "yymm", "dayofweek", "hourofday", "hourofweek"))
     arg = f if g.chance(0.5) else ""
-    targets = {"yy": (24, 25, 26), "mm": (1, 2, 3, 4, 12), "monthofyear": (3, 7), "yymm": ('"2603"', '"2403"'),
-               "dayofweek": (0, 1, 2, 3, 6), "hourofday": (0, 6, 12, 23), "hourofweek": (0, 36, 50)}  # fmt: skip
+    targets = {
+        "yy": (24, 25, 26),
+        "mm": (1, 2, 3, 4, 12),
+        "monthofyear": (3, 7),
+        "yymm": ('"2603"', '"2403"'),
+        "dayofweek": (0, 1, 2, 3, 6),
+        "hourofday": (0, 6, 12, 23),
+        "hourofweek": (0, 36, 50),
+    }
     target = g.pick(targets[fn])
     return f"{fn}({arg}) {g.pick(('==', '!=', '>', '<', '>=', '<='))} {target}"
 
 
 _LAYOUTS = (
-    ("2006-01-02", '"2026-03-01"'), ("01/02/2006", '"03/01/2026"'), ("01/02/2006", '"2026-03-01"'),
-    ("Jan 2, 2006", '"Mar 1, 2026"'), ("2006-01-02 15:04", '"2026-03-09 23:30"'),
-    ("2006-01-02", "name"), ("02.01.2006", '"31.12.2025"'),
+    ("2006-01-02", '"2026-03-01"'),
+    ("01/02/2006", '"03/01/2026"'),
+    ("01/02/2006", '"2026-03-01"'),
+    ("Jan 2, 2006", '"Mar 1, 2026"'),
+    ("2006-01-02 15:04", '"2026-03-09 23:30"'),
+    ("2006-01-02", "name"),
+    ("02.01.2006", '"31.12.2025"'),
 )
 
 
@@ -572,19 +729,38 @@ def _fn_exists(g: Gen) -> str:
 
 
 _FUNCTIONS: tuple[Callable[[Gen], str], ...] = (
-    _fn_case, _fn_case, _fn_contains, _fn_contains, _fn_len, _fn_text, _fn_email, _fn_url,
-    _fn_cast, _fn_cast, _fn_time, _fn_time, _fn_exists,
-)  # fmt: skip
+    _fn_case,
+    _fn_case,
+    _fn_contains,
+    _fn_contains,
+    _fn_len,
+    _fn_text,
+    _fn_email,
+    _fn_url,
+    _fn_cast,
+    _fn_cast,
+    _fn_time,
+    _fn_time,
+    _fn_exists,
+)
 
 
 # -- fixed cases: the issue's table and the docs' rules table -------------------------------------
 
 _DOCS_PROFILE: dict[str, Any] = {
-    "name": "Yoda", "plan": "pro", "visits": 42, "ltv": "1,234.50", "vip": True, "empty": "",
-    "tags": ["beta", "b2b"], "scores": {"momentum": 80}, "signup": "2026-02-01T08:30:00Z",
+    "name": "Yoda",
+    "plan": "pro",
+    "visits": 42,
+    "ltv": "1,234.50",
+    "vip": True,
+    "empty": "",
+    "tags": ["beta", "b2b"],
+    "scores": {"momentum": 80},
+    "signup": "2026-02-01T08:30:00Z",
     "url": "https://example.com/blog/1",
-    "logins": ["2026-03-01T00:00:00Z", "2026-03-08T00:00:00Z"], "nothing": [],
-}  # fmt: skip
+    "logins": ["2026-03-01T00:00:00Z", "2026-03-08T00:00:00Z"],
+    "nothing": [],
+}
 _DOCS_INCLUDES = 'FILTER plan == "pro" ALIAS pros; FILTER plan == "free" ALIAS frees'
 _DOCS_NOW = "2026-03-10T12:00:00Z"
 
@@ -613,8 +789,14 @@ def fixed_cases() -> list[Case]:
     for line in section.splitlines():
         m = re.match(r"^\| .* \| `(.+)` \| (true|false) \|$", line)
         if m and "NULL" not in m.group(1):  # the NULL rows are a documented difference
-            out.append({"filter": "FILTER " + m.group(1), "profile": _DOCS_PROFILE, "now": now,
-                        "includes": _DOCS_INCLUDES})  # fmt: skip
+            out.append(
+                {
+                    "filter": "FILTER " + m.group(1),
+                    "profile": _DOCS_PROFILE,
+                    "now": now,
+                    "includes": _DOCS_INCLUDES,
+                }
+            )
     return out
 
 
@@ -733,18 +915,28 @@ def write(oracle: str) -> None:
                 row["difference"] = why
             rows.append(row)
     for row in unexplained:
-        print(f"unexplained: qlbridge={row['member']} {row['filter']!r} {json.dumps(row['profile'])}")
-    header = {"oracle": "lytics/qlbridge (tools/qlbridge-oracle, qlfilter)", "commit": ORACLE_COMMIT,
-              "seeds": list(GOLDEN_SEEDS), "per_seed": GOLDEN_PER_SEED, "cases": len(rows),
-              "dropped": dict(dropped), "member": "qlbridge's answer: matches and ok",
-              "regenerate": "python -m tests.filterql.golden.generate write --oracle PATH"}  # fmt: skip
+        print(
+            f"unexplained: qlbridge={row['member']} {row['filter']!r} {json.dumps(row['profile'])}"
+        )
+    header = {
+        "oracle": "lytics/qlbridge (tools/qlbridge-oracle, qlfilter)",
+        "commit": ORACLE_COMMIT,
+        "seeds": list(GOLDEN_SEEDS),
+        "per_seed": GOLDEN_PER_SEED,
+        "cases": len(rows),
+        "dropped": dict(dropped),
+        "member": "qlbridge's answer: matches and ok",
+        "regenerate": "python -m tests.filterql.golden.generate write --oracle PATH",
+    }
     lines = [json.dumps(header)] + [
         json.dumps(row, separators=(",", ":"), ensure_ascii=False) for row in rows
     ]
     with gzip.GzipFile(GOLDEN, "wb", compresslevel=9, mtime=0) as fh:  # same bytes every time
         fh.write(("\n".join(lines) + "\n").encode("utf-8"))
-    print(f"wrote {len(rows)} cases to {GOLDEN} (dropped: {dict(dropped)}); "
-          f"{len(unexplained)} unexplained disagreements left out")  # fmt: skip
+    print(
+        f"wrote {len(rows)} cases to {GOLDEN} (dropped: {dict(dropped)}); "
+        f"{len(unexplained)} unexplained disagreements left out"
+    )
 
 
 def measure(oracle: str, seed: int, count: int, show: int) -> None:
@@ -766,17 +958,24 @@ def measure(oracle: str, seed: int, count: int, show: int) -> None:
         reasons[difference(case, theirs) or "unexplained"] += 1
         if shown < show:
             shown += 1
-            print(f"qlbridge={theirs} ours={ours} now={case['now']}\n  {case['filter']}\n  "
-                  f"{json.dumps(case['profile'])}" + (f"\n  includes: {case['includes']}" if case.get("includes") else ""))  # fmt: skip
-    print(f"seed {seed}: {count} cases; qlbridge answered {len(kept)} (left out: {dict(dropped)}); "
-          f"both parse {both}; agree {agree} ({100.0 * agree / max(both, 1):.3f} %); "
-          f"only qlbridge parses {only_theirs}")  # fmt: skip
+            print(
+                f"qlbridge={theirs} ours={ours} now={case['now']}\n  {case['filter']}\n  "
+                f"{json.dumps(case['profile'])}"
+                + (f"\n  includes: {case['includes']}" if case.get("includes") else "")
+            )
+    print(
+        f"seed {seed}: {count} cases; qlbridge answered {len(kept)} (left out: {dict(dropped)}); "
+        f"both parse {both}; agree {agree} ({100.0 * agree / max(both, 1):.3f} %); "
+        f"only qlbridge parses {only_theirs}"
+    )
     for reason, n in reasons.most_common():
         print(f"  {n:5d}  {reason}")
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("command", choices=("write", "measure", "show"))
     ap.add_argument(
         "--oracle", default=os.environ.get("QLFILTER", "/tmp/qlbridge-oracle/out/qlfilter")

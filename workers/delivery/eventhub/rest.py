@@ -92,9 +92,7 @@ def _pool(url: str, size: int) -> urllib3.PoolManager:
     )
     proxy = requests.utils.get_environ_proxies(url).get(url.split(":", 1)[0])
     if proxy:
-        return urllib3.ProxyManager(
-            proxy, num_pools=2, maxsize=size, block=True, ca_certs=ca_certs
-        )
+        return urllib3.ProxyManager(proxy, num_pools=2, maxsize=size, block=True, ca_certs=ca_certs)
     return urllib3.PoolManager(num_pools=2, maxsize=size, block=True, ca_certs=ca_certs)
 
 
