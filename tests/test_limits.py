@@ -4,7 +4,6 @@ profile, occurrences kept, and entries set aside after failing or timing out (wi
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import cast
 
@@ -229,16 +228,15 @@ def test_a_drain_over_its_time_limit_is_stopped_and_its_entry_set_aside(
     worker.start()
     beat.start()
     try:
-        started = time.monotonic()
         Ingestor(engine).ingest(list_items([{"user_id": "u", "n": 1}, {"user_id": "u", "n": 2}]))
         shard = shard_of("u", engine.cfg.shards)
         aside = ShardDeadLetters(engine)
+        # Each stalled drain sleeps 60 s: the entry is set aside within this wait only because
+        # the 3 s soft limit cut the stalls short (the reason and the worker's log say so below).
         wait_for(lambda: aside.counts(), 60, interval=0.2, what="the stalled entry set aside")
         wait_for(
             lambda: engine.r.xlen(engine.keys.events(shard)) == 0, 30, what="the shard drained"
         )
-        elapsed = time.monotonic() - started
-        assert elapsed < 60  # three stalls of 60 s each were cut short by the 3 s soft limit
         (entry,) = aside.entries(shard)
         assert "timed out (the task's soft time limit)" in entry.reason
         assert profile(engine, "u").fields["n"] == 2
