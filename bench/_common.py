@@ -7,6 +7,7 @@ baseline measured in the same run next to its own figure.
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,3 +186,31 @@ class Stack:
         if self.hub is not None:
             self.hub.stop()
         self.redis.stop()
+
+
+def sample_message(rng: random.Random, user: str, n: int) -> bytes:
+    """A ~400-byte trigger message shaped like the real one (data + meta), for the hub benches."""
+    return orjson.dumps(
+        {
+            "data": {
+                "_created": "2024-05-01T10:00:00Z",
+                "_modified": "2024-05-02T11:30:00.123456789Z",
+                "email": f"{user}@example.com",
+                "user_id": user,
+                "segment_events": [
+                    {
+                        "id": f"{rng.getrandbits(128):032x}",
+                        "event": "enter" if n % 2 else "exit",
+                        "enter": "2024-05-02T11:30:00Z",
+                        "exit": "2099-05-02T11:30:00Z",
+                        "slug": "high-value-customers",
+                    }
+                ],
+            },
+            "meta": {
+                "object": "user",
+                "subscription_id": f"{rng.getrandbits(128):032x}",
+                "timestamp": "2024-05-02T11:30:00.5Z",
+            },
+        }
+    )

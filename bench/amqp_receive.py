@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from _common import cpu_seconds, start_bench_hub  # noqa: E402
+from _common import cpu_seconds, sample_message, start_bench_hub  # noqa: E402
 from azure.eventhub import EventData, EventHubConsumerClient  # noqa: E402
 from azure.eventhub._pyamqp._decode import decode_frame, decode_payload  # noqa: E402
 
@@ -66,34 +66,6 @@ PARTITION = "0"
 BATCH = "application/vnd.microsoft.servicebus.json"
 
 
-def envelope(rng: random.Random, user: str, n: int) -> str:
-    """A ~430-byte message shaped like the real one (data + meta)."""
-    return orjson.dumps(
-        {
-            "data": {
-                "_created": "2024-05-01T10:00:00Z",
-                "_modified": "2024-05-02T11:30:00.123456789Z",
-                "email": f"{user}@example.com",
-                "user_id": user,
-                "segment_events": [
-                    {
-                        "id": f"{rng.getrandbits(128):032x}",
-                        "event": "enter" if n % 2 else "exit",
-                        "enter": "2024-05-02T11:30:00Z",
-                        "exit": "2099-05-02T11:30:00Z",
-                        "slug": "high-value-customers",
-                    }
-                ],
-            },
-            "meta": {
-                "object": "user",
-                "subscription_id": f"{rng.getrandbits(128):032x}",
-                "timestamp": "2024-05-02T11:30:00.5Z",
-            },
-        }
-    ).decode()
-
-
 def fill(conn: ConnectionString, base: str, count: int) -> int:
     """Post ``count`` events to one partition in ~1 MB batches; returns the body bytes."""
     rng = random.Random(11)
@@ -107,7 +79,7 @@ def fill(conn: ConnectionString, base: str, count: int) -> int:
         batch = []
         for n in range(sent, min(sent + 1500, count)):
             user = f"user-{rng.randrange(50_000)}"
-            body = envelope(rng, user, n)
+            body = sample_message(rng, user, n).decode()
             size += len(body)
             batch.append(
                 {

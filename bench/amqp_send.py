@@ -18,14 +18,13 @@ import sys
 import time
 from pathlib import Path
 
-import orjson
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from _common import cpu_seconds, start_bench_hub  # noqa: E402
+from _common import cpu_seconds, sample_message, start_bench_hub  # noqa: E402
 from azure.eventhub import EventData, EventDataBatch  # noqa: E402
 
 from workers.delivery.eventhub.amqp import AmqpSender, amqp_event, encoded_size  # noqa: E402
@@ -35,40 +34,12 @@ from workers.delivery.eventhub.sender import OutMessage  # noqa: E402
 USERS = 50_000
 
 
-def envelope(rng: random.Random, user: str, n: int) -> bytes:
-    """A ~400-byte message shaped like the real one (data + meta)."""
-    return orjson.dumps(
-        {
-            "data": {
-                "_created": "2024-05-01T10:00:00Z",
-                "_modified": "2024-05-02T11:30:00.123456789Z",
-                "email": f"{user}@example.com",
-                "user_id": user,
-                "segment_events": [
-                    {
-                        "id": f"{rng.getrandbits(128):032x}",
-                        "event": "enter" if n % 2 else "exit",
-                        "enter": "2024-05-02T11:30:00Z",
-                        "exit": "2099-05-02T11:30:00Z",
-                        "slug": "high-value-customers",
-                    }
-                ],
-            },
-            "meta": {
-                "object": "user",
-                "subscription_id": f"{rng.getrandbits(128):032x}",
-                "timestamp": "2024-05-02T11:30:00.5Z",
-            },
-        }
-    )
-
-
 def build_messages(count: int, seed: int = 7) -> list[OutMessage]:
     rng = random.Random(seed)
     out = []
     for n in range(count):
         user = f"user-{rng.randrange(USERS)}"
-        out.append(OutMessage(envelope(rng, user, n), user, f"job-1:{user}:{n:08d}"))
+        out.append(OutMessage(sample_message(rng, user, n), user, f"job-1:{user}:{n:08d}"))
     return out
 
 

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from _common import start_bench_hub  # noqa: E402
+from _common import sample_message, start_bench_hub  # noqa: E402
 
 from workers.delivery.eventhub.connstr import ConnectionString, parse_connection_string  # noqa: E402
 from workers.delivery.eventhub.partitions import partition_for_key  # noqa: E402
@@ -63,33 +63,6 @@ class IntakeResult:
         )
 
 
-def _body(rng: random.Random, user: str, n: int) -> str:
-    """A ~400-byte envelope shaped like the real message (data + meta)."""
-    doc = {
-        "data": {
-            "_created": "2024-05-01T10:00:00Z",
-            "_modified": "2024-05-02T11:30:00.123456789Z",
-            "email": f"{user}@example.com",
-            "user_id": user,
-            "segment_events": [
-                {
-                    "id": f"{rng.getrandbits(128):032x}",
-                    "event": "enter" if n % 2 else "exit",
-                    "enter": "2024-05-02T11:30:00Z",
-                    "exit": "2099-05-02T11:30:00Z",
-                    "slug": "high-value-customers",
-                }
-            ],
-        },
-        "meta": {
-            "object": "user",
-            "subscription_id": f"{rng.getrandbits(128):032x}",
-            "timestamp": "2024-05-02T11:30:00.5Z",
-        },
-    }
-    return orjson.dumps(doc).decode()
-
-
 def build_batches(
     count: int, batch_bytes: int, seed: int, partitions: int = 4
 ) -> tuple[list[bytes], list[int], list[str]]:
@@ -110,7 +83,7 @@ def build_batches(
                 continue
             item = orjson.dumps(
                 {
-                    "Body": _body(rng, user, len(items)),
+                    "Body": sample_message(rng, user, len(items)).decode(),
                     "UserProperties": {"idempotency_key": f"{rng.getrandbits(96):024x}"},
                     "BrokerProperties": {"PartitionKey": user},
                 }
