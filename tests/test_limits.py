@@ -11,7 +11,7 @@ import pytest
 from redis.exceptions import ResponseError
 
 from audiencehub.processes import CeleryBeat, CeleryWorker, celery_env, wait_for
-from tests.helpers import SHARDS, cli, with_settings
+from tests.helpers import SHARDS, RecordingSender, cli, with_settings
 from workers import faults
 from workers.audiences.store import AudienceStore
 from workers.engine import Engine
@@ -159,8 +159,17 @@ def test_an_entry_whose_drains_were_killed_n_times_is_set_aside(engine: Engine) 
 
 
 def test_a_failing_entry_is_retried_alone_then_set_aside(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, sender: RecordingSender, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    lease = engine.keys.drain_lease(shard_of("u", engine.cfg.shards))
+    lease_held_at_kick: list[bool] = []
+    record = sender.drain
+
+    def drain_kick(shard: int) -> None:  # the retry must find the lease free to take it
+        lease_held_at_kick.append(bool(engine.r.exists(lease)))
+        record(shard)
+
+    monkeypatch.setattr(sender, "drain", drain_kick)
     ingest = Ingestor(engine)
     ingest.ingest(list_items([{"user_id": "u", "poison": 1}, {"user_id": "u", "ok": 1}]))
     shard = shard_of("u", engine.cfg.shards)
@@ -176,9 +185,11 @@ def test_a_failing_entry_is_retried_alone_then_set_aside(
         return real(p, entry, snapshot, sizes)  # type: ignore[arg-type]
 
     monkeypatch.setattr(drainer, "_over_limits", explode)
+    lease_held_at_kick.clear()  # the ingest's own kick
     for _ in range(engine.cfg.max_attempts):
         with pytest.raises(ZeroDivisionError):
             drainer.drain(shard)
+    assert lease_held_at_kick == [False] * engine.cfg.max_attempts  # one retry each, lease let go
     report = drainer.drain(shard)
     assert report.set_aside == 1 and report.entries == 1
     (aside,) = ShardDeadLetters(engine).entries(shard)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from workers.engine import Engine
 from workers.lease import Lease
 from workers.loop import LeasedLoop
@@ -59,3 +61,15 @@ def test_a_taken_lease_or_nothing_to_do_clears_the_flag_and_leaves(engine: Engin
     r.set(kick, 1)
     assert not loop(engine, []).run(10, lambda: None, lambda _, __: True, lambda: True)
     assert not r.exists(kick)
+
+
+def test_a_step_that_raises_lets_the_lease_go_and_clears_the_flag(engine: Engine) -> None:
+    r, lease, kick = engine.r, engine.keys.drain_lease(0), engine.keys.drain_kick(0)
+    r.set(kick, 1)
+
+    def step(_: str, __: Lease) -> bool:
+        raise ZeroDivisionError("a bug")
+
+    with pytest.raises(ZeroDivisionError):
+        loop(engine, []).run(10, lambda: "x", step, lambda: True)
+    assert not r.exists(lease) and not r.exists(kick)  # the next kick queues a task that can work

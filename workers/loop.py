@@ -15,6 +15,8 @@ The invariant, written here once: no work is stranded and no tasks pile up.
   task that only finds the lease taken.
 - A task that finds the lease taken clears the flag and leaves: the holder looks again after it
   lets go, so whatever the task was kicked for is seen.
+- A step that raises lets the lease go and clears the flag before the error leaves, so a kick
+  sent after it (a retry) queues a task that finds the lease free.
 - Over budget with work left, the task re-queues itself (a kick: the flag is set again) instead of
   holding a worker process, so other shards' and jobs' tasks get their turn.
 
@@ -74,8 +76,11 @@ class LeasedLoop:
                     if not step(ready, lease):
                         break
                     lease.extend()
-            finally:
+            except BaseException:
                 lease.release()
+                self._clear_kick()  # a failed task leaves no flag up to swallow the next kicks
+                raise
+            lease.release()
             self._clear_kick()
             if not more():
                 return False

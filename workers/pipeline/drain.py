@@ -100,6 +100,8 @@ class ShardDrainer:
         self.attempts = DrainAttempts(engine)
         self._working: Attempt | None = None
         """The attempt being worked (written down before its entries, cleared by the commit)."""
+        self._retry = False
+        """A failed attempt was counted: kick the shard again once the lease is let go."""
 
     def drain(self, shard: int, budget_s: float = 0.3) -> DrainReport:
         """Drain until the shard is empty or the time budget is spent (then ask for another run).
@@ -113,17 +115,22 @@ class ShardDrainer:
         loop = LeasedLoop(
             e.r, e.keys.drain_lease(shard), LEASE_MS, e.keys.drain_kick(shard), requeue
         )
-        report.more = loop.run(
-            budget_s,
-            prepare=lambda: shard,
-            step=lambda _, __: self._step(shard, report),
-            more=lambda: bool(e.r.xlen(e.keys.events(shard))),
-        )
+        self._retry = False
+        try:
+            report.more = loop.run(
+                budget_s,
+                prepare=lambda: shard,
+                step=lambda _, __: self._step(shard, report),
+                more=lambda: bool(e.r.xlen(e.keys.events(shard))),
+            )
+        except Exception:
+            if self._retry:  # after the loop let the lease go, so the new task can take it
+                e.kicker.drains([shard])
+            raise
         return report
 
     def _step(self, shard: int, report: DrainReport) -> bool:
         """One batch under the lease, its failures counted against the head entry."""
-        e = self.e
         try:
             return self._batch(shard, report)
         except RedisError:
@@ -134,8 +141,7 @@ class ShardDrainer:
             working, self._working = self._working, None
             if working is not None:
                 self.attempts.stopped(shard, working, _stop_reason(exc))
-                e.r.delete(e.keys.drain_kick(shard))
-                e.kicker.drains([shard])  # try again now: the entry alone, then set aside
+                self._retry = True  # try again now: the entry alone, then set aside
             raise
 
     def _batch(self, shard: int, report: DrainReport) -> bool:
