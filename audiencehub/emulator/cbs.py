@@ -67,7 +67,9 @@ class Tokens:
         if not isinstance(token, str):
             return 401, "put-token carries no token (expected a string body)"
         audience = str(props.get("name") or "")
-        addressed = urlsplit(audience).netloc if "://" in audience else None
+        # The namespace addressed, with or without a scheme (as a token's ``sr`` is read): an
+        # audience naming none fails the namespace check rather than skipping it.
+        addressed = urlsplit(audience).netloc if "://" in audience else audience.partition("/")[0]
         try:
             parsed = self.auth.check(token, hub or "", namespace=addressed)
         except TokenError as exc:

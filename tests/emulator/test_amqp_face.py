@@ -369,6 +369,23 @@ def test_every_performative_carries_every_field(hub: HubProcess) -> None:
         peer.close()
 
 
+@pytest.mark.parametrize("scheme", ["sb://", ""])
+def test_a_put_token_for_another_namespace_is_refused(hub: HubProcess, scheme: str) -> None:
+    """The audience names the namespace addressed, with or without a scheme: a token whose
+    ``sr`` names another namespace is refused either way (as REST refuses it by Host)."""
+    other = hub.token(HUB, uri=f"sb://elsewhere.servicebus.windows.net/{HUB}", key=KEY)
+    here = hub.token(HUB, key=KEY, key_name=KEY_NAME)
+    audience = f"{scheme}{hub.conn.namespace}/{HUB}"
+    for token, status in ((other, 401), (here, 202)):
+        peer = RawPeer(hub)
+        try:
+            peer.open()
+            peer.begin()
+            assert peer.put_token(token, audience) == status
+        finally:
+            peer.close()
+
+
 def test_a_delivery_split_over_bare_continuation_frames(hub: HubProcess) -> None:
     inner = [
         encode_value(Described(0x72, {Symbol("x-opt-partition-key"): "user-3"}))

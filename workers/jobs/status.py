@@ -11,7 +11,6 @@ from workers.audiences.registry_store import NotFound
 from workers.delivery.hub_partitions import HubPartitions
 from workers.delivery.outbox import Outbox, head_time_ms
 from workers.engine import Engine
-from workers.jobs.auths import AuthStore
 from workers.jobs.backfill import Backfills
 from workers.jobs.control import JobControl
 from workers.jobs.store import STATES, Job
@@ -93,7 +92,7 @@ def job_status(engine: Engine, job: Job, slugs: dict[str, str]) -> dict[str, Any
 def partition_layout(engine: Engine, job: Job) -> dict[str, Any]:
     """How the job's hub is sent to: per partition (and how many), or one user per request."""
     try:
-        auth = AuthStore(engine.r, engine.keys, engine.cfg).get(job.auth_id)
+        auth = engine.auths.get(job.auth_id)
     except NotFound:
         return {"mode": "unknown", "note": f"authorization {job.auth_id} no longer exists"}
     return HubPartitions(engine.r, engine.keys).layout(auth).public()
