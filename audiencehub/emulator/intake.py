@@ -87,12 +87,14 @@ def accept(
         hub = store.hub(link.hub)
     except UnknownHub:
         return 404, ("amqp:not-found", f"event hub {link.hub!r} no longer exists")
-    for index, event in enumerate(events):
-        if event.partition_key is not None and key_length(event.partition_key) > MAX_PARTITION_KEY:
+    # The batch's own key places it; each event's key is kept with it: both within the limit.
+    keys = [("the batch", key)] + [(f"event[{i}]", e.partition_key) for i, e in enumerate(events)]
+    for where, value in keys:
+        if value is not None and key_length(value) > MAX_PARTITION_KEY:
             return 400, (
                 "amqp:invalid-field",
-                f"event[{index}]'s partition key is {key_length(event.partition_key)} "
-                f"characters; the limit is {MAX_PARTITION_KEY}",
+                f"{where}'s partition key is {key_length(value)} characters; "
+                f"the limit is {MAX_PARTITION_KEY}",
             )
     try:
         store.append(

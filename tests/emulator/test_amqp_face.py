@@ -429,6 +429,34 @@ def test_a_delivery_split_over_bare_continuation_frames(hub: HubProcess) -> None
     assert hub.stats()["hubs"][HUB]["key_partition_mismatches"] == 3
 
 
+def test_a_batch_placed_by_a_partition_key_over_128_characters_is_rejected(
+    hub: HubProcess,
+) -> None:
+    """The key that places a batch is the envelope's own; its events carry none here."""
+    inner = encode_value(Described(0x75, b"body"))
+    payload = encode_value(
+        Described(0x72, {Symbol("x-opt-partition-key"): "k" * 129})
+    ) + encode_value(Described(0x75, inner))
+    peer = RawPeer(hub)
+    try:
+        peer.open()
+        peer.begin()
+        peer.put_token()
+        peer.attach("events", 2, False, HUB)
+        peer.frame()  # flow
+        head = performative(
+            0x14, e_uint(2), e_uint(1), e_bin(b"t1"), e_uint(BATCH_FORMAT), e_bool(False)
+        )
+        peer.send(1, head + payload)
+        _, code, fields, _ = peer.frame()
+        assert code == 0x15 and fields[4].descriptor == 0x25  # rejected
+        assert fields[4].value[0].value[0] == "amqp:invalid-field"
+        assert "the batch's partition key is 129 characters" in fields[4].value[0].value[1]
+    finally:
+        peer.close()
+    assert hub.events() == []
+
+
 def test_an_oversized_delivery_is_rejected_and_a_huge_one_detaches_the_link(
     hub: HubProcess,
 ) -> None:
