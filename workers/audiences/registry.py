@@ -15,6 +15,7 @@ from workers.audiences.store import AudienceStore
 from workers.filterql import Filter, compile_set
 from workers.jobs.store import Job, JobStore
 from workers.keys import Keys
+from workers.pipeline.profile import Profile
 from workers.redisconn import Redis
 
 ALWAYS_CHANGED = "_modified"
@@ -41,6 +42,23 @@ class Snapshot:
     """Audience id -> slug, for naming the audiences a message carries."""
     codes: AudienceCodes = NO_CODES
     """Audience numbers, both ways, for reading and writing profiles (every audience has one)."""
+    quiet: frozenset[str] = frozenset()
+    """Audiences false for a profile holding none of the fields and events they read, at any
+    time (no INCLUDE, no time dependence, false for an empty profile): a new user's first entry
+    need not evaluate them unless it brings one of those (see :meth:`first_targets`)."""
+
+    def first_targets(self, present: Iterable[str]) -> list[LiveAudience]:
+        """The audiences a new profile holding only ``present`` (field and event names) can
+        enter. The quiet ones reading none of it answer as for an empty profile, false, since
+        an audience's fields and events are complete (:meth:`affected` rests on that too)."""
+        quiet = self.quiet
+        if not quiet:
+            return list(self.audiences.values())
+        touched: set[str] = set()
+        for name in present:  # field and event names alike, as the old check took them
+            touched.update(a.id for a in self.by_field.get(name, ()))
+            touched.update(a.id for a in self.by_event.get(name, ()))
+        return [a for aid, a in self.audiences.items() if aid not in quiet or aid in touched]
 
     def occurrences_to_keep(self, event: str, floor: int) -> int:
         """Only as many as the largest window asking about this event can count (at least
@@ -78,6 +96,12 @@ def build_snapshot(r: Redis, keys: Keys, version: int) -> Snapshot:
             by_event[name].append(a)
         for name, need in a.filter.needs.items():
             needs[name] = max(needs.get(name, 0), need)
+    empty = Profile("")
+    quiet = frozenset(
+        a.id
+        for a in audiences.values()
+        if not a.filter.includes and not a.filter.time_dependent and not a.filter.matches(empty, 0)
+    )
     return Snapshot(
         version,
         audiences,
@@ -88,6 +112,7 @@ def build_snapshot(r: Redis, keys: Keys, version: int) -> Snapshot:
         needs,
         {a.id: a.slug for a in audiences.values()},
         AudienceNumbering(r, keys).ensure(audiences),
+        quiet,
     )
 
 
