@@ -42,39 +42,20 @@ class Snapshot:
     """Audience id -> slug, for naming the audiences a message carries."""
     codes: AudienceCodes = NO_CODES
     """Audience numbers, both ways, for reading and writing profiles (every audience has one)."""
-    quiet: frozenset[str] = frozenset()
-    """Audiences false for a profile holding none of the fields and events they read, at any
-    time (no INCLUDE, no time dependence, false for an empty profile): a new user's first entry
-    need not evaluate them unless it brings one of those (see :meth:`first_targets`)."""
+    first_reads: tuple[tuple[LiveAudience, frozenset[str] | None], ...] = ()
+    """Each audience with what it reads when it is quiet: false for a profile holding none of
+    the fields and events it reads, at any time (no INCLUDE, no time dependence, false for an
+    empty profile); None for the others. See :meth:`first_targets`."""
 
     def first_targets(self, present: Iterable[str]) -> list[LiveAudience]:
         """The audiences a new profile holding only ``present`` (field and event names) can
-        enter. The quiet ones reading none of it answer as for an empty profile, false, since
-        an audience's fields and events are complete (:meth:`affected` rests on that too)."""
-        quiet = self.quiet
-        if not quiet:
+        enter: a quiet one reading none of it answers as for an empty profile, false, since an
+        audience's fields and events are complete (:meth:`affected` rests on that too)."""
+        if not self.first_reads:
             return list(self.audiences.values())
-        touched: set[str] = set()
-        for name in present:  # field and event names alike, as the old check took them
-            touched.update(a.id for a in self.by_field.get(name, ()))
-            touched.update(a.id for a in self.by_event.get(name, ()))
-        return [a for aid, a in self.audiences.items() if aid not in quiet or aid in touched]
-
-    def occurrences_to_keep(self, event: str, floor: int) -> int:
-        """Only as many as the largest window asking about this event can count (at least
-        ``floor``, so an audience created later still finds some history)."""
-        return max(floor, self.needs.get(event, 0))
-
-    def affected(self, changed: Iterable[str], event: str | None) -> list[LiveAudience]:
-        """Audiences whose answer can depend on what just changed; the rest cannot flip."""
-        found: dict[str, LiveAudience] = {}
-        for name in changed:
-            for a in self.by_field.get(name, ()):
-                found[a.id] = a
-        if event is not None:
-            for a in self.by_event.get(event, ()):
-                found[a.id] = a
-        return list(found.values())
+        return [
+            a for a, reads in self.first_reads if reads is None or not reads.isdisjoint(present)
+        ]
 
 
 def build_snapshot(r: Redis, keys: Keys, version: int) -> Snapshot:
@@ -97,10 +78,11 @@ def build_snapshot(r: Redis, keys: Keys, version: int) -> Snapshot:
         for name, need in a.filter.needs.items():
             needs[name] = max(needs.get(name, 0), need)
     empty = Profile("")
-    quiet = frozenset(
-        a.id
-        for a in audiences.values()
+    first_reads = tuple(
+        (a, a.filter.fields | a.filter.events)
         if not a.filter.includes and not a.filter.time_dependent and not a.filter.matches(empty, 0)
+        else (a, None)
+        for a in audiences.values()
     )
     return Snapshot(
         version,
@@ -112,7 +94,7 @@ def build_snapshot(r: Redis, keys: Keys, version: int) -> Snapshot:
         needs,
         {a.id: a.slug for a in audiences.values()},
         AudienceNumbering(r, keys).ensure(audiences),
-        quiet,
+        first_reads,
     )
 
 
