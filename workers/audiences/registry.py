@@ -47,6 +47,22 @@ class Snapshot:
     the fields and events it reads, at any time (no INCLUDE, no time dependence, false for an
     empty profile); None for the others. See :meth:`first_targets`."""
 
+    def occurrences_to_keep(self, event: str, floor: int) -> int:
+        """Only as many as the largest window asking about this event can count (at least
+        ``floor``, so an audience created later still finds some history)."""
+        return max(floor, self.needs.get(event, 0))
+
+    def affected(self, changed: Iterable[str], event: str | None) -> list[LiveAudience]:
+        """Audiences whose answer can depend on what just changed; the rest cannot flip."""
+        found: dict[str, LiveAudience] = {}
+        for name in changed:
+            for a in self.by_field.get(name, ()):
+                found[a.id] = a
+        if event is not None:
+            for a in self.by_event.get(event, ()):
+                found[a.id] = a
+        return list(found.values())
+
     def first_targets(self, present: Iterable[str]) -> list[LiveAudience]:
         """The audiences a new profile holding only ``present`` (field and event names) can
         enter: a quiet one reading none of it answers as for an empty profile, false, since an
