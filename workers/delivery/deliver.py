@@ -125,6 +125,7 @@ class Planned:
     read: list[Pending]
     outcome: Outcome
     groups: list[Group]
+    sender: Sender
 
 
 SenderFactory = Callable[[Job], Sender]
@@ -182,13 +183,26 @@ class Deliverer:
             ready = self._sender(job, report)
             return None if ready is None else (job, *ready)
 
-        ahead: list[Planned | None] = [None]  # the next round, read while this one was sent
+        # The next round, read while this one is sent, if another round fits in the budget.
+        ahead: list[Planned | None] = [None]
+        deadline = time.monotonic() + budget_s
+        took = [0.0]  # the last round's seconds
 
         def step(ready: tuple[Job, Sender, PartitionLayout], lease: Lease) -> bool:
             job, sender, layout = ready
             if report.error:
                 return False
-            more, ahead[0] = self._round(job, sender, layout, report, lease.extend, ahead[0])
+            began = time.monotonic()
+            more, ahead[0] = self._round(
+                job,
+                sender,
+                layout,
+                report,
+                lease.extend,
+                ahead[0],
+                read_ahead=lambda: time.monotonic() + took[0] < deadline,
+            )
+            took[0] = time.monotonic() - began
             return more
 
         requeue = lambda: e.kicker.delivers([job_id])  # noqa: E731
@@ -200,7 +214,9 @@ class Deliverer:
                 budget_s, prepare, step, lambda: not report.error and bool(self.backlog(job_id))
             )
         finally:
-            ahead[0] = None  # read under a lease now let go: the next holder reads afresh
+            if ahead[0] is not None:  # read under a lease now let go: the next holder reads afresh
+                self._drop(ahead[0])
+                ahead[0] = None
         return report
 
     def backlog(self, job_id: str) -> int:
@@ -278,6 +294,7 @@ class Deliverer:
         report: DeliverReport,
         keep_alive: Callable[[], bool] = lambda: True,
         ahead: Planned | None = None,
+        read_ahead: Callable[[], bool] = lambda: True,
     ) -> tuple[bool, Planned | None]:
         """Send one round; False when every outbox is empty or an error stopped sending.
         ``keep_alive`` extends the lease while a round is under way (False: it was lost, so
@@ -300,19 +317,27 @@ class Deliverer:
         following: list[Planned | None] = [None]
 
         def meanwhile() -> None:
-            following[0] = self._prepare(job, sender, layout, count, last)
+            if read_ahead():
+                following[0] = self._prepare(job, sender, layout, count, last)
 
         self._send_groups(read, sender, groups, outcome, keep_alive, meanwhile)
         if outcome.sent:
             faults.fire(self.e.cfg, self.e.r, "deliver.after_send")
         self._settle(job, read, outcome, report)
         err = outcome.error()
+        whole = len(outcome.sent) + len(outcome.dead) == len(read)
+        if following[0] is not None and (err is not None or not whole):
+            self._drop(following[0])  # something waits in this round: read afresh after it
+            following[0] = None
         if err is not None:
             self._failed(job, err, report, len(read) - len(outcome.sent) - len(outcome.dead))
             return False, None
-        if len(outcome.sent) + len(outcome.dead) < len(read):
-            return True, None  # something waits (a lost lease stopped sending): read afresh
         return True, following[0]
+
+    @staticmethod
+    def _drop(planned: Planned) -> None:
+        """A round read ahead that will not be sent: its sender forgets what it kept."""
+        planned.sender.forget([p.message for p in planned.read])
 
     def _prepare(
         self,
@@ -327,7 +352,7 @@ class Deliverer:
         if not read:
             return None
         outcome = Outcome()
-        return Planned(read, outcome, self._plan(read, sender, layout, outcome))
+        return Planned(read, outcome, self._plan(read, sender, layout, outcome), sender)
 
     @staticmethod
     def _plan(
