@@ -14,8 +14,8 @@ import requests
 
 from audiencehub.processes import HubEmulator
 from workers.audiences.store import AudienceStore
-from workers.delivery.dead_letters import DeadLetters
 from workers.delivery import deliver as deliver_module
+from workers.delivery.dead_letters import DeadLetters
 from workers.delivery.deliver import Deliverer, DeliverReport, SenderPool
 from workers.delivery.outbox import Outbox
 from workers.engine import Engine
