@@ -70,3 +70,11 @@ def far_future(ns: int) -> str:
 def ns_to_ms_ceil(ns: int) -> int:
     """Round up, so a due time in ms is never before the exact instant it stands for."""
     return -(-ns // NS_PER_MS)
+
+
+def rfc3339_and_far_future(ns: int) -> tuple[str, str]:
+    """``(format_rfc3339(ns), far_future(ns))``, splitting ``ns`` and formatting its fraction once
+    (a drain needs both for every message it renders)."""
+    seconds, frac = divmod(ns, NS_PER_S)
+    tail = f".{frac:09d}".rstrip("0") + "Z" if frac else "Z"
+    return _second_text(seconds) + tail, _far_future_second(seconds) + tail

@@ -13,7 +13,7 @@ carries the changes alone. Either way the idempotency key names only the changes
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -22,32 +22,48 @@ import orjson
 from workers.jobs.store import Job
 from workers.pipeline.membership import Transition
 from workers.pipeline.profile import Profile
-from workers.timefmt import far_future, format_rfc3339
+from workers.timefmt import far_future, format_rfc3339, rfc3339_and_far_future
 
 _enter_text = lru_cache(maxsize=65_536)(format_rfc3339)
 """Enter times repeat (a member's enter is carried in each of its later messages): formatted
 once per process while they stay in the cache."""
 
-
-@lru_cache(maxsize=256)
-def _job_order(audiences: tuple[str, ...]) -> dict[str, int]:
-    """A job's audiences by position (the order a message lists them in)."""
-    return {aid: i for i, aid in enumerate(audiences)}
+_CREATED, _MODIFIED, _USER_ID, _FIELD = range(4)
 
 
-def segment_event(t: Transition, at: int, future: str | None = None) -> dict[str, str]:
-    """``future``: ``far_future(at)`` when the caller has it already."""
-    if t.exit is not None:
-        exit_text = format_rfc3339(t.exit)
-    else:
-        exit_text = future if future is not None else far_future(at)
-    return {
-        "id": t.audience,
-        "event": t.event,
-        "enter": _enter_text(t.enter),
-        "exit": exit_text,
-        "slug": t.slug,
-    }
+class _JobPlan:
+    """What every message of one job shares, worked out once per job (not per message): the
+    audiences' positions, how each field is read, and the bytes ``meta`` starts with."""
+
+    __slots__ = ("fields", "job", "meta_head", "order", "unique")
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.order = {aid: i for i, aid in enumerate(job.audiences)}
+        self.unique = len(self.order) == len(job.audiences)
+        special = {"_created": _CREATED, "_modified": _MODIFIED, "user_id": _USER_ID}
+        self.fields = tuple((name, special.get(name, _FIELD)) for name in job.fields)
+        # ``"meta":{...}`` byte for byte as orjson writes it: the timestamp (RFC 3339 text,
+        # nothing to escape) and the closing braces follow per message.
+        self.meta_head = (
+            b',"meta":{"object":"user","subscription_id":'
+            + orjson.dumps(job.id)
+            + b',"timestamp":"'
+        )
+
+
+_plans: dict[str, _JobPlan] = {}
+
+
+def _plan(job: Job) -> _JobPlan:
+    """The job's plan, rebuilt when the registry hands out a new Job object for it (keyed by
+    id and checked by identity: hashing a Job hashes all its audiences)."""
+    plan = _plans.get(job.id)
+    if plan is None or plan.job is not job:
+        if len(_plans) >= 1024:
+            _plans.clear()
+        plan = _plans[job.id] = _JobPlan(job)
+    return plan
 
 
 def user_data(profile: Profile, fields: Sequence[str]) -> dict[str, Any]:
@@ -64,6 +80,23 @@ def user_data(profile: Profile, fields: Sequence[str]) -> dict[str, Any]:
     return data
 
 
+def _planned_data(profile: Profile, plan: _JobPlan) -> dict[str, Any]:
+    """:func:`user_data` of the plan's job, each field's kind decided once per job."""
+    data: dict[str, Any] = {}
+    values = profile.fields
+    for name, kind in plan.fields:
+        if kind == _FIELD:
+            if name in values:
+                data[name] = values[name]
+        elif kind == _CREATED:
+            data[name] = format_rfc3339(profile.created)
+        elif kind == _MODIFIED:
+            data[name] = format_rfc3339(profile.modified)
+        else:
+            data[name] = profile.user_id
+    return data
+
+
 def current_memberships(
     job: Job,
     membership: Mapping[str, int],
@@ -74,9 +107,40 @@ def current_memberships(
 ) -> list[dict[str, str]]:
     """The job's other audiences the user is in at ``at``, as the seed shows an unchanged one.
     ``future``: ``far_future(at)`` when the caller has it already."""
-    moved = {t.audience for t in changed}
     if future is None:
         future = far_future(at)
+    return _current(_plan(job), membership, changed, slugs, future)
+
+
+def _current(
+    plan: _JobPlan,
+    membership: Mapping[str, int],
+    changed: Sequence[Transition],
+    slugs: Mapping[str, str],
+    future: str,
+) -> list[dict[str, str]]:
+    """:func:`current_memberships`; walks whichever is shorter, the user's memberships or the
+    job's audiences (a user is in a few of a job's many audiences), in the job's order."""
+    if len(changed) == 1:
+        moved: Container[str] = (changed[0].audience,)
+    else:
+        moved = {t.audience for t in changed}
+    order = plan.order
+    if plan.unique and len(membership) < len(order):
+        found = [
+            (pos, aid)
+            for aid in membership
+            if (pos := order.get(aid)) is not None and aid not in moved and aid in slugs
+        ]
+        if len(found) > 1:
+            found.sort()
+        aids = [aid for _, aid in found]
+    else:
+        aids = [
+            aid
+            for aid in plan.job.audiences
+            if aid in membership and aid not in moved and aid in slugs
+        ]
     return [
         {
             "id": aid,
@@ -85,9 +149,47 @@ def current_memberships(
             "exit": future,
             "slug": slugs[aid],
         }
-        for aid in job.audiences
-        if aid in membership and aid not in moved and aid in slugs
+        for aid in aids
     ]
+
+
+def _render(
+    plan: _JobPlan,
+    profile: Profile,
+    transitions: Sequence[Transition],
+    membership: Mapping[str, int] | None,
+    slugs: Mapping[str, str],
+    timestamp: str,
+    future: str,
+) -> tuple[bytes, str]:
+    job = plan.job
+    data = _planned_data(profile, plan)
+    if len(transitions) > 1:
+        order = plan.order
+        last = len(order)
+        ordered: Sequence[Transition] = sorted(
+            transitions, key=lambda t: order.get(t.audience, last)
+        )
+    else:
+        ordered = transitions
+    events = []
+    for t in ordered:
+        events.append(
+            {
+                "id": t.audience,
+                "event": t.event,
+                "enter": _enter_text(t.enter),
+                "exit": format_rfc3339(t.exit) if t.exit is not None else future,
+                "slug": t.slug,
+            }
+        )
+    if not job.changes_only:
+        members = profile.membership if membership is None else membership
+        if members:
+            events += _current(plan, members, transitions, slugs, future)
+    data["segment_events"] = events
+    body = b'{"data":' + orjson.dumps(data) + plan.meta_head + timestamp.encode() + b'"}}'
+    return body, idempotency_key(job.id, profile.user_id, transitions)
 
 
 class Renderer:
@@ -95,17 +197,16 @@ class Renderer:
     carries, the ``meta`` object) is rendered once, so a backfill page renders only what
     differs from user to user."""
 
-    __slots__ = ("_future", "_order", "_tail", "at", "job", "slugs")
+    __slots__ = ("_future", "_plan", "_tail", "_timestamp", "at", "job", "slugs")
 
     def __init__(self, job: Job, at: int, slugs: Mapping[str, str]) -> None:
         self.job = job
         self.at = at
         self.slugs = slugs
-        self._future = far_future(at)
-        self._order = _job_order(job.audiences)
-        meta = {"object": "user", "subscription_id": job.id, "timestamp": format_rfc3339(at)}
-        # ``{"data": ..., "meta": ...}`` byte for byte as orjson writes the whole object.
-        self._tail = b',"meta":' + orjson.dumps(meta) + b"}"
+        self._plan = _plan(job)
+        self._timestamp, self._future = rfc3339_and_far_future(at)
+        # ``,"meta":{...}}``: what follows ``data`` in every message of the job at ``at``.
+        self._tail = self._plan.meta_head + self._timestamp.encode() + b'"}}'
 
     def render(
         self,
@@ -118,20 +219,15 @@ class Renderer:
         ``membership`` is the user's audiences at ``at`` (default: the profile's, which is right
         unless later instants have been applied to the profile since).
         """
-        job, at, future = self.job, self.at, self._future
-        data = user_data(profile, job.fields)
-        if len(transitions) > 1:
-            order = self._order
-            ordered = sorted(transitions, key=lambda t: order.get(t.audience, len(order)))
-        else:
-            ordered = list(transitions)
-        events = [segment_event(t, at, future) for t in ordered]
-        if not job.changes_only:
-            members = profile.membership if membership is None else membership
-            events += current_memberships(job, members, transitions, self.slugs, at, future)
-        data["segment_events"] = events
-        body = b'{"data":' + orjson.dumps(data) + self._tail
-        return body, idempotency_key(job.id, profile.user_id, transitions)
+        return _render(
+            self._plan,
+            profile,
+            transitions,
+            membership,
+            self.slugs,
+            self._timestamp,
+            self._future,
+        )
 
 
 @lru_cache(maxsize=65_536)
@@ -215,7 +311,8 @@ def render(
 ) -> tuple[bytes, str]:
     """The message body and its idempotency key for one user's changes at one instant
     (``slugs`` names audiences; ``membership``: see :meth:`Renderer.render`)."""
-    return Renderer(job, at, slugs).render(profile, transitions, membership)
+    timestamp, future = rfc3339_and_far_future(at)
+    return _render(_plan(job), profile, transitions, membership, slugs, timestamp, future)
 
 
 def idempotency_key(job_id: str, user_id: str, transitions: Sequence[Transition]) -> str:
