@@ -40,3 +40,26 @@ def test_far_future_moves_the_trigger_time_to_2099_as_the_seed_shows() -> None:
 def test_due_times_round_up_to_the_millisecond() -> None:
     assert ns_to_ms_ceil(1_000_000) == 1
     assert ns_to_ms_ceil(1_000_001) == 2
+
+
+def test_the_second_text_is_strftimes_across_datetimes_range() -> None:
+    """The table-built whole-second text is what strftime writes, years below 1000 and the
+    range's ends included (and out of range fails as strftime does)."""
+    import random
+    from datetime import UTC, datetime
+
+    from workers.timefmt import _second_text
+
+    def strftime(s: int) -> str:
+        return datetime.fromtimestamp(s, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+    lo, hi = -62_135_596_800, 253_402_300_799
+    rng = random.Random(5)
+    picks = [lo, lo + 1, hi - 1, hi, -86_401, -86_400, -1, 0, 86_399, 951_782_400, 951_868_799]
+    picks += [rng.randrange(lo, hi + 1) for _ in range(20_000)]
+    picks += [rng.randrange(0, 4_000_000_000) for _ in range(20_000)]
+    for s in picks:
+        assert _second_text.__wrapped__(s) == strftime(s), s
+    for s in (lo - 1, hi + 1):
+        with pytest.raises((ValueError, OverflowError, OSError)):
+            _second_text.__wrapped__(s)

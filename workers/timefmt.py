@@ -38,10 +38,34 @@ def parse_rfc3339(text: str) -> int:
     return ns
 
 
+_TWO_DIGITS = tuple(f"{i:02d}" for i in range(60))
+_FIRST_DAY, _LAST_DAY = -719_162, 2_932_896
+"""Days since the epoch of 0001-01-01 and 9999-12-31, the range datetime can format."""
+
+
+@lru_cache(maxsize=4096)
+def _day_text(days: int) -> str:
+    return datetime.fromtimestamp(days * 86_400, UTC).strftime("%Y-%m-%dT")
+
+
+def _strftime_text(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 @lru_cache(maxsize=4096)
 def _second_text(seconds: int) -> str:
-    """The whole-second part; cached, as a drain formats many times within the same second."""
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    """The whole-second part; cached, as a drain formats many times within the same second.
+
+    strftime costs microseconds and a drain misses this cache for every profile created in
+    another second (``_created``): the date is formatted once per day, the time from a table.
+    """
+    days, rest = divmod(seconds, 86_400)
+    if not _FIRST_DAY <= days <= _LAST_DAY:
+        return _strftime_text(seconds)  # out of datetime's range: raises as it always did
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    two = _TWO_DIGITS
+    return f"{_day_text(days)}{two[hours]}:{two[minutes]}:{two[secs]}"
 
 
 def format_rfc3339(ns: int) -> str:
