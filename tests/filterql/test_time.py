@@ -389,3 +389,34 @@ def test_two_moving_values_cannot_be_compared() -> None:
         compile_filter('FILTER daysago(x) > "now-1d"')
     with pytest.raises(FilterQLError, match="moving time"):
         compile_filter('FILTER tostring(now()) == "x"')
+
+
+@pytest.mark.parametrize(
+    ("text", "unbudgeted"),
+    [
+        ("FILTER timewindow(purchase, 2, 7)", True),
+        ('FILTER last_seen > "now-7d"', True),
+        ('FILTER NOT signup > "now-30d"', True),
+        ("FILTER dayofweek() == 1", True),
+        ("FILTER daysago(signup) > 3", True),
+        ('FILTER AND (plan == "pro", timewindow(purchase, 1, 7))', False),
+        ("FILTER AND (dayofweek() == 1, dayofweek() == 2)", False),
+    ],
+)
+def test_a_search_that_cannot_spend_its_budget_answers_as_with_one(
+    text: str, unbudgeted: bool
+) -> None:
+    """Filter.next_change skips the budget (and its ContextVars) only for a filter whose search is
+    one loop of at most CAP candidates over arithmetic steps; its answers are the budgeted ones."""
+    f = compile_filter(text)
+    assert f._unbudgeted is unbudgeted
+    budgeted = compile_filter(text)
+    budgeted._unbudgeted = False
+    now = T1
+    for days in (0, 1, 3, 6, 10, 40):
+        p = profile(
+            {"plan": "pro", "last_seen": rfc(T1 - days * DAY), "signup": rfc(T1 - days * DAY)},
+            purchase=[T1 - days * DAY, T1 - days * DAY // 2],
+        )
+        for at in (now, now + 5 * HOUR, now + 9 * DAY):
+            assert f.next_change(p, at) == budgeted.next_change(p, at)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from workers.filterql import dates
 from workers.filterql.fields import field_reader, ident_roots, raw_field, times_from_field
 from workers.filterql.functions import FUNCTIONS, Function, daysago_of, time_of
-from workers.filterql.next_change import derive_step, phrase_step
+from workers.filterql.next_change import SPEND_FREE, derive_step, phrase_step
 from workers.filterql.node import CNode, DateMathText, Evaluator, Timing, WindowReader, constant
 from workers.filterql.syntax import Call, Ident, Literal, Pos
 from workers.filterql.timing import Clock
@@ -154,6 +154,7 @@ def _calendar(c: Compiler, node: Call, fn: Function) -> CNode:
 
     out = CNode("call", fn.name, node.pos, call_evaluator(impl, (arg,)), (arg,), Timing.STEP)
     out.next_possible_change = possible_change
+    SPEND_FREE.add(possible_change)
     out.steps_per_cycle = fn.period if not clock.months else None
     return out
 
@@ -188,6 +189,7 @@ def _daysago(c: Compiler, node: Call) -> CNode:
 
     out = CNode("call", "daysago", node.pos, evaluate, (arg,), Timing.STEP)
     out.next_possible_change = possible_change
+    SPEND_FREE.add(possible_change)
     return out
 
 
@@ -241,6 +243,7 @@ def _timewindow(c: Compiler, node: Call) -> CNode:
     label = f"timewindow({name}, {n_node.value}, {d_node.value})"
     out = CNode("timewindow", label, node.pos, evaluate, (), Timing.STEP)
     out.next_true_change = out.next_false_change = change
+    SPEND_FREE.add(change)
     phrase_step(out)
     out.detail = WindowReader(name, need, d_node.value, window, times)
     return out

@@ -12,7 +12,13 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from workers.filterql.next_change import BUDGET, BUDGET_LEFT, LAST_INSTANT, budgeted
+from workers.filterql.next_change import (
+    BUDGET,
+    BUDGET_LEFT,
+    LAST_INSTANT,
+    budgeted,
+    within_one_budget,
+)
 from workers.filterql.node import CNode, Evaluator, NextChange, Timing
 from workers.filterql.syntax import Statement
 from workers.pipeline.profile import Profile
@@ -93,6 +99,7 @@ class Filter:
         "_evaluate",
         "_next_true_change",
         "_scoped",
+        "_unbudgeted",
         "alias",
         "depth",
         "events",
@@ -130,6 +137,12 @@ class Filter:
         self._evaluate = root.evaluate
         self._next_true_change = root.next_true_change
         self._scoped = bool(includes)
+        self._unbudgeted = (
+            not includes
+            and root.next_true_change is not None
+            and within_one_budget(root.next_true_change)
+        )
+        """Its search needs neither a memo nor a budget of its own (see :meth:`next_change`)."""
         self.unscoped_evaluate: Evaluator | None = None if includes else root.evaluate
         """The root's evaluator when the filter includes no audience (so no memo is needed):
         ``unscoped_evaluate(p, now) is True`` answers as :meth:`matches` does, one call
@@ -167,6 +180,15 @@ class Filter:
         search = self._next_true_change
         if search is None:
             return None
+        if self._unbudgeted:
+            # Most time-dependent filters (a window, a date against now) include nothing and
+            # search one loop of at most CAP < BUDGET candidates, so a fresh budget could never
+            # run out: the same answer without setting and resetting two ContextVars per call
+            # (several per drained event). Inside a larger search it still spends that budget.
+            at = search(profile, now)
+            if at is None or at <= LAST_INSTANT:
+                return at
+            return at if _BUDGET_LEFT.get() is not None else None
         if _BUDGET_LEFT.get() is not None:  # an INCLUDE inside a larger search shares its budget
             return search(profile, now)
         budget = _BUDGET_LEFT.set([BUDGET])

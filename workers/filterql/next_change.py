@@ -10,6 +10,7 @@ an earlier "re-check" instant, before which nothing flips.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from typing import Any
@@ -29,6 +30,20 @@ BUDGET = 5000
 """Candidate instants one next_change call may examine in all (nested searches share it)."""
 BUDGET_LEFT: ContextVar[list[int] | None] = ContextVar("filterql_budget", default=None)
 """What is left of the budget of the search under way (None: no search is)."""
+
+
+SPEND_FREE: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
+"""Searches and steppers that never call :func:`spend` (arithmetic, or made only of such)."""
+ONE_LOOP: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
+"""Searches that spend only in their own loop, at most CAP times, over steppers of
+``SPEND_FREE``: under a fresh budget of BUDGET > CAP they can never run out of it."""
+assert CAP < BUDGET
+
+
+def within_one_budget(search: Callable[..., Any]) -> bool:
+    """Can ``search``, run alone under a fresh budget, never exhaust it? Then it answers the same
+    with no budget at all (:func:`spend` without one lets every step through)."""
+    return search in SPEND_FREE or search in ONE_LOOP
 
 
 def spend() -> bool:
@@ -183,6 +198,10 @@ def leaf_timing(node: CNode, operands: tuple[CNode, ...], thresholdable: bool) -
     node.next_false_change = false_change
     node.next_possible_change = possible_change
     node.steps_per_cycle = cycle
+    if all(step in SPEND_FREE for step in steps):
+        SPEND_FREE.add(possible_change)
+        ONE_LOOP.add(true_change)
+        ONE_LOOP.add(false_change)
 
 
 def _clocks_may_cross(clocks: tuple[Clock, ...]) -> bool:
@@ -222,6 +241,8 @@ def derive_step(node: CNode, args: tuple[CNode, ...]) -> None:
     node.timing = Timing.STEP
     node.next_possible_change = possible_change
     node.steps_per_cycle = moving[0].steps_per_cycle if len(moving) == 1 else None
+    if all(step in SPEND_FREE for step in steps):
+        SPEND_FREE.add(possible_change)
 
 
 # -- phrases ------------------------------------------------------------------------------------------
@@ -239,6 +260,8 @@ def phrase_step(node: CNode) -> None:
         return a if b is None or a < b else b
 
     node.next_possible_change = possible_change
+    if true_change in SPEND_FREE and false_change in SPEND_FREE:
+        SPEND_FREE.add(possible_change)
 
 
 def stepping_through(evaluate: Evaluator, kids: tuple[CNode, ...], want: bool) -> NextChange:
