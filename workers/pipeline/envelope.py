@@ -159,9 +159,12 @@ def _render(
     transitions: Sequence[Transition],
     membership: Mapping[str, int] | None,
     slugs: Mapping[str, str],
+    at: int,
     timestamp: str,
     future: str,
 ) -> tuple[bytes, str]:
+    """``timestamp`` and ``future``: ``at``'s text and far-future exit. A change's own enter (or
+    exit) is usually ``at`` itself, whose text is at hand already."""
     job = plan.job
     data = _planned_data(profile, plan)
     if len(transitions) > 1:
@@ -178,8 +181,12 @@ def _render(
             {
                 "id": t.audience,
                 "event": t.event,
-                "enter": _enter_text(t.enter),
-                "exit": format_rfc3339(t.exit) if t.exit is not None else future,
+                "enter": timestamp if t.enter == at else _enter_text(t.enter),
+                "exit": future
+                if t.exit is None
+                else timestamp
+                if t.exit == at
+                else format_rfc3339(t.exit),
                 "slug": t.slug,
             }
         )
@@ -225,6 +232,7 @@ class Renderer:
             transitions,
             membership,
             self.slugs,
+            self.at,
             self._timestamp,
             self._future,
         )
@@ -312,7 +320,7 @@ def render(
     """The message body and its idempotency key for one user's changes at one instant
     (``slugs`` names audiences; ``membership``: see :meth:`Renderer.render`)."""
     timestamp, future = rfc3339_and_far_future(at)
-    return _render(_plan(job), profile, transitions, membership, slugs, timestamp, future)
+    return _render(_plan(job), profile, transitions, membership, slugs, at, timestamp, future)
 
 
 def idempotency_key(job_id: str, user_id: str, transitions: Sequence[Transition]) -> str:
