@@ -34,6 +34,8 @@ from workers.config import Settings, settings
 from workers.engine import Engine
 from workers.jobs.secrets import secret_box
 from workers.metrics import EngineCollector
+from workers.pipeline.group_commit import GroupCommit
+from workers.redisconn import async_state_redis
 
 log = logging.getLogger("audiencehub.api")
 
@@ -155,6 +157,11 @@ def create_app(
         metrics.registry.register(EngineCollector(e))
         app.state.health_redis = health_client(e.cfg)
         app.state.collect_pool = collect_pool()
+        app.state.group_commit = None
+        if not e.cfg.redis_cluster:
+            app.state.group_commit = GroupCommit(
+                e, async_state_redis(e.cfg), app.state.collect_pool
+            )
         if not api_cfg.auth_required:
             log.warning(
                 "AUDIENCEHUB_API_TOKENS is not set: every request is accepted (mode %s)", cfg.mode
@@ -163,6 +170,8 @@ def create_app(
             yield
         finally:
             app.state.health_redis.close()
+            if app.state.group_commit is not None:
+                await app.state.group_commit.r.aclose()
             app.state.collect_pool.shutdown(wait=False)
 
     app = FastAPI(
