@@ -5,13 +5,12 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, cast
 
+import hiredis
 import redis
 import redis.asyncio
 import redis.asyncio.retry
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.connection import HiredisRespSerializer
 from redis.retry import Retry
-from redis.utils import HIREDIS_AVAILABLE
 
 from workers.config import ConfigError, Settings, settings
 from workers.keys import Keys
@@ -62,13 +61,17 @@ def state_redis(cfg: Settings | None = None) -> Redis:
 
 
 class _PackedInC(redis.asyncio.Connection):
-    """A TCP connection whose commands hiredis packs, as the sync client's are: the asyncio
-    client packs them in Python, a tenth of a /collect request's CPU (20 arguments a call)."""
-
-    _packer = HiredisRespSerializer()
+    """A TCP connection whose commands hiredis packs: the asyncio client packs them in Python,
+    a tenth of a single-event /collect request's CPU (about 20 arguments a call)."""
 
     def pack_command(self, *args: Any) -> list[bytes]:
-        return cast(list[bytes], self._packer.pack(*args))
+        head = args[0]
+        if isinstance(head, str) and " " in head:  # "SCRIPT LOAD": one word an argument
+            args = (*head.split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError:  # what hiredis does not take (a memoryview): the client's own packer
+            return super().pack_command(*args)
 
 
 def async_state_redis(cfg: Settings) -> AsyncRedis:
@@ -78,11 +81,9 @@ def async_state_redis(cfg: Settings) -> AsyncRedis:
     if cfg.redis_cluster:
         raise ConfigError("the asyncio client is for one Redis server, not a Redis Cluster")
     retry = redis.asyncio.retry.Retry(ExponentialWithJitterBackoff(base=0.1, cap=2.0), retries=10)
-    # A rediss:// or unix:// URL keeps its own connection class (the URL's wins).
-    packed: dict[str, Any] = {"connection_class": _PackedInC} if HIREDIS_AVAILABLE else {}
     return redis.asyncio.Redis.from_url(
         cfg.redis_url,
-        **packed,
+        connection_class=_PackedInC,  # a rediss:// or unix:// URL keeps its own (the URL's wins)
         decode_responses=False,
         health_check_interval=30,
         retry=retry,

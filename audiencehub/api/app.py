@@ -22,6 +22,7 @@ from audiencehub.api.middleware import BearerAuth, BodyLimit, SameOriginWrites
 from audiencehub.api.routes_audiences import router as audiences
 from audiencehub.api.routes_auths import router as authorizations
 from audiencehub.api.routes_collect import collect_pool
+from audiencehub.api.routes_collect import route as collect_route
 from audiencehub.api.routes_collect import router as collect
 from audiencehub.api.routes_explain import router as explain
 from audiencehub.api.routes_jobs import router as jobs
@@ -187,6 +188,7 @@ def create_app(
     routers = (collect, audiences, authorizations, jobs, explain, profiles, reevaluations, system)
     for router in routers:
         app.include_router(router)
+    app.router.routes.insert(0, collect_route)  # answers /collect ahead of its documented route
     errors.install(app)
     public = frozenset({"/healthz", "/metrics"} if api_cfg.metrics_public else {"/healthz"})
     # add_middleware puts the last one outermost: metrics see every answer, even a 401 or 413.

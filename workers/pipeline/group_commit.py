@@ -50,6 +50,8 @@ class GroupCommit:
         self._sha = hashlib.sha1(source("intake").encode()).hexdigest()
         self._waiting: list[tuple[IntakeCall, asyncio.Future[Any]]] = []
         self._sender: asyncio.Task[None] | None = None
+        self.groups_sent = 0
+        """Pipelines sent so far: fewer than the requests they carried when requests overlap."""
 
     async def ingest(
         self, read: Callable[[], Iterable[Item]], kind: Kind = DATA, on_thread: bool = False
@@ -134,6 +136,7 @@ class GroupCommit:
         return answers
 
     async def _evalsha(self, calls: list[IntakeCall]) -> list[Any]:
+        self.groups_sent += 1
         pipe = self.r.pipeline(transaction=False)
         for call in calls:
             pipe.evalsha(self._sha, len(call.keys), *call.keys, *call.args)
