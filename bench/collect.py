@@ -1,14 +1,24 @@
-"""Events in over HTTP: ``POST /collect`` through the API as shipped, beside a bare endpoint.
+"""Events in over HTTP: ``POST /collect`` through the API as shipped, beside two references.
 
 A private redis-server, then ``audiencehub api`` processes (the real app on the real uvicorn,
-bearer tokens on, 16 shards, no workers: this measures accepting, not applying) and, as the
-ceiling of the HTTP layer, a FastAPI app that reads the body and discards it, served by the same
-uvicorn call (bench/_collect_servers.py). For 1 and 2 server processes (2 as behind a load
-balancer: the generator spreads its connections over both), and for single-event requests and
-batches of 100 as a JSON array and as NDJSON: requests/s and events/s answered 202, p50/p99 of
-the time from sending a request to its whole answer, and the ratio to the bare endpoint in the
-same run. The CPU each process used says what limits the rate (2 cores are shared by the
-servers, Redis and the generator). At the end the events in Redis are counted against the 202s.
+bearer tokens on, 16 shards, no workers: this measures accepting, not applying) and two
+references served by the same uvicorn call (bench/_collect_servers.py):
+
+- ``bare``: a FastAPI endpoint that reads the body and discards it, the ceiling of the HTTP
+  layer. Fair for single events (a one-event body costs next to nothing to read), not for
+  batches: reading 100 events is most of the work of accepting them, and ``bare`` does none of
+  it, so no batch endpoint comes near it.
+- ``parse``: the same, plus ``orjson.loads`` of the body (each line for NDJSON): the least any
+  endpoint that looks at the events must do, the fairer reference for batches.
+
+For 1 and 2 server processes (2 as behind a load balancer: the generator spreads its
+connections over both), and for single-event requests and batches of 100 as a JSON array and as
+NDJSON: requests/s and events/s answered 202, p50/p99 of the time from sending a request to its
+whole answer, the CPU per request of the servers, and the ratio to each reference in the same
+run (of the rate, and of the CPU per request: the machine's 2 cores are shared by the servers,
+Redis, the generator and whatever else runs, so the CPU ratio is the steadier one). At the end
+the events in Redis are counted against the 202s. ``--compare DIR`` also measures another
+checkout's API (say main's) right after this tree's, on the same Redis: old and new in one run.
 
 The load generator is itself cheap: 2 processes, each an event loop (uvloop when installed) with
 raw keep-alive connections that send prebuilt requests, one in flight per connection. Its own
@@ -16,7 +26,7 @@ ceiling is measured first, against a server that answers every request with cann
 Prints figures; asserts nothing.
 
     .venv/bin/python bench/collect.py [--seconds 3] [--connections 8] [--log-level info]
-                                      [--processes 1,2] [--shapes 0,1,2]
+                                      [--processes 1,2] [--shapes 0,1,2] [--compare DIR]
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from workers.pipeline.entries import DATA, Entry, Kind
+from workers.pipeline.entries import DATA, Entry, Kind, encode_change
 from workers.timefmt import NS_PER_MS, NS_PER_S, parse_rfc3339
 
 MAX_EVENT_BYTES = 64 * 1024
@@ -174,11 +174,11 @@ def validate(
             f"event has {len(fields):,} fields; a profile holds at most {max_fields:,} "
             "(AUDIENCEHUB_MAX_PROFILE_FIELDS)",
         )
-    entry = Entry(kind, user_id, ts, name if kind == DATA else None, fields)
+    kept_name = name if kind == DATA else None
     try:  # values a JSON parser accepts but we could not store: deep nesting, huge ints
-        stored = entry.encode()
+        stored = encode_change(kind, user_id, ts, kept_name, fields)
     except orjson.JSONEncodeError:
-        raise _unstorable(entry) from None
+        raise _unstorable(Entry(kind, user_id, ts, kept_name, fields)) from None
     if len(stored) > MAX_EVENT_BYTES:
         raise Invalid(None, f"event is {len(stored):,} bytes; the limit is {MAX_EVENT_BYTES:,}")
     for key in fields:
