@@ -9,7 +9,7 @@ duplicate, and any other fields, which are merged into the user's profile.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -47,9 +47,9 @@ class EventError:
         return {"at": self.where, "field": self.field, "reason": self.reason}
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A validated data event, ready to be appended to its user's shard stream."""
+class Event(NamedTuple):
+    """A validated data event, ready to be appended to its user's shard stream. A named tuple,
+    immutable as a frozen dataclass but made in a third of the time: one per incoming event."""
 
     user_id: str
     name: str | None
