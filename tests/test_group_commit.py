@@ -23,6 +23,7 @@ from workers.config import Settings
 from workers.engine import Engine
 from workers.keys import shard_of
 from workers.lua import source
+from workers.pipeline import group_commit
 from workers.pipeline.entries import Entry
 from workers.pipeline.events import ID_FIELDS
 from workers.pipeline.group_commit import GroupCommit
@@ -172,3 +173,22 @@ def test_the_movable_clock_stamps_events_in_test_mode(engine: Engine) -> None:
     ]
     entry = Entry.decode(row[1][b"d"])[0]
     assert entry.ts > engine.clock.now_ns() - 86_400 * NS_PER_S, "three days ahead, as the clock"
+
+
+def test_a_group_is_bounded_in_calls_and_bytes(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What waits goes out in groups of at most MAX_GROUP calls and about MAX_GROUP_BYTES of
+    entries (a call bigger than that alone), every call still answered."""
+    monkeypatch.setattr(group_commit, "MAX_GROUP_BYTES", 2_000)
+
+    async def work(group: GroupCommit) -> tuple[list[IngestResult], int]:
+        big = [ingest(group, events(1, f"big{n}-", pad=3_000)) for n in range(3)]
+        small = [ingest(group, events(1, f"small{n}-")) for n in range(2 * group_commit.MAX_GROUP)]
+        results = await asyncio.gather(*big, *small)
+        return list(results), group.groups_sent
+
+    results, sent = run(engine, work)
+    assert all(r.accepted == 1 for r in results)
+    assert queued(engine) == 3 + 2 * group_commit.MAX_GROUP
+    assert sent >= 3 + 2, "each big call alone, the small ones in groups of at most MAX_GROUP"

@@ -74,6 +74,13 @@ class _PackedInC(redis.asyncio.Connection):
             return super().pack_command(*args)
 
 
+ASYNC_CONNECTIONS = 32
+"""Connections one asyncio client opens at most; more callers wait for one (the group commit
+needs one or two: a flood of requests queues for a connection, it does not open a thousand)."""
+ASYNC_CONNECTION_WAIT_S = 20
+"""How long a caller waits for a free connection before it is told Redis does not answer."""
+
+
 def async_state_redis(cfg: Settings) -> AsyncRedis:
     """An asyncio client to the state store, for the API's hot path (one Redis server only: a
     cluster goes through the sync client). It retries as the sync client does; a write it
@@ -81,14 +88,17 @@ def async_state_redis(cfg: Settings) -> AsyncRedis:
     if cfg.redis_cluster:
         raise ConfigError("the asyncio client is for one Redis server, not a Redis Cluster")
     retry = redis.asyncio.retry.Retry(ExponentialWithJitterBackoff(base=0.1, cap=2.0), retries=10)
-    return redis.asyncio.Redis.from_url(
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
         cfg.redis_url,
+        max_connections=ASYNC_CONNECTIONS,
+        timeout=ASYNC_CONNECTION_WAIT_S,
         connection_class=_PackedInC,  # a rediss:// or unix:// URL keeps its own (the URL's wins)
         decode_responses=False,
         health_check_interval=30,
         retry=retry,
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )
+    return redis.asyncio.Redis.from_pool(pool)  # closing the client closes the pool too
 
 
 def keys(cfg: Settings | None = None) -> Keys:

@@ -34,8 +34,10 @@ from workers.schedule.clock import now_ns_async
 from workers.timefmt import NS_PER_MS
 
 MAX_GROUP = 64
-"""Calls in one pipeline at most; more wait for the next (Redis runs them one by one anyway).
-Each call's size is bounded by the request body limit, so a group's is too."""
+"""Calls in one pipeline at most; more wait for the next (Redis runs them one by one anyway)."""
+MAX_GROUP_BYTES = 8 * 1024 * 1024
+"""Stream entry bytes in one pipeline at most (a call bigger than that goes alone): a group of
+large batches is not one huge write for Redis to read while everything else waits."""
 
 
 class GroupCommit:
@@ -48,7 +50,7 @@ class GroupCommit:
         self._pool = pool
         """For what would block the loop: queuing a drain (a Celery send), a big body's checks."""
         self._sha = hashlib.sha1(source("intake").encode()).hexdigest()
-        self._waiting: list[tuple[IntakeCall, asyncio.Future[Any]]] = []
+        self._waiting: list[tuple[IntakeCall, int, asyncio.Future[Any]]] = []
         self._sender: asyncio.Task[None] | None = None
         self.groups_sent = 0
         """Pipelines sent so far: fewer than the requests they carried when requests overlap."""
@@ -84,7 +86,8 @@ class GroupCommit:
         """``Intake.append`` on one Redis server, the call sent in the next group."""
         intake = self.ingestor.intake
         call = intake.call(items, now_ms)
-        stored, fresh = intake.outcome(call, await self._send(call), Stored(0, 0))
+        size = sum(len(item.data) for item in items)
+        stored, fresh = intake.outcome(call, await self._send(call, size), Stored(0, 0))
         loop = asyncio.get_running_loop()
         if not stored.counted:  # a replay of a call whose answer was lost: count and kick again
             await self._count(lambda pipe: self.ingestor.stored_tallies(stored, pipe))
@@ -93,10 +96,11 @@ class GroupCommit:
             await loop.run_in_executor(self._pool, self.e.kicker.send_drains, fresh)
         return stored
 
-    async def _send(self, call: IntakeCall) -> Any:
-        """The script's answer to ``call``, or the Redis error that refused it."""
+    async def _send(self, call: IntakeCall, size: int) -> Any:
+        """The script's answer to ``call`` (``size`` bytes of entries), or the Redis error that
+        refused it."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting.append((call, future))
+        self._waiting.append((call, size, future))
         if self._sender is None:
             # Starts on the loop's next turn: the requests read in this one join the group.
             self._sender = asyncio.create_task(self._send_waiting())
@@ -104,26 +108,37 @@ class GroupCommit:
 
     async def _send_waiting(self) -> None:
         """Send what waits, a group at a time, until nothing waits."""
-        group: list[tuple[IntakeCall, asyncio.Future[Any]]] = []
+        group: list[tuple[IntakeCall, int, asyncio.Future[Any]]] = []
         try:
             while self._waiting:
-                group = self._waiting[:MAX_GROUP]
-                del self._waiting[:MAX_GROUP]
+                group = self._next_group()
                 try:
-                    answers = await self._pipeline([call for call, _ in group])
+                    answers = await self._pipeline([call for call, _, _ in group])
                 except Exception as exc:  # the connection, after the client's retries; a bug
                     answers = [exc] * len(group)  # each caller raises it (Intake.outcome)
-                for (_, future), answer in zip(group, answers, strict=True):
+                for (_, _, future), answer in zip(group, answers, strict=True):
                     if not future.done():  # its request may have gone (client disconnected)
                         future.set_result(answer)
                 group = []
         except BaseException:  # cancelled (shutdown): no caller waits forever
-            for _, future in (*group, *self._waiting):
+            for _, _, future in (*group, *self._waiting):
                 future.cancel()
             self._waiting.clear()
             raise
         finally:
             self._sender = None
+
+    def _next_group(self) -> list[tuple[IntakeCall, int, asyncio.Future[Any]]]:
+        """The longest run of waiting calls within MAX_GROUP and MAX_GROUP_BYTES (at least one)."""
+        taken, total = 0, 0
+        for _, size, _ in self._waiting[:MAX_GROUP]:
+            if taken and total + size > MAX_GROUP_BYTES:
+                break
+            taken += 1
+            total += size
+        group = self._waiting[:taken]
+        del self._waiting[:taken]
+        return group
 
     async def _pipeline(self, calls: list[IntakeCall]) -> list[Any]:
         answers = await self._evalsha(calls)
