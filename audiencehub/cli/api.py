@@ -15,6 +15,7 @@ import click
 import redis
 from starlette.types import ASGIApp
 
+from workers import gc_tuning
 from workers.config import ConfigError, settings
 from workers.jobs.secrets import secret_box
 
@@ -59,7 +60,11 @@ def api_command(host: str, port: int, log_level: str) -> None:
         raise click.ClickException(
             f"cannot reach Redis at {_where(settings().redis_url)}; check REDIS_URL"
         ) from None
-    serve(create_app(e, api_cfg), host, port, log_level, api_cfg.forwarded_allow_ips)
+    app = create_app(e, api_cfg)
+    # As the workers do: a /collect batch allocates a few containers per event, and the
+    # collector's default threshold ran it hundreds of times a second (workers/gc_tuning.py).
+    gc_tuning.tune(cfg)
+    serve(app, host, port, log_level, api_cfg.forwarded_allow_ips)
 
 
 M_TRIM_THRESHOLD = -1
