@@ -26,7 +26,6 @@ from redis.exceptions import NoScriptError
 from workers.engine import Engine
 from workers.lua import source
 from workers.pipeline.entries import DATA, Kind
-from workers.pipeline.events import Event
 from workers.pipeline.ingest import Ingestor, IngestResult, Item
 from workers.pipeline.intake import IntakeCall, IntakeItem, Stored
 from workers.redisconn import AsyncRedis
@@ -60,33 +59,36 @@ class GroupCommit:
     ) -> IngestResult:
         """Validate every item ``read()`` gives, then store the valid ones in one all-or-nothing
         write; raises as ``Ingestor.ingest`` does (``IngestRefused``, ``TooManyEvents``), nothing
-        stored. ``on_thread``: read and validate on the pool, for a body big enough to hold the
-        loop (and every other request, and /healthz) for milliseconds."""
+        stored. ``on_thread``: read, validate and build the call on the pool, for a body big
+        enough to hold the loop (and every other request, and /healthz) for milliseconds."""
         now = await now_ns_async(self.e.clock, self.r)
 
-        def check() -> tuple[IngestResult, list[Event]]:
-            return self.ingestor.check(read(), now, kind)
+        def prepare() -> tuple[IngestResult, int, IntakeCall | None, int]:
+            """The result so far, the valid events' count, their script call and its size."""
+            result, valid = self.ingestor.check(read(), now, kind)
+            if not valid:
+                return result, 0, None, 0
+            items = [IntakeItem(ev.user_id, ev.entry, ev.event_id) for ev in valid]
+            size = sum(len(item.data) for item in items)
+            return result, len(valid), self.ingestor.intake.call(items, now // NS_PER_MS), size
 
         if on_thread:
             ctx = contextvars.copy_context()
             loop = asyncio.get_running_loop()
-            result, valid = await loop.run_in_executor(self._pool, ctx.run, check)
+            result, accepted, call, size = await loop.run_in_executor(self._pool, ctx.run, prepare)
         else:
-            result, valid = check()
+            result, accepted, call, size = prepare()
         if result.errors:
             await self._count(lambda pipe: self.ingestor.rejected_tallies(result, pipe))
-        if valid:
-            written = [IntakeItem(ev.user_id, ev.entry, ev.event_id) for ev in valid]
-            stored = await self.append(written, now // NS_PER_MS)
-            result.accepted = len(valid)
+        if call is not None:
+            stored = await self._commit(call, size)
+            result.accepted = accepted
             result.duplicates = stored.duplicates
         return result
 
-    async def append(self, items: list[IntakeItem], now_ms: int) -> Stored:
-        """``Intake.append`` on one Redis server, the call sent in the next group."""
+    async def _commit(self, call: IntakeCall, size: int) -> Stored:
+        """``Intake.append``'s one call on one Redis server, sent in the next group."""
         intake = self.ingestor.intake
-        call = intake.call(items, now_ms)
-        size = sum(len(item.data) for item in items)
         stored, fresh = intake.outcome(call, await self._send(call, size), Stored(0, 0))
         loop = asyncio.get_running_loop()
         if not stored.counted:  # a replay of a call whose answer was lost: count and kick again
