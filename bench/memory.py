@@ -176,7 +176,6 @@ def bulk_load(
             t.membership,
             t.next_change,
             t.recorded,
-            t.stored,
         )
         blob = encode(p)
         blob_bytes += len(blob)

@@ -222,7 +222,8 @@ def _timewindow(c: Compiler, node: Call) -> CNode:
     c.fields |= roots
 
     def times(p: Profile) -> list[int]:
-        ts = p.occurrences.get(name)
+        # A read profile converts only the lists its audiences count (Profile.times).
+        ts = p.occurrences.get(name) if p.stored is None else p.times(name)
         if ts is not None:
             return ts
         return times_from_field(fallback(p, 0))

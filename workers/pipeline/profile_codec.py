@@ -1,29 +1,38 @@
-"""How a profile is stored: compact MessagePack (version 1), reading the older JSON too.
+"""How a profile is stored: compact MessagePack (version 2), reading versions 1 and 0 (JSON) too.
 
-All state lives in Redis memory, so bytes per profile are the bill. Version 1 is a MessagePack
-array (ormsgpack: Rust, the fastest to pack and unpack here) whose first element is the version:
+All state lives in Redis memory, so bytes per profile are the bill; and a drain reads and writes
+the profile of every user an event touches, so the codec's CPU is paid per event. Version 2 is a
+MessagePack array (ormsgpack: Rust, the fastest to pack and unpack here) whose first element is
+the version:
 
-    [1, created, modified - created, fields, later field times, occurrences,
+    [2, created, modified - created, fields, later field times, occurrences,
      membership audiences, membership times, next-change audiences, next-change times,
-     (recorded audiences, recorded times, field times when not one per field)]  <- if present
+     (recorded audiences, recorded times, field times when some field has none)]  <- if present
 
-- Audiences are 2-byte numbers from the registry (workers/audiences/numbers.py), not 32 hex;
-  a table's audiences are one byte string.
+- Audiences are numbers from the registry (workers/audiences/numbers.py), not 32 hex: one byte
+  string per table, a byte an audience while every number is below 256, else two.
 - Field times: most fields are set by the first event, so only the fields whose time is not
-  ``created`` are written, as (position among the fields, ns after ``created``).
-- Occurrences: each list as [its base, then each time], in whole ms (event ``_ts`` carries
-  ms): five bytes a time instead of nine. A list holding a finer time is [nil, times in ns].
+  ``created`` (and the times of fields a null removed) are written, as a map.
+- Occurrences: each list as [its base, then each time], in whole ms (event ``_ts`` carries ms):
+  five bytes a time instead of nine. The base is the list's first time when written, in ms
+  after ``created`` (floored to the ms). A list holding a finer time is [nil, times in ns].
+- ``fields["user_id"]`` is the user's id (the ingest sets it on every event), which the users
+  hash already holds as the key: it is written as nil and read back as the id.
 - Membership, next-change and recorded times are processing instants in ns, written whole
   (messages carry their nanosecond digits).
 
-Nothing is rounded: every profile reads back equal to what was written. A stored profile that
-begins with ``{`` is the JSON of before (version 0) and is read as such; the next commit writes
-it as version 1, so a store moves over as its users are drained. A profile MessagePack cannot
-hold (nothing the ingest accepts) is written as JSON, which stays readable.
+Nothing is rounded: every profile reads back equal to what was written. Version 1 differed only
+in the field times (positions among the fields, ns after ``created``) and wrote ``user_id`` and
+audience numbers whole; version 0 is the JSON of before (a blob beginning with ``{``). Both are
+still read, and the next commit writes a profile as version 2, so a store moves over as its users
+are drained. A profile MessagePack cannot hold (nothing the ingest accepts) is written as JSON,
+which stays readable.
 
-Speed: per-element time arithmetic in Python is what version 1 costs over orjson's C, so a
-profile remembers its occurrence lists as read (``StoredTimes``) and writing back converts only
-the lists that changed (an append converts one time).
+Speed (bench/memory.py): turning a list's ms back into ns is per-time Python arithmetic, the one
+thing orjson's C spares JSON. So a read profile keeps its occurrence lists in their stored form
+(``StoredTimes``) and converts one only when it is used (Profile.times: the list an event adds to,
+the lists its audiences' windows count); writing back reuses the stored form of every list not
+changed, and a list that gained one time at its end (the usual change) converts that one time.
 """
 
 from __future__ import annotations
@@ -38,82 +47,117 @@ from workers.audiences.numbers import AudienceCodes
 if TYPE_CHECKING:
     from workers.pipeline.profile import Profile
 
-VERSION = 1
+VERSION = 2
 MS = 1_000_000
+USER_ID = "user_id"
 _JSON = ord("{")
 _pack = ormsgpack.packb
 _unpack = ormsgpack.unpackb
 
 
 class StoredTimes:
-    """A read profile's times in their stored form, turned into nanoseconds only when used.
+    """A read profile's times in their stored form, turned into full ones only when used.
 
-    Backfill pages and readers of membership never look at occurrences or field times, so they
-    never pay for converting them; and writing a profile back reuses the stored form of what was
-    not changed: ``wire`` until the occurrences are used, then ``lists`` (event name -> (times as
-    read, their stored form)); ``later`` until the field times are used.
+    Occurrences: ``wire`` is every list as read; ``live`` the lists handed out since (converted,
+    or new), which the profile's owner may change in place; ``read`` a copy of each converted list
+    as it was, so writing back can tell an unchanged list (its stored form as it was) or one grown
+    at its end. Once the whole ``occurrences`` dict is asked for, ``done`` is set and it is the
+    truth. Field times: ``later`` holds the times of the fields whose time is not ``base`` (the
+    profile's ``created`` when read), and the profile merges into it as it is (Profile.merge),
+    until ``field_ts`` is asked for (then None).
     """
 
-    __slots__ = ("base", "created", "later", "lists", "names", "wire")
+    __slots__ = ("base", "done", "floor", "later", "live", "read", "wire")
 
     def __init__(
-        self, created: int, names: list[str], later: list[int] | None, wire: dict[str, list[Any]]
+        self, created: int, wire: dict[str, list[Any]], later: dict[str, int] | None
     ) -> None:
-        self.created = created
-        self.base = created - created % MS
-        self.names = names
+        self.base = created
+        self.floor = created - created % MS
+        self.wire = wire
         self.later = later
-        self.wire: dict[str, list[Any]] | None = wire
-        self.lists: dict[str, tuple[list[int], list[Any]]] = {}
+        self.live: dict[str, list[int]] = {}
+        self.read: dict[str, list[int]] = {}
+        self.done = False
 
-    def occurrences(self) -> dict[str, list[int]]:
-        base = self.base
-        occurrences: dict[str, list[int]] = {}
-        for name, wire in (self.wire or {}).items():
-            if not wire or wire[0] is None:
-                times = wire[1:]
-            else:
-                first = base + wire[0] * MS
-                times = [first + t * MS for t in wire[1:]]
-            occurrences[name] = times
-            self.lists[name] = (times.copy(), wire)
-        self.wire = None  # from now on the profile's own lists are the truth
-        return occurrences
-
-    def field_ts(self) -> dict[str, int]:
-        created = self.created
-        names = self.names
-        ft = dict.fromkeys(names, created)
-        later = self.later or ()
-        for i in range(0, len(later), 2):
-            ft[names[later[i]]] = created + later[i + 1]
+    def field_ts(self, fields: dict[str, Any]) -> dict[str, int]:
+        """Every field time: ``base`` for the fields not in ``later``."""
+        ft = dict.fromkeys(fields, self.base)
+        ft.update(self.later or ())
         self.later = None  # from now on the profile's own field times are the truth
         return ft
+
+    def times(self, name: str, create: bool = False) -> list[int] | None:
+        """One event's list, converted on first use (a new empty one with ``create``)."""
+        times = self.live.get(name)
+        if times is not None:
+            return times
+        wire = self.wire.get(name)
+        if wire is None:
+            if not create:
+                return None
+            times = self.live[name] = []
+            return times
+        times = self.live[name] = _times_in(wire, self.floor)
+        self.read[name] = times.copy()
+        return times
+
+    def occurrences(self) -> dict[str, list[int]]:
+        """Every list, the ones handed out as they are now."""
+        live = self.live
+        occurrences: dict[str, list[int]] = {}
+        for name in self.wire:
+            times = live.get(name)
+            if times is None:
+                times = self.live[name] = _times_in(self.wire[name], self.floor)
+                self.read[name] = times.copy()
+            occurrences[name] = times
+        for name, times in live.items():
+            occurrences.setdefault(name, times)
+        self.done = True
+        return occurrences
+
+
+def _times_in(wire: list[Any], floor: int) -> list[int]:
+    if not wire or wire[0] is None:
+        return wire[1:]
+    base = floor + wire[0] * MS
+    return [base + t * MS for t in wire[1:]]
 
 
 def encode(p: Profile, codes: AudienceCodes) -> bytes:
     created = p.created
-    base = created - created % MS
+    floor = created - created % MS
     fields = p.fields
     stored = p.stored
     occurrences: dict[str, list[Any]]
-    if stored is not None and stored.base == base:
-        if stored.wire is not None:
-            occurrences = stored.wire  # never used since read: as it was
-        else:
-            occurrences = _occurrences_out(p.occurrences, stored.lists, base)
+    if stored is None or stored.floor != floor:
+        occurrences = {name: _times_out(t, floor) for name, t in p.occurrences.items()}
+    elif stored.done:
+        occurrences = _occurrences_out(p.occurrences, stored, floor)
+    elif stored.live:
+        occurrences = {**stored.wire, **_occurrences_out(stored.live, stored, floor)}
     else:
-        occurrences = _occurrences_out(p.occurrences, {}, base)
-    later: list[int] | None
-    if (
-        stored is not None
-        and stored.later is not None
-        and created == stored.created
-        and list(fields) == stored.names
-    ):
-        later = stored.later  # never used since read: as it was
+        occurrences = stored.wire  # no list used since read: as they were
+    later: dict[str, int] | None
+    ft: dict[str, int] | None = None
+    if stored is not None and stored.later is not None and stored.base == created:
+        later = stored.later  # the field times as read, merged into (Profile.merge)
     else:
-        later = _field_times_out(fields, p.field_ts, created)
+        ft = p.field_ts
+        if len(ft) == len(fields) and ft.keys() == fields.keys():
+            later = {k: t for k, t in ft.items() if t != created}
+        elif ft.keys() >= fields.keys():  # and the times of fields a null removed
+            later = {k: t for k, t in ft.items() if t != created or k not in fields}
+        else:  # a field without a time: the field times are written whole
+            later = None
+    uid = fields.get(USER_ID)
+    if uid is None:
+        if USER_ID in fields:  # a nil user_id would read back as the id: JSON keeps it
+            return legacy_encode(p)
+    elif uid == p.user_id and type(uid) is str:
+        fields = fields.copy()
+        fields[USER_ID] = None
     pack = codes.pack
     mem = p.membership
     nxt = p.next_change
@@ -131,7 +175,7 @@ def encode(p: Profile, codes: AudienceCodes) -> bytes:
     ]
     rec = p.recorded
     if rec or later is None:
-        out += (pack(rec), list(rec.values()), None if later is not None else p.field_ts)
+        out += (pack(rec), list(rec.values()), None if later is not None else ft)
     try:
         return _pack(out)
     except (ormsgpack.MsgpackEncodeError, TypeError):
@@ -139,29 +183,31 @@ def encode(p: Profile, codes: AudienceCodes) -> bytes:
 
 
 def _occurrences_out(
-    now: dict[str, list[int]], read: dict[str, tuple[list[int], list[Any]]], base: int
+    now: dict[str, list[int]], stored: StoredTimes, floor: int
 ) -> dict[str, list[Any]]:
     occurrences: dict[str, list[Any]] = {}
+    read = stored.read
+    wires = stored.wire
     for name, times in now.items():
-        was = read.get(name)
-        if was is not None:
-            old, wire = was
+        old = read.get(name)
+        if old is not None:
+            wire = wires[name]
             if old == times:
                 occurrences[name] = wire  # unchanged since read: its stored form as it was
                 continue
             drop = len(old) + 1 - len(times)
             if drop >= 0 and old and wire[0] is not None and times[:-1] == old[drop:]:
                 # One more at the end, the oldest dropped (the usual change): same list base.
-                ms, rest = divmod(times[-1] - base - wire[0] * MS, MS)
+                ms, rest = divmod(times[-1] - floor - wire[0] * MS, MS)
                 if not rest:
                     occurrences[name] = [wire[0], *wire[1 + drop :], ms]
                     continue
-        occurrences[name] = _times_out(times, base)
+        occurrences[name] = _times_out(times, floor)
     return occurrences
 
 
-def _times_out(times: list[int], base: int) -> list[Any]:
-    """[list base as ms after ``base``, then each time as ms after the list base]; or, when a
+def _times_out(times: list[int], floor: int) -> list[Any]:
+    """[list base as ms after ``floor``, then each time as ms after the list base]; or, when a
     time is not whole ms, [nil, the times in ns]. The list base is its first time when written
     whole, so its times stay small (5 bytes within 49 days of it) however old the profile is."""
     if not times:
@@ -172,53 +218,50 @@ def _times_out(times: list[int], base: int) -> list[Any]:
     # agree, so one pass tells that every time was whole ms.
     if first % MS or sum(times) - len(times) * first != MS * sum(ms):
         return [None, *times]
-    return [(first - base) // MS, *ms]
-
-
-def _field_times_out(fields: dict[str, Any], ft: dict[str, int], created: int) -> list[int] | None:
-    """The fields whose time is not ``created``, as (position, ns after created); None when the
-    field times are not one per field (a removed field): then they are written whole."""
-    if len(ft) != len(fields):
-        return None
-    try:
-        times = list(map(ft.__getitem__, fields))
-    except KeyError:  # same count, other names: a removed field and an untimed one
-        return None
-    later: list[int] = []
-    if times.count(created) != len(times):
-        for i, t in enumerate(times):
-            if t != created:
-                later += (i, t - created)
-    return later
+    return [(first - floor) // MS, *ms]
 
 
 def decode(cls: type[Profile], user_id: str, blob: bytes, codes: AudienceCodes) -> Profile:
-    """The profile stored in ``blob`` (either version); occurrences and field times of version 1
-    are filled in when first used (Profile.__getattr__)."""
+    """The profile stored in ``blob`` (any version); its occurrence lists are converted when
+    first used (Profile.times, Profile.__getattr__)."""
     if blob[0] == _JSON:
         return legacy_decode(cls, user_id, blob)
     d = _unpack(blob)
-    if d[0] != VERSION:
-        raise ValueError(f"profile encoding version {d[0]!r} is newer than this code reads")
     created: int = d[1]
     fields: dict[str, Any] = d[3]
     ids = codes.unpack
     p = cls.__new__(cls)
     p.user_id = user_id
-    p.fields = fields
     p.created = created
     p.modified = created + d[2]
     p.membership = dict(zip(ids(d[6]), d[7], strict=False))
     p.next_change = dict(zip(ids(d[8]), d[9], strict=False))
-    later: list[int] | None = d[4]
-    if len(d) > 10:
-        p.recorded = dict(zip(ids(d[10]), d[11], strict=True))
+    p.recorded = dict(zip(ids(d[10]), d[11], strict=True)) if len(d) > 10 else {}
+    later = d[4]
+    if d[0] == VERSION:
+        if fields.get(USER_ID, 0) is None:
+            fields[USER_ID] = user_id
         if later is None:
             p.field_ts = d[12]
+        # else: the field times stay in ``later`` until used (Profile.__getattr__)
+    elif d[0] == 1:
+        p.field_ts = d[12] if later is None else _field_times_v1(fields, later, created)
+        later = None
     else:
-        p.recorded = {}
-    p.stored = StoredTimes(created, list(fields), later, d[5])
+        raise ValueError(f"profile encoding version {d[0]!r} is newer than this code reads")
+    p.fields = fields
+    p.stored = StoredTimes(created, d[5], later)
     return p
+
+
+def _field_times_v1(fields: dict[str, Any], later: list[int], created: int) -> dict[str, int]:
+    """Version 1's field times: (position among the fields, ns after created) for the fields
+    whose time is not ``created``."""
+    names = list(fields)
+    ft = dict.fromkeys(names, created)
+    for i in range(0, len(later), 2):
+        ft[names[later[i]]] = created + later[i + 1]
+    return ft
 
 
 def legacy_encode(p: Profile) -> bytes:
