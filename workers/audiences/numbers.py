@@ -46,12 +46,13 @@ class AudienceCodes:
     once per snapshot: reading a profile's audiences is then one lookup, not one per audience.
     """
 
-    __slots__ = ("_by_bytes", "_by_ids", "ids", "numbers")
+    __slots__ = ("_by_bytes", "ids", "numbers", "packed")
 
     def __init__(self, numbers: dict[str, int] | None = None) -> None:
         self.numbers = AudienceNumbers(numbers or {})
         self.ids = AudienceIds({n: aid for aid, n in (numbers or {}).items()})
-        self._by_ids: dict[tuple[str, ...], bytes] = {}
+        self.packed: dict[tuple[str, ...], bytes] = {}
+        """audience ids -> their stored form, for the sets seen (``pack`` fills it)."""
         self._by_bytes: dict[bytes, tuple[str, ...]] = {}
 
     def pack(self, audiences: dict[str, int]) -> bytes | list[int | str]:
@@ -59,7 +60,7 @@ class AudienceCodes:
         has no number (or a number over 65535). A byte a number while all are 1..255 (an odd
         length: a 0 in front when the count is even; numbers start at 1), else two (even)."""
         key = tuple(audiences)
-        got = self._by_ids.get(key)
+        got = self.packed.get(key)
         if got is not None:
             return got
         given = list(map(self.numbers.__getitem__, key))
@@ -70,9 +71,9 @@ class AudienceCodes:
             got = bytes(nums if len(nums) % 2 else [0, *nums])
         else:
             got = b"".join(n.to_bytes(2, "little") for n in nums)
-        if len(self._by_ids) >= CACHED_SETS:
-            self._by_ids.clear()
-        self._by_ids[key] = got
+        if len(self.packed) >= CACHED_SETS:
+            self.packed.clear()
+        self.packed[key] = got
         return got
 
     def unpack(self, stored: bytes | list[int | str]) -> tuple[str, ...]:

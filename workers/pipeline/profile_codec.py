@@ -102,6 +102,33 @@ class StoredTimes:
         self.read[name] = times.copy()
         return times
 
+    def wire_out(self) -> dict[str, list[Any]]:
+        """The stored form of every list, some handed out (and maybe changed) since read."""
+        occurrences = self.wire.copy()
+        floor = self.floor
+        for name, times in self.live.items():
+            occurrences[name] = self._list_out(name, times, floor)
+        return occurrences
+
+    def lists_out(self, now: dict[str, list[int]]) -> dict[str, list[Any]]:
+        """The stored form of ``now`` (the profile's whole ``occurrences``)."""
+        floor = self.floor
+        return {name: self._list_out(name, times, floor) for name, times in now.items()}
+
+    def _list_out(self, name: str, times: list[int], floor: int) -> list[Any]:
+        old = self.read.get(name)
+        if old is not None:
+            wire = self.wire[name]
+            if old == times:
+                return wire  # unchanged since read: its stored form as it was
+            drop = len(old) + 1 - len(times)
+            if drop >= 0 and wire[0] is not None and times[:-1] == old[drop:]:
+                # One more at the end, the oldest dropped (the usual change): same list base.
+                ms, rest = divmod(times[-1] - floor - wire[0] * MS, MS)
+                if not rest:
+                    return [wire[0], *wire[1 + drop :], ms]
+        return _times_out(times, floor)
+
     def occurrences(self) -> dict[str, list[int]]:
         """Every list, the ones handed out as they are now."""
         live = self.live
@@ -127,40 +154,34 @@ def _times_in(wire: list[Any], floor: int) -> list[int]:
 
 def encode(p: Profile, codes: AudienceCodes) -> bytes:
     created = p.created
-    floor = created - created % MS
     fields = p.fields
     stored = p.stored
     occurrences: dict[str, list[Any]]
-    if stored is None or stored.floor != floor:
-        occurrences = {name: _times_out(t, floor) for name, t in p.occurrences.items()}
-    elif stored.done:
-        occurrences = _occurrences_out(p.occurrences, stored, floor)
-    elif stored.live:
-        occurrences = {**stored.wire, **_occurrences_out(stored.live, stored, floor)}
-    else:
-        occurrences = stored.wire  # no list used since read: as they were
     later: dict[str, int] | None
     ft: dict[str, int] | None = None
-    if stored is not None and stored.later is not None and stored.base == created:
-        later = stored.later  # the field times as read, merged into (Profile.merge)
+    if stored is not None and stored.base == created and not stored.done:
+        # A read profile (the drain's): what was not used is written back as it was read.
+        occurrences = stored.wire_out() if stored.live else stored.wire
+        later = stored.later
     else:
+        floor = created - created % MS
+        if stored is None or stored.floor != floor:
+            occurrences = {name: _times_out(t, floor) for name, t in p.occurrences.items()}
+        else:
+            occurrences = stored.lists_out(p.occurrences)
+        later = None
+    if later is None:
         ft = p.field_ts
         if len(ft) == len(fields) and ft.keys() == fields.keys():
             later = {k: t for k, t in ft.items() if t != created}
         elif ft.keys() >= fields.keys():  # and the times of fields a null removed
             later = {k: t for k, t in ft.items() if t != created or k not in fields}
-        else:  # a field without a time: the field times are written whole
-            later = None
-    uid = fields.get(USER_ID)
-    if uid is None:
-        if USER_ID in fields:  # a nil user_id would read back as the id: JSON keeps it
-            return legacy_encode(p)
-    elif uid == p.user_id and type(uid) is str:
-        fields = fields.copy()
-        fields[USER_ID] = None
-    pack = codes.pack
+        # else a field without a time: the field times are written whole
     mem = p.membership
     nxt = p.next_change
+    rec = p.recorded
+    packed = codes.packed
+    pack = codes.pack
     out: list[Any] = [
         VERSION,
         created,
@@ -168,42 +189,31 @@ def encode(p: Profile, codes: AudienceCodes) -> bytes:
         fields,
         later,
         occurrences,
-        pack(mem),
+        packed.get(tuple(mem)) or pack(mem),
         list(mem.values()),
-        pack(nxt),
+        packed.get(tuple(nxt)) or pack(nxt),
         list(nxt.values()),
     ]
-    rec = p.recorded
     if rec or later is None:
         out += (pack(rec), list(rec.values()), None if later is not None else ft)
+    uid = fields.get(USER_ID)
+    if uid is None:
+        if USER_ID in fields:  # a nil user_id would read back as the id: JSON keeps it
+            return legacy_encode(p)
+    elif uid == p.user_id and type(uid) is str:
+        # The users hash's key: written as nil (the value goes back in place, its order kept).
+        fields[USER_ID] = None
+        try:
+            return _pack(out)
+        except (ormsgpack.MsgpackEncodeError, TypeError):
+            pass
+        finally:
+            fields[USER_ID] = uid
+        return legacy_encode(p)
     try:
         return _pack(out)
     except (ormsgpack.MsgpackEncodeError, TypeError):
         return legacy_encode(p)
-
-
-def _occurrences_out(
-    now: dict[str, list[int]], stored: StoredTimes, floor: int
-) -> dict[str, list[Any]]:
-    occurrences: dict[str, list[Any]] = {}
-    read = stored.read
-    wires = stored.wire
-    for name, times in now.items():
-        old = read.get(name)
-        if old is not None:
-            wire = wires[name]
-            if old == times:
-                occurrences[name] = wire  # unchanged since read: its stored form as it was
-                continue
-            drop = len(old) + 1 - len(times)
-            if drop >= 0 and old and wire[0] is not None and times[:-1] == old[drop:]:
-                # One more at the end, the oldest dropped (the usual change): same list base.
-                ms, rest = divmod(times[-1] - floor - wire[0] * MS, MS)
-                if not rest:
-                    occurrences[name] = [wire[0], *wire[1 + drop :], ms]
-                    continue
-        occurrences[name] = _times_out(times, floor)
-    return occurrences
 
 
 def _times_out(times: list[int], floor: int) -> list[Any]:
@@ -223,7 +233,8 @@ def _times_out(times: list[int], floor: int) -> list[Any]:
 
 def decode(cls: type[Profile], user_id: str, blob: bytes, codes: AudienceCodes) -> Profile:
     """The profile stored in ``blob`` (any version); its occurrence lists are converted when
-    first used (Profile.times, Profile.__getattr__)."""
+    first used (Profile.times, Profile.__getattr__), its field times likewise (Profile.merge
+    merges into them as stored)."""
     if blob[0] == _JSON:
         return legacy_decode(cls, user_id, blob)
     d = _unpack(blob)
@@ -234,19 +245,22 @@ def decode(cls: type[Profile], user_id: str, blob: bytes, codes: AudienceCodes) 
     p.user_id = user_id
     p.created = created
     p.modified = created + d[2]
-    p.membership = dict(zip(ids(d[6]), d[7], strict=False))
-    p.next_change = dict(zip(ids(d[8]), d[9], strict=False))
-    p.recorded = dict(zip(ids(d[10]), d[11], strict=True)) if len(d) > 10 else {}
+    p.membership = dict(zip(ids(d[6]), d[7], strict=True))
+    p.next_change = dict(zip(ids(d[8]), d[9], strict=True))
     later = d[4]
+    if len(d) > 10:
+        p.recorded = dict(zip(ids(d[10]), d[11], strict=True))
+        if later is None:
+            p.field_ts = d[12]
+    else:
+        p.recorded = {}
     if d[0] == VERSION:
         if fields.get(USER_ID, 0) is None:
             fields[USER_ID] = user_id
-        if later is None:
-            p.field_ts = d[12]
-        # else: the field times stay in ``later`` until used (Profile.__getattr__)
     elif d[0] == 1:
-        p.field_ts = d[12] if later is None else _field_times_v1(fields, later, created)
-        later = None
+        if later is not None:
+            p.field_ts = _field_times_v1(fields, later, created)
+            later = None
     else:
         raise ValueError(f"profile encoding version {d[0]!r} is newer than this code reads")
     p.fields = fields
