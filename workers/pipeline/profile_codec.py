@@ -58,27 +58,30 @@ _unpack = ormsgpack.unpackb
 class StoredTimes:
     """A read profile's times in their stored form, turned into full ones only when used.
 
-    Occurrences: ``wire`` is every list as read; ``live`` the lists handed out since (converted,
-    or new), which the profile's owner may change in place; ``read`` a copy of each converted list
-    as it was, so writing back can tell an unchanged list (its stored form as it was) or one grown
-    at its end. Once the whole ``occurrences`` dict is asked for, ``done`` is set and it is the
-    truth. Field times: ``later`` holds the times of the fields whose time is not ``base`` (the
-    profile's ``created`` when read), and the profile merges into it as it is (Profile.merge),
-    until ``field_ts`` is asked for (then None).
+    Occurrences: ``wire`` is every list as read; ``live`` the lists handed out since, each with a
+    copy of it as converted (None for a new list): the profile's owner may change them in place,
+    and writing back tells an unchanged list (its stored form as it was) or one grown at its end
+    from the copy. Once the whole ``occurrences`` dict is asked for, ``done`` is set and it is
+    the truth. Field times: ``later`` holds the times of the fields whose time is not ``base``
+    (the profile's ``created`` when read), and the profile merges into it as it is
+    (Profile.merge), until ``field_ts`` is asked for (then None).
     """
 
-    __slots__ = ("base", "done", "floor", "later", "live", "read", "wire")
+    __slots__ = ("base", "done", "later", "live", "wire")
 
     def __init__(
         self, created: int, wire: dict[str, list[Any]], later: dict[str, int] | None
     ) -> None:
         self.base = created
-        self.floor = created - created % MS
         self.wire = wire
         self.later = later
-        self.live: dict[str, list[int]] = {}
-        self.read: dict[str, list[int]] = {}
+        self.live: dict[str, tuple[list[int], list[int] | None]] = {}
         self.done = False
+
+    @property
+    def floor(self) -> int:
+        """``created`` when read, floored to the ms: the origin of the lists' bases."""
+        return self.base - self.base % MS
 
     def field_ts(self, fields: dict[str, Any]) -> dict[str, int]:
         """Every field time: ``base`` for the fields not in ``later``."""
@@ -89,24 +92,38 @@ class StoredTimes:
 
     def times(self, name: str, create: bool = False) -> list[int] | None:
         """One event's list, converted on first use (a new empty one with ``create``)."""
-        times = self.live.get(name)
-        if times is not None:
-            return times
+        got = self.live.get(name)
+        if got is not None:
+            return got[0]
         wire = self.wire.get(name)
         if wire is None:
             if not create:
                 return None
-            times = self.live[name] = []
+            times: list[int] = []
+            self.live[name] = (times, None)
             return times
-        times = self.live[name] = _times_in(wire, self.floor)
-        self.read[name] = times.copy()
+        if not wire or wire[0] is None:
+            times = wire[1:]
+        else:
+            base = self.base - self.base % MS + wire[0] * MS
+            times = [base + t * MS for t in wire[1:]]
+        self.live[name] = (times, times.copy())
         return times
+
+    def occurrences(self) -> dict[str, list[int]]:
+        """Every list, the ones handed out as they are now."""
+        times = self.times
+        occurrences = {name: times(name) or [] for name in self.wire}
+        for name, (got, _) in self.live.items():
+            occurrences[name] = got
+        self.done = True
+        return occurrences
 
     def wire_out(self) -> dict[str, list[Any]]:
         """The stored form of every list, some handed out (and maybe changed) since read."""
         occurrences = self.wire.copy()
         floor = self.floor
-        for name, times in self.live.items():
+        for name, (times, _) in self.live.items():
             occurrences[name] = self._list_out(name, times, floor)
         return occurrences
 
@@ -116,40 +133,19 @@ class StoredTimes:
         return {name: self._list_out(name, times, floor) for name, times in now.items()}
 
     def _list_out(self, name: str, times: list[int], floor: int) -> list[Any]:
-        old = self.read.get(name)
+        got = self.live.get(name)
+        old = got[1] if got is not None else None
         if old is not None:
             wire = self.wire[name]
             if old == times:
                 return wire  # unchanged since read: its stored form as it was
             drop = len(old) + 1 - len(times)
-            if drop >= 0 and wire[0] is not None and times[:-1] == old[drop:]:
+            if drop >= 0 and wire and wire[0] is not None and times[:-1] == old[drop:]:
                 # One more at the end, the oldest dropped (the usual change): same list base.
                 ms, rest = divmod(times[-1] - floor - wire[0] * MS, MS)
                 if not rest:
                     return [wire[0], *wire[1 + drop :], ms]
         return _times_out(times, floor)
-
-    def occurrences(self) -> dict[str, list[int]]:
-        """Every list, the ones handed out as they are now."""
-        live = self.live
-        occurrences: dict[str, list[int]] = {}
-        for name in self.wire:
-            times = live.get(name)
-            if times is None:
-                times = self.live[name] = _times_in(self.wire[name], self.floor)
-                self.read[name] = times.copy()
-            occurrences[name] = times
-        for name, times in live.items():
-            occurrences.setdefault(name, times)
-        self.done = True
-        return occurrences
-
-
-def _times_in(wire: list[Any], floor: int) -> list[int]:
-    if not wire or wire[0] is None:
-        return wire[1:]
-    base = floor + wire[0] * MS
-    return [base + t * MS for t in wire[1:]]
 
 
 def encode(p: Profile, codes: AudienceCodes) -> bytes:
@@ -157,7 +153,7 @@ def encode(p: Profile, codes: AudienceCodes) -> bytes:
     fields = p.fields
     stored = p.stored
     occurrences: dict[str, list[Any]]
-    later: dict[str, int] | None
+    later: dict[str, int] | list[int] | None
     ft: dict[str, int] | None = None
     if stored is not None and stored.base == created and not stored.done:
         # A read profile (the drain's): what was not used is written back as it was read.
@@ -171,12 +167,7 @@ def encode(p: Profile, codes: AudienceCodes) -> bytes:
             occurrences = stored.lists_out(p.occurrences)
         later = None
     if later is None:
-        ft = p.field_ts
-        if len(ft) == len(fields) and ft.keys() == fields.keys():
-            later = {k: t for k, t in ft.items() if t != created}
-        elif ft.keys() >= fields.keys():  # and the times of fields a null removed
-            later = {k: t for k, t in ft.items() if t != created or k not in fields}
-        # else a field without a time: the field times are written whole
+        later = _field_times_out(fields, ft := p.field_ts, created)
     mem = p.membership
     nxt = p.next_change
     rec = p.recorded
@@ -231,6 +222,25 @@ def _times_out(times: list[int], floor: int) -> list[Any]:
     return [(first - floor) // MS, *ms]
 
 
+def _field_times_out(
+    fields: dict[str, Any], ft: dict[str, int], created: int
+) -> dict[str, int] | list[int] | None:
+    """The field times not ``created``, by name (and the times of fields a null removed); one
+    time per field in the fields' order when most fields have one of their own (50 names cost
+    more than 50 times); None when a field has no time: then they are written whole."""
+    if len(ft) == len(fields):
+        try:
+            times = list(map(ft.__getitem__, fields))
+        except KeyError:  # same count, other names: a removed field and an untimed one
+            return None
+        if (len(times) - times.count(created)) * 2 > len(times) > 4:
+            return times
+        return {k: t for k, t in zip(fields, times, strict=True) if t != created}
+    if ft.keys() >= fields.keys():
+        return {k: t for k, t in ft.items() if t != created or k not in fields}
+    return None
+
+
 def decode(cls: type[Profile], user_id: str, blob: bytes, codes: AudienceCodes) -> Profile:
     """The profile stored in ``blob`` (any version); its occurrence lists are converted when
     first used (Profile.times, Profile.__getattr__), its field times likewise (Profile.merge
@@ -245,8 +255,8 @@ def decode(cls: type[Profile], user_id: str, blob: bytes, codes: AudienceCodes) 
     p.user_id = user_id
     p.created = created
     p.modified = created + d[2]
-    p.membership = dict(zip(ids(d[6]), d[7], strict=True))
-    p.next_change = dict(zip(ids(d[8]), d[9], strict=True))
+    p.membership = dict(zip(ids(d[6]), d[7], strict=False))
+    p.next_change = dict(zip(ids(d[8]), d[9], strict=False))
     later = d[4]
     if len(d) > 10:
         p.recorded = dict(zip(ids(d[10]), d[11], strict=True))
@@ -254,6 +264,9 @@ def decode(cls: type[Profile], user_id: str, blob: bytes, codes: AudienceCodes) 
             p.field_ts = d[12]
     else:
         p.recorded = {}
+    if type(later) is list and d[0] == VERSION:  # one time per field, in the fields' order
+        p.field_ts = dict(zip(fields, later, strict=True))
+        later = None
     if d[0] == VERSION:
         if fields.get(USER_ID, 0) is None:
             fields[USER_ID] = user_id
