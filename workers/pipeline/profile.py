@@ -88,7 +88,7 @@ class Profile:
         if stored is None or stored.done:
             times = self.occurrences.setdefault(event, [])
         else:
-            times = stored.times(event, create=True)  # type: ignore[assignment]
+            times = stored.times(event, True)  # type: ignore[assignment]
         if not times or ts >= times[-1]:
             times.append(ts)
         else:
