@@ -93,9 +93,13 @@ class CpuMeter:
     def _cpu(self, name: str) -> float:
         return cpu_seconds(self.pids[name], children=name != "this process")
 
+    def seconds(self) -> dict[str, float]:
+        """CPU seconds used by each named process since the meter was made."""
+        return {name: self._cpu(name) - self.start[name] for name in self.pids}
+
     def report(self) -> str:
         wall = time.perf_counter() - self.t0
-        parts = [f"{name} {self._cpu(name) - self.start[name]:.1f}s" for name in self.pids]
+        parts = [f"{name} {used:.1f}s" for name, used in self.seconds().items()]
         return f"CPU over {wall:.1f}s wall (2 cores = {2 * wall:.1f}s): " + ", ".join(parts)
 
 

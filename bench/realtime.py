@@ -133,6 +133,7 @@ def latencies(stack: Stack, after_seq: int) -> tuple[list[float], list[float]]:
 def measure(stack: Stack, rate: int, seconds: float, rng: random.Random) -> dict[str, float]:
     hub_before = requests.get(f"{stack.hub.base_url}/_emulator/stats", timeout=10).json()  # type: ignore[union-attr]
     meter = CpuMeter(stack.pids())
+    counted = drain_counters(stack)
     start = time.perf_counter()
     sent = generate(stack, rate, seconds, rng)
     backlog_at_end = pending(stack)
@@ -141,6 +142,9 @@ def measure(stack: Stack, rate: int, seconds: float, rng: random.Random) -> dict
     drained_at = time.perf_counter() - start
     time.sleep(1.0)  # the last deliveries
     lat, to_drain = latencies(stack, hub_before["last_seq"])
+    entries, batches = (b - a for a, b in zip(counted, drain_counters(stack), strict=True))
+    cpu = meter.seconds()
+    workers = sum(used for name, used in cpu.items() if name.startswith("bench"))
     return {
         "sent": sent,
         "offered": sent / seconds,
@@ -153,7 +157,17 @@ def measure(stack: Stack, rate: int, seconds: float, rng: random.Random) -> dict
         "drain_p50": percentile(to_drain, 0.5),
         "drain_p99": percentile(to_drain, 0.99),
         "cpu": meter.report(),  # type: ignore[dict-item]
+        "per_batch": entries / max(batches, 1),
+        "worker_us": workers / max(sent, 1) * 1e6,
+        "all_us": sum(cpu.values()) / max(sent, 1) * 1e6,
     }
+
+
+def drain_counters(stack: Stack) -> tuple[int, int]:
+    """(entries drained, drain batches) so far, from the engine's counters."""
+    e = stack.engine
+    got = e.r.hmget(e.keys.metrics, ["entries_drained", "drain_batches"])
+    return int(got[0] or 0), int(got[1] or 0)
 
 
 def where_time_goes(stack: Stack, rng: random.Random, events: int = 30_000) -> None:
@@ -227,6 +241,11 @@ def main() -> None:
                     f"p99 {r['drain_p99']:.0f} ms)"
                 )
                 print(f"    {r['cpu']}")
+                print(
+                    f"    CPU per event: workers {r['worker_us']:.0f} us, every process "
+                    f"{r['all_us']:.0f} us (the 2 cores' ceiling: {2e6 / r['all_us']:,.0f} "
+                    f"events/s); {r['per_batch']:,.0f} entries per drain batch"
+                )
             stack.stop_workers()
         where_time_goes(stack, rng)
     finally:

@@ -12,11 +12,13 @@ from celery.signals import (
     after_setup_task_logger,
     before_task_publish,
     worker_init,
+    worker_process_init,
     worker_ready,
 )
 
 from tasks.ingest import shown_args
 from tasks.runtime import runtime
+from workers import gc_tuning
 from workers.config import ConfigError, settings
 from workers.jobs.secrets import secret_box
 from workers.logs import use_json
@@ -48,6 +50,12 @@ def _refuse_pools_without_time_limits(sender: Any = None, **_: Any) -> None:
             file=sys.stderr,
         )
         raise SystemExit(1)
+
+
+@worker_process_init.connect
+def _tune_gc(**_: Any) -> None:
+    """Each pool process, once forked: the collector tuned for batch work (workers/gc_tuning.py)."""
+    gc_tuning.tune(settings())
 
 
 @before_task_publish.connect

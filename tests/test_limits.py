@@ -177,12 +177,14 @@ def test_a_failing_entry_is_retried_alone_then_set_aside(
     seen: list[int] = []
     real = drainer._over_limits
 
-    def explode(p: Profile, entry: object, snapshot: object, sizes: dict[str, int]) -> str | None:
+    def explode(
+        p: Profile, entry: object, raw_size: int, snapshot: object, sizes: dict[str, int]
+    ) -> str | None:
         fields = getattr(entry, "fields", None) or {}
         seen.append(len(fields))
         if "poison" in fields:
             raise ZeroDivisionError("a bug that only this entry meets")
-        return real(p, entry, snapshot, sizes)  # type: ignore[arg-type]
+        return real(p, entry, raw_size, snapshot, sizes)  # type: ignore[arg-type]
 
     monkeypatch.setattr(drainer, "_over_limits", explode)
     lease_held_at_kick.clear()  # the ingest's own kick

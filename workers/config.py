@@ -31,6 +31,7 @@ class Settings:
     mode: str
     secret_key: str | None
     drain_batch: int
+    gc_threshold: int
     deliver_batch_bytes: int
     allow_emulator: bool = False
     max_future_skew_s: int = 900
@@ -114,6 +115,7 @@ def load_settings() -> Settings:
         mode=mode,
         secret_key=os.environ.get("AUDIENCEHUB_SECRET_KEY") or None,
         drain_batch=_int("AUDIENCEHUB_DRAIN_BATCH", 2000, 1, 100_000),
+        gc_threshold=_int("AUDIENCEHUB_GC_THRESHOLD", 50_000, 0, 10_000_000),
         deliver_batch_bytes=_int("AUDIENCEHUB_BATCH_BYTES", 1_000_000, 1_000, 16_000_000),
         allow_emulator=_flag("AUDIENCEHUB_ALLOW_EMULATOR"),
         max_future_skew_s=_int("AUDIENCEHUB_MAX_FUTURE_SKEW", 900, 0, 366 * 86_400),

@@ -34,6 +34,15 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "events_duplicate": ("Events acknowledged as repeats of an event id, not stored again.", ()),
     "profiles_updated": ("Profiles written back by drains.", ()),
+    "entries_drained": (
+        "Shard entries applied by drains (a page of re-checks counts per user).",
+        (),
+    ),
+    "drain_batches": (
+        "Drain batches committed: entries_drained / drain_batches is the batch size, which says "
+        "whether a drain's fixed round trips are spread over many entries.",
+        (),
+    ),
     "evaluations": ("Audience evaluations (one profile against one audience).", ()),
     "transitions": ("Users entering or leaving audiences.", ("audience", "direction")),
     "messages_sent": ("Messages the hub accepted, by job.", ("job",)),

@@ -15,6 +15,7 @@ from workers.audiences.store import AudienceStore
 from workers.filterql import Filter, compile_set
 from workers.jobs.store import Job, JobStore
 from workers.keys import Keys
+from workers.pipeline.profile import Profile
 from workers.redisconn import Redis
 
 ALWAYS_CHANGED = "_modified"
@@ -41,6 +42,10 @@ class Snapshot:
     """Audience id -> slug, for naming the audiences a message carries."""
     codes: AudienceCodes = NO_CODES
     """Audience numbers, both ways, for reading and writing profiles (every audience has one)."""
+    first_reads: tuple[tuple[LiveAudience, frozenset[str] | None], ...] = ()
+    """Each audience with what it reads when it is quiet: false for a profile holding none of
+    the fields and events it reads, at any time (no INCLUDE, no time dependence, false for an
+    empty profile); None for the others. See :meth:`first_targets`."""
 
     def occurrences_to_keep(self, event: str, floor: int) -> int:
         """Only as many as the largest window asking about this event can count (at least
@@ -57,6 +62,16 @@ class Snapshot:
             for a in self.by_event.get(event, ()):
                 found[a.id] = a
         return list(found.values())
+
+    def first_targets(self, present: Iterable[str]) -> list[LiveAudience]:
+        """The audiences a new profile holding only ``present`` (field and event names) can
+        enter: a quiet one reading none of it answers as for an empty profile, false, since an
+        audience's fields and events are complete (:meth:`affected` rests on that too)."""
+        if not self.first_reads:
+            return list(self.audiences.values())
+        return [
+            a for a, reads in self.first_reads if reads is None or not reads.isdisjoint(present)
+        ]
 
 
 def build_snapshot(r: Redis, keys: Keys, version: int) -> Snapshot:
@@ -78,6 +93,13 @@ def build_snapshot(r: Redis, keys: Keys, version: int) -> Snapshot:
             by_event[name].append(a)
         for name, need in a.filter.needs.items():
             needs[name] = max(needs.get(name, 0), need)
+    empty = Profile("")
+    first_reads = tuple(
+        (a, a.filter.fields | a.filter.events)
+        if not a.filter.includes and not a.filter.time_dependent and not a.filter.matches(empty, 0)
+        else (a, None)
+        for a in audiences.values()
+    )
     return Snapshot(
         version,
         audiences,
@@ -88,6 +110,7 @@ def build_snapshot(r: Redis, keys: Keys, version: int) -> Snapshot:
         needs,
         {a.id: a.slug for a in audiences.values()},
         AudienceNumbering(r, keys).ensure(audiences),
+        first_reads,
     )
 
 

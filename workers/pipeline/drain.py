@@ -52,40 +52,12 @@ def _stop_reason(exc: BaseException) -> str:
     return f"failed ({type(exc).__name__})"
 
 
-_QUIET: dict[int, tuple[Snapshot, frozenset[str]]] = {}
-
-
-def _quiet_when_absent(snapshot: Snapshot) -> frozenset[str]:
-    """Audiences false for a profile holding none of the fields and events they read, at any
-    time: no INCLUDE, no time dependence, and false for an empty profile. Worked out once per
-    registry version (per process)."""
-    known = _QUIET.get(snapshot.version)
-    if known is not None and known[0] is snapshot:
-        return known[1]
-    empty = Profile("")
-    quiet = frozenset(
-        a.id
-        for a in snapshot.audiences.values()
-        if not a.filter.includes and not a.filter.time_dependent and not a.filter.matches(empty, 0)
-    )
-    _QUIET.clear()
-    _QUIET[snapshot.version] = (snapshot, quiet)
-    return quiet
-
-
 def first_targets(profile: Profile, snapshot: Snapshot) -> list[LiveAudience]:
-    """The audiences a new profile's first entry can put it in. The others answer as for an empty
-    profile, false, since the profile holds none of what they read (an audience's fields and
-    events are complete: ``Snapshot.affected`` rests on that too); so evaluating them would
-    record nothing. A new user's first event otherwise evaluates every audience."""
-    quiet = _quiet_when_absent(snapshot)
-    present = {*profile.fields, *profile.occurrences, "_created", ALWAYS_CHANGED}
-    return [
-        a
-        for a in snapshot.audiences.values()
-        if a.id not in quiet
-        or not (a.filter.fields.isdisjoint(present) and a.filter.events.isdisjoint(present))
-    ]
+    """The audiences a new profile's first entry can put it in (a new user's first event
+    otherwise evaluates every audience)."""
+    return snapshot.first_targets(
+        {*profile.fields, *profile.occurrences, "_created", ALWAYS_CHANGED}
+    )
 
 
 def _due_ms(profile: Profile) -> int | None:
@@ -172,10 +144,13 @@ class ShardDrainer:
         now = e.clock.now_ns()
         entries: list[Entry] = []
         entry_ids: list[str] = []
+        raw_sizes: list[int] = []  # each entry's stored bytes: a bound on what it adds
         for count, (row_id, fields) in enumerate(rows, start=1):
-            decoded = Entry.decode(fields[b"d"])
+            raw = fields[b"d"]
+            decoded = Entry.decode(raw)
             entries += decoded
             entry_ids += [row_id.decode()] * len(decoded)
+            raw_sizes += [len(raw)] * len(decoded)
             if len(entries) >= e.cfg.drain_batch:  # pages expand to many users: cap the batch
                 rows = rows[:count]
                 break
@@ -207,7 +182,7 @@ class ShardDrainer:
         offset = now - time.time_ns()  # the test clock's offset; zero in production
         at = now - 1
         evaluations = 0
-        for entry, entry_id in zip(entries, entry_ids, strict=True):
+        for entry, entry_id, raw_size in zip(entries, entry_ids, raw_sizes, strict=True):
             # Each entry gets its own processing instant, strictly increasing, so an enter and
             # an exit applied in one batch keep distinct, ordered times.
             at = max(time.time_ns() + offset, at + 1)
@@ -228,7 +203,7 @@ class ShardDrainer:
                         tallies,
                         step.membership,
                     )
-            refused = self._over_limits(profile, entry, snapshot, sizes)
+            refused = self._over_limits(profile, entry, raw_size, snapshot, sizes)
             if refused is not None:
                 commit.set_aside.append((entry_id, refused, now // NS_PER_MS, entry.encode()))
                 tallies.add("entries_set_aside", 1, LIMIT)
@@ -263,6 +238,8 @@ class ShardDrainer:
             return True  # someone else committed first; re-read from their version
         faults.fire(e.cfg, e.r, "drain.after_commit")
         tallies.add("profiles_updated", len(profiles))
+        tallies.add("entries_drained", len(entries))
+        tallies.add("drain_batches", 1)
         pipe = e.r.pipeline(transaction=False)
         if flips:
             committed = e.clock.now_ns()
@@ -302,25 +279,40 @@ class ShardDrainer:
         return True
 
     def _over_limits(
-        self, profile: Profile, entry: Entry, snapshot: Snapshot, sizes: dict[str, int]
+        self,
+        profile: Profile,
+        entry: Entry,
+        raw_size: int,
+        snapshot: Snapshot,
+        sizes: dict[str, int],
     ) -> str | None:
         """Why the entry cannot be applied to this profile (fields or bytes over the limits), or
-        None; a cheap upper bound on the growth decides unless the profile is near its limit."""
+        None; a cheap upper bound on the growth decides unless the profile is near its limit.
+
+        ``raw_size`` is the entry's stored JSON, which holds its fields' JSON and its name: the
+        bound takes it instead of encoding the fields again (once per drained event)."""
         if entry.kind == REEVALUATE or not entry.fields:
             return None
         cfg = self.e.cfg
         fields = entry.fields
-        new = [k for k, v in fields.items() if v is not None and k not in profile.fields]
-        if new and len(profile.fields) + len(new) > cfg.max_profile_fields:
+        held = len(profile.fields)
+        new = (
+            [k for k, v in fields.items() if v is not None and k not in profile.fields]
+            if held + len(fields) > cfg.max_profile_fields  # else cannot be over, whatever is new
+            else None
+        )
+        if new and held + len(new) > cfg.max_profile_fields:
             more = f" and {len(new) - 1:,} more" if len(new) > 1 else ""
             return (
                 f"field {new[0][:60]!r}{more} would make {len(profile.fields) + len(new):,} fields; "
                 f"a profile holds at most {cfg.max_profile_fields:,} (AUDIENCEHUB_MAX_PROFILE_FIELDS)"
             )
         uid = profile.user_id
-        growth = 2 * len(orjson.dumps(fields)) + 24 * len(fields) + 64
+        # The stored JSON holds the fields' JSON and the name once: twice it, plus per field
+        # and per entry overheads, bounds what applying the entry can add (an occurrence too).
+        growth = 2 * raw_size + 24 * len(fields) + 64
         if entry.name:
-            growth += len(entry.name) * 4
+            growth += len(entry.name) * 2
         if sizes[uid] + growth <= cfg.max_profile_bytes:
             sizes[uid] += growth
             return None

@@ -39,6 +39,11 @@ class DueIndex:
         """The earliest bucket number, raw (a list of at most one)."""
         return r.zrange(self.key, 0, 0)
 
+    def started_by(self, r: Any, now_ms: int) -> Any:
+        """The earliest bucket if it starts by ``now_ms`` (raw: a list of at most one); only
+        then can anyone be due. Cheap to ask every shard in one pipeline."""
+        return r.zrangebyscore(self.key, "-inf", now_ms, start=0, num=1)
+
     def bucket_times(self, r: Any, bucket: int) -> Any:
         """The due times (ms) in one bucket, raw."""
         return r.hvals(self._keys.due_bucket(self._shard, bucket))

@@ -41,8 +41,16 @@ class Releaser:
         now_ms = e.clock.now_ns() // NS_PER_MS
         report = ReleaseReport()
         woken: list[int] = []
-        for shard in range(e.cfg.shards):
-            scores = DueIndex(e.keys, shard).release(e.r, now_ms, limit)
+        indexes = [DueIndex(e.keys, shard) for shard in range(e.cfg.shards)]
+        # One pipelined look at every shard, then the release script only where a bucket has
+        # started: with many shards and few due users, a tick costs one round trip, not one
+        # script call per shard.
+        pipe = e.r.pipeline(transaction=False)
+        for index in indexes:
+            index.started_by(pipe, now_ms)
+        started = [shard for shard, first in enumerate(pipe.execute()) if first]
+        for shard in started:
+            scores = indexes[shard].release(e.r, now_ms, limit)
             if scores:
                 woken.append(shard)
                 report.released += len(scores)
