@@ -39,9 +39,11 @@ adds to, the lists its audiences' windows count; all of them for ``occurrences``
 back reuses the stored form of every list not changed (a list that gained one time at its end,
 the usual change, converts that one time). Its field times stay a map of the few not
 ``created``, which Profile.merge updates as it is and which is written back as it is.
-bench/memory.py, realistic profile, CPU per profile, best of 15 (on 2 shared cores): read and
-write back 6.6 µs (JSON 6.3, version 1 6.8); read, apply one event, write back 10.7 µs (JSON
-7.7, version 1 15.8): the event's list still costs its conversion, which JSON does in C.
+
+Realistic profile, CPU per profile, best of 15 on 2 shared cores (``bench/_codec_versions.py
+--old-tree <version 1 checkout>``, all three in one process): read and write back 6.6 µs (JSON
+6.4, version 1 6.8); read, apply one event, write back 10.5 µs (JSON 7.7, version 1 15.8): the
+event's own list still costs its conversion, which JSON does in C.
 """
 
 from __future__ import annotations
