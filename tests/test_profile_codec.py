@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from tests.profile_v1 import encode_v1
 from workers.audiences.numbers import NO_CODES, AudienceCodes, AudienceNumbering
 from workers.engine import Engine
+from workers.filterql import Filter, compile_filter
 from workers.pipeline.profile import Profile
 from workers.pipeline.profile_codec import legacy_encode
 from workers.timefmt import NS_PER_DAY, NS_PER_MS
@@ -92,10 +93,11 @@ def test_a_profile_read_in_any_version_writes_back_as_version_2_exactly(
 def test_a_profile_changed_after_reading_writes_back_exactly(
     p: Profile, more: list[tuple[str, int]], keep: int
 ) -> None:
-    """A read profile converts only the lists it uses and merges into its field times as stored;
-    writing back reuses the stored form of what did not change (and extends the lists that grew
-    at the end): what reads back is exactly the same changes made to the profile never stored,
-    in every version it may have been read from."""
+    """A read profile adds occurrences to its stored lists without converting them (or converts
+    the one list it must), answers a timewindow from them, and merges into its field times as
+    stored; writing back reuses the stored form of what did not change: what reads back is
+    exactly the same changes made to the profile never stored, in every version it may have
+    been read from."""
     for blob in (p.dumps(CODES), encode_v1(p, NUMBERS), legacy_encode(p)):
         q = Profile.loads("u", blob, CODES)
         expected = Profile.loads("u", legacy_encode(p), CODES)
@@ -103,7 +105,14 @@ def test_a_profile_changed_after_reading_writes_back_exactly(
             for r in (q, expected):
                 r.record_occurrence(name, ts, keep)
                 r.merge({name: ts, "gone": None}, ts)
-            assert q.times(name) == expected.times(name)
+        for name in {name for name, _ in more} | {"never", *p.occurrences}:
+            times = expected.times(name)
+            for n in (1, 2, 5):
+                got = q.stored.nth_last(name, n) if q.stored is not None else None
+                if times is None:
+                    assert got is None
+                elif got is not None:
+                    assert got == (len(times), times[-n] if len(times) >= n else 0)
         again = Profile.loads("u", q.dumps(CODES), CODES)
         assert again == q == expected
         # and once more, from what the first write-back stored
@@ -111,6 +120,34 @@ def test_a_profile_changed_after_reading_writes_back_exactly(
             again.record_occurrence(name, ts + NS_PER_MS, keep)
             expected.record_occurrence(name, ts + NS_PER_MS, keep)
         assert Profile.loads("u", again.dumps(CODES), CODES) == expected
+
+
+WINDOWS = [
+    compile_filter(f"FILTER timewindow(a, {need}, {days}) OR timewindow(b, 1, {days})")
+    for need in (1, 2, 4)
+    for days in (0.5, 30, 3000)
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    profiles(),
+    st.lists(st.tuples(st.sampled_from(["a", "b"]), st.one_of(ms_times, times)), max_size=6),
+    st.sampled_from(WINDOWS),
+    st.one_of(ms_times, times),
+)
+def test_a_timewindow_answers_the_same_on_a_read_profile(
+    p: Profile, more: list[tuple[str, int]], f: Filter, now: int
+) -> None:
+    """The compiled timewindow reads a read profile's stored lists without converting them:
+    its answer and its next change are those of the same profile never stored."""
+    q = Profile.loads("u", p.dumps(CODES), CODES)
+    for name, ts in more:
+        p.record_occurrence(name, ts, 5)
+        q.record_occurrence(name, ts, 5)
+    assert f.matches(q, now) == f.matches(p, now)
+    assert f.next_change(q, now) == f.next_change(p, now)
+    assert q == p
 
 
 @settings(max_examples=100, deadline=None)

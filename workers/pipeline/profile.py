@@ -87,6 +87,9 @@ class Profile:
         stored = self.stored
         if stored is None or stored.done:
             times = self.occurrences.setdefault(event, [])
+        elif stored.append(event, ts, keep):  # onto its stored form, converting nothing
+            self._touch(ts)
+            return
         else:
             times = stored.times(event, True)  # type: ignore[assignment]
         if not times or ts >= times[-1]:

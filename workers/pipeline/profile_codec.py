@@ -116,6 +116,38 @@ class StoredTimes:
         self.live[name] = (times, times.copy())
         return times
 
+    def append(self, name: str, ts: int, keep: int) -> bool:
+        """Add ``ts`` at the end of an unconverted list, in its stored form, keeping the ``keep``
+        most recent; False (nothing done) unless it is a whole ms no earlier than the last."""
+        wire = self.wire.get(name)
+        if wire is None or len(wire) < 2 or wire[0] is None or name in self.live:
+            return False
+        ms, rest = divmod(ts - self.base + self.base % MS - wire[0] * MS, MS)
+        if rest or ms < wire[-1]:
+            return False
+        wire.append(ms)
+        extra = len(wire) - 1 - keep
+        if extra > 0:
+            del wire[1 : 1 + extra]
+        return True
+
+    def nth_last(self, name: str, n: int) -> tuple[int, int] | None:
+        """(how many times one event's list holds, its ``n``-th most recent: 0 if fewer), or
+        None if the profile has no such list; converts nothing (a timewindow reads only this)."""
+        got = self.live.get(name)
+        if got is not None:
+            times = got[0]
+            return len(times), times[-n] if len(times) >= n else 0
+        wire = self.wire.get(name)
+        if wire is None:
+            return None
+        count = len(wire) - 1
+        if count < n:
+            return max(count, 0), 0
+        if wire[0] is None:
+            return count, wire[-n]
+        return count, self.base - self.base % MS + (wire[0] + wire[-n]) * MS
+
     def occurrences(self) -> dict[str, list[int]]:
         """Every list, the ones handed out as they are now."""
         times = self.times
