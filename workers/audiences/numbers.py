@@ -46,14 +46,15 @@ class AudienceCodes:
     once per snapshot: reading a profile's audiences is then one lookup, not one per audience.
     """
 
-    __slots__ = ("_by_bytes", "ids", "numbers", "packed")
+    __slots__ = ("ids", "numbers", "packed", "unpacked")
 
     def __init__(self, numbers: dict[str, int] | None = None) -> None:
         self.numbers = AudienceNumbers(numbers or {})
         self.ids = AudienceIds({n: aid for aid, n in (numbers or {}).items()})
         self.packed: dict[tuple[str, ...], bytes] = {}
         """audience ids -> their stored form, for the sets seen (``pack`` fills it)."""
-        self._by_bytes: dict[bytes, tuple[str, ...]] = {}
+        self.unpacked: dict[bytes, tuple[str, ...]] = {}
+        """stored form -> audience ids, for the sets seen (``unpack`` fills it)."""
 
     def pack(self, audiences: dict[str, int]) -> bytes | list[int | str]:
         """The stored form of a table's audience ids, in its order: bytes, or a list when an id
@@ -80,7 +81,7 @@ class AudienceCodes:
         """The audience ids ``pack`` wrote, in order."""
         if not isinstance(stored, bytes):
             return tuple(map(self.ids.__getitem__, stored))
-        got = self._by_bytes.get(stored)
+        got = self.unpacked.get(stored)
         if got is None:
             if len(stored) % 2:
                 nums = list(stored[1:] if stored[0] == 0 else stored)
@@ -89,9 +90,9 @@ class AudienceCodes:
                     int.from_bytes(stored[i : i + 2], "little") for i in range(0, len(stored), 2)
                 ]
             got = tuple(map(self.ids.__getitem__, nums))
-            if len(self._by_bytes) >= CACHED_SETS:
-                self._by_bytes.clear()
-            self._by_bytes[stored] = got
+            if len(self.unpacked) >= CACHED_SETS:
+                self.unpacked.clear()
+            self.unpacked[stored] = got
         return got
 
 

@@ -33,17 +33,20 @@ MessagePack cannot hold (nothing the ingest accepts), or with a nil ``user_id`` 
 written as JSON, which stays readable.
 
 Speed: per-time Python arithmetic (ms back to ns) and per-field work are what MessagePack costs
-over orjson's C, so a read profile converts only what is used. Its occurrence lists stay in
-their stored form (``StoredTimes``) until one is asked for (Profile.times: the list an event
-adds to, the lists its audiences' windows count; all of them for ``occurrences``), and writing
-back reuses the stored form of every list not changed (a list that gained one time at its end,
-the usual change, converts that one time). Its field times stay a map of the few not
-``created``, which Profile.merge updates as it is and which is written back as it is.
+over orjson's C, so a read profile converts nothing it does not have to. Its occurrence lists
+stay in their stored form (``StoredTimes``): an occurrence at the end of a list (a whole ms, no
+earlier than the last: the usual one) is appended to it as stored (StoredTimes.append), and a
+compiled timewindow reads a list's count and its n-th most recent time from it
+(StoredTimes.nth_last), so a drain converts no list at all. A list is converted when something
+asks for it whole (Profile.times: an earlier occurrence, the FilterQL walker, explain; all of
+them for ``occurrences``), and writing back reuses the stored form of every list not changed
+since (a list that gained one time at its end converts that one time). Its field times stay a
+map of the few not ``created``, which Profile.merge updates as it is and which is written back
+as it is.
 
 Realistic profile, CPU per profile, best of 15 on 2 shared cores (``bench/_codec_versions.py
---old-tree <version 1 checkout>``, all three in one process): read and write back 6.6 µs (JSON
-6.4, version 1 6.8); read, apply one event, write back 10.5 µs (JSON 7.7, version 1 15.8): the
-event's own list still costs its conversion, which JSON does in C.
+--old-tree <version 1 checkout>``, all three in one process): read and write back @PLAIN@;
+read, apply one event, write back @EVENT@.
 """
 
 from __future__ import annotations
@@ -294,12 +297,16 @@ def decode(cls: type[Profile], user_id: str, blob: bytes, codes: AudienceCodes) 
     created: int = d[1]
     fields: dict[str, Any] = d[3]
     ids = codes.unpack
+    try:  # the audience sets seen before (nearly all): one lookup each
+        mem, nxt = codes.unpacked[d[6]], codes.unpacked[d[8]]
+    except (KeyError, TypeError):  # a set new to this snapshot, or ids without a number
+        mem, nxt = ids(d[6]), ids(d[8])
     p = cls.__new__(cls)
     p.user_id = user_id
     p.created = created
     p.modified = created + d[2]
-    p.membership = dict(zip(ids(d[6]), d[7], strict=False))
-    p.next_change = dict(zip(ids(d[8]), d[9], strict=False))
+    p.membership = dict(zip(mem, d[7], strict=False))
+    p.next_change = dict(zip(nxt, d[9], strict=False))
     later = d[4]
     if len(d) > 10:
         p.recorded = dict(zip(ids(d[10]), d[11], strict=True))
