@@ -45,8 +45,9 @@ map of the few not ``created``, which Profile.merge updates as it is and which i
 as it is.
 
 Realistic profile, CPU per profile, best of 15 on 2 shared cores (``bench/_codec_versions.py
---old-tree <version 1 checkout>``, all three in one process): read and write back @PLAIN@;
-read, apply one event, write back @EVENT@.
+--old-tree <version 1 checkout>``, all three in one process): read and write back 6.5 µs (JSON
+6.9, version 1 7.2); read, apply one event, write back 8.5 µs (JSON 8.3, version 1 16.1). In
+instructions (callgrind): 0.91x and 0.95x JSON's.
 """
 
 from __future__ import annotations
