@@ -42,8 +42,9 @@ class AudienceCodes:
     """Both directions of the numbering, as one snapshot of the registry knows it.
 
     A profile's audiences (its membership, its next changes) are written as one byte string of
-    1-byte numbers (2-byte once a number passes 255). Users share a few such sets, so each set is turned into bytes, and back,
-    once per snapshot: reading a profile's audiences is then one lookup, not one per audience.
+    1-byte numbers (2-byte once a number passes 255). Users share a few such sets, so each set is
+    turned into bytes, and back, once per snapshot: reading a profile's audiences is then one
+    lookup, not one per audience.
     """
 
     __slots__ = ("ids", "numbers", "packed", "unpacked")

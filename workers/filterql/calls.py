@@ -222,7 +222,7 @@ def _timewindow(c: Compiler, node: Call) -> CNode:
     c.fields |= roots
 
     def times(p: Profile) -> list[int]:
-        # A read profile converts only the lists its audiences count (Profile.times).
+        # A read profile converts only this list (Profile.times), not every event's.
         ts = p.occurrences.get(name) if p.stored is None else p.times(name)
         if ts is not None:
             return ts

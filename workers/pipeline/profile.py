@@ -41,9 +41,10 @@ class Profile:
     whose enter instant is earlier (a time-driven flip applied late). The Existing Users
     backfill sends a membership only if it was recorded before the backfill started."""
     stored: StoredTimes | None = field(default=None, compare=False, repr=False)
-    """A read profile's occurrence lists in their stored form: each is converted when first used
-    (``times``), all of them when ``occurrences`` is, and writing back reuses what did not change
-    (profile_codec.py)."""
+    """A read profile's times in their stored form (profile_codec.py): an occurrence at the end of
+    a list is added to it as stored, a compiled timewindow reads it as stored, a list is converted
+    when asked for (``times``; all of them for ``occurrences``), the field times not ``created``
+    are merged into as stored; writing back reuses what did not change."""
 
     @property
     def is_new(self) -> bool:
