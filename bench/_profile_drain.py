@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> None:
             fields=("_created", "_modified", "email", "user_id", "probe"),
         )
         if args.backfill:
-            backfill(e, server, args)
+            backfill(e, server, hub, args)
             return
         rng = random.Random(7)
         now = time.time_ns()
@@ -175,7 +175,8 @@ def deliver(e: Any, server: Any, hub: Any, job_id: str, profile: bool, top: int)
     deliverer.close()
 
 
-def backfill(e: Any, server: Any, args: argparse.Namespace) -> None:
+def backfill(e: Any, server: Any, hub: Any, args: argparse.Namespace) -> None:
+    """Backfill pages into the outboxes, in-process; with ``--deliver``, then send them."""
     from backfill import populate  # type: ignore[import-not-found,unused-ignore]
 
     import workers.jobs.backfill as bf
@@ -185,7 +186,7 @@ def backfill(e: Any, server: Any, args: argparse.Namespace) -> None:
 
     stack: Any = SimpleNamespace(engine=e)  # what bench/backfill.py's populate reads
     vip, active = populate(stack, args.backfill)
-    auth = AuthStore(e.r, e.keys, e.cfg).create("b", CONN)
+    auth = AuthStore(e.r, e.keys, e.cfg).create("b", hub.connection_string if hub else CONN)
     job = JobStore(e.r, e.keys).create("b", auth.id, [vip, active], existing_users=True)
     bf.BACKLOG_LIMIT = 10**9  # measure pages, not flow control
     backfills = Backfills(e)
@@ -210,6 +211,8 @@ def backfill(e: Any, server: Any, args: argparse.Namespace) -> None:
     )
     if profiler:
         report(profiler, args.top)
+    if hub is not None:
+        deliver(e, server, hub, job.id, profiler is not None, args.top)
 
 
 def report(profiler: cProfile.Profile, top: int) -> None:

@@ -8,11 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import requests
 
 from audiencehub.processes import HubEmulator
 from workers.audiences.store import AudienceStore
+from workers.delivery import deliver as deliver_module
 from workers.delivery.dead_letters import DeadLetters
 from workers.delivery.deliver import Deliverer, DeliverReport, SenderPool
 from workers.delivery.outbox import Outbox
@@ -190,3 +192,43 @@ def test_dead_letters_replay_into_the_outbox(engine: Engine, hub: HubEmulator) -
     assert sorted(e["partition_key"] for e in hub.events()) == ["u0000", "u0001"]
     assert letters.count(job.id) == 0
     pool.close()
+
+
+def test_rounds_read_ahead_keep_each_users_order_through_a_refusal(
+    engine: Engine, hub: HubEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next round is read while one is out; a round the hub partly refuses drops it, so
+    every user's messages still arrive whole and in outbox order (small rounds: many of them)."""
+    monkeypatch.setattr(deliver_module, "READ_COUNT", 30)
+    monkeypatch.setattr(deliver_module, "READ_PER_PARTITION", 5)
+    AudienceStore(engine.r, engine.keys).create("in", "FILTER n >= 1")
+    auth = AuthStore(engine.r, engine.keys, engine.cfg).create("hub", hub.connection_string)
+    job = create_job(engine, "j", auth.id, ["in"])
+    drainer = ShardDrainer(engine)
+    for n in (1, 0, 1, 0, 1):  # enter, exit, enter, exit, enter: five messages a user
+        Ingestor(engine).ingest(list_items([{"user_id": f"u{i:03d}", "n": n} for i in range(80)]))
+        for shard in range(engine.cfg.shards):
+            drainer.drain(shard)
+    faults(hub, {"status": 503, "count": 2, "skip": 6, "retry_after": 1})
+    pool = SenderPool(engine)
+    deliverer = Deliverer(engine, pool.get)
+    deadline = time.monotonic() + 60
+    while deliverer.backlog(job.id) and time.monotonic() < deadline:
+        JobHealth(engine.r, engine.keys).clear(job.id)  # no backoff wait in a test
+        deliverer.deliver(job.id, budget_s=5)
+    pool.close()
+    assert not deliverer.backlog(job.id)
+    stats = requests.get(f"{hub.base_url}/_emulator/stats", timeout=5).json()
+    assert sum(stats["faults_fired"].values()) == 2, "the hub refused two requests midway"
+    seen: dict[str, list[str]] = {}
+    keys: set[str] = set()
+    for event in hub.events():
+        key = event["user_properties"]["idempotency_key"]
+        if key in keys:  # a re-send (at least once): the consumer drops it by its key
+            continue
+        keys.add(key)
+        data = orjson.loads(event["body"])["data"]
+        seen.setdefault(data["user_id"], []).append(data["segment_events"][0]["event"])
+    want = ["enter", "exit", "enter", "exit", "enter"]
+    wrong = {u: got for u, got in seen.items() if got != want}
+    assert len(seen) == 80 and not wrong, f"out of order or missing: {wrong}"

@@ -20,9 +20,10 @@ from workers.jobs.auths import AuthStore
 from workers.jobs.setup import create_job
 from workers.jobs.store import Job
 from workers.pipeline.drain import ShardDrainer
-from workers.pipeline.envelope import idempotency_key
+from workers.pipeline.envelope import EnterRenderer, Renderer, idempotency_key
 from workers.pipeline.ingest import Ingestor, list_items
 from workers.pipeline.membership import Transition
+from workers.pipeline.profile import Profile
 from workers.timefmt import NS_PER_DAY, parse_rfc3339
 
 SEED_EXAMPLE = Path(__file__).parent / "golden" / "seed_message.json"
@@ -151,3 +152,40 @@ def test_every_time_in_the_message_is_the_processing_instant_not_the_event_time(
     (segment,) = body["data"]["segment_events"]
     assert body["data"]["_modified"] == long_ago  # an event time
     assert segment["enter"] == body["meta"]["timestamp"] > long_ago  # when we evaluated
+
+
+@pytest.mark.parametrize("changes_only", [False, True])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        ("_created", "_modified", "email", "user_id"),
+        (),
+        ("email", "segment_events", "nickname"),
+    ],
+)
+def test_a_backfill_page_renders_byte_for_byte_what_the_general_renderer_writes(
+    changes_only: bool, fields: tuple[str, ...]
+) -> None:
+    """The backfill splices messages from pre-rendered parts (EnterRenderer): every byte and
+    key must be the general renderer's for the same enters, whatever the job and the user."""
+    ids = ["a" * 32, "b" * 32, "c" * 32, "d" * 32]
+    slugs = {ids[0]: "vip", ids[1]: 'qu"ote', ids[2]: "ünï", ids[3]: "gone"}
+    job = Job("j" * 32, "l", "auth", tuple(ids[:3]), fields=fields, changes_only=changes_only)
+    at = 1_764_000_000_123_456_789
+    renderer = EnterRenderer(job, at, slugs, {aid: slugs[aid] for aid in ids[:3]})
+    cases: list[tuple[dict[str, int], list[str]]] = [
+        ({ids[0]: at - 10**12}, [ids[0]]),
+        ({ids[0]: at - 10**12, ids[1]: at - 5 * 10**9, ids[2]: at - 1}, [ids[0], ids[2]]),
+        ({ids[2]: at - 7 * 10**9, ids[1]: at - 10**9, ids[3]: at - 3}, [ids[1], ids[2]]),
+        ({ids[1]: at - 10**10, ids[2]: 1_600_000_000 * 10**9}, [ids[2]]),
+    ]
+    for membership, moved in cases:
+        profile = Profile(
+            'user-ü"1',
+            fields={"email": "x@y.z", "segment_events": [1], "nickname": "n\n", "other": 1},
+            created=at - 10**15,
+            modified=at - 10**6,
+            membership=membership,
+        )
+        changes = [Transition(aid, slugs[aid], "enter", membership[aid], None) for aid in moved]
+        assert renderer.render(profile, moved) == Renderer(job, at, slugs).render(profile, changes)

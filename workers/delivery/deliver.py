@@ -118,6 +118,16 @@ class Outcome:
         return chosen[0] if chosen else None
 
 
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """A round read from the outboxes and planned into groups, ready to send."""
+
+    read: list[Pending]
+    outcome: Outcome
+    groups: list[Group]
+    sender: Sender
+
+
 SenderFactory = Callable[[Job], Sender]
 
 
@@ -173,15 +183,40 @@ class Deliverer:
             ready = self._sender(job, report)
             return None if ready is None else (job, *ready)
 
+        # The next round, read while this one is sent, if another round fits in the budget.
+        ahead: list[Planned | None] = [None]
+        deadline = time.monotonic() + budget_s
+        took = [0.0]  # the last round's seconds
+
         def step(ready: tuple[Job, Sender, PartitionLayout], lease: Lease) -> bool:
             job, sender, layout = ready
-            return not report.error and self._round(job, sender, layout, report, lease.extend)
+            if report.error:
+                return False
+            began = time.monotonic()
+            more, ahead[0] = self._round(
+                job,
+                sender,
+                layout,
+                report,
+                lease.extend,
+                ahead[0],
+                read_ahead=lambda: time.monotonic() + took[0] < deadline,
+            )
+            took[0] = time.monotonic() - began
+            return more
 
         requeue = lambda: e.kicker.delivers([job_id])  # noqa: E731
         loop = LeasedLoop(
             e.r, e.keys.deliver_lease(job_id), LEASE_MS, e.keys.deliver_kick(job_id), requeue
         )
-        loop.run(budget_s, prepare, step, lambda: not report.error and bool(self.backlog(job_id)))
+        try:
+            loop.run(
+                budget_s, prepare, step, lambda: not report.error and bool(self.backlog(job_id))
+            )
+        finally:
+            if ahead[0] is not None:  # read under a lease now let go: the next holder reads afresh
+                self._drop(ahead[0])
+                ahead[0] = None
         return report
 
     def backlog(self, job_id: str) -> int:
@@ -215,9 +250,11 @@ class Deliverer:
             return None
         return sender, self.partitions.current(auth, sender.partition_ids)
 
-    def _read(self, job: Job, count: int) -> list[Pending]:
-        """One round: a run of messages from each non-empty outbox, in shard order."""
+    def _read(self, job: Job, count: int, after: dict[int, str] | None = None) -> list[Pending]:
+        """One round: a run of messages from each non-empty outbox, in shard order; ``after``:
+        per shard, the last stream id of the round being sent (read past it)."""
         e = self.e
+        after = after or {}
         shards = e.cfg.shards
         outboxes = [Outbox(e.keys, shard, job.id) for shard in range(shards)]
         pipe = e.r.pipeline(transaction=False)
@@ -233,7 +270,7 @@ class Deliverer:
         each = max(50, -(-count // len(busy)))
         pipe = e.r.pipeline(transaction=False)
         for shard in busy:
-            outboxes[shard].read(pipe, each)
+            outboxes[shard].read(pipe, each, after.get(shard))
         batch: list[Pending] = []
         append = batch.append
         for shard, rows in zip(busy, pipe.execute(), strict=True):
@@ -256,24 +293,66 @@ class Deliverer:
         layout: PartitionLayout,
         report: DeliverReport,
         keep_alive: Callable[[], bool] = lambda: True,
-    ) -> bool:
+        ahead: Planned | None = None,
+        read_ahead: Callable[[], bool] = lambda: True,
+    ) -> tuple[bool, Planned | None]:
         """Send one round; False when every outbox is empty or an error stopped sending.
         ``keep_alive`` extends the lease while a round is under way (False: it was lost, so
-        no new publication starts)."""
-        read = self._read(job, self._read_count(layout))
-        if not read:
-            return False
-        outcome = Outcome()
-        groups = self._plan(read, sender, layout, outcome)
-        self._send_groups(read, sender, groups, outcome, keep_alive)
+        no new publication starts).
+
+        Pipelined: while a round's publications are out (the hub busy with them), the next
+        round is read and planned from past the last message of each shard in this one, and
+        returned to be sent next (``ahead``). It is sent only after this round is settled, and
+        only if every message of this one was accepted or dead-lettered, so each user's
+        messages still reach the hub in outbox order; anything else drops it (read afresh).
+        """
+        planned = ahead if ahead is not None else self._prepare(job, sender, layout)
+        if planned is None:
+            return False, None
+        read, outcome, groups = planned.read, planned.outcome, planned.groups
+        last: dict[int, str] = {}
+        for pending in read:
+            last[pending.shard] = pending.id
+        count = self._read_count(layout)
+        following: list[Planned | None] = [None]
+
+        def meanwhile() -> None:
+            if read_ahead():
+                following[0] = self._prepare(job, sender, layout, count, last)
+
+        self._send_groups(read, sender, groups, outcome, keep_alive, meanwhile)
         if outcome.sent:
             faults.fire(self.e.cfg, self.e.r, "deliver.after_send")
         self._settle(job, read, outcome, report)
         err = outcome.error()
+        whole = len(outcome.sent) + len(outcome.dead) == len(read)
+        if following[0] is not None and (err is not None or not whole):
+            self._drop(following[0])  # something waits in this round: read afresh after it
+            following[0] = None
         if err is not None:
             self._failed(job, err, report, len(read) - len(outcome.sent) - len(outcome.dead))
-            return False
-        return True
+            return False, None
+        return True, following[0]
+
+    @staticmethod
+    def _drop(planned: Planned) -> None:
+        """A round read ahead that will not be sent: its sender forgets what it kept."""
+        planned.sender.forget([p.message for p in planned.read])
+
+    def _prepare(
+        self,
+        job: Job,
+        sender: Sender,
+        layout: PartitionLayout,
+        count: int | None = None,
+        after: dict[int, str] | None = None,
+    ) -> Planned | None:
+        """A round read and planned; None when there is nothing to send."""
+        read = self._read(job, count or self._read_count(layout), after)
+        if not read:
+            return None
+        outcome = Outcome()
+        return Planned(read, outcome, self._plan(read, sender, layout, outcome), sender)
 
     @staticmethod
     def _plan(
@@ -312,10 +391,13 @@ class Deliverer:
         groups: list[Group],
         outcome: Outcome,
         keep_alive: Callable[[], bool],
+        meanwhile: Callable[[], None] = lambda: None,
     ) -> None:
+        """Send the groups; ``meanwhile`` runs here while they are out, with a sender that takes
+        more than one publication at a time (one that does not sends from this thread alone)."""
         stop = threading.Event()
         workers = min(sender.concurrency, len(groups))
-        if workers <= 1:
+        if sender.concurrency <= 1:
             for group in groups:
                 self._send_group(read, sender, group, outcome, stop)
                 if not keep_alive():
@@ -329,12 +411,15 @@ class Deliverer:
             self._threads.submit(self._send_lane, read, sender, lane, outcome, stop)
             for lane in lanes
         }
-        while pending:
-            done, pending = wait(pending, timeout=LEASE_MS / 3000)
-            for future in done:
-                future.result()
-            if pending and not keep_alive():
-                stop.set()  # another deliverer may hold the job now: start nothing new
+        try:
+            meanwhile()
+        finally:
+            while pending:
+                done, pending = wait(pending, timeout=LEASE_MS / 3000)
+                for future in done:
+                    future.result()
+                if pending and not keep_alive():
+                    stop.set()  # another deliverer may hold the job now: start nothing new
 
     def _send_lane(
         self,

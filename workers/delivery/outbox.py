@@ -57,9 +57,10 @@ class Outbox:
         """The oldest record, raw (see :func:`head_age_ms`)."""
         return r.xrange(self.key, count=1)
 
-    def read(self, r: Any, count: int) -> Any:
-        """The oldest ``count`` records, raw (see :func:`records`)."""
-        return r.xrange(self.key, count=count)
+    def read(self, r: Any, count: int, after: str | None = None) -> Any:
+        """The oldest ``count`` records (after the stream id ``after``), raw (see
+        :func:`records`)."""
+        return r.xrange(self.key, min="-" if after is None else f"({after}", count=count)
 
     def all(self, r: Any) -> Any:
         """Every record, raw; for inspection and tests."""

@@ -39,9 +39,8 @@ from workers.jobs.store import Job
 from workers.lease import Lease
 from workers.loop import LeasedLoop
 from workers.lua import script
-from workers.pipeline.envelope import Renderer
+from workers.pipeline.envelope import EnterRenderer
 from workers.pipeline.member_index import MemberIndex
-from workers.pipeline.membership import Transition
 from workers.pipeline.profile import Profile
 
 log = logging.getLogger("audiencehub.backfill")
@@ -241,22 +240,24 @@ class Backfills:
             ok = self._commit(keys=self._keys(shard, job_id), args=[version, DONE, *RECORD_FIELDS])
             return PageReport(done=bool(ok), conflict=not ok)
         blobs = cast(list[bytes | None], e.r.hmget(k.users(shard), users))
+        wanted = [aid for aid in job.audiences if aid in audiences]
         # One renderer for the page: every message of it shares its instant.
-        renderer = Renderer(job, e.clock.now_ns(), snapshot.slugs)
-        wanted = [(aid, snapshot.audiences[aid].slug) for aid in job.audiences if aid in audiences]
-        started = state.started
+        renderer = EnterRenderer(
+            job, e.clock.now_ns(), snapshot.slugs, {a: snapshot.audiences[a].slug for a in wanted}
+        )
+        render, codes, started = renderer.render, snapshot.codes, state.started
         args: list[str | bytes] = [version, "u:" + users[-1], *RECORD_FIELDS]
         written = 0
         for uid, blob in zip(users, blobs, strict=True):
-            profile = Profile.loads(uid, blob, snapshot.codes)
+            profile = Profile.loads(uid, blob, codes)
             membership, recorded = profile.membership, profile.recorded
             moved = [  # only what was recorded before the backfill started: the rest went live
-                Transition(aid, slug, "enter", membership[aid], None)
-                for aid, slug in wanted
+                aid
+                for aid in wanted
                 if aid in membership and recorded.get(aid, membership[aid]) < started
             ]
             if moved:
-                body, key = renderer.render(profile, moved)
+                body, key = render(profile, moved)
                 args += (uid, key, body)  # an OutboxRecord's values, in RECORD_FIELDS order
                 written += 1
         if not self._commit(keys=self._keys(shard, job_id), args=args):

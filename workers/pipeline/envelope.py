@@ -134,6 +134,77 @@ class Renderer:
         return body, idempotency_key(job.id, profile.user_id, transitions)
 
 
+@lru_cache(maxsize=65_536)
+def _enter_json(ns: int) -> bytes:
+    """An enter time as orjson writes the string (cached like :data:`_enter_text`)."""
+    return orjson.dumps(_enter_text(ns))
+
+
+class EnterRenderer:
+    """A backfill page's messages: every audience in them is an ``enter`` with the stored enter
+    time and the far-future exit, so each audience's segment event is rendered once, around the
+    time, and a message is spliced from those parts. Byte for byte what :class:`Renderer` writes
+    for the same transitions (tests/test_message.py holds them side by side): the format is the
+    seed's and never changes here.
+    """
+
+    __slots__ = ("_current", "_fallback", "_moved", "_moved_slugs", "_tail", "job")
+
+    def __init__(
+        self, job: Job, at: int, slugs: Mapping[str, str], moved_slugs: Mapping[str, str]
+    ) -> None:
+        """``moved_slugs``: the slug each backfilled audience's transition carries."""
+        self.job = job
+        self._moved_slugs = dict(moved_slugs)
+        self._fallback = Renderer(job, at, slugs)
+        self._tail = b"]}" + self._fallback._tail
+        exit_json = orjson.dumps(far_future(at))
+
+        def parts(aid: str, slug: str) -> tuple[bytes, bytes]:
+            head = b'{"id":' + orjson.dumps(aid) + b',"event":"enter","enter":'
+            return head, b',"exit":' + exit_json + b',"slug":' + orjson.dumps(slug) + b"}"
+
+        self._moved = {aid: parts(aid, slug) for aid, slug in moved_slugs.items()}
+        self._current = {aid: parts(aid, slugs[aid]) for aid in job.audiences if aid in slugs}
+
+    def render(self, profile: Profile, moved: Sequence[str]) -> tuple[bytes, str]:
+        """The message and idempotency key of ``moved`` (audiences of the job, in its order,
+        each an enter at the profile's stored enter time); the user's other audiences of the
+        job follow as :func:`current_memberships` lists them."""
+        job = self.job
+        membership = profile.membership
+        data = user_data(profile, job.fields)
+        if "segment_events" in data:  # a field of that name keeps its place: the general way
+            changes = [
+                Transition(aid, self._moved_slugs[aid], "enter", membership[aid], None)
+                for aid in moved
+            ]
+            return self._fallback.render(profile, changes)
+        events = []
+        for aid in moved:
+            head, tail = self._moved[aid]
+            events.append(head + _enter_json(membership[aid]) + tail)
+        if not job.changes_only:
+            current = self._current
+            for aid in job.audiences:
+                if aid in membership and aid in current and aid not in moved:
+                    head, tail = current[aid]
+                    events.append(head + _enter_json(membership[aid]) + tail)
+        opening = orjson.dumps(data)[:-1] + b"," if data else b"{"
+        body = b'{"data":' + opening + b'"segment_events":[' + b",".join(events) + self._tail
+        return body, enters_key(job.id, profile.user_id, moved, membership)
+
+
+def enters_key(
+    job_id: str, user_id: str, moved: Sequence[str], membership: Mapping[str, int]
+) -> str:
+    """:func:`idempotency_key` of enters (no exit time) of ``moved`` at their stored times."""
+    parts = [job_id, user_id]
+    for aid in sorted(moved) if len(moved) > 1 else moved:
+        parts.append(f"{aid}:enter:{membership[aid]}:")
+    return hashlib.blake2b("|".join(parts).encode(), digest_size=16).hexdigest()
+
+
 def render(
     job: Job,
     profile: Profile,

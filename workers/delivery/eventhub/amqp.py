@@ -240,6 +240,9 @@ class AmqpSender:
     def encoded_size(self, message: OutMessage) -> int:
         return encoded_size(message)
 
+    def forget(self, messages: Sequence[OutMessage]) -> None:
+        """Nothing is kept between sizing and sending."""
+
     def send(self, messages: Sequence[OutMessage], partition_id: str | None = None) -> None:
         if not messages:
             return

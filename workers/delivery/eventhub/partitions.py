@@ -35,59 +35,67 @@ _M = 0xFFFFFFFF
 _WORDS = struct.Struct("<III")
 
 
+_PAD = tuple(bytes(12 - n) for n in range(13))
+
+
 def _lookup3(data: bytes) -> tuple[int, int]:
-    """Jenkins' hashlittle2 with both seeds 0: returns (c, b) as unsigned 32-bit ints."""
+    """Jenkins' hashlittle2 with both seeds 0: returns (c, b) as unsigned 32-bit ints.
+
+    Once per message a deliverer sends and per event the stand-in stores, so it is written for
+    speed: a rotation's bits above 32 are not masked where the masked subtraction right after
+    drops them anyway.
+    """
+    m = _M
     size = len(data)
-    a = b = c = (0xDEADBEEF + size) & _M
+    a = b = c = (0xDEADBEEF + size) & m
     pos = 0
     while size > 12:
         w0, w1, w2 = _WORDS.unpack_from(data, pos)
-        a = (a + w0) & _M
-        b = (b + w1) & _M
-        c = (c + w2) & _M
+        a = (a + w0) & m
+        b = (b + w1) & m
+        c = (c + w2) & m
         # mix(a, b, c)
-        a = (a - c) & _M
-        a ^= ((c << 4) | (c >> 28)) & _M
-        c = (c + b) & _M
-        b = (b - a) & _M
-        b ^= ((a << 6) | (a >> 26)) & _M
-        a = (a + c) & _M
-        c = (c - b) & _M
-        c ^= ((b << 8) | (b >> 24)) & _M
-        b = (b + a) & _M
-        a = (a - c) & _M
-        a ^= ((c << 16) | (c >> 16)) & _M
-        c = (c + b) & _M
-        b = (b - a) & _M
-        b ^= ((a << 19) | (a >> 13)) & _M
-        a = (a + c) & _M
-        c = (c - b) & _M
-        c ^= ((b << 4) | (b >> 28)) & _M
-        b = (b + a) & _M
+        a = (a - c) & m
+        a ^= ((c << 4) | (c >> 28)) & m
+        c = (c + b) & m
+        b = (b - a) & m
+        b ^= ((a << 6) | (a >> 26)) & m
+        a = (a + c) & m
+        c = (c - b) & m
+        c ^= ((b << 8) | (b >> 24)) & m
+        b = (b + a) & m
+        a = (a - c) & m
+        a ^= ((c << 16) | (c >> 16)) & m
+        c = (c + b) & m
+        b = (b - a) & m
+        b ^= ((a << 19) | (a >> 13)) & m
+        a = (a + c) & m
+        c = (c - b) & m
+        c ^= ((b << 4) | (b >> 28)) & m
+        b = (b + a) & m
         pos += 12
         size -= 12
     if size == 0:
         return c, b
     # The tail cases of lookup3 add partial little-endian words; zero padding adds the same.
-    w0, w1, w2 = _WORDS.unpack(data[pos:] + bytes(12 - size))
-    a = (a + w0) & _M
-    b = (b + w1) & _M
-    c = (c + w2) & _M
+    w0, w1, w2 = _WORDS.unpack(data[pos:] + _PAD[size])
+    a = (a + w0) & m
+    b = (b + w1) & m
+    c = ((c + w2) & m) ^ b
     # final(a, b, c)
-    c ^= b
-    c = (c - (((b << 14) | (b >> 18)) & _M)) & _M
+    c = (c - ((b << 14) | (b >> 18))) & m
     a ^= c
-    a = (a - (((c << 11) | (c >> 21)) & _M)) & _M
+    a = (a - ((c << 11) | (c >> 21))) & m
     b ^= a
-    b = (b - (((a << 25) | (a >> 7)) & _M)) & _M
+    b = (b - ((a << 25) | (a >> 7))) & m
     c ^= b
-    c = (c - (((b << 16) | (b >> 16)) & _M)) & _M
+    c = (c - ((b << 16) | (b >> 16))) & m
     a ^= c
-    a = (a - (((c << 4) | (c >> 28)) & _M)) & _M
+    a = (a - ((c << 4) | (c >> 28))) & m
     b ^= a
-    b = (b - (((a << 14) | (a >> 18)) & _M)) & _M
+    b = (b - ((a << 14) | (a >> 18))) & m
     c ^= b
-    c = (c - (((b << 24) | (b >> 8)) & _M)) & _M
+    c = (c - ((b << 24) | (b >> 8))) & m
     return c, b
 
 

@@ -136,6 +136,11 @@ class RestSender:
         self._encoded[id(message)] = (message, item)
         return len(item) + 1
 
+    def forget(self, messages: Sequence[OutMessage]) -> None:
+        encoded = self._encoded
+        for message in messages:
+            encoded.pop(id(message), None)
+
     def send(self, messages: Sequence[OutMessage], partition_id: str | None = None) -> None:
         """One POST: to ``partition_id``, or (None) to the hub for messages sharing one key."""
         if not messages:

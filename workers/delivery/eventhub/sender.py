@@ -80,6 +80,10 @@ class Sender(Protocol):
 
     def encoded_size(self, message: OutMessage) -> int: ...
 
+    def forget(self, messages: Sequence[OutMessage]) -> None:
+        """Messages sized but never to be sent (a round read ahead, then dropped): whatever
+        ``encoded_size`` kept for their ``send`` can go."""
+
     def send(self, messages: Sequence[OutMessage], partition_id: str | None = None) -> None:
         """One publication to ``partition_id``; with None, the messages share one partition key
         and the hub places them by it."""
