@@ -3,10 +3,14 @@
 - ``bare``: a FastAPI app whose ``POST /collect/{stream}`` reads the body and discards it, served
   by ``audiencehub.cli.api.serve`` (the same uvicorn call as ``audiencehub api``): the ceiling of
   the HTTP layer, with nothing of ours in the way.
+- ``parse``: the same, but the body is also parsed as JSON (``orjson.loads`` of the body, or of
+  each line for NDJSON) and then discarded: the least any endpoint that reads events must do, the
+  reference a batch can fairly be held to (a 100-event body costs far more to parse than to
+  receive, so ``bare`` is a ceiling no batch endpoint nears).
 - ``canned``: a raw asyncio server that answers every request with the same bytes, the cheapest
   server Python can be: what the load generator reaches against it is the generator's ceiling.
 
-    python bench/_collect_servers.py bare|canned --port N
+    python bench/_collect_servers.py bare|parse|canned --port N
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import cast
 
+import orjson
 from fastapi import FastAPI, Request, Response
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,12 +66,19 @@ def new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def bare_app() -> FastAPI:
+def bare_app(parse: bool = False) -> FastAPI:
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.post("/collect/{stream}", status_code=202)
     async def collect(stream: str, request: Request) -> Response:
-        await request.body()
+        body = await request.body()
+        if parse:
+            if request.headers.get("content-type", "").endswith("ndjson"):
+                for line in body.splitlines():
+                    if line.strip():
+                        orjson.loads(line)
+            else:
+                orjson.loads(body)
         return Response(ANSWER, status_code=202, media_type="application/json")
 
     @app.get("/healthz")
@@ -104,12 +116,12 @@ async def canned(port: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=("bare", "canned"))
+    parser.add_argument("kind", choices=("bare", "parse", "canned"))
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args()
-    if args.kind == "bare":
-        serve(bare_app(), "127.0.0.1", args.port, args.log_level)
+    if args.kind in ("bare", "parse"):
+        serve(bare_app(parse=args.kind == "parse"), "127.0.0.1", args.port, args.log_level)
         return
     with asyncio.Runner(loop_factory=new_loop) as runner:
         runner.run(canned(args.port))

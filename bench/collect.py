@@ -1,14 +1,24 @@
-"""Events in over HTTP: ``POST /collect`` through the API as shipped, beside a bare endpoint.
+"""Events in over HTTP: ``POST /collect`` through the API as shipped, beside two references.
 
 A private redis-server, then ``audiencehub api`` processes (the real app on the real uvicorn,
-bearer tokens on, 16 shards, no workers: this measures accepting, not applying) and, as the
-ceiling of the HTTP layer, a FastAPI app that reads the body and discards it, served by the same
-uvicorn call (bench/_collect_servers.py). For 1 and 2 server processes (2 as behind a load
-balancer: the generator spreads its connections over both), and for single-event requests and
-batches of 100 as a JSON array and as NDJSON: requests/s and events/s answered 202, p50/p99 of
-the time from sending a request to its whole answer, and the ratio to the bare endpoint in the
-same run. The CPU each process used says what limits the rate (2 cores are shared by the
-servers, Redis and the generator). At the end the events in Redis are counted against the 202s.
+bearer tokens on, 16 shards, no workers: this measures accepting, not applying) and two
+references served by the same uvicorn call (bench/_collect_servers.py):
+
+- ``bare``: a FastAPI endpoint that reads the body and discards it, the ceiling of the HTTP
+  layer. Fair for single events (a one-event body costs next to nothing to read), not for
+  batches: reading 100 events is most of the work of accepting them, and ``bare`` does none of
+  it, so no batch endpoint comes near it.
+- ``parse``: the same, plus ``orjson.loads`` of the body (each line for NDJSON): the least any
+  endpoint that looks at the events must do, the fairer reference for batches.
+
+For 1 and 2 server processes (2 as behind a load balancer: the generator spreads its
+connections over both), and for single-event requests and batches of 100 as a JSON array and as
+NDJSON: requests/s and events/s answered 202, p50/p99 of the time from sending a request to its
+whole answer, the CPU per request of the servers, and the ratio to each reference in the same
+run (of the rate, and of the CPU per request: the machine's 2 cores are shared by the servers,
+Redis, the generator and whatever else runs, so the CPU ratio is the steadier one). At the end
+the events in Redis are counted against the 202s. ``--compare DIR`` also measures another
+checkout's API (say main's) right after this tree's, on the same Redis: old and new in one run.
 
 The load generator is itself cheap: 2 processes, each an event loop (uvloop when installed) with
 raw keep-alive connections that send prebuilt requests, one in flight per connection. Its own
@@ -16,7 +26,7 @@ ceiling is measured first, against a server that answers every request with cann
 Prints figures; asserts nothing.
 
     .venv/bin/python bench/collect.py [--seconds 3] [--connections 8] [--log-level info]
-                                      [--processes 1,2] [--shapes 0,1,2]
+                                      [--processes 1,2] [--shapes 0,1,2] [--compare DIR]
 """
 
 from __future__ import annotations
@@ -301,10 +311,19 @@ class Server(Managed):
         return self.proc.pid
 
 
-def line(label: str, r: Result, server: str, base: Result | None, seconds: float) -> str:
-    ratio = f"{r.events_s / base.events_s:5.2f}x bare" if base else ""
-    errors = f"; NOT 202: {r.errors}" if r.errors else ""
+def line(label: str, r: Result, server: str, refs: dict[str, Result], seconds: float) -> str:
+    """One figure; the rate as a ratio of each reference's, and the CPU per request of the
+    process(es) named ``server``, and of each reference's, as a ratio (steadier than the rate
+    when other work shares the machine)."""
     cpu = r.cpu.get(server, 0.0) / max(1.0, r.requests_s * seconds) * 1e6
+    ratios = []
+    for name, ref in refs.items():
+        ref_cpu = ref.cpu.get(name, 0.0) / max(1.0, ref.requests_s * seconds) * 1e6
+        ratios.append(
+            f"{r.events_s / max(ref.events_s, 1e-9):4.2f}x {name} (CPU {cpu / max(ref_cpu, 1e-9):.1f}x)"
+        )
+    ratio = ", ".join(ratios)
+    errors = f"; NOT 202: {r.errors}" if r.errors else ""
     return (
         f"  {label:<24} {r.requests_s:>7,.0f} req/s {r.events_s:>8,.0f} events/s  "
         f"p50 {r.p50_ms:5.1f} ms p99 {r.p99_ms:6.1f} ms  {cpu:5.0f} us CPU/req  "
@@ -332,6 +351,12 @@ def main() -> None:
     parser.add_argument(
         "--log-level", default="info", help="the servers' (audiencehub api's default: info)"
     )
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        help="another checkout (say /work/main): its API measured right after this tree's, on "
+        "the same Redis, so two trees compare in one sitting on a shared machine",
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="audiencehub-bench-collect-"))
     server = RedisServer(workdir, appendonly=False)
@@ -347,20 +372,27 @@ def main() -> None:
     level = ["--log-level", args.log_level]
     api = [sys.executable, "-m", "audiencehub.cli.api", *level]
     bare = [sys.executable, str(HERE / "_collect_servers.py"), "bare", *level]
+    parse = [sys.executable, str(HERE / "_collect_servers.py"), "parse", *level]
     apis = [Server(f"api{i}", api, workdir, env, "/healthz") for i in (1, 2)]
     bares = [Server(f"bare{i}", bare, workdir, env, "/healthz") for i in (1, 2)]
+    parses = [Server(f"parse{i}", parse, workdir, env, "/healthz") for i in (1, 2)]
+    others: list[Server] = []
+    if args.compare is not None:
+        other_env = {**env, "PYTHONPATH": str(args.compare.resolve())}
+        others = [Server(f"other{i}", api, workdir, other_env, "/healthz") for i in (1, 2)]
+    servers = [*apis, *bares, *parses, *others]
     canned = Managed(
         "canned", [sys.executable, str(HERE / "_collect_servers.py"), "canned"], workdir, env
     )
     canned_port = free_port()
     canned.argv += ["--port", str(canned_port)]
-    everything: list[Managed] = [server, *apis, *bares, canned]
+    everything: list[Managed] = [server, *servers, canned]
     try:
-        for s in (*apis, *bares):
+        for s in servers:
             s.start()
         canned.start()
         canned.wait_log("ready")
-        for s in (*apis, *bares):
+        for s in servers:
             s.wait_ready()
         import uvicorn
 
@@ -391,26 +423,29 @@ def main() -> None:
         for n in (int(x) for x in args.processes.split(",")):
             for shape in (kinds[int(x)] for x in args.shapes.split(",")):
                 print(f"{n} server process{'es' if n > 1 else ''}, {shape.name} per request:")
-                b = bares[:n]
-                base = load(
-                    [s.port for s in b],
-                    shape,
-                    args.connections * n,
-                    args.seconds,
-                    {"bare": [s.pid for s in b]},
-                )
-                print(line("bare endpoint (ceiling)", base, "bare", None, args.seconds))
-                a = apis[:n]
-                r = load(
-                    [s.port for s in a],
-                    shape,
-                    args.connections * n,
-                    args.seconds,
-                    {"api": [s.pid for s in a], "redis": [rpid]},
-                )
-                accepted += r.answered * shape.events
-                print(line("POST /collect", r, "api", base, args.seconds))
-                print(cpu_line(r, args.seconds))
+                refs: dict[str, Result] = {}
+                for name, label, refs_of in (
+                    ("bare", "bare endpoint (ceiling)", bares),
+                    ("parse", "bare + JSON parse", parses),
+                ):
+                    ports = [s.port for s in refs_of[:n]]
+                    pids = {name: [s.pid for s in refs_of[:n]]}
+                    refs[name] = load(ports, shape, args.connections * n, args.seconds, pids)
+                    print(line(label, refs[name], name, {}, args.seconds))
+                trees = [("POST /collect", apis)]
+                if others:
+                    trees.append((f"  ({args.compare.name})", others))
+                for label, ours in trees:
+                    r = load(
+                        [s.port for s in ours[:n]],
+                        shape,
+                        args.connections * n,
+                        args.seconds,
+                        {"api": [s.pid for s in ours[:n]], "redis": [rpid]},
+                    )
+                    accepted += r.answered * shape.events
+                    print(line(label, r, "api", refs, args.seconds))
+                    print(cpu_line(r, args.seconds))
         keys = Keys(PREFIX)
         client = redis.Redis.from_url(server.url)
         stored = sum(int(client.xlen(keys.events(s))) for s in range(SHARDS))

@@ -7,7 +7,7 @@ the JSON encoding of before (version 0) in the same run.
    profiles' bytes (``MEMORY USAGE`` of the users hashes, every field counted) are the drain's.
 2. In bulk: the drained profiles are the templates of N users (user id and email changed per
    user) written through the shard commit (``Committer``, users section, 1,000 users a commit),
-   once as version 1 and once as JSON, into an emptied Redis: ``used_memory`` grown / N.
+   once as the current version (``profile_codec.VERSION``) and once as JSON, into an emptied Redis: ``used_memory`` grown / N.
 3. The same for a large profile (50 fields, 200 occurrences: AUDIENCEHUB_OCCURRENCES_KEPT=200).
 
 CPU time per profile over the drained profiles (the best of 15 rounds, old and new interleaved):
@@ -42,7 +42,7 @@ from workers.pipeline.commit import Committer, ShardCommit
 from workers.pipeline.drain import ShardDrainer
 from workers.pipeline.ingest import Ingestor, list_items
 from workers.pipeline.profile import Profile
-from workers.pipeline.profile_codec import legacy_encode
+from workers.pipeline.profile_codec import VERSION, legacy_encode
 from workers.timefmt import NS_PER_MS
 
 SHARDS = 16
@@ -129,7 +129,9 @@ def drain_sample(engine: Engine, users: int, fields: int, occurrences: int) -> l
         f"{len(p.membership)} audiences, {len(p.next_change)} next changes"
     )
     state = int(engine.r.info("memory")["used_memory"]) - start_memory
-    print(f"    users hashes (MEMORY USAGE): {hashes / users:,.0f} bytes/profile (version 1)")
+    print(
+        f"    users hashes (MEMORY USAGE): {hashes / users:,.0f} bytes/profile (version {VERSION})"
+    )
     print(
         f"    all state grown (used_memory): {state / users:,.0f} bytes/user: the profile, "
         f"{len(p.membership)} member index entries, a due index entry, the drained streams"
@@ -176,7 +178,6 @@ def bulk_load(
             t.membership,
             t.next_change,
             t.recorded,
-            t.stored,
         )
         blob = encode(p)
         blob_bytes += len(blob)
@@ -257,15 +258,15 @@ def run(
         f"    JSON (before):  {old_blob:>7,.0f} bytes encoded, {old_mem:>7,.0f} bytes/profile in Redis"
     )
     print(
-        f"    version 1:      {new_blob:>7,.0f} bytes encoded, {new_mem:>7,.0f} bytes/profile in Redis"
+        f"    version {VERSION}:      {new_blob:>7,.0f} bytes encoded, {new_mem:>7,.0f} bytes/profile in Redis"
         f" ({new_mem / old_mem:.2f}x; {old_mem / new_mem:.1f}x fewer)"
     )
     print(
-        f"    decode+encode:  JSON {old_us:.1f} µs, version 1 {new_us:.1f} µs per profile "
+        f"    decode+encode:  JSON {old_us:.1f} µs, version {VERSION} {new_us:.1f} µs per profile "
         f"({new_us / old_us:.2f}x) [CPU time, best of 15]"
     )
     print(
-        f"    decode, one event, encode: JSON {old_ev:.1f} µs, version 1 {new_ev:.1f} µs "
+        f"    decode, one event, encode: JSON {old_ev:.1f} µs, version {VERSION} {new_ev:.1f} µs "
         f"({new_ev / old_ev:.2f}x)"
     )
     for n in (10**7, 10**8, 10**9):

@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from tests.helpers import RecordingSender
+from tests.profile_v1 import encode_v1
 from workers.audiences.store import AudienceStore
 from workers.delivery.outbox import Outbox, records
 from workers.engine import Engine
@@ -164,7 +165,7 @@ def test_concurrent_edits_cannot_sneak_an_include_cycle_past_the_check(engine: E
         store.update_filter("a", "FILTER INCLUDE b")
 
 
-# -- a store of JSON profiles (as stored before version 1) and version 1 ones -----------------
+# -- a store of JSON profiles (version 0), version 1 and version 2 ones ---------------------------
 def triggers(engine: Engine, job: Job) -> dict[str, list[tuple[str, str, str]]]:
     """user -> (slug, event, enter) of every segment event in the job's outbox, in order."""
     out: dict[str, list[tuple[str, str, str]]] = {}
@@ -181,32 +182,41 @@ def stored_blob(engine: Engine, uid: str) -> bytes:
     return blob
 
 
-@pytest.mark.parametrize("old_users", [0, 3, 6])
+@pytest.mark.parametrize("versions", ["222222", "000222", "000000", "111111", "001122"])
 def test_a_store_of_old_and_new_profiles_drains_to_the_same_answers(
-    engine: Engine, old_users: int
+    engine: Engine, versions: str
 ) -> None:
-    """Six users reach their state through events; then ``old_users`` of them are rewritten as
-    the JSON the code before version 1 stored. More events drain over the mixed store: every
-    user gets the same triggers and ends with the same profile whatever its stored encoding,
-    and every profile a drain wrote is version 1."""
+    """Six users reach their state through events; then each is rewritten in the version
+    ``versions`` gives it: 0 the JSON of before version 1, 1 version 1 (what stores hold
+    today), 2 as the drain wrote it. More events drain over the mixed store: every user gets
+    the same triggers and ends with the same profile whatever its stored encoding, and every
+    profile a drain wrote is version 2."""
     store = AudienceStore(engine.r, engine.keys)
     store.create("pro", 'FILTER plan == "pro"')
     store.create("busy", "FILTER visits >= 2")
+    store.create("seen", "FILTER timewindow(visit, 2, 30)")
     job = job_for(engine, "pro", "busy")
     users = [f"u{i}" for i in range(6)]
     Ingestor(engine).ingest(
         list_items(
-            [{"user_id": u, "plan": "pro", "visits": 1, "_ts": 1_700_000_000_000} for u in users]
+            [
+                {"user_id": u, "event": "visit", "plan": "pro", "visits": 1, "_ts": ts}
+                for u in users
+                for ts in (1_700_000_000_000, 1_700_000_000_500)
+            ]
         )
     )
     drain_all(engine)
     before = triggers(engine, job)
-    codes = engine.registry.get().codes
-    for uid in users[:old_users]:
+    snapshot = engine.registry.get()
+    codes = snapshot.codes
+    numbers = {aid: int(n) for aid, n in codes.numbers.items()}
+    for uid, version in zip(users, versions, strict=True):
         p = Profile.loads(uid, stored_blob(engine, uid), codes)
-        key = engine.keys.users(shard_of(uid, engine.cfg.shards))
-        engine.r.hset(key, uid, legacy_encode(p))
-        assert stored_blob(engine, uid)[:1] == b"{"
+        assert p.membership, "the users are in audiences whose numbers the blobs hold"
+        blob = {"0": legacy_encode(p), "1": encode_v1(p, numbers), "2": p.dumps(codes)}[version]
+        assert Profile.loads(uid, blob, codes) == p
+        engine.r.hset(engine.keys.users(shard_of(uid, engine.cfg.shards)), uid, blob)
     Ingestor(engine).ingest(
         list_items(
             [{"user_id": u, "visits": 2, "_ts": 1_700_000_001_000} for u in users]
@@ -231,7 +241,8 @@ def test_a_store_of_old_and_new_profiles_drains_to_the_same_answers(
         pro_enters = {enter for slug, _, enter in after[uid] if slug == "pro"}
         assert pro_enters == {enter_pro}, "the enter time reads back from either encoding"
         blob = stored_blob(engine, uid)
-        assert blob[0] != ord("{"), "the drain wrote it as version 1"
+        assert blob[:2] == b"\x9d\x02" or blob[:2] == b"\x9a\x02", "the drain wrote version 2"
         p = Profile.loads(uid, blob, codes)
         assert p.fields == {"user_id": uid, "plan": "free", "visits": 2}
+        assert p.occurrences == {"visit": [1_700_000_000_000 * 10**6, 1_700_000_000_500 * 10**6]}
         assert set(p.membership) == {store.get("busy").id}

@@ -22,6 +22,7 @@ from audiencehub.api.middleware import BearerAuth, BodyLimit, SameOriginWrites
 from audiencehub.api.routes_audiences import router as audiences
 from audiencehub.api.routes_auths import router as authorizations
 from audiencehub.api.routes_collect import collect_pool
+from audiencehub.api.routes_collect import route as collect_route
 from audiencehub.api.routes_collect import router as collect
 from audiencehub.api.routes_explain import router as explain
 from audiencehub.api.routes_jobs import router as jobs
@@ -34,6 +35,8 @@ from workers.config import Settings, settings
 from workers.engine import Engine
 from workers.jobs.secrets import secret_box
 from workers.metrics import EngineCollector
+from workers.pipeline.group_commit import GroupCommit
+from workers.redisconn import async_state_redis
 
 log = logging.getLogger("audiencehub.api")
 
@@ -155,6 +158,11 @@ def create_app(
         metrics.registry.register(EngineCollector(e))
         app.state.health_redis = health_client(e.cfg)
         app.state.collect_pool = collect_pool()
+        app.state.group_commit = None
+        if not e.cfg.redis_cluster:
+            app.state.group_commit = GroupCommit(
+                e, async_state_redis(e.cfg), app.state.collect_pool
+            )
         if not api_cfg.auth_required:
             log.warning(
                 "AUDIENCEHUB_API_TOKENS is not set: every request is accepted (mode %s)", cfg.mode
@@ -163,6 +171,8 @@ def create_app(
             yield
         finally:
             app.state.health_redis.close()
+            if app.state.group_commit is not None:
+                await app.state.group_commit.r.aclose()
             app.state.collect_pool.shutdown(wait=False)
 
     app = FastAPI(
@@ -178,6 +188,7 @@ def create_app(
     routers = (collect, audiences, authorizations, jobs, explain, profiles, reevaluations, system)
     for router in routers:
         app.include_router(router)
+    app.router.routes.insert(0, collect_route)  # answers /collect ahead of its documented route
     errors.install(app)
     public = frozenset({"/healthz", "/metrics"} if api_cfg.metrics_public else {"/healthz"})
     # add_middleware puts the last one outermost: metrics see every answer, even a 401 or 413.

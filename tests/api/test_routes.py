@@ -19,6 +19,7 @@ from typing import Any, cast
 import orjson
 import pytest
 
+from audiencehub.api.routes_collect import INLINE_BODY_BYTES
 from audiencehub.processes import HubEmulator, RedisServer, celery_env
 from tests.api.helpers import TOKEN, ApiProcess, Client, api_process
 from tests.helpers import engine_for
@@ -239,6 +240,26 @@ def test_collect_refusals(env: Env) -> None:
     assert_error(env.api.post("/collect/-bad", json={"user_id": "u"}), 422, "stream (path)")
     assert_error(env.api.post("/collect/" + "s" * 65, json={"user_id": "u"}), 422)
     assert_error(env.api.get("/collect/web"), 405, words="not allowed")
+
+
+def test_a_body_over_the_inline_size_is_checked_on_a_thread_with_the_same_answers(
+    env: Env,
+) -> None:
+    """Bodies past INLINE_BODY_BYTES are read and checked off the event loop: the same 202,
+    per-event errors and 413 for too many events as a small body gets."""
+    pad = "x" * 200
+    events = [{"user_id": f"t{i}", "pad": pad} for i in range(300)] + [{"pad": pad}]
+    assert len(orjson.dumps(events)) > INLINE_BODY_BYTES
+    resp = env.api.post("/collect/web", json=events)
+    assert resp.status_code == 202
+    assert resp.json()["accepted"] == 300
+    assert [e["index"] for e in resp.json()["errors"]] == [300]
+    many = b"".join(b'{"user_id":"m%d"}\n' % i for i in range(10_001))
+    assert INLINE_BODY_BYTES < len(many) < MAX_BODY
+    too_many = env.api.post(
+        "/collect/web", data=many, headers={"Content-Type": "application/x-ndjson"}
+    )
+    assert_error(too_many, 413, "body", "AUDIENCEHUB_MAX_REQUEST_EVENTS")
 
 
 def test_input_the_engine_cannot_store_is_refused_not_a_500(env: Env) -> None:

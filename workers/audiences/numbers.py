@@ -42,45 +42,58 @@ class AudienceCodes:
     """Both directions of the numbering, as one snapshot of the registry knows it.
 
     A profile's audiences (its membership, its next changes) are written as one byte string of
-    2-byte numbers. Users share a few such sets, so each set is turned into bytes, and back,
-    once per snapshot: reading a profile's audiences is then one lookup, not one per audience.
+    1-byte numbers (2-byte once a number passes 255). Users share a few such sets, so each set is
+    turned into bytes, and back, once per snapshot: reading a profile's audiences is then one
+    lookup, not one per audience.
     """
 
-    __slots__ = ("_by_bytes", "_by_ids", "ids", "numbers")
+    __slots__ = ("ids", "numbers", "packed", "unpacked")
 
     def __init__(self, numbers: dict[str, int] | None = None) -> None:
         self.numbers = AudienceNumbers(numbers or {})
         self.ids = AudienceIds({n: aid for aid, n in (numbers or {}).items()})
-        self._by_ids: dict[tuple[str, ...], bytes] = {}
-        self._by_bytes: dict[bytes, tuple[str, ...]] = {}
+        self.packed: dict[tuple[str, ...], bytes] = {}
+        """audience ids -> their stored form, for the sets seen (``pack`` fills it)."""
+        self.unpacked: dict[bytes, tuple[str, ...]] = {}
+        """stored form -> audience ids, for the sets seen (``unpack`` fills it)."""
 
     def pack(self, audiences: dict[str, int]) -> bytes | list[int | str]:
         """The stored form of a table's audience ids, in its order: bytes, or a list when an id
-        has no number (or a number over 65535)."""
+        has no number (or a number over 65535). A byte a number while all are 1..255 (an odd
+        length: a 0 in front when the count is even; numbers start at 1), else two (even)."""
         key = tuple(audiences)
-        got = self._by_ids.get(key)
+        got = self.packed.get(key)
         if got is not None:
             return got
-        nums = list(map(self.numbers.__getitem__, key))
-        if not all(isinstance(n, int) and 0 <= n < 65536 for n in nums):
-            return nums
-        got = b"".join(n.to_bytes(2, "little") for n in nums)  # type: ignore[union-attr]
-        if len(self._by_ids) >= CACHED_SETS:
-            self._by_ids.clear()
-        self._by_ids[key] = got
+        given = list(map(self.numbers.__getitem__, key))
+        nums = [n for n in given if isinstance(n, int) and 0 <= n < 65536]
+        if len(nums) != len(given):
+            return given
+        if nums and all(0 < n < 256 for n in nums):
+            got = bytes(nums if len(nums) % 2 else [0, *nums])
+        else:
+            got = b"".join(n.to_bytes(2, "little") for n in nums)
+        if len(self.packed) >= CACHED_SETS:
+            self.packed.clear()
+        self.packed[key] = got
         return got
 
     def unpack(self, stored: bytes | list[int | str]) -> tuple[str, ...]:
         """The audience ids ``pack`` wrote, in order."""
         if not isinstance(stored, bytes):
             return tuple(map(self.ids.__getitem__, stored))
-        got = self._by_bytes.get(stored)
+        got = self.unpacked.get(stored)
         if got is None:
-            nums = [int.from_bytes(stored[i : i + 2], "little") for i in range(0, len(stored), 2)]
+            if len(stored) % 2:
+                nums = list(stored[1:] if stored[0] == 0 else stored)
+            else:
+                nums = [
+                    int.from_bytes(stored[i : i + 2], "little") for i in range(0, len(stored), 2)
+                ]
             got = tuple(map(self.ids.__getitem__, nums))
-            if len(self._by_bytes) >= CACHED_SETS:
-                self._by_bytes.clear()
-            self._by_bytes[stored] = got
+            if len(self.unpacked) >= CACHED_SETS:
+                self.unpacked.clear()
+            self.unpacked[stored] = got
         return got
 
 

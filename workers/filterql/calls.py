@@ -224,16 +224,31 @@ def _timewindow(c: Compiler, node: Call) -> CNode:
     c.fields |= roots
 
     def times(p: Profile) -> list[int]:
-        ts = p.occurrences.get(name)
+        # A read profile converts only this list (Profile.times), not every event's.
+        ts = p.occurrences.get(name) if p.stored is None else p.times(name)
         if ts is not None:
             return ts
         return times_from_field(fallback(p, 0))
 
     def evaluate(p: Profile, now: int) -> Any:
+        stored = p.stored
+        if stored is not None and not stored.done:
+            # A read profile: its stored list answers without being converted.
+            got = stored.nth_last(name, need)
+            if got is not None:
+                return got[0] >= need and got[1] + window > now
         ts = times(p)
         return len(ts) >= need and ts[-need] + window > now
 
     def change(p: Profile, now: int) -> int | None:
+        stored = p.stored
+        if stored is not None and not stored.done:
+            got = stored.nth_last(name, need)
+            if got is not None:
+                if got[0] < need:
+                    return None
+                end = got[1] + window
+                return end if end > now else None
         ts = times(p)
         if len(ts) < need:
             return None

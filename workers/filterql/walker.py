@@ -168,7 +168,7 @@ class Walker:
             name = what.name if isinstance(what, syntax.Ident) else str(getattr(what, "value", ""))
             need = math.ceil(getattr(n_node, "value", 1))
             window = round(getattr(d_node, "value", 1) * NS_PER_DAY)
-            times = p.occurrences.get(name)
+            times = p.times(name)
             if times is None:
                 raw = (
                     self.value(what, p, now)

@@ -9,11 +9,11 @@ duplicate, and any other fields, which are merged into the user's profile.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
-from workers.pipeline.entries import DATA, Entry, Kind
+from workers.pipeline.entries import DATA, Entry, Kind, encode_change
 from workers.timefmt import NS_PER_MS, NS_PER_S, parse_rfc3339
 
 MAX_EVENT_BYTES = 64 * 1024
@@ -47,9 +47,9 @@ class EventError:
         return {"at": self.where, "field": self.field, "reason": self.reason}
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A validated data event, ready to be appended to its user's shard stream."""
+class Event(NamedTuple):
+    """A validated data event, ready to be appended to its user's shard stream. A named tuple,
+    immutable as a frozen dataclass but made in a third of the time: one per incoming event."""
 
     user_id: str
     name: str | None
@@ -174,11 +174,11 @@ def validate(
             f"event has {len(fields):,} fields; a profile holds at most {max_fields:,} "
             "(AUDIENCEHUB_MAX_PROFILE_FIELDS)",
         )
-    entry = Entry(kind, user_id, ts, name if kind == DATA else None, fields)
+    kept_name = name if kind == DATA else None
     try:  # values a JSON parser accepts but we could not store: deep nesting, huge ints
-        stored = entry.encode()
+        stored = encode_change(kind, user_id, ts, kept_name, fields)
     except orjson.JSONEncodeError:
-        raise _unstorable(entry) from None
+        raise _unstorable(Entry(kind, user_id, ts, kept_name, fields)) from None
     if len(stored) > MAX_EVENT_BYTES:
         raise Invalid(None, f"event is {len(stored):,} bytes; the limit is {MAX_EVENT_BYTES:,}")
     for key in fields:

@@ -91,11 +91,25 @@ class Ingestor:
         full, and ``TooManyEvents`` (nothing stored) past ``max_request_events`` valid events.
         ``token`` names the write for a caller that may repeat it (see ``Intake.append``).
         """
+        now = self.e.clock.now_ns()  # one read per call: the test clock lives in Redis
+        result, valid = self.check(items, now, kind)
+        self._count_rejected(result)
+        stored = self.append(valid, now // NS_PER_MS, token)
+        result.accepted = len(valid)
+        result.duplicates = stored.duplicates
+        return result
+
+    def check(
+        self, items: Iterable[Item], now: int, kind: Kind = DATA
+    ) -> tuple[IngestResult, list[Event]]:
+        """Validate every item: the refused ones as errors in the result, and the valid events.
+
+        Raises ``TooManyEvents`` past ``max_request_events`` valid events.
+        """
         result = IngestResult()
         valid: list[Event] = []
-        limit = self.e.cfg.max_request_events
-        now = self.e.clock.now_ns()  # one read per call: the test clock lives in Redis
         cfg = self.e.cfg
+        limit = cfg.max_request_events
         for where, value, size in items:
             if isinstance(value, Invalid):
                 result.errors.append(EventError(where, value.field, value.reason))
@@ -116,20 +130,27 @@ class Ingestor:
                 continue
             if len(valid) > limit:
                 raise TooManyEvents(limit)
-        self._count_rejected(result)
-        stored = self.append(valid, now // NS_PER_MS, token)
-        result.accepted = len(valid)
-        result.duplicates = stored.duplicates
-        return result
+        return result, valid
+
+    def rejected_tallies(self, result: IngestResult, pipe: Any) -> None:
+        """Queue the counts of refused events, by field, on ``pipe`` (sync or asyncio)."""
+        tallies = Tallies()
+        for error in result.errors:
+            tallies.add("events_rejected", 1, metric_field(error.field))
+        tallies.flush(self.e, pipe)
+
+    def stored_tallies(self, stored: Stored, pipe: Any) -> None:
+        """Queue the counts of a write the intake script did not count itself (a cluster's, a
+        replay's) on ``pipe`` (sync or asyncio)."""
+        pipe.hincrby(self.e.keys.metrics, "events_accepted", stored.stored)
+        if stored.duplicates:
+            pipe.hincrby(self.e.keys.metrics, "events_duplicate", stored.duplicates)
 
     def _count_rejected(self, result: IngestResult) -> None:
         if not result.errors:
             return
-        tallies = Tallies()
-        for error in result.errors:
-            tallies.add("events_rejected", 1, metric_field(error.field))
         pipe = self.e.r.pipeline(transaction=False)
-        tallies.flush(self.e, pipe)
+        self.rejected_tallies(result, pipe)
         with contextlib.suppress(redis.RedisError):  # a counter is not worth failing the call
             pipe.execute()
 
@@ -144,9 +165,7 @@ class Ingestor:
         if stored.counted:
             return stored
         pipe = self.e.r.pipeline(transaction=False)
-        pipe.hincrby(self.e.keys.metrics, "events_accepted", stored.stored)
-        if stored.duplicates:
-            pipe.hincrby(self.e.keys.metrics, "events_duplicate", stored.duplicates)
+        self.stored_tallies(stored, pipe)
         with contextlib.suppress(redis.RedisError):  # stored is stored; the counter may lag
             pipe.execute()
         return stored

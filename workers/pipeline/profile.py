@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING, Any
 from workers.audiences.numbers import NO_CODES, AudienceCodes
 from workers.pipeline.profile_codec import StoredTimes, decode, encode
 
-LAZY = frozenset(("occurrences", "field_ts"))
-
 MAX_OCCURRENCES = 512
 """Most recent occurrences kept per event name when the caller does not say (the drain keeps only
 as many as the audiences' windows count: see Snapshot.occurrences_to_keep)."""
@@ -43,8 +41,10 @@ class Profile:
     whose enter instant is earlier (a time-driven flip applied late). The Existing Users
     backfill sends a membership only if it was recorded before the backfill started."""
     stored: StoredTimes | None = field(default=None, compare=False, repr=False)
-    """A read profile's times in their stored form: occurrences and field times are converted
-    when first used, and writing back reuses what did not change (profile_codec.py)."""
+    """A read profile's times in their stored form (profile_codec.py): an occurrence at the end of
+    a list is added to it as stored, a compiled timewindow reads it as stored, a list is converted
+    when asked for (``times``; all of them for ``occurrences``), the field times not ``created``
+    are merged into as stored; writing back reuses what did not change."""
 
     @property
     def is_new(self) -> bool:
@@ -57,15 +57,27 @@ class Profile:
         A late event (older than the field's last write) never overwrites a newer value.
         """
         changed: set[str] = set()
+        fields = self.fields
+        stored = self.stored
+        base: int | None = None
+        if stored is not None and stored.later is not None:
+            # A read profile's field times as stored: those not ``base``. Merged into as they
+            # are, they need no converting, and are written back as they are.
+            times, base = stored.later, stored.base
+        else:
+            times = self.field_ts
         for name, value in values.items():
-            if self.field_ts.get(name, 0) > ts:
+            t = times.get(name)
+            if t is None:
+                t = base if base is not None and name in fields else 0
+            if t > ts:
                 continue
-            self.field_ts[name] = ts
+            times[name] = ts
             if value is None:
-                if self.fields.pop(name, None) is not None:
+                if fields.pop(name, None) is not None:
                     changed.add(name)
-            elif self.fields.get(name, _MISSING) != value:
-                self.fields[name] = value
+            elif fields.get(name, _MISSING) != value:
+                fields[name] = value
                 changed.add(name)
         self._touch(ts)
         return changed
@@ -73,7 +85,14 @@ class Profile:
     def record_occurrence(self, event: str, ts: int, keep: int = MAX_OCCURRENCES) -> None:
         """Add one occurrence, keeping the ``keep`` most recent: timewindow(event, N, D) needs
         only the N most recent, whatever D is."""
-        times = self.occurrences.setdefault(event, [])
+        stored = self.stored
+        if stored is None or stored.done:
+            times = self.occurrences.setdefault(event, [])
+        elif stored.append(event, ts, keep):  # onto its stored form, converting nothing
+            self._touch(ts)
+            return
+        else:
+            times = stored.times(event, True)  # type: ignore[assignment]
         if not times or ts >= times[-1]:
             times.append(ts)
         else:
@@ -81,6 +100,14 @@ class Profile:
         if len(times) > keep:
             del times[: len(times) - keep]
         self._touch(ts)
+
+    def times(self, event: str) -> list[int] | None:
+        """The event's occurrence times, ascending (None if it never occurred): a read profile
+        converts only this list from its stored form, not every event's."""
+        stored = self.stored
+        if stored is None or stored.done:
+            return self.occurrences.get(event)
+        return stored.times(event)
 
     def _touch(self, ts: int) -> None:
         if self.created == 0 or ts < self.created:
@@ -112,10 +139,13 @@ class Profile:
 
         def __getattr__(self, name: str) -> Any:
             """A read profile's occurrences or field times, converted on first use."""
-            if name not in LAZY:
+            if name == "occurrences":
+                value = object.__getattribute__(self, "stored").occurrences()
+            elif name == "field_ts":
+                stored = object.__getattribute__(self, "stored")
+                value = stored.field_ts(object.__getattribute__(self, "fields"))
+            else:
                 raise AttributeError(name)
-            stored = object.__getattribute__(self, "stored")
-            value = stored.occurrences() if name == "occurrences" else stored.field_ts()
             object.__setattr__(self, name, value)
             return value
 

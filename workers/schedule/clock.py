@@ -13,7 +13,7 @@ from typing import Protocol
 
 from workers.config import ConfigError, Settings
 from workers.keys import Keys
-from workers.redisconn import Redis
+from workers.redisconn import AsyncRedis, Redis
 
 
 class Clock(Protocol):
@@ -32,6 +32,10 @@ class RedisOffsetClock:
         self._r = r
         self._key = keys.clock_offset
 
+    @property
+    def key(self) -> str:
+        return self._key
+
     def offset_ns(self) -> int:
         raw = self._r.get(self._key)
         return int(raw) if raw else 0
@@ -48,6 +52,15 @@ class RedisOffsetClock:
         offset = now_ns - time.time_ns()
         self._r.set(self._key, offset)
         return offset
+
+
+async def now_ns_async(clock: Clock, r: AsyncRedis) -> int:
+    """``clock.now_ns()`` without blocking an event loop: the test clock's offset is read with
+    the asyncio client ``r``; any other clock reads no Redis."""
+    if isinstance(clock, RedisOffsetClock):
+        raw = await r.get(clock.key)
+        return time.time_ns() + (int(raw) if raw else 0)
+    return clock.now_ns()
 
 
 def clock_for(cfg: Settings, r: Redis) -> Clock:
