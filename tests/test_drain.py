@@ -246,3 +246,23 @@ def test_a_store_of_old_and_new_profiles_drains_to_the_same_answers(
         assert p.fields == {"user_id": uid, "plan": "free", "visits": 2}
         assert p.occurrences == {"visit": [1_700_000_000_000 * 10**6, 1_700_000_000_500 * 10**6]}
         assert set(p.membership) == {store.get("busy").id}
+
+
+def test_forget_unknown_drops_deleted_audiences_from_every_table_and_keeps_the_rest() -> None:
+    """Once per profile per batch; the subset test that skips the loop must still find a
+    deleted audience in any of the three tables."""
+    from workers.audiences.registry import LiveAudience, Snapshot
+    from workers.filterql import compile_filter
+    from workers.pipeline.membership import forget_unknown
+
+    live = LiveAudience("kept", "kept", compile_filter("FILTER EXISTS email"))
+    snapshot = Snapshot(1, {"kept": live}, {}, {})
+    for table in ("membership", "next_change", "recorded"):
+        p = Profile("u")
+        p.membership["kept"] = 1
+        getattr(p, table)["gone"] = 2
+        forget_unknown(p, snapshot)
+        assert (p.membership, p.next_change, p.recorded) == ({"kept": 1}, {}, {}), table
+    p = Profile("u", membership={"kept": 1}, next_change={"kept": 5}, recorded={"kept": 3})
+    forget_unknown(p, snapshot)
+    assert (p.membership, p.next_change, p.recorded) == ({"kept": 1}, {"kept": 5}, {"kept": 3})

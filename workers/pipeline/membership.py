@@ -98,7 +98,12 @@ def catch_up(profile: Profile, snapshot: Snapshot, until: int) -> tuple[list[Ste
 
 
 def forget_unknown(profile: Profile, snapshot: Snapshot) -> None:
-    """Drop state about audiences that were deleted, so they neither fire nor linger."""
+    """Drop state about audiences that were deleted, so they neither fire nor linger.
+
+    Once per profile per drain batch: a table whose ids are all known (nearly always) is passed
+    by one subset test of the key views, without a loop in Python."""
+    known = snapshot.audiences.keys()
     for table in (profile.membership, profile.next_change, profile.recorded):
-        for aid in [aid for aid in table if aid not in snapshot.audiences]:
-            del table[aid]
+        if table and not table.keys() <= known:
+            for aid in [aid for aid in table if aid not in known]:
+                del table[aid]
