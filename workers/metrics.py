@@ -26,13 +26,18 @@ from workers.engine import Engine
 from workers.schedule.due_index import DueIndex
 from workers.timefmt import NS_PER_MS
 
+EVENTS_ACCEPTED = "events_accepted"
+EVENTS_DUPLICATE = "events_duplicate"
+"""The intake's two counters: Python names them, and passes the names to intake.lua, which
+counts them in the same call that stores the events."""
+
 COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "events_accepted": ("Events accepted (durable in a shard stream).", ()),
+    EVENTS_ACCEPTED: ("Events accepted (durable in a shard stream).", ()),
     "events_rejected": (
         "Events refused at ingest, by the field at fault (named fields only; see LABELLED_FIELDS).",
         ("field",),
     ),
-    "events_duplicate": ("Events acknowledged as repeats of an event id, not stored again.", ()),
+    EVENTS_DUPLICATE: ("Events acknowledged as repeats of an event id, not stored again.", ()),
     "profiles_updated": ("Profiles written back by drains.", ()),
     "entries_drained": (
         "Shard entries applied by drains (a page of re-checks counts per user).",

@@ -11,7 +11,8 @@
 --
 -- ARGV: token TTL (ms), backlog limit per shard, seen-bucket TTL (ms), groups,
 -- then per group: number of seen-bucket keys, number of events, then per event
--- (id digest or '', stream entry); then optionally: kick TTL (s, 0 for none), count (1 or 0).
+-- (id digest or '', stream entry); then optionally: kick TTL (s, 0 for none), and the metrics
+-- hash's field names for stored and for duplicate events (none: not counted here).
 --
 -- Returns {1, stored, duplicates, fresh groups...}; {2, 'stored duplicates'} for a replayed write
 -- (nothing written again); {0, group, length} when a shard holds more than the backlog limit
@@ -102,8 +103,8 @@ if kick_ttl > 0 then
     k = k + 1
   end
 end
-if ARGV[i + 1] == '1' then
-  if stored > 0 then redis.call('HINCRBY', KEYS[k], 'events_accepted', stored) end
-  if duplicates > 0 then redis.call('HINCRBY', KEYS[k], 'events_duplicate', duplicates) end
+if ARGV[i + 2] then
+  if stored > 0 then redis.call('HINCRBY', KEYS[k], ARGV[i + 1], stored) end
+  if duplicates > 0 then redis.call('HINCRBY', KEYS[k], ARGV[i + 2], duplicates) end
 end
 return answer

@@ -18,7 +18,7 @@ import orjson
 import redis
 
 from workers.engine import Engine
-from workers.metrics import Tallies, metric_field
+from workers.metrics import EVENTS_ACCEPTED, EVENTS_DUPLICATE, Tallies, metric_field
 from workers.pipeline.entries import DATA, SCORE, Kind
 from workers.pipeline.events import MAX_EVENT_BYTES, Event, EventError, Invalid, validate
 from workers.pipeline.intake import IngestRefused, Intake, IntakeItem, Stored
@@ -142,9 +142,9 @@ class Ingestor:
     def stored_tallies(self, stored: Stored, pipe: Any) -> None:
         """Queue the counts of a write the intake script did not count itself (a cluster's, a
         replay's) on ``pipe`` (sync or asyncio)."""
-        pipe.hincrby(self.e.keys.metrics, "events_accepted", stored.stored)
+        pipe.hincrby(self.e.keys.metrics, EVENTS_ACCEPTED, stored.stored)
         if stored.duplicates:
-            pipe.hincrby(self.e.keys.metrics, "events_duplicate", stored.duplicates)
+            pipe.hincrby(self.e.keys.metrics, EVENTS_DUPLICATE, stored.duplicates)
 
     def _count_rejected(self, result: IngestResult) -> None:
         if not result.errors:

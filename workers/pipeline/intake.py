@@ -34,6 +34,7 @@ import redis
 from workers.engine import Engine
 from workers.keys import shard_of
 from workers.lua import script
+from workers.metrics import EVENTS_ACCEPTED, EVENTS_DUPLICATE
 from workers.pipeline.entries import Entry
 from workers.redisconn import write_refusal
 from workers.schedule.kicks import KICK_TTL_S
@@ -213,7 +214,7 @@ class Intake:
         if one_call:
             keys += [self.e.keys.drain_kick(shard) for shard in shards]
             keys.append(self.e.keys.metrics)
-            args += (KICK_TTL_S, 1)
+            args += (KICK_TTL_S, EVENTS_ACCEPTED, EVENTS_DUPLICATE)
         return IntakeCall(keys, args, shards, one_call)
 
     def _build(
