@@ -24,6 +24,7 @@ from workers.jobs.control import JobControl
 from workers.jobs.health import JobHealth
 from workers.jobs.setup import create_job
 from workers.jobs.store import Job, JobStore
+from workers.keys import shard_of
 from workers.pipeline.drain import ShardDrainer
 from workers.pipeline.ingest import Ingestor, list_items
 
@@ -232,3 +233,29 @@ def test_rounds_read_ahead_keep_each_users_order_through_a_refusal(
     want = ["enter", "exit", "enter", "exit", "enter"]
     wrong = {u: got for u, got in seen.items() if got != want}
     assert len(seen) == 80 and not wrong, f"out of order or missing: {wrong}"
+
+
+def test_small_rounds_are_spaced_by_the_linger_and_full_ones_are_not(
+    engine: Engine, hub: HubEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a round of fewer than LINGER_BELOW messages the deliverer waits LINGER_S before the
+    next (a round's fixed cost, paid for a few dozen, spun a core at moderate rates)."""
+    monkeypatch.setattr(deliver_module, "READ_COUNT", 30)
+    monkeypatch.setattr(deliver_module, "READ_PER_PARTITION", 5)
+    AudienceStore(engine.r, engine.keys).create("in", "FILTER n >= 1")
+    auth = AuthStore(engine.r, engine.keys, engine.cfg).create("hub", hub.connection_string)
+    job = create_job(engine, "j", auth.id, ["in"])
+    # 300 users of one shard: a round reads 50 of them (its least from a busy shard), a small one.
+    users = [u for u in (f"u{i:05d}" for i in range(20_000)) if shard_of(u, engine.cfg.shards) == 0]
+    Ingestor(engine).ingest(list_items([{"user_id": u, "n": 1} for u in users[:300]]))
+    ShardDrainer(engine).drain(0)
+    pool = SenderPool(engine)
+    deliverer = Deliverer(engine, pool.get)
+    monkeypatch.setattr(deliver_module, "LINGER_S", 0.25)
+    sent = deliverer.deliver(job.id, budget_s=0.6).sent
+    assert 0 < sent <= 4 * 50, f"rounds 0.25 s apart fit a few in 0.6 s, not all 300: {sent}"
+    monkeypatch.setattr(deliver_module, "LINGER_BELOW", 1)  # every round counts as full
+    rest = deliverer.backlog(job.id)
+    assert deliverer.deliver(job.id, budget_s=30).sent == rest, "full rounds follow at once"
+    pool.close()
+    deliverer.close()
