@@ -73,7 +73,8 @@ def lateness_under_load(stack: Stack, users: int, seconds: float, tag: str) -> N
     audience = AudienceStore(e.r, e.keys).create(f"daily_{tag}", "FILTER timewindow(visit, 1, 1)")
     hub = stack.hub
     assert hub is not None
-    auth = AuthStore(e.r, e.keys, e.cfg).create("hub", hub.connection_string)
+    # Labels are unique: each run (steady, then burst) its own authorization.
+    auth = AuthStore(e.r, e.keys, e.cfg).create(f"hub_{tag}", hub.connection_string)
     create_job(e, f"exits_{tag}", auth.id, [audience.slug])
     time.sleep(1)
     start = e.clock.now_ns() + 3 * NS_PER_S
