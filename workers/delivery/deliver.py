@@ -185,8 +185,13 @@ class Deliverer:
             job = e.registry.get().jobs.get(job_id)
             if job is None or job.state != "running":
                 return None
-            if self.health.get(job_id).sleeping(time.time_ns()):
+            health = self.health.get(job_id)
+            if health.sleeping(time.time_ns()):
                 return None  # beat's sweep kicks us again once the next attempt is due
+            # A job whose sends have been failing reads nothing ahead: its rounds are often
+            # refused, and a refused round drops what was read for the next (wasted work that
+            # the refusal's answer waits behind).
+            steady[0] = health.failures == 0
             # Before the lease: asking the hub for its partitions can take seconds, and the
             # lease must never run out while this deliverer still sends.
             ready = self._sender(job, report)
@@ -194,6 +199,7 @@ class Deliverer:
 
         # The next round, read while this one is sent, if another round fits in the budget.
         ahead: list[Planned | None] = [None]
+        steady = [True]  # no failures on record when this task began
         deadline = time.monotonic() + budget_s
         took = [0.0]  # the last round's seconds
         small = [False]  # the last round sent fewer than LINGER_BELOW: wait before the next
@@ -213,7 +219,9 @@ class Deliverer:
                 report,
                 lease.extend,
                 ahead[0],
-                read_ahead=lambda: not small[0] and time.monotonic() + took[0] < deadline,
+                read_ahead=lambda: (
+                    steady[0] and not small[0] and time.monotonic() + took[0] < deadline
+                ),
             )
             took[0] = time.monotonic() - began
             small[0] = report.sent - sent < LINGER_BELOW
