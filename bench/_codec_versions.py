@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import re
 import shutil
 import sys
@@ -24,13 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import redis
-from _common import ROOT  # noqa: F401  (puts the project on the path)
+from _common import private_redis  # (importing _common puts the project on the path)
 from memory import SHARDS, drain_sample
 
-from audiencehub.processes import RedisServer
 from workers.audiences.numbers import AudienceCodes
-from workers.config import load_settings
 from workers.engine import Engine
 from workers.pipeline.profile import Profile
 from workers.pipeline.profile_codec import legacy_encode
@@ -117,15 +113,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
     args.old = load_old(args.old_tree.resolve())
-    workdir = Path(tempfile.mkdtemp(prefix="audiencehub-bench-codec-"))
-    server = RedisServer(workdir, appendonly=False)
-    server.start()
-    try:
-        os.environ.update(
-            {"REDIS_URL": server.url, "AUDIENCEHUB_MODE": "demo", "AUDIENCEHUB_SHARDS": str(SHARDS)}
-        )
-        cfg = load_settings()
-        r = redis.Redis.from_url(server.url)
+    with private_redis("codec", SHARDS) as (cfg, r):
         for title, c, users, fields, occurrences in (
             ("realistic profile", cfg, args.sample, 10, 20),
             (
@@ -142,8 +130,6 @@ def main() -> None:
             given = engine.registry.get().codes.numbers
             numbers = {aid: n for aid, n in given.items() if isinstance(n, int)}
             compare(title, profiles, numbers, args)
-    finally:
-        server.stop()
 
 
 if __name__ == "__main__":

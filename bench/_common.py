@@ -12,7 +12,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,23 @@ from audiencehub.processes import (  # noqa: E402
 )
 from workers.config import Settings, load_settings  # noqa: E402
 from workers.engine import Engine  # noqa: E402
+
+
+@contextmanager
+def private_redis(name: str, shards: int) -> Iterator[tuple[Settings, redis.Redis]]:
+    """A redis-server of this run's own (no AOF), the environment pointed at it in demo mode
+    with ``shards`` shards, and the settings and a client for it; stopped on the way out."""
+    server = RedisServer(
+        Path(tempfile.mkdtemp(prefix=f"audiencehub-bench-{name}-")), appendonly=False
+    )
+    server.start()
+    try:
+        os.environ.update(
+            {"REDIS_URL": server.url, "AUDIENCEHUB_MODE": "demo", "AUDIENCEHUB_SHARDS": str(shards)}
+        )
+        yield load_settings(), redis.Redis.from_url(server.url)
+    finally:
+        server.stop()
 
 
 def timed(fn: Callable[[], object]) -> float:

@@ -22,20 +22,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import random
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import redis
-from _common import ROOT  # noqa: F401  (puts the project on the path)
+from _common import private_redis  # (importing _common puts the project on the path)
 
-from audiencehub.processes import RedisServer
 from workers.audiences.numbers import AudienceCodes
 from workers.audiences.store import AudienceStore
-from workers.config import Settings, load_settings
+from workers.config import Settings
 from workers.engine import Engine
 from workers.keys import shard_of
 from workers.pipeline.commit import Committer, ShardCommit
@@ -281,15 +277,7 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=50_000)
     parser.add_argument("--sample", type=int, default=2_000)
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="audiencehub-bench-memory-"))
-    server = RedisServer(workdir, appendonly=False)
-    server.start()
-    try:
-        os.environ.update(
-            {"REDIS_URL": server.url, "AUDIENCEHUB_MODE": "demo", "AUDIENCEHUB_SHARDS": str(SHARDS)}
-        )
-        cfg = load_settings()
-        r = redis.Redis.from_url(server.url)
+    with private_redis("memory", SHARDS) as (cfg, r):
         run(
             "realistic profile (10 fields, 20 occurrences over 3 events, 8 audiences)",
             cfg,
@@ -309,8 +297,6 @@ def main() -> None:
             50,
             200,
         )
-    finally:
-        server.stop()
 
 
 if __name__ == "__main__":
