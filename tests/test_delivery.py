@@ -259,3 +259,46 @@ def test_small_rounds_are_spaced_by_the_linger_and_full_ones_are_not(
     assert deliverer.deliver(job.id, budget_s=30).sent == rest, "full rounds follow at once"
     pool.close()
     deliverer.close()
+
+
+def test_a_job_with_failures_on_record_reads_nothing_ahead(
+    engine: Engine, hub: HubEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deliverer that starts with failures on record sends round by round: its rounds are often
+    refused, and a refused round throws away what was read ahead. Once a round succeeds the
+    record is cleared, and the next task reads ahead again."""
+    monkeypatch.setattr(deliver_module, "READ_COUNT", 30)
+    monkeypatch.setattr(deliver_module, "READ_PER_PARTITION", 5)
+    monkeypatch.setattr(deliver_module, "LINGER_BELOW", 1)  # no linger: every round counts as full
+    job = setup(engine, hub, 1000)
+    ahead_reads: list[int] = []
+    prepare = Deliverer._prepare
+
+    def counting(self: Deliverer, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("after") is not None or len(args) >= 5:  # (job, sender, layout, count, after)
+            ahead_reads.append(1)
+        return prepare(self, *args, **kwargs)
+
+    monkeypatch.setattr(Deliverer, "_prepare", counting)
+    pool = SenderPool(engine)
+    deliverer = Deliverer(engine, pool.get)
+    faults(hub, {"status": 503, "count": 1})
+    assert deliverer.deliver(job.id, budget_s=5).error, "the hub refused the first round"
+    ahead_reads.clear()  # that task began with a clean record, so it read ahead (then dropped it)
+    health = JobHealth(engine.r, engine.keys)
+    assert health.get(job.id).failures == 1
+    while health.get(job.id).sleeping(time.time_ns()):
+        time.sleep(0.05)
+    report = deliverer.deliver(job.id, budget_s=30)
+    assert report.sent > 3 * 30 and not backlog(engine, job), f"all sent: {report.sent}"
+    assert not ahead_reads, "a job with failures on record read a round ahead"
+    assert health.get(job.id).failures == 0, "a success clears the record"
+    more = [{"user_id": f"v{i:04d}", "email": f"v{i}@x.io"} for i in range(1000)]
+    Ingestor(engine).ingest(list_items(more))
+    drainer = ShardDrainer(engine)
+    for shard in range(engine.cfg.shards):
+        drainer.drain(shard)
+    assert deliverer.deliver(job.id, budget_s=30).sent == 1000
+    assert ahead_reads, "with a clean record the next task reads ahead again"
+    pool.close()
+    deliverer.close()
