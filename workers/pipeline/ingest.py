@@ -20,7 +20,7 @@ import redis
 from workers.engine import Engine
 from workers.metrics import EVENTS_ACCEPTED, EVENTS_DUPLICATE, Tallies, metric_field
 from workers.pipeline.entries import DATA, SCORE, Kind
-from workers.pipeline.events import MAX_EVENT_BYTES, Event, EventError, Invalid, validate
+from workers.pipeline.events import MAX_EVENT_BYTES, Event, EventError, Invalid, validate_many
 from workers.pipeline.intake import IngestRefused, Intake, IntakeItem, Stored
 from workers.timefmt import NS_PER_MS
 
@@ -110,24 +110,23 @@ class Ingestor:
         valid: list[Event] = []
         cfg = self.e.cfg
         limit = cfg.max_request_events
-        for where, value, size in items:
-            if isinstance(value, Invalid):
-                result.errors.append(EventError(where, value.field, value.reason))
-                continue
-            try:
-                valid.append(
-                    validate(
-                        value,
-                        now,
-                        size,
-                        max_ahead_s=cfg.max_future_skew_s,
-                        max_fields=cfg.max_profile_fields,
-                        kind=kind,
-                    )
-                )
-            except Invalid as exc:
-                result.errors.append(EventError(where, exc.field, exc.reason))
-                continue
+        errors = result.errors
+        for part in _slices(items):
+            wheres, values, sizes = part
+            checked = validate_many(
+                values,
+                now,
+                sizes,
+                max_ahead_s=cfg.max_future_skew_s,
+                max_fields=cfg.max_profile_fields,
+                kind=kind,
+            )
+            for where, ev in zip(wheres, checked, strict=True):
+                if type(ev) is Event:
+                    valid.append(ev)
+                else:
+                    assert isinstance(ev, Invalid)
+                    errors.append(EventError(where, ev.field, ev.reason))
             if len(valid) > limit:
                 raise TooManyEvents(limit)
         return result, valid
@@ -169,6 +168,28 @@ class Ingestor:
         with contextlib.suppress(redis.RedisError):  # stored is stored; the counter may lag
             pipe.execute()
         return stored
+
+
+SLICE = 256
+"""Items validated together (``validate_many``): past ``max_request_events`` valid ones, a
+request is refused within a slice of where it crossed the limit."""
+
+
+def _slices(items: Iterable[Item]) -> Iterator[tuple[list[str], list[Any], list[int | None]]]:
+    """The items in slices of SLICE, each as (wheres, values, sizes); an item that is already
+    an Invalid (a line that is not JSON) stands as its own value: validate_many passes it on."""
+    wheres: list[str] = []
+    values: list[Any] = []
+    sizes: list[int | None] = []
+    for where, value, size in items:
+        wheres.append(where)
+        values.append(value)
+        sizes.append(size)
+        if len(values) == SLICE:
+            yield wheres, values, sizes
+            wheres, values, sizes = [], [], []
+    if values:
+        yield wheres, values, sizes
 
 
 class TooManyEvents(ValueError):
