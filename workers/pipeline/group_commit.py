@@ -27,7 +27,7 @@ from workers.engine import Engine
 from workers.lua import source
 from workers.pipeline.entries import DATA, Kind
 from workers.pipeline.ingest import Ingestor, IngestResult, Item
-from workers.pipeline.intake import IntakeCall, IntakeItem, Stored
+from workers.pipeline.intake import IntakeCall, Stored
 from workers.redisconn import AsyncRedis
 from workers.schedule.clock import now_ns_async
 from workers.timefmt import NS_PER_MS
@@ -68,9 +68,8 @@ class GroupCommit:
             result, valid = self.ingestor.check(read(), now, kind)
             if not valid:
                 return result, 0, None, 0
-            items = [IntakeItem(ev.user_id, ev.entry, ev.event_id) for ev in valid]
-            size = sum(len(item.data) for item in items)
-            return result, len(valid), self.ingestor.intake.call(items, now // NS_PER_MS), size
+            size = sum([len(ev.entry) for ev in valid])
+            return result, len(valid), self.ingestor.intake.call(valid, now // NS_PER_MS), size
 
         if on_thread:
             ctx = contextvars.copy_context()

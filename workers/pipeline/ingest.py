@@ -21,7 +21,7 @@ from workers.engine import Engine
 from workers.metrics import EVENTS_ACCEPTED, EVENTS_DUPLICATE, Tallies, metric_field
 from workers.pipeline.entries import DATA, SCORE, Kind
 from workers.pipeline.events import MAX_EVENT_BYTES, Event, EventError, Invalid, validate_many
-from workers.pipeline.intake import IngestRefused, Intake, IntakeItem, Stored
+from workers.pipeline.intake import IngestRefused, Intake, Stored
 from workers.timefmt import NS_PER_MS
 
 
@@ -159,8 +159,7 @@ class Ingestor:
         """Store validated events: each as the stream entry its validation encoded."""
         if now_ms is None:
             now_ms = self.e.clock.now_ns() // NS_PER_MS
-        items = [IntakeItem(ev.user_id, ev.entry, ev.event_id) for ev in events]
-        stored = self.intake.append(items, now_ms, token)
+        stored = self.intake.append(events, now_ms, token)
         if stored.counted:
             return stored
         pipe = self.e.r.pipeline(transaction=False)
