@@ -202,12 +202,14 @@ def validate_many(
         ready.append(r)
     if not ready:
         return cast(list[Event | Invalid], out)
-    try:
-        whole = orjson.dumps([x for r in ready for x in (r[5], _CUT)])
-    except orjson.JSONEncodeError:
-        encoded = None
-    else:
-        encoded = whole[1 : -len(_CUT_TAIL)].split(_CUT_BYTES)
+    encoded: list[bytes] | None = None
+    if len(ready) > 1:  # (one alone is one call either way)
+        try:
+            whole = orjson.dumps([x for r in ready for x in (r[5], _CUT)])
+        except orjson.JSONEncodeError:
+            pass
+        else:
+            encoded = whole[1 : -len(_CUT_TAIL)].split(_CUT_BYTES)
     done: list[Event | Invalid] = []
     k = 0
     for item in out:

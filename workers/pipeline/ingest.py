@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -72,9 +73,35 @@ def ndjson_items(lines: Iterable[bytes], first_line: int = 1) -> Iterator[Item]:
             yield where, Invalid(None, f"not valid JSON ({exc.args[0]})"), None
 
 
-def list_items(values: Iterable[Any]) -> Iterator[Item]:
-    for index, value in enumerate(values):
-        yield f"index {index}", value, None
+class Indexed:
+    """The items of a list of values, each at "index N": what ``list_items`` gives. Iterated,
+    it yields them as any items; ``Ingestor.check`` takes the values from it as they are and
+    names a value's index only when it is refused (a 100-event request names none)."""
+
+    __slots__ = ("_index", "values")
+
+    def __init__(self, values: Iterable[Any]) -> None:
+        self.values = iter(values)
+        self._index = 0
+
+    def __iter__(self) -> Iterator[Item]:
+        return self
+
+    def __next__(self) -> Item:
+        value = next(self.values)
+        self._index += 1
+        return f"index {self._index - 1}", value, None
+
+    def taken(self, n: int) -> tuple[int, list[Any]]:
+        """The index of the next value, and up to ``n`` values from there."""
+        first = self._index
+        values = list(islice(self.values, n))
+        self._index += len(values)
+        return first, values
+
+
+def list_items(values: Iterable[Any]) -> Indexed:
+    return Indexed(values)
 
 
 class Ingestor:
@@ -111,8 +138,7 @@ class Ingestor:
         cfg = self.e.cfg
         limit = cfg.max_request_events
         errors = result.errors
-        for part in _slices(items):
-            wheres, values, sizes = part
+        for first, wheres, values, sizes in _slices(items):
             checked = validate_many(
                 values,
                 now,
@@ -121,11 +147,12 @@ class Ingestor:
                 max_fields=cfg.max_profile_fields,
                 kind=kind,
             )
-            for where, ev in zip(wheres, checked, strict=True):
+            for i, ev in enumerate(checked):
                 if type(ev) is Event:
                     valid.append(ev)
                 else:
                     assert isinstance(ev, Invalid)
+                    where = f"index {first + i}" if wheres is None else wheres[i]
                     errors.append(EventError(where, ev.field, ev.reason))
             if len(valid) > limit:
                 raise TooManyEvents(limit)
@@ -174,21 +201,32 @@ SLICE = 256
 request is refused within a slice of where it crossed the limit."""
 
 
-def _slices(items: Iterable[Item]) -> Iterator[tuple[list[str], list[Any], list[int | None]]]:
-    """The items in slices of SLICE, each as (wheres, values, sizes); an item that is already
-    an Invalid (a line that is not JSON) stands as its own value: validate_many passes it on."""
+Slice = tuple[int, list[str] | None, list[Any], list[int | None] | None]
+"""(index of the first value, each value's where or None for "index N", the values, each
+one's size or None when none is known)."""
+
+
+def _slices(items: Iterable[Item]) -> Iterator[Slice]:
+    """The items in slices of SLICE; an item that is already an Invalid (a line that is not
+    JSON) stands as its own value: validate_many passes it on."""
+    if isinstance(items, Indexed):
+        while True:
+            first, values = items.taken(SLICE)
+            if not values:
+                return
+            yield first, None, values, None
     wheres: list[str] = []
-    values: list[Any] = []
+    values = []
     sizes: list[int | None] = []
     for where, value, size in items:
         wheres.append(where)
         values.append(value)
         sizes.append(size)
         if len(values) == SLICE:
-            yield wheres, values, sizes
+            yield 0, wheres, values, sizes
             wheres, values, sizes = [], [], []
     if values:
-        yield wheres, values, sizes
+        yield 0, wheres, values, sizes
 
 
 class TooManyEvents(ValueError):
@@ -204,6 +242,7 @@ class TooManyEvents(ValueError):
 
 __all__ = [
     "SCORE",
+    "Indexed",
     "IngestRefused",
     "IngestResult",
     "Ingestor",
