@@ -205,7 +205,9 @@ def validate_many(
     encoded: list[bytes] | None = None
     if len(ready) > 1:  # (one alone is one call either way)
         try:
-            whole = orjson.dumps([x for r in ready for x in (r[5], _CUT)])
+            parts: list[Any] = [_CUT] * (2 * len(ready))
+            parts[::2] = [r[5] for r in ready]
+            whole = orjson.dumps(parts)
         except orjson.JSONEncodeError:
             pass
         else:
@@ -224,6 +226,7 @@ def validate_many(
     return done
 
 
+_new_tuple = tuple.__new__
 _CUT = orjson.Fragment(b"\x00")
 """Put after each entry: ``[e1,\\x00,e2,\\x00]``. orjson writes control bytes only escaped, inside
 strings, so a bare one is only ever this separator."""
@@ -314,7 +317,8 @@ def _stored(ready: _Ready, stored: bytes) -> Event:
         for key in fields:
             if not key or len(key) > 256:
                 raise Invalid(key[:40] or "(empty)", "field names must be 1 to 256 characters")
-    return Event(ready[0], ready[1], ready[2], fields, ready[4], stored)
+    # Event(...) is a Python-level __new__ taking keywords; tuple's own is a third of the time.
+    return _new_tuple(Event, (ready[0], ready[1], ready[2], fields, ready[4], stored))
 
 
 def _unstorable(entry: Entry) -> Invalid:
