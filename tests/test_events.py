@@ -132,3 +132,13 @@ def test_validating_many_at_once_says_what_validating_each_says() -> None:
         else:
             assert got == want
     assert [isinstance(x, Invalid) for x in many] == [0, 0, 0, 1, 1, 1, 1, 1, 1, 0]
+
+
+def test_a_fragment_holding_the_separator_does_not_shift_entries() -> None:
+    """Only a Python caller can pass an orjson.Fragment; one holding validate_many's separator
+    must not move one event's bytes into another's entry."""
+    values = [{"user_id": "a", "x": orjson.Fragment(b'"y",\x00,"z"')}, {"user_id": "b"}]
+    many = validate_many(values, NOW)
+    assert [ev.entry for ev in many if not isinstance(ev, Invalid)] == [
+        validate(v, NOW).entry for v in values
+    ]

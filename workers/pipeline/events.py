@@ -212,6 +212,8 @@ def validate_many(
             pass
         else:
             encoded = whole[1 : -len(_CUT_TAIL)].split(_CUT_BYTES)
+            if len(encoded) != len(ready):  # a caller's own orjson.Fragment holding the cut
+                encoded = None
     done: list[Event | Invalid] = []
     k = 0
     for item in out:
