@@ -124,12 +124,12 @@ def parse_body(body: bytes, media: str) -> Iterable[Item]:
             field="body",
         )
     if media in NDJSON_TYPES:
-        return list(ndjson_items(body.split(b"\n")))
+        return ndjson_items(body.split(b"\n"))
     try:
         value = orjson.loads(stripped)
     except orjson.JSONDecodeError as exc:
         if b"\n" in stripped:  # NDJSON sent as application/json or without a type
-            return list(ndjson_items(body.split(b"\n")))
+            return ndjson_items(body.split(b"\n"))
         raise ApiError(
             400,
             f"the body is not valid JSON ({exc.args[0]}); send one JSON event, a JSON array of "

@@ -10,8 +10,9 @@ call is stored and ``IngestRefused`` says why (workers/pipeline/intake.py).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
 from typing import Any
 
@@ -51,26 +52,59 @@ Item = tuple[str, Any, int | None]
 """(where, decoded value or an Invalid, encoded size when known)."""
 
 
-def ndjson_items(lines: Iterable[bytes], first_line: int = 1) -> Iterator[Item]:
+class Lines:
+    """NDJSON lines decoded one by one: what ``ndjson_items`` gives. A bad line becomes an error
+    item, not an exception; blank lines are skipped. Iterated, it yields items ("line N");
+    ``Ingestor.check`` takes the values from it as they are and names a line only when it is
+    refused."""
+
+    __slots__ = ("_lines",)
+
+    def __init__(self, lines: Iterable[bytes], first_line: int) -> None:
+        self._lines = enumerate(lines, start=first_line)
+
+    def __iter__(self) -> Iterator[Item]:
+        return self
+
+    def __next__(self) -> Item:
+        numbers, values, sizes = self.taken(1)
+        if not values:
+            raise StopIteration
+        return f"line {numbers[0]}", values[0], sizes[0]
+
+    def taken(self, n: int) -> tuple[list[int], list[Any], list[int | None]]:
+        """Up to ``n`` values (or Invalids) of the lines not yet read, their line numbers and
+        their sizes (None for an Invalid)."""
+        numbers: list[int] = []
+        values: list[Any] = []
+        sizes: list[int | None] = []
+        loads = orjson.loads
+        for number, line in self._lines:
+            stripped = line.strip()
+            if not stripped:
+                continue
+            numbers.append(number)
+            size = len(stripped)
+            if size > MAX_EVENT_BYTES:
+                values.append(
+                    Invalid(None, f"event is {size:,} bytes; the limit is {MAX_EVENT_BYTES:,}")
+                )
+                sizes.append(None)
+            else:
+                try:
+                    values.append(loads(stripped))
+                    sizes.append(size)
+                except orjson.JSONDecodeError as exc:
+                    values.append(Invalid(None, f"not valid JSON ({exc.args[0]})"))
+                    sizes.append(None)
+            if len(values) == n:
+                break
+        return numbers, values, sizes
+
+
+def ndjson_items(lines: Iterable[bytes], first_line: int = 1) -> Lines:
     """Decode NDJSON lines one by one; a bad line becomes an error item, not an exception."""
-    for number, line in enumerate(lines, start=first_line):
-        stripped = line.strip()
-        if not stripped:
-            continue
-        where = f"line {number}"
-        if len(stripped) > MAX_EVENT_BYTES:
-            yield (
-                where,
-                Invalid(
-                    None, f"event is {len(stripped):,} bytes; the limit is {MAX_EVENT_BYTES:,}"
-                ),
-                None,
-            )
-            continue
-        try:
-            yield where, orjson.loads(stripped), len(stripped)
-        except orjson.JSONDecodeError as exc:
-            yield where, Invalid(None, f"not valid JSON ({exc.args[0]})"), None
+    return Lines(lines, first_line)
 
 
 class Indexed:
@@ -138,7 +172,7 @@ class Ingestor:
         cfg = self.e.cfg
         limit = cfg.max_request_events
         errors = result.errors
-        for first, wheres, values, sizes in _slices(items):
+        for where, values, sizes in _slices(items):
             checked = validate_many(
                 values,
                 now,
@@ -152,8 +186,7 @@ class Ingestor:
                     valid.append(ev)
                 else:
                     assert isinstance(ev, Invalid)
-                    where = f"index {first + i}" if wheres is None else wheres[i]
-                    errors.append(EventError(where, ev.field, ev.reason))
+                    errors.append(EventError(where(i), ev.field, ev.reason))
             if len(valid) > limit:
                 raise TooManyEvents(limit)
         return result, valid
@@ -201,32 +234,59 @@ SLICE = 256
 request is refused within a slice of where it crossed the limit."""
 
 
-Slice = tuple[int, list[str] | None, list[Any], list[int | None] | None]
-"""(index of the first value, each value's where or None for "index N", the values, each
-one's size or None when none is known)."""
+Slice = tuple[Callable[[int], str], list[Any], list[int | None] | None]
+"""(where the i-th value of the slice was, the values, each one's size or None for none known)."""
 
 
 def _slices(items: Iterable[Item]) -> Iterator[Slice]:
     """The items in slices of SLICE; an item that is already an Invalid (a line that is not
-    JSON) stands as its own value: validate_many passes it on."""
+    JSON) stands as its own value: validate_many passes it on. A where is made only when asked
+    for (for a refused value) when the items come from list_items or ndjson_items."""
     if isinstance(items, Indexed):
-        while True:
-            first, values = items.taken(SLICE)
-            if not values:
-                return
-            yield first, None, values, None
+        yield from _indexed(items)
+    elif isinstance(items, Lines):
+        yield from _lines(items)
+    else:
+        yield from _any(items)
+
+
+def _indexed(items: Indexed) -> Iterator[Slice]:
+    while True:
+        first, values = items.taken(SLICE)
+        if not values:
+            return
+        yield partial(_index, first), values, None
+
+
+def _lines(items: Lines) -> Iterator[Slice]:
+    while True:
+        numbers, values, sizes = items.taken(SLICE)
+        if not values:
+            return
+        yield partial(_line, numbers), values, sizes
+
+
+def _index(first: int, i: int) -> str:
+    return f"index {first + i}"
+
+
+def _line(numbers: list[int], i: int) -> str:
+    return f"line {numbers[i]}"
+
+
+def _any(items: Iterable[Item]) -> Iterator[Slice]:
     wheres: list[str] = []
-    values = []
+    values: list[Any] = []
     sizes: list[int | None] = []
     for where, value, size in items:
         wheres.append(where)
         values.append(value)
         sizes.append(size)
         if len(values) == SLICE:
-            yield 0, wheres, values, sizes
+            yield wheres.__getitem__, values, sizes
             wheres, values, sizes = [], [], []
     if values:
-        yield 0, wheres, values, sizes
+        yield wheres.__getitem__, values, sizes
 
 
 class TooManyEvents(ValueError):
@@ -246,6 +306,7 @@ __all__ = [
     "IngestRefused",
     "IngestResult",
     "Ingestor",
+    "Lines",
     "TooManyEvents",
     "list_items",
     "ndjson_items",
