@@ -31,7 +31,7 @@ from audiencehub.processes import RedisServer  # noqa: E402
 from workers.config import Settings, load_settings  # noqa: E402
 from workers.engine import Engine  # noqa: E402
 from workers.keys import Keys  # noqa: E402
-from workers.pipeline.events import Event  # noqa: E402
+from workers.pipeline import intake  # noqa: E402
 from workers.pipeline.group_commit import GroupCommit  # noqa: E402
 from workers.redisconn import async_state_redis  # noqa: E402
 from workers.schedule.kicks import NoSender  # noqa: E402
@@ -103,7 +103,7 @@ def main() -> None:
                 b = src[i[0] % len(src)]
                 i[0] += 1
                 _, valid = ing.check(parse_body(b, media), now)
-                if not hasattr(Event, "data"):  # a tree before the intake took events as they are
+                if not hasattr(intake, "Row"):  # a tree before the intake took events as they are
                     from workers.pipeline.intake import IntakeItem
 
                     valid = [IntakeItem(ev.user_id, ev.entry, ev.event_id) for ev in valid]  # type: ignore[misc]

@@ -62,11 +62,6 @@ class Event(NamedTuple):
     """The stream entry exactly as it is stored (``Entry.encode``): validation made it, so what
     was validated is what is stored."""
 
-    @property
-    def data(self) -> bytes:
-        """``entry``, by the name the intake reads (workers/pipeline/intake.py's Row)."""
-        return self.entry
-
 
 class Invalid(ValueError):
     def __init__(self, field: str | None, reason: str) -> None:
