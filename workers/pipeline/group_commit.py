@@ -21,6 +21,7 @@ from concurrent.futures import Executor
 from typing import Any, cast
 
 import redis
+from redis.asyncio.connection import AbstractConnection as AsyncConnection
 from redis.exceptions import NoScriptError, ResponseError
 
 from workers.engine import Engine
@@ -51,6 +52,11 @@ class GroupCommit:
         self._sha = hashlib.sha1(source("intake").encode()).hexdigest()
         self._waiting: list[tuple[IntakeCall, int, asyncio.Future[Any]]] = []
         self._sender: asyncio.Task[None] | None = None
+        self._conn: AsyncConnection | None = None
+        """The connection groups are sent on, taken from the client's pool once and kept: one
+        group is in flight at a time (one sender), and taking and giving it back every group
+        cost more than its own write. A dropped one reconnects on its next use; closing the
+        client closes it with the pool."""
         self.groups_sent = 0
         """Pipelines sent so far: fewer than the requests they carried when requests overlap."""
 
@@ -153,15 +159,16 @@ class GroupCommit:
 
     async def _evalsha(self, calls: list[IntakeCall]) -> list[Any]:
         """Each call's answer, or the Redis error it got, in order: one write and the reads on
-        one pooled connection. What the client's pipeline does, without the per-command
+        the group commit's connection. What the client's pipeline does, without the per-command
         bookkeeping it spent a tenth of a request's CPU on (option dicts, fieldset preflight,
         duration records); its retry is the same: the connection's own, all of it sent again
         after a dropped connection (each call's token makes a repeat replay its first answer)."""
         self.groups_sent += 1
         sha = self._sha
         commands = [("EVALSHA", sha, len(call.keys), *call.keys, *call.args) for call in calls]
-        pool = self.r.connection_pool
-        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        conn = self._conn
+        if conn is None:  # the first group: a connection of the pool's, kept (see __init__)
+            conn = self._conn = await self.r.connection_pool.get_connection()  # type: ignore[no-untyped-call]
 
         async def exchange() -> list[Any]:
             await conn.send_packed_command(conn.pack_commands(commands))
@@ -176,10 +183,7 @@ class GroupCommit:
         async def dropped(_: Exception) -> None:
             await conn.disconnect()
 
-        try:
-            return cast(list[Any], await conn.retry.call_with_retry(exchange, dropped))
-        finally:
-            await pool.release(conn)
+        return cast(list[Any], await conn.retry.call_with_retry(exchange, dropped))
 
     async def _count(self, queue: Callable[[Any], None]) -> None:
         """Add counters to the metrics hash; a counter is not worth failing the request."""
