@@ -170,10 +170,10 @@ def validate_many(
 
     The same checks in the same order; only the encoding is shared: every valid event's entry
     in one ``orjson.dumps`` call, cut apart where a separator stands that orjson never writes
-    itself (a control byte outside a string). Encoded one call per event, each entry cost
-    several times more (each call's buffer is a fresh kilobyte allocation), and a 100-event
-    request spent a fifth of its validation there. When that one call refuses a value (deep
-    nesting, a huge integer) each event is encoded alone, to say which."""
+    itself (a control byte outside a string). Encoded one call per event and kept, an entry
+    took about 0.6 us; in one call with the others, 0.1-0.2 us and the cut. When that one call
+    refuses a value (deep nesting, a huge integer: one level deeper inside the list) each event
+    is encoded alone, to say which."""
     out: list[Invalid | _Ready] = []
     ready: list[_Ready] = []
     for i, raw in enumerate(values):
