@@ -4,7 +4,7 @@ import orjson
 import pytest
 
 from workers.pipeline.entries import SCORE, Entry
-from workers.pipeline.events import MAX_EVENT_BYTES, Invalid, validate
+from workers.pipeline.events import MAX_EVENT_BYTES, Invalid, validate, validate_many
 from workers.pipeline.ingest import ndjson_items
 from workers.timefmt import parse_rfc3339
 
@@ -100,3 +100,45 @@ def test_validation_encodes_the_entry_it_stores() -> None:
     with pytest.raises(Invalid) as info:
         validate({"user_id": "u", "tree": [nested]}, NOW)
     assert info.value.field == "tree" and "nested deeper than 252 levels" in info.value.reason
+
+
+def test_validating_many_at_once_says_what_validating_each_says() -> None:
+    """``validate_many`` encodes a request's entries in one call and cuts them apart: each
+    result is what ``validate`` gives that value alone, the entry's bytes and every refusal's
+    field and words, whatever the values hold (the separator's byte, nesting that fits alone
+    but not one level deeper, values orjson refuses, keys that look like the entry's)."""
+    fits: object = 1
+    for _ in range(252):
+        fits = [fits]
+    values: list[object] = [
+        {"user_id": "a", "x": "\x00,\x00,", "k": [{"k": 1}, {"k": 2}], "event": "e"},
+        {"user_id": 7, "_id": 3, "_ts": 1_700_000_000_000, "messageId": "m"},
+        {"user_id": "u", "tree": fits, "event": "deep"},
+        {"user_id": "u", "big": 2**70},
+        {"user_id": " "},
+        {"user_id": "u", "": 1},
+        {"user_id": "u", "n" * 257: 1},
+        {"user_id": "u", "blob": "x" * MAX_EVENT_BYTES},
+        [1],
+        {"user_id": "last", "event": None, "_ts": None},
+    ]
+    many = validate_many(values, NOW, max_ahead_s=900, max_fields=1000)
+    for value, got in zip(values, many, strict=True):
+        try:
+            want: object = validate(value, NOW, max_ahead_s=900, max_fields=1000)
+        except Invalid as exc:
+            assert isinstance(got, Invalid)
+            assert (got.field, got.reason) == (exc.field, exc.reason)
+        else:
+            assert got == want
+    assert [isinstance(x, Invalid) for x in many] == [0, 0, 0, 1, 1, 1, 1, 1, 1, 0]
+
+
+def test_a_fragment_holding_the_separator_does_not_shift_entries() -> None:
+    """Only a Python caller can pass an orjson.Fragment; one holding validate_many's separator
+    must not move one event's bytes into another's entry."""
+    values = [{"user_id": "a", "x": orjson.Fragment(b'"y",\x00,"z"')}, {"user_id": "b"}]
+    many = validate_many(values, NOW)
+    assert [ev.entry for ev in many if not isinstance(ev, Invalid)] == [
+        validate(v, NOW).entry for v in values
+    ]

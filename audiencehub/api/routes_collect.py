@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import re
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
@@ -106,7 +107,7 @@ def _is_json(media: str) -> bool:
     return media == "application/json" or media.endswith("+json")
 
 
-def parse_body(body: bytes, media: str) -> list[Item]:
+def parse_body(body: bytes, media: str) -> Iterable[Item]:
     """The events the body holds, as ingest items; an ApiError when it cannot be read at all."""
     if media not in NDJSON_TYPES and media not in SNIFFED_TYPES and not _is_json(media):
         raise ApiError(
@@ -123,12 +124,12 @@ def parse_body(body: bytes, media: str) -> list[Item]:
             field="body",
         )
     if media in NDJSON_TYPES:
-        return list(ndjson_items(body.split(b"\n")))
+        return ndjson_items(body.split(b"\n"))
     try:
         value = orjson.loads(stripped)
     except orjson.JSONDecodeError as exc:
         if b"\n" in stripped:  # NDJSON sent as application/json or without a type
-            return list(ndjson_items(body.split(b"\n")))
+            return ndjson_items(body.split(b"\n"))
         raise ApiError(
             400,
             f"the body is not valid JSON ({exc.args[0]}); send one JSON event, a JSON array of "
@@ -138,7 +139,7 @@ def parse_body(body: bytes, media: str) -> list[Item]:
     if isinstance(value, list):
         if not value:
             raise ApiError(400, "the JSON array is empty; put events in it", field="body")
-        return list(list_items(value))
+        return list_items(value)
     return [("index 0", value, len(stripped))]
 
 

@@ -10,9 +10,10 @@
 -- the metrics hash.
 --
 -- ARGV: token TTL (ms), backlog limit per shard, seen-bucket TTL (ms), groups,
--- then per group: number of seen-bucket keys, number of events, then per event
--- (id digest or '', stream entry); then optionally: kick TTL (s, 0 for none), and the metrics
--- hash's field names for stored and for duplicate events (none: not counted here).
+-- then per group: number of seen-bucket keys, number of events, then per event its stream entry,
+-- after its id digest (or '') when the group has seen buckets (alone when it has none); then
+-- optionally: kick TTL (s, 0 for none), and the metrics hash's field names for stored and for
+-- duplicate events (none: not counted here).
 --
 -- Returns {1, stored, duplicates, fresh groups...}; {2, 'stored duplicates'} for a replayed write
 -- (nothing written again); {0, group, length} when a shard holds more than the backlog limit
@@ -35,7 +36,7 @@ for g = 1, groups do
   local length = redis.call('XLEN', KEYS[k])
   if length >= limit then return {0, g, length} end
   k = k + 1 + buckets
-  i = i + 2 + 2 * n
+  if buckets > 0 then i = i + 2 + 2 * n else i = i + 2 + n end
 end
 
 -- Which ids were seen within the window: one SMISMEMBER per bucket for a group's ids (in slices,
@@ -56,41 +57,46 @@ local function seen_before(k, buckets, digests)
 end
 
 -- Pass 2: drop repeats of ids seen within the window (or earlier in this request), append the
--- rest, remember their ids.
+-- rest, remember their ids. A group without seen buckets has no ids to look for: its entries
+-- come alone, not in pairs, and are all appended.
 local stored, duplicates = 0, 0
 k, i = 2, 5
 for _ = 1, groups do
   local stream = KEYS[k]
   local buckets, n = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
   i = i + 2
-  local seen = {}
-  if buckets > 0 then
+  if buckets == 0 then
+    for j = i, i + n - 1 do redis.call('XADD', stream, '*', 'd', ARGV[j]) end
+    stored = stored + n
+    i = i + n
+  else
     local digests = {}
     for j = 0, n - 1 do
       local digest = ARGV[i + 2 * j]
       if digest ~= '' then digests[#digests + 1] = digest end
     end
+    local seen = {}
     if #digests > 0 then seen = seen_before(k, buckets, digests) end
-  end
-  local fresh, remember = {}, {}
-  for _ = 1, n do
-    local digest, entry = ARGV[i], ARGV[i + 1]
-    i = i + 2
-    if digest ~= '' and (fresh[digest] or seen[digest]) then
-      duplicates = duplicates + 1
-    else
-      redis.call('XADD', stream, '*', 'd', entry)
-      stored = stored + 1
-      if digest ~= '' then
-        fresh[digest] = true
-        remember[#remember + 1] = digest
+    local fresh, remember = {}, {}
+    for _ = 1, n do
+      local digest, entry = ARGV[i], ARGV[i + 1]
+      i = i + 2
+      if digest ~= '' and (fresh[digest] or seen[digest]) then
+        duplicates = duplicates + 1
+      else
+        redis.call('XADD', stream, '*', 'd', entry)
+        stored = stored + 1
+        if digest ~= '' then
+          fresh[digest] = true
+          remember[#remember + 1] = digest
+        end
       end
     end
+    for first = 1, #remember, SLICE do
+      redis.call('SADD', KEYS[k + 1], unpack(remember, first, math.min(first + SLICE - 1, #remember)))
+    end
+    if #remember > 0 then redis.call('PEXPIRE', KEYS[k + 1], ARGV[3]) end
   end
-  for first = 1, #remember, SLICE do
-    redis.call('SADD', KEYS[k + 1], unpack(remember, first, math.min(first + SLICE - 1, #remember)))
-  end
-  if #remember > 0 then redis.call('PEXPIRE', KEYS[k + 1], ARGV[3]) end
   k = k + 1 + buckets
 end
 

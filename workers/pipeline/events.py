@@ -9,11 +9,11 @@ duplicate, and any other fields, which are merged into the user's profile.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import orjson
 
-from workers.pipeline.entries import DATA, Entry, Kind, encode_change
+from workers.pipeline.entries import DATA, Entry, Kind
 from workers.timefmt import NS_PER_MS, NS_PER_S, parse_rfc3339
 
 MAX_EVENT_BYTES = 64 * 1024
@@ -26,6 +26,8 @@ MAX_ID_CHARS = 256
 _CONTROL_FIELDS = frozenset((EVENT_FIELD, TS_FIELD, *ID_FIELDS))
 _MIN_TS = 0
 _MAX_TS = 4_102_444_800_000 * NS_PER_MS  # 2100-01-01: anything later is a unit mistake
+_LONG_NAME_BYTES = 258
+"""A field name of more than 256 characters encodes as more than this many bytes (quoted)."""
 MAX_FIELD_DEPTH = 252
 """Objects and arrays nested inside one field: orjson encodes at most 254 levels, and the stream
 entry and its fields object take two (``{"f": {"field": ...}}``)."""
@@ -149,24 +151,145 @@ def validate(
     an event with more can never be applied; ``kind``: the stream entry it becomes (a score
     update keeps no event name), encoded here so the bytes checked are the bytes stored.
     """
+    ready = _ready(raw, now, size, user_field, max_ahead_s, max_fields, kind)
+    return _stored(ready, _encoded(ready))
+
+
+def validate_many(
+    values: list[Any],
+    now: int,
+    sizes: list[int | None] | None = None,
+    user_field: str = USER_ID_FIELD,
+    max_ahead_s: int | None = None,
+    max_fields: int | None = None,
+    kind: Kind = DATA,
+) -> list[Event | Invalid]:
+    """``validate`` of each value (``sizes``: each one's encoded size, when known): its Event,
+    or the Invalid that ``validate`` would have raised, in the same order (a value that already
+    is an Invalid stands for itself).
+
+    The same checks in the same order; only the encoding is shared: every valid event's entry
+    in one ``orjson.dumps`` call, cut apart where a separator stands that orjson never writes
+    itself (a control byte outside a string). Encoded one call per event and kept, an entry
+    took about 0.6 us; in one call with the others, 0.1-0.2 us and the cut. When that one call
+    refuses a value (deep nesting, a huge integer: one level deeper inside the list) each event
+    is encoded alone, to say which."""
+    out: list[Invalid | _Ready] = []
+    ready: list[_Ready] = []
+    for i, raw in enumerate(values):
+        if type(raw) is Invalid:  # refused before validation (a line that is not JSON)
+            out.append(raw)
+            continue
+        try:
+            r = _ready(
+                raw,
+                now,
+                None if sizes is None else sizes[i],
+                user_field,
+                max_ahead_s,
+                max_fields,
+                kind,
+            )
+        except Invalid as exc:
+            out.append(exc)
+            continue
+        out.append(r)
+        ready.append(r)
+    if not ready:
+        return cast(list[Event | Invalid], out)
+    encoded: list[bytes] | None = None
+    if len(ready) > 1:  # (one alone is one call either way)
+        try:
+            parts: list[Any] = [_CUT] * (2 * len(ready))
+            parts[::2] = [r[5] for r in ready]
+            whole = orjson.dumps(parts)
+        except orjson.JSONEncodeError:
+            pass
+        else:
+            encoded = whole[1 : -len(_CUT_TAIL)].split(_CUT_BYTES)
+            if len(encoded) != len(ready):  # a caller's own orjson.Fragment holding the cut
+                encoded = None
+    return _finished(out, encoded)
+
+
+def _finished(out: list[Invalid | _Ready], encoded: list[bytes] | None) -> list[Event | Invalid]:
+    """validate_many's results: each ready event with its entry (``encoded``, or encoded now
+    alone), checked as ``_stored`` checks it."""
+    done: list[Event | Invalid] = []
+    k = 0
+    for item in out:
+        if isinstance(item, Invalid):
+            done.append(item)
+            continue
+        try:
+            stored = _encoded(item) if encoded is None else encoded[k]
+            fields = item[3]
+            if len(stored) > _LONG_NAME_BYTES or "" in fields:  # _stored's checks have work
+                done.append(_stored(item, stored))
+            else:  # within every limit _stored checks: made here, without a call
+                done.append(_new_tuple(Event, (item[0], item[1], item[2], fields, item[4], stored)))
+        except Invalid as exc:
+            done.append(exc)
+        k += 1
+    return done
+
+
+_new_tuple = tuple.__new__
+_CUT = orjson.Fragment(b"\x00")
+"""Put after each entry: ``[e1,\\x00,e2,\\x00]``. orjson writes control bytes only escaped, inside
+strings, so a bare one is only ever this separator."""
+_CUT_BYTES = b",\x00,"
+_CUT_TAIL = b",\x00]"
+
+
+_Ready = tuple[str, str | None, int, dict[str, Any], str | None, dict[str, Any]]
+"""An event that passed every check made before encoding: (user id, name, ts, fields, event
+id, its entry to encode). A plain tuple: one per incoming event."""
+
+
+def _ready(
+    raw: Any,
+    now: int,
+    size: int | None,
+    user_field: str,
+    max_ahead_s: int | None,
+    max_fields: int | None,
+    kind: Kind,
+) -> _Ready:
+    """Every check of ``validate`` made before encoding, in its order.
+
+    Run once per incoming event (a 100-event request runs it 100 times), so the common case
+    takes the short way: a plain string user id, no ``_ts`` or id. Every other case goes
+    through the same checks as the helpers above, in the same order, with the same words.
+    """
     if not isinstance(raw, dict):
         raise Invalid(None, f"an event must be a JSON object, not {type(raw).__name__}")
     if size is not None and size > MAX_EVENT_BYTES:  # known from the input line: no parsing
         raise Invalid(None, f"event is {size:,} bytes; the limit is {MAX_EVENT_BYTES:,}")
-    user_id = _user_id(raw, user_field)
-    name = raw.get(EVENT_FIELD)
+    user_id = raw.get(user_field)
+    if type(user_id) is not str:
+        user_id = _user_id(raw, user_field)
+    elif not user_id or len(user_id) > 256 or user_id.isspace():  # as _user_id words it
+        raise Invalid(user_field, "must be 1 to 256 characters and not blank")
+    # The fields are the event less its control fields, the user id last: popped from a copy
+    # rather than filtered key by key; what a pop returns is what raw.get would have.
+    fields = dict(raw)
+    pop = fields.pop
+    name = pop(EVENT_FIELD, None)
+    ts_value = pop(TS_FIELD, None)
+    first_id = pop(ID_FIELDS[0], None)
+    second_id = pop(ID_FIELDS[1], None)
     if name is not None and (not isinstance(name, str) or not name):
         raise Invalid(EVENT_FIELD, "must be a non-empty string naming what happened")
-    ts = parse_ts(raw.get(TS_FIELD), now)
+    ts = now if ts_value is None else parse_ts(ts_value, now)
     if max_ahead_s is not None and ts > now + max_ahead_s * NS_PER_S:
         raise Invalid(
             TS_FIELD,
             f"is {_ahead(ts - now)} ahead of the server clock; at most {_ahead(max_ahead_s * NS_PER_S)}"
             " ahead is accepted (AUDIENCEHUB_MAX_FUTURE_SKEW)",
         )
-    event_id = _event_id(raw)
-    fields = {k: v for k, v in raw.items() if k not in _CONTROL_FIELDS}
-    fields.pop(user_field, None)
+    event_id = None if first_id is None and second_id is None else _event_id(raw)
+    pop(user_field, None)
     fields[USER_ID_FIELD] = user_id
     if max_fields is not None and len(fields) > max_fields:
         raise Invalid(
@@ -174,17 +297,36 @@ def validate(
             f"event has {len(fields):,} fields; a profile holds at most {max_fields:,} "
             "(AUDIENCEHUB_MAX_PROFILE_FIELDS)",
         )
-    kept_name = name if kind == DATA else None
+    # The dict encode_change encodes (workers/pipeline/entries.py), built here: encoded below
+    # with the other events' in one call.
+    entry = {"k": kind, "u": user_id, "t": ts, "f": fields}
+    if name and kind == DATA:
+        entry["n"] = name
+    return user_id, name, ts, fields, event_id, entry
+
+
+def _encoded(ready: _Ready) -> bytes:
+    entry = ready[5]
     try:  # values a JSON parser accepts but we could not store: deep nesting, huge ints
-        stored = encode_change(kind, user_id, ts, kept_name, fields)
+        return orjson.dumps(entry)
     except orjson.JSONEncodeError:
-        raise _unstorable(Entry(kind, user_id, ts, kept_name, fields)) from None
+        user_id, _, ts, fields, _, _ = ready
+        raise _unstorable(Entry(entry["k"], user_id, ts, entry.get("n"), fields)) from None
+
+
+def _stored(ready: _Ready, stored: bytes) -> Event:
+    """The checks of ``validate`` made on the encoded entry, then the Event."""
     if len(stored) > MAX_EVENT_BYTES:
         raise Invalid(None, f"event is {len(stored):,} bytes; the limit is {MAX_EVENT_BYTES:,}")
-    for key in fields:
-        if not key or len(key) > 256:
-            raise Invalid(key[:40] or "(empty)", "field names must be 1 to 256 characters")
-    return Event(user_id, name, ts, fields, event_id, stored)
+    fields = ready[3]
+    # A name over 256 characters takes over 258 bytes of the entry: shorter entries need only
+    # the look for an empty name.
+    if "" in fields or len(stored) > _LONG_NAME_BYTES:
+        for key in fields:
+            if not key or len(key) > 256:
+                raise Invalid(key[:40] or "(empty)", "field names must be 1 to 256 characters")
+    # Event(...) is a Python-level __new__ taking keywords; tuple's own is a third of the time.
+    return _new_tuple(Event, (ready[0], ready[1], ready[2], fields, ready[4], stored))
 
 
 def _unstorable(entry: Entry) -> Invalid:

@@ -10,8 +10,10 @@ call is stored and ``IngestRefused`` says why (workers/pipeline/intake.py).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -20,8 +22,8 @@ import redis
 from workers.engine import Engine
 from workers.metrics import EVENTS_ACCEPTED, EVENTS_DUPLICATE, Tallies, metric_field
 from workers.pipeline.entries import DATA, SCORE, Kind
-from workers.pipeline.events import MAX_EVENT_BYTES, Event, EventError, Invalid, validate
-from workers.pipeline.intake import IngestRefused, Intake, IntakeItem, Stored
+from workers.pipeline.events import MAX_EVENT_BYTES, Event, EventError, Invalid, validate_many
+from workers.pipeline.intake import IngestRefused, Intake, Stored
 from workers.timefmt import NS_PER_MS
 
 
@@ -50,31 +52,90 @@ Item = tuple[str, Any, int | None]
 """(where, decoded value or an Invalid, encoded size when known)."""
 
 
-def ndjson_items(lines: Iterable[bytes], first_line: int = 1) -> Iterator[Item]:
+class Lines:
+    """NDJSON lines decoded one by one: what ``ndjson_items`` gives. A bad line becomes an error
+    item, not an exception; blank lines are skipped. Iterated, it yields items ("line N");
+    ``Ingestor.check`` takes the values from it as they are and names a line only when it is
+    refused."""
+
+    __slots__ = ("_lines",)
+
+    def __init__(self, lines: Iterable[bytes], first_line: int) -> None:
+        self._lines = enumerate(lines, start=first_line)
+
+    def __iter__(self) -> Iterator[Item]:
+        return self
+
+    def __next__(self) -> Item:
+        numbers, values, sizes = self.taken(1)
+        if not values:
+            raise StopIteration
+        return f"line {numbers[0]}", values[0], sizes[0]
+
+    def taken(self, n: int) -> tuple[list[int], list[Any], list[int | None]]:
+        """Up to ``n`` values (or Invalids) of the lines not yet read, their line numbers and
+        their sizes (None for an Invalid)."""
+        numbers: list[int] = []
+        values: list[Any] = []
+        sizes: list[int | None] = []
+        loads = orjson.loads
+        for number, line in self._lines:
+            stripped = line.strip()
+            if not stripped:
+                continue
+            numbers.append(number)
+            size = len(stripped)
+            if size > MAX_EVENT_BYTES:
+                values.append(
+                    Invalid(None, f"event is {size:,} bytes; the limit is {MAX_EVENT_BYTES:,}")
+                )
+                sizes.append(None)
+            else:
+                try:
+                    values.append(loads(stripped))
+                    sizes.append(size)
+                except orjson.JSONDecodeError as exc:
+                    values.append(Invalid(None, f"not valid JSON ({exc.args[0]})"))
+                    sizes.append(None)
+            if len(values) == n:
+                break
+        return numbers, values, sizes
+
+
+def ndjson_items(lines: Iterable[bytes], first_line: int = 1) -> Lines:
     """Decode NDJSON lines one by one; a bad line becomes an error item, not an exception."""
-    for number, line in enumerate(lines, start=first_line):
-        stripped = line.strip()
-        if not stripped:
-            continue
-        where = f"line {number}"
-        if len(stripped) > MAX_EVENT_BYTES:
-            yield (
-                where,
-                Invalid(
-                    None, f"event is {len(stripped):,} bytes; the limit is {MAX_EVENT_BYTES:,}"
-                ),
-                None,
-            )
-            continue
-        try:
-            yield where, orjson.loads(stripped), len(stripped)
-        except orjson.JSONDecodeError as exc:
-            yield where, Invalid(None, f"not valid JSON ({exc.args[0]})"), None
+    return Lines(lines, first_line)
 
 
-def list_items(values: Iterable[Any]) -> Iterator[Item]:
-    for index, value in enumerate(values):
-        yield f"index {index}", value, None
+class Indexed:
+    """The items of a list of values, each at "index N": what ``list_items`` gives. Iterated,
+    it yields them as any items; ``Ingestor.check`` takes the values from it as they are and
+    names a value's index only when it is refused (a 100-event request names none)."""
+
+    __slots__ = ("_index", "values")
+
+    def __init__(self, values: Iterable[Any]) -> None:
+        self.values = iter(values)
+        self._index = 0
+
+    def __iter__(self) -> Iterator[Item]:
+        return self
+
+    def __next__(self) -> Item:
+        value = next(self.values)
+        self._index += 1
+        return f"index {self._index - 1}", value, None
+
+    def taken(self, n: int) -> tuple[int, list[Any]]:
+        """The index of the next value, and up to ``n`` values from there."""
+        first = self._index
+        values = list(islice(self.values, n))
+        self._index += len(values)
+        return first, values
+
+
+def list_items(values: Iterable[Any]) -> Indexed:
+    return Indexed(values)
 
 
 class Ingestor:
@@ -110,24 +171,22 @@ class Ingestor:
         valid: list[Event] = []
         cfg = self.e.cfg
         limit = cfg.max_request_events
-        for where, value, size in items:
-            if isinstance(value, Invalid):
-                result.errors.append(EventError(where, value.field, value.reason))
-                continue
-            try:
-                valid.append(
-                    validate(
-                        value,
-                        now,
-                        size,
-                        max_ahead_s=cfg.max_future_skew_s,
-                        max_fields=cfg.max_profile_fields,
-                        kind=kind,
-                    )
-                )
-            except Invalid as exc:
-                result.errors.append(EventError(where, exc.field, exc.reason))
-                continue
+        errors = result.errors
+        for where, values, sizes in _slices(items):
+            checked = validate_many(
+                values,
+                now,
+                sizes,
+                max_ahead_s=cfg.max_future_skew_s,
+                max_fields=cfg.max_profile_fields,
+                kind=kind,
+            )
+            for i, ev in enumerate(checked):
+                if type(ev) is Event:
+                    valid.append(ev)
+                else:
+                    assert isinstance(ev, Invalid)
+                    errors.append(EventError(where(i), ev.field, ev.reason))
             if len(valid) > limit:
                 raise TooManyEvents(limit)
         return result, valid
@@ -160,8 +219,7 @@ class Ingestor:
         """Store validated events: each as the stream entry its validation encoded."""
         if now_ms is None:
             now_ms = self.e.clock.now_ns() // NS_PER_MS
-        items = [IntakeItem(ev.user_id, ev.entry, ev.event_id) for ev in events]
-        stored = self.intake.append(items, now_ms, token)
+        stored = self.intake.append(events, now_ms, token)
         if stored.counted:
             return stored
         pipe = self.e.r.pipeline(transaction=False)
@@ -169,6 +227,66 @@ class Ingestor:
         with contextlib.suppress(redis.RedisError):  # stored is stored; the counter may lag
             pipe.execute()
         return stored
+
+
+SLICE = 256
+"""Items validated together (``validate_many``): past ``max_request_events`` valid ones, a
+request is refused within a slice of where it crossed the limit."""
+
+
+Slice = tuple[Callable[[int], str], list[Any], list[int | None] | None]
+"""(where the i-th value of the slice was, the values, each one's size or None for none known)."""
+
+
+def _slices(items: Iterable[Item]) -> Iterator[Slice]:
+    """The items in slices of SLICE; an item that is already an Invalid (a line that is not
+    JSON) stands as its own value: validate_many passes it on. A where is made only when asked
+    for (for a refused value) when the items come from list_items or ndjson_items."""
+    if isinstance(items, Indexed):
+        yield from _indexed(items)
+    elif isinstance(items, Lines):
+        yield from _lines(items)
+    else:
+        yield from _any(items)
+
+
+def _indexed(items: Indexed) -> Iterator[Slice]:
+    while True:
+        first, values = items.taken(SLICE)
+        if not values:
+            return
+        yield partial(_index, first), values, None
+
+
+def _lines(items: Lines) -> Iterator[Slice]:
+    while True:
+        numbers, values, sizes = items.taken(SLICE)
+        if not values:
+            return
+        yield partial(_line, numbers), values, sizes
+
+
+def _index(first: int, i: int) -> str:
+    return f"index {first + i}"
+
+
+def _line(numbers: list[int], i: int) -> str:
+    return f"line {numbers[i]}"
+
+
+def _any(items: Iterable[Item]) -> Iterator[Slice]:
+    wheres: list[str] = []
+    values: list[Any] = []
+    sizes: list[int | None] = []
+    for where, value, size in items:
+        wheres.append(where)
+        values.append(value)
+        sizes.append(size)
+        if len(values) == SLICE:
+            yield wheres.__getitem__, values, sizes
+            wheres, values, sizes = [], [], []
+    if values:
+        yield wheres.__getitem__, values, sizes
 
 
 class TooManyEvents(ValueError):
@@ -184,9 +302,11 @@ class TooManyEvents(ValueError):
 
 __all__ = [
     "SCORE",
+    "Indexed",
     "IngestRefused",
     "IngestResult",
     "Ingestor",
+    "Lines",
     "TooManyEvents",
     "list_items",
     "ndjson_items",
