@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from typing import Any
 
 from workers.lua import script
 from workers.redisconn import Redis
@@ -48,5 +49,12 @@ class Lease:
             self._confirmed = started
         return held
 
-    def release(self) -> None:
-        self._release(keys=[self.key], args=[self.token])
+    def release(self, pipe: Any = None) -> None:
+        """Let the lease go; with ``pipe`` (a pipeline of the same client), the release is queued
+        on it by its digest instead (no round trip of its own). The pipeline's execute then
+        raises ``NoScriptError`` if the server does not know the script yet (its first use, or
+        after a restart): release again without a pipeline, which loads it."""
+        if pipe is None:
+            self._release(keys=[self.key], args=[self.token])
+        else:
+            pipe.evalsha(self._release.sha, 1, self.key, self.token)

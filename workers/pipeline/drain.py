@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from workers import faults
 from workers.audiences.registry import ALWAYS_CHANGED, LiveAudience, Snapshot
 from workers.engine import Engine
-from workers.loop import LeasedLoop
+from workers.loop import LeasedLoop, StreamLength
 from workers.metrics import Tallies
 from workers.pipeline.commit import Committer, ShardCommit
 from workers.pipeline.entries import DATA, REEVALUATE, Entry
@@ -93,7 +93,7 @@ class ShardDrainer:
                 budget_s,
                 prepare=lambda: shard,
                 step=lambda _, __: self._step(shard, report),
-                more=lambda: bool(e.r.xlen(e.keys.events(shard))),
+                more=StreamLength(e.keys.events(shard)),
             )
         except Exception:
             if self._retry:  # after the loop let the lease go, so the new task can take it
@@ -247,10 +247,10 @@ class ShardDrainer:
             for flip in flips:
                 tallies.lateness((committed - flip) // NS_PER_MS)
         tallies.flush(e, pipe)
-        pipe.execute()
+        # The counters and the kick flags of the jobs given messages: one round trip.
+        e.kicker.delivers(commit.outbox, pipe)
         report.batches += 1
         report.entries += len(entries)
-        e.kicker.delivers(commit.outbox)
         return True
 
     def _forget_attempt(self, shard: int) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from workers.keys import Keys
 from workers.redisconn import Redis
@@ -41,8 +41,10 @@ class Kicker:
     def drains(self, shards: Iterable[int]) -> int:
         return self._kick(set(shards), self._keys.drain_kick, self._sender.drain)
 
-    def delivers(self, jobs: Iterable[str]) -> int:
-        return self._kick(set(jobs), self._keys.deliver_kick, self._sender.deliver)
+    def delivers(self, jobs: Iterable[str], pipe: Any = None) -> int:
+        """``pipe``: a pipeline of other writes (a drain's counters) that the flags join, so
+        the kick costs no round trip of its own; it is executed even with no job to kick."""
+        return self._kick(set(jobs), self._keys.deliver_kick, self._sender.deliver, pipe)
 
     def backfills(self, pairs: Iterable[tuple[str, int]]) -> int:
         return self._kick(
@@ -56,13 +58,31 @@ class Kicker:
         script sets them in its own call, so a request costs one round trip)."""
         return self._send(shards, self._keys.drain_kick, self._sender.drain)
 
-    def _kick(self, wanted: set[T], flag: Callable[[T], str], send: Callable[[T], None]) -> int:
+    def _kick(
+        self,
+        wanted: set[T],
+        flag: Callable[[T], str],
+        send: Callable[[T], None],
+        pipe: Any = None,
+    ) -> int:
         """SET NX each flag in one round trip; send a task for each flag that was free.
 
         Best effort, never raises: the work a kick announces is already durable, and beat's sweep
         finds it within seconds. So a broker (or Redis) that refuses the kick, say because it is
         full, must not turn a stored request into an error its client would retry.
+
+        With ``pipe`` the flags are set after the commands already on it, in its one round trip;
+        an error there is the caller's and is raised (nothing is sent then).
         """
+        if pipe is not None:
+            ahead = len(pipe)
+            ordered = sorted(wanted)
+            for item in ordered:
+                pipe.set(flag(item), 1, nx=True, ex=KICK_TTL_S)
+            flags = pipe.execute()[ahead:] if len(pipe) else []
+            return self._send(
+                [i for i, fresh in zip(ordered, flags, strict=True) if fresh], flag, send
+            )
         if not wanted:
             return 0
         ordered = sorted(wanted)
