@@ -41,10 +41,22 @@ class Kicker:
     def drains(self, shards: Iterable[int]) -> int:
         return self._kick(set(shards), self._keys.drain_kick, self._sender.drain)
 
-    def delivers(self, jobs: Iterable[str], pipe: Any = None) -> int:
-        """``pipe``: a pipeline of other writes (a drain's counters) that the flags join, so
-        the kick costs no round trip of its own; it is executed even with no job to kick."""
-        return self._kick(set(jobs), self._keys.deliver_kick, self._sender.deliver, pipe)
+    def delivers(self, jobs: Iterable[str]) -> int:
+        return self._kick(set(jobs), self._keys.deliver_kick, self._sender.deliver)
+
+    def delivers_after(self, jobs: Iterable[str], pipe: Any) -> list[Any]:
+        """The flags set after the commands already on ``pipe`` (a drain's counters and its
+        next read), in its one round trip, then the tasks sent; returns the pipeline's results
+        (an error there is the caller's and is raised, nothing sent)."""
+        ordered = sorted(set(jobs))
+        flag = self._keys.deliver_kick
+        for job in ordered:
+            pipe.set(flag(job), 1, nx=True, ex=KICK_TTL_S)
+        results: list[Any] = pipe.execute()
+        flags = results[len(results) - len(ordered) :]
+        fresh = [job for job, new in zip(ordered, flags, strict=True) if new]
+        self._send(fresh, flag, self._sender.deliver)
+        return results
 
     def backfills(self, pairs: Iterable[tuple[str, int]]) -> int:
         return self._kick(
@@ -58,31 +70,13 @@ class Kicker:
         script sets them in its own call, so a request costs one round trip)."""
         return self._send(shards, self._keys.drain_kick, self._sender.drain)
 
-    def _kick(
-        self,
-        wanted: set[T],
-        flag: Callable[[T], str],
-        send: Callable[[T], None],
-        pipe: Any = None,
-    ) -> int:
+    def _kick(self, wanted: set[T], flag: Callable[[T], str], send: Callable[[T], None]) -> int:
         """SET NX each flag in one round trip; send a task for each flag that was free.
 
         Best effort, never raises: the work a kick announces is already durable, and beat's sweep
         finds it within seconds. So a broker (or Redis) that refuses the kick, say because it is
         full, must not turn a stored request into an error its client would retry.
-
-        With ``pipe`` the flags are set after the commands already on it, in its one round trip;
-        an error there is the caller's and is raised (nothing is sent then).
         """
-        if pipe is not None:
-            ahead = len(pipe)
-            ordered = sorted(wanted)
-            for item in ordered:
-                pipe.set(flag(item), 1, nx=True, ex=KICK_TTL_S)
-            flags = pipe.execute()[ahead:] if len(pipe) else []
-            return self._send(
-                [i for i, fresh in zip(ordered, flags, strict=True) if fresh], flag, send
-            )
         if not wanted:
             return 0
         ordered = sorted(wanted)
