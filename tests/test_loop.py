@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -117,3 +118,34 @@ def test_a_stream_length_look_lets_go_clears_and_looks_in_one_round_trip(engine:
         assert not loop(engine, requeued).run(10, lambda: "x", step, StreamLength(stream))
         assert left == [0] and requeued == []
         assert not r.exists(lease) and not r.exists(kick)
+
+
+def test_a_read_ahead_runs_with_the_lease_and_is_used_only_when_the_lease_was_taken(
+    engine: Engine,
+) -> None:
+    r, k = engine.r, engine.keys
+    stream = k.events(0)
+    r.xadd(stream, {"d": b"x"})
+    used: list[list[object]] = []
+
+    def read_ahead(pipe: object) -> Callable[[list[object]], None]:
+        pipe.xlen(stream)  # type: ignore[attr-defined]
+        pipe.exists(k.drain_lease(0))  # type: ignore[attr-defined]
+        return used.append
+
+    looped = LeasedLoop(r, k.drain_lease(0), 5_000, k.drain_kick(0), list, read_ahead)
+    holder = Lease(r, k.drain_lease(0), 5_000)
+    assert holder.acquire()
+    r.set(k.drain_kick(0), 1)
+    steps: list[int] = []
+
+    def step(_: str, __: Lease) -> bool:
+        steps.append(1)
+        return False
+
+    assert not looped.run(10, lambda: "x", step, lambda: False)
+    assert used == [] and steps == [] and not r.exists(k.drain_kick(0))
+    holder.release()
+    assert not looped.run(10, lambda: "x", step, lambda: False)
+    assert used == [[1, 1]] and steps == [1]  # read after the lease was set, before the step
+    assert not r.exists(k.drain_lease(0))

@@ -24,14 +24,26 @@ class Lease:
         self._release = script(r, "lease_release")
         self._extend = script(r, "lease_extend")
         self._confirmed = float("-inf")
+        self._asked = float("-inf")
         """monotonic time the lease was last taken or extended (its expiry is ttl after that)."""
 
-    def acquire(self) -> bool:
+    def acquire(self, pipe: Any = None) -> bool:
+        """Take the lease; with ``pipe``, the SET is queued on it and ``taken`` is told its
+        answer once the pipeline has run (False is returned meanwhile)."""
         started = time.monotonic()
-        taken = bool(self._r.set(self.key, self.token, nx=True, px=self.ttl_ms))
-        if taken:
-            self._confirmed = started
-        return taken
+        if pipe is not None:
+            self._asked = started
+            pipe.set(self.key, self.token, nx=True, px=self.ttl_ms)
+            return False
+        return self.taken(self._r.set(self.key, self.token, nx=True, px=self.ttl_ms), started)
+
+    def taken(self, answer: object, asked: float | None = None) -> bool:
+        """The SET's answer: True when the lease is this holder's (counted from ``asked``,
+        when the SET was sent)."""
+        held = bool(answer)
+        if held:
+            self._confirmed = self._asked if asked is None else asked
+        return held
 
     def extend(self) -> bool:
         """Push the expiry out again; True while the lease is still this holder's.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,7 +90,12 @@ class ShardDrainer:
         report = DrainReport(shard)
         requeue = lambda: e.kicker.drains([shard])  # noqa: E731
         loop = LeasedLoop(
-            e.r, e.keys.drain_lease(shard), LEASE_MS, e.keys.drain_kick(shard), requeue
+            e.r,
+            e.keys.drain_lease(shard),
+            LEASE_MS,
+            e.keys.drain_kick(shard),
+            requeue,
+            read_ahead=lambda pipe: self._read_ahead(shard, pipe),
         )
         self._retry = False
         self._ahead = None
@@ -273,6 +279,15 @@ class ShardDrainer:
         pipe.get(k.registry_version)
         pipe.xrange(k.events(shard), min="-", max="+", count=e.cfg.drain_batch)
         pipe.get(self.attempts.key(shard))
+
+    def _read_ahead(self, shard: int, pipe: Any) -> Callable[[list[Any]], None]:
+        """The first batch's read, in the round trip that takes the lease."""
+        self._queue_read(shard, pipe)
+
+        def use(results: list[Any]) -> None:
+            self._ahead = results
+
+        return use
 
     def _forget_attempt(self, shard: int) -> None:
         with contextlib.suppress(RedisError):  # still down: counted, at worst one time too many
