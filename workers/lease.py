@@ -24,8 +24,9 @@ class Lease:
         self._release = script(r, "lease_release")
         self._extend = script(r, "lease_extend")
         self._confirmed = float("-inf")
-        self._asked = float("-inf")
         """monotonic time the lease was last taken or extended (its expiry is ttl after that)."""
+        self._asked = float("-inf")
+        """monotonic time a SET queued on a pipeline was sent (``acquire(pipe)``)."""
 
     def acquire(self, pipe: Any = None) -> bool:
         """Take the lease; with ``pipe``, the SET is queued on it and ``taken`` is told its
