@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 
 from workers.engine import Engine
 from workers.lease import Lease
-from workers.loop import LeasedLoop
+from workers.loop import LeasedLoop, StreamLength
 
 
 def loop(engine: Engine, requeued: list[int]) -> LeasedLoop:
@@ -92,3 +93,59 @@ def test_a_lease_is_extended_only_once_a_fifth_of_its_ttl_has_passed(engine: Eng
     while time.monotonic() < deadline:  # past the first fifth (100 ms): the next extend asks
         time.sleep(0.02)
     assert not lease.extend(), "past the first fifth, a lost lease is noticed"
+
+
+def test_a_stream_length_look_lets_go_clears_and_looks_in_one_round_trip(engine: Engine) -> None:
+    """The drain's last look: the lease let go, the flag cleared, then the stream's length, in
+    that order, also when the server has not loaded the release script (first use, a restart)."""
+    r, lease, kick = engine.r, engine.keys.drain_lease(0), engine.keys.drain_kick(0)
+    stream = engine.keys.events(0)
+    for flushed in (False, True):
+        r.set(kick, 1)
+        if flushed:
+            r.script_flush()
+        r.xadd(stream, {"d": b"x"})
+        left = [2]  # the stream has entries on the first look, none on the second
+
+        def step(_: str, __: Lease, left: list[int] = left) -> bool:
+            assert r.exists(lease)
+            left[0] -= 1
+            if left[0] == 0:
+                r.delete(stream)
+            return False
+
+        requeued: list[int] = []
+        assert not loop(engine, requeued).run(10, lambda: "x", step, StreamLength(stream))
+        assert left == [0] and requeued == []
+        assert not r.exists(lease) and not r.exists(kick)
+
+
+def test_a_read_ahead_runs_with_the_lease_and_is_used_only_when_the_lease_was_taken(
+    engine: Engine,
+) -> None:
+    r, k = engine.r, engine.keys
+    stream = k.events(0)
+    r.xadd(stream, {"d": b"x"})
+    used: list[list[object]] = []
+
+    def read_ahead(pipe: object) -> Callable[[list[object]], None]:
+        pipe.xlen(stream)  # type: ignore[attr-defined]
+        pipe.exists(k.drain_lease(0))  # type: ignore[attr-defined]
+        return used.append
+
+    looped = LeasedLoop(r, k.drain_lease(0), 5_000, k.drain_kick(0), list, read_ahead)
+    holder = Lease(r, k.drain_lease(0), 5_000)
+    assert holder.acquire()
+    r.set(k.drain_kick(0), 1)
+    steps: list[int] = []
+
+    def step(_: str, __: Lease) -> bool:
+        steps.append(1)
+        return False
+
+    assert not looped.run(10, lambda: "x", step, lambda: False)
+    assert used == [] and steps == [] and not r.exists(k.drain_kick(0))
+    holder.release()
+    assert not looped.run(10, lambda: "x", step, lambda: False)
+    assert used == [[1, 1]] and steps == [1]  # read after the lease was set, before the step
+    assert not r.exists(k.drain_lease(0))

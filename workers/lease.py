@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from typing import Any
 
 from workers.lua import script
 from workers.redisconn import Redis
@@ -24,13 +25,26 @@ class Lease:
         self._extend = script(r, "lease_extend")
         self._confirmed = float("-inf")
         """monotonic time the lease was last taken or extended (its expiry is ttl after that)."""
+        self._asked = float("-inf")
+        """monotonic time a SET queued on a pipeline was sent (``acquire(pipe)``)."""
 
-    def acquire(self) -> bool:
+    def acquire(self, pipe: Any = None) -> bool:
+        """Take the lease; with ``pipe``, the SET is queued on it and ``taken`` is told its
+        answer once the pipeline has run (False is returned meanwhile)."""
         started = time.monotonic()
-        taken = bool(self._r.set(self.key, self.token, nx=True, px=self.ttl_ms))
-        if taken:
-            self._confirmed = started
-        return taken
+        if pipe is not None:
+            self._asked = started
+            pipe.set(self.key, self.token, nx=True, px=self.ttl_ms)
+            return False
+        return self.taken(self._r.set(self.key, self.token, nx=True, px=self.ttl_ms), started)
+
+    def taken(self, answer: object, asked: float | None = None) -> bool:
+        """The SET's answer: True when the lease is this holder's (counted from ``asked``,
+        when the SET was sent)."""
+        held = bool(answer)
+        if held:
+            self._confirmed = self._asked if asked is None else asked
+        return held
 
     def extend(self) -> bool:
         """Push the expiry out again; True while the lease is still this holder's.
@@ -48,5 +62,12 @@ class Lease:
             self._confirmed = started
         return held
 
-    def release(self) -> None:
-        self._release(keys=[self.key], args=[self.token])
+    def release(self, pipe: Any = None) -> None:
+        """Let the lease go; with ``pipe`` (a pipeline of the same client), the release is queued
+        on it by its digest instead (no round trip of its own). The pipeline's execute then
+        raises ``NoScriptError`` if the server does not know the script yet (its first use, or
+        after a restart): release again without a pipeline, which loads it."""
+        if pipe is None:
+            self._release(keys=[self.key], args=[self.token])
+        else:
+            pipe.evalsha(self._release.sha, 1, self.key, self.token)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from redis.exceptions import RedisError
@@ -18,7 +20,7 @@ from redis.exceptions import RedisError
 from workers import faults
 from workers.audiences.registry import ALWAYS_CHANGED, LiveAudience, Snapshot
 from workers.engine import Engine
-from workers.loop import LeasedLoop
+from workers.loop import LeasedLoop, StreamLength
 from workers.metrics import Tallies
 from workers.pipeline.commit import Committer, ShardCommit
 from workers.pipeline.entries import DATA, REEVALUATE, Entry
@@ -74,6 +76,9 @@ class ShardDrainer:
         """The attempt being worked (written down before its entries, cleared by the commit)."""
         self._retry = False
         """A failed attempt was counted: kick the shard again once the lease is let go."""
+        self._ahead: list[Any] | None = None
+        """The next batch's read, taken in the round trip after a commit (under the lease,
+        used by the next step of the same drain only)."""
 
     def drain(self, shard: int, budget_s: float = 0.3) -> DrainReport:
         """Drain until the shard is empty or the time budget is spent (then ask for another run).
@@ -85,20 +90,28 @@ class ShardDrainer:
         report = DrainReport(shard)
         requeue = lambda: e.kicker.drains([shard])  # noqa: E731
         loop = LeasedLoop(
-            e.r, e.keys.drain_lease(shard), LEASE_MS, e.keys.drain_kick(shard), requeue
+            e.r,
+            e.keys.drain_lease(shard),
+            LEASE_MS,
+            e.keys.drain_kick(shard),
+            requeue,
+            read_ahead=lambda pipe: self._read_ahead(shard, pipe),
         )
         self._retry = False
+        self._ahead = None
         try:
             report.more = loop.run(
                 budget_s,
                 prepare=lambda: shard,
                 step=lambda _, __: self._step(shard, report),
-                more=lambda: bool(e.r.xlen(e.keys.events(shard))),
+                more=StreamLength(e.keys.events(shard)),
             )
         except Exception:
             if self._retry:  # after the loop let the lease go, so the new task can take it
                 e.kicker.drains([shard])
             raise
+        finally:
+            self._ahead = None  # read under a lease now let go: never used by a later drain
         return report
 
     def _step(self, shard: int, report: DrainReport) -> bool:
@@ -120,15 +133,12 @@ class ShardDrainer:
         """Apply one batch; False when there was nothing to apply."""
         e = self.e
         k = e.keys
-        # The stream holds only unapplied entries (each commit trims what it applied), so the
-        # entries come in the same round trip as the version that fences the commit; if another
-        # drainer commits in between, the fence refuses this batch and it is read again.
-        pipe = e.r.pipeline(transaction=False)
-        pipe.get(k.applied(shard))
-        pipe.get(k.registry_version)
-        pipe.xrange(k.events(shard), min="-", max="+", count=e.cfg.drain_batch)
-        pipe.get(self.attempts.key(shard))
-        applied_raw, version_raw, raw_rows, attempt_raw = pipe.execute()
+        read, self._ahead = self._ahead, None
+        if read is None:
+            pipe = e.r.pipeline(transaction=False)
+            self._queue_read(shard, pipe)
+            read = pipe.execute()
+        applied_raw, version_raw, raw_rows, attempt_raw = read
         applied = applied_raw.decode() if (applied_raw := as_bytes(applied_raw)) else ""
         rows = stream_rows(raw_rows)
         if not rows:
@@ -247,11 +257,37 @@ class ShardDrainer:
             for flip in flips:
                 tallies.lateness((committed - flip) // NS_PER_MS)
         tallies.flush(e, pipe)
-        pipe.execute()
+        # The counters, the next batch's read and the kick flags of the jobs given messages:
+        # one round trip (the read is the same as at the next step's start, a moment earlier,
+        # under the same lease; the commit's fence guards it all the same).
+        first = len(pipe)
+        self._queue_read(shard, pipe)
+        end = len(pipe)
+        self._ahead = e.kicker.delivers_after(commit.outbox, pipe)[first:end]
         report.batches += 1
         report.entries += len(entries)
-        e.kicker.delivers(commit.outbox)
         return True
+
+    def _queue_read(self, shard: int, pipe: Any) -> None:
+        """A batch's read: the stream holds only unapplied entries (each commit trims what it
+        applied), so the entries come in the same round trip as the version that fences the
+        commit; if another drainer commits in between, the fence refuses this batch and it is
+        read again."""
+        e = self.e
+        k = e.keys
+        pipe.get(k.applied(shard))
+        pipe.get(k.registry_version)
+        pipe.xrange(k.events(shard), min="-", max="+", count=e.cfg.drain_batch)
+        pipe.get(self.attempts.key(shard))
+
+    def _read_ahead(self, shard: int, pipe: Any) -> Callable[[list[Any]], None]:
+        """The first batch's read, in the round trip that takes the lease."""
+        self._queue_read(shard, pipe)
+
+        def use(results: list[Any]) -> None:
+            self._ahead = results
+
+        return use
 
     def _forget_attempt(self, shard: int) -> None:
         with contextlib.suppress(RedisError):  # still down: counted, at worst one time too many

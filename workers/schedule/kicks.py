@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from workers.keys import Keys
 from workers.redisconn import Redis
@@ -43,6 +43,20 @@ class Kicker:
 
     def delivers(self, jobs: Iterable[str]) -> int:
         return self._kick(set(jobs), self._keys.deliver_kick, self._sender.deliver)
+
+    def delivers_after(self, jobs: Iterable[str], pipe: Any) -> list[Any]:
+        """The flags set after the commands already on ``pipe`` (a drain's counters and its
+        next read), in its one round trip, then the tasks sent; returns the pipeline's results
+        (an error there is the caller's and is raised, nothing sent)."""
+        ordered = sorted(set(jobs))
+        flag = self._keys.deliver_kick
+        for job in ordered:
+            pipe.set(flag(job), 1, nx=True, ex=KICK_TTL_S)
+        results: list[Any] = pipe.execute()
+        flags = results[len(results) - len(ordered) :]
+        fresh = [job for job, new in zip(ordered, flags, strict=True) if new]
+        self._send(fresh, flag, self._sender.deliver)
+        return results
 
     def backfills(self, pairs: Iterable[tuple[str, int]]) -> int:
         return self._kick(
