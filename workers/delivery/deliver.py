@@ -81,9 +81,11 @@ class DeliverReport:
     rounds: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Pending:
-    """An outbox record on its way: its shard, its stream id, its user and the message."""
+    """An outbox record on its way: its shard, its stream id, its user and the message. Not
+    frozen (never changed once made, all the same): one is made per message read, and a frozen
+    dataclass sets each field through ``object.__setattr__``, 3.5x the cost of a plain one."""
 
     shard: int
     id: str
