@@ -326,7 +326,12 @@ def enters_key(
         for aid in sorted(moved):
             parts.append(f"{aid}:enter:{membership[aid]}:")
         text = "|".join(parts)
-    return blake2b(text.encode(), digest_size=16).hexdigest()
+    digest = _BLAKE2B_16.copy()  # (a copy: cheaper than parsing digest_size each time)
+    digest.update(text.encode())
+    return digest.hexdigest()
+
+
+_BLAKE2B_16 = blake2b(digest_size=16)
 
 
 def render(

@@ -354,7 +354,8 @@ def decode_members(cls: type[Profile], user_id: str, blob: bytes, codes: Audienc
     p.created = created
     p.modified = created + d[2]
     p.membership = dict(zip(mem, d[7], strict=False))
-    p.recorded = dict(zip(codes.unpack(d[10]), d[11], strict=True)) if len(d) > 10 else {}
+    # (often written empty: it is, whenever the field times are written whole)
+    p.recorded = dict(zip(codes.unpack(d[10]), d[11], strict=True)) if len(d) > 10 and d[10] else {}
     if fields.get(USER_ID, 0) is None:
         fields[USER_ID] = user_id
     p.fields = fields
