@@ -19,7 +19,12 @@ from azure.eventhub._buffered_producer import _partition_resolver
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers.delivery.eventhub.partitions import hash_code, partition_for_key, partition_index
+from workers.delivery.eventhub.partitions import (
+    hash_code,
+    hash_codes,
+    partition_for_key,
+    partition_index,
+)
 
 _SDK: Any = _partition_resolver  # the SDK module is untyped
 
@@ -46,6 +51,26 @@ def _keys(n: int, seed: int = 5) -> list[str]:
 def test_hash_matches_the_sdk_on_many_ascii_keys() -> None:
     keys = _keys(20_000)
     assert [hash_code(k) for k in keys] == [generate_hash_code(k) for k in keys]
+
+
+def test_a_round_of_keys_hashed_together_matches_the_sdk() -> None:
+    keys = _keys(20_000)
+    assert hash_codes(keys) == [generate_hash_code(k) for k in keys]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(0, 60),
+    st.lists(st.text(alphabet="az09~é\U0001f600", min_size=0, max_size=3), max_size=90),
+    st.lists(st.text(max_size=40), max_size=10),
+)
+def test_keys_hashed_side_by_side_hash_as_one_by_one(
+    size: int, tails: list[str], others: list[str]
+) -> None:
+    """Many keys of one length (hashed in lanes) among others, in any order, any text."""
+    keys = ["k" * size + tail for tail in tails] + others
+    random.Random(size).shuffle(keys)
+    assert hash_codes(keys) == [hash_code.__wrapped__(k) for k in keys]
 
 
 @settings(max_examples=300, deadline=None)

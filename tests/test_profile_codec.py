@@ -12,7 +12,7 @@ from workers.audiences.numbers import NO_CODES, AudienceCodes, AudienceNumbering
 from workers.engine import Engine
 from workers.filterql import Filter, compile_filter
 from workers.pipeline.profile import Profile
-from workers.pipeline.profile_codec import legacy_encode
+from workers.pipeline.profile_codec import decode_members, legacy_encode
 from workers.timefmt import NS_PER_DAY, NS_PER_MS
 
 CONN = (
@@ -71,6 +71,21 @@ def test_every_profile_reads_back_exactly(p: Profile) -> None:
         assert Profile.loads("u", p.dumps(codes), codes) == p
     assert Profile.loads("u", legacy_encode(p), CODES) == p
     assert Profile.loads("u", encode_v1(p, NUMBERS), CODES) == p
+
+
+@settings(max_examples=300, deadline=None)
+@given(profiles())
+def test_what_a_backfill_page_reads_of_a_profile_is_what_it_holds(p: Profile) -> None:
+    """decode_members reads only what a message needs, the same as a whole read, any version."""
+    blobs = [(p.dumps(codes), codes) for codes in (CODES, WIDE, NO_CODES)]
+    blobs += [(legacy_encode(p), CODES), (encode_v1(p, NUMBERS), CODES)]
+    for blob, codes in blobs:
+        view = decode_members(Profile, "u", blob, codes)
+        whole = Profile.loads("u", blob, codes)
+        got = (view.user_id, view.created, view.modified, view.fields)
+        assert got == (whole.user_id, whole.created, whole.modified, whole.fields)
+        assert (view.membership, view.recorded) == (whole.membership, whole.recorded)
+        assert list(view.membership) == list(whole.membership)
 
 
 @settings(max_examples=300, deadline=None)

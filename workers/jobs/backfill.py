@@ -42,6 +42,7 @@ from workers.lua import script
 from workers.pipeline.envelope import EnterRenderer
 from workers.pipeline.member_index import MemberIndex
 from workers.pipeline.profile import Profile
+from workers.pipeline.profile_codec import decode_members
 
 log = logging.getLogger("audiencehub.backfill")
 PAGE = 1000
@@ -249,7 +250,8 @@ class Backfills:
         args: list[str | bytes] = [version, "u:" + users[-1], *RECORD_FIELDS]
         written = 0
         for uid, blob in zip(users, blobs, strict=True):
-            profile = Profile.loads(uid, blob, codes)
+            # Only what a message needs: no next changes, occurrences or field times.
+            profile = decode_members(Profile, uid, blob, codes) if blob else Profile(uid)
             membership, recorded = profile.membership, profile.recorded
             moved = [  # only what was recorded before the backfill started: the rest went live
                 aid

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Container, Mapping, Sequence
 from functools import lru_cache
+from hashlib import blake2b
 from typing import Any
 
 import orjson
@@ -252,7 +253,16 @@ class EnterRenderer:
     seed's and never changes here.
     """
 
-    __slots__ = ("_current", "_fallback", "_moved", "_moved_slugs", "_tail", "job")
+    __slots__ = (
+        "_current",
+        "_fallback",
+        "_moved",
+        "_moved_slugs",
+        "_plan",
+        "_segment_field",
+        "_tail",
+        "job",
+    )
 
     def __init__(
         self, job: Job, at: int, slugs: Mapping[str, str], moved_slugs: Mapping[str, str]
@@ -261,6 +271,8 @@ class EnterRenderer:
         self.job = job
         self._moved_slugs = dict(moved_slugs)
         self._fallback = Renderer(job, at, slugs)
+        self._plan = self._fallback._plan
+        self._segment_field = "segment_events" in job.fields
         self._tail = b"]}" + self._fallback._tail
         exit_json = orjson.dumps(far_future(at))
 
@@ -277,25 +289,28 @@ class EnterRenderer:
         job follow as :func:`current_memberships` lists them."""
         job = self.job
         membership = profile.membership
-        data = user_data(profile, job.fields)
-        if "segment_events" in data:  # a field of that name keeps its place: the general way
+        if self._segment_field and "segment_events" in profile.fields:
+            # A field of that name keeps its place in ``data``: the general way.
             changes = [
                 Transition(aid, self._moved_slugs[aid], "enter", membership[aid], None)
                 for aid in moved
             ]
             return self._fallback.render(profile, changes)
+        data = _planned_data(profile, self._plan)
         events = []
         for aid in moved:
             head, tail = self._moved[aid]
             events.append(head + _enter_json(membership[aid]) + tail)
-        if not job.changes_only:
+        if not job.changes_only and len(membership) > len(moved):
             current = self._current
             for aid in job.audiences:
                 if aid in membership and aid in current and aid not in moved:
                     head, tail = current[aid]
                     events.append(head + _enter_json(membership[aid]) + tail)
         opening = orjson.dumps(data)[:-1] + b"," if data else b"{"
-        body = b'{"data":' + opening + b'"segment_events":[' + b",".join(events) + self._tail
+        body = b"".join(
+            (b'{"data":', opening, b'"segment_events":[', b",".join(events), self._tail)
+        )
         return body, enters_key(job.id, profile.user_id, moved, membership)
 
 
@@ -303,10 +318,20 @@ def enters_key(
     job_id: str, user_id: str, moved: Sequence[str], membership: Mapping[str, int]
 ) -> str:
     """:func:`idempotency_key` of enters (no exit time) of ``moved`` at their stored times."""
-    parts = [job_id, user_id]
-    for aid in sorted(moved) if len(moved) > 1 else moved:
-        parts.append(f"{aid}:enter:{membership[aid]}:")
-    return hashlib.blake2b("|".join(parts).encode(), digest_size=16).hexdigest()
+    if len(moved) == 1:  # the usual case, without the list and the join
+        aid = moved[0]
+        text = f"{job_id}|{user_id}|{aid}:enter:{membership[aid]}:"
+    else:
+        parts = [job_id, user_id]
+        for aid in sorted(moved):
+            parts.append(f"{aid}:enter:{membership[aid]}:")
+        text = "|".join(parts)
+    digest = _BLAKE2B_16.copy()  # (a copy: cheaper than parsing digest_size each time)
+    digest.update(text.encode())
+    return digest.hexdigest()
+
+
+_BLAKE2B_16 = blake2b(digest_size=16)
 
 
 def render(

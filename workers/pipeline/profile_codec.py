@@ -332,6 +332,37 @@ def decode(cls: type[Profile], user_id: str, blob: bytes, codes: AudienceCodes) 
     return p
 
 
+def decode_members(cls: type[Profile], user_id: str, blob: bytes, codes: AudienceCodes) -> Profile:
+    """What an Existing Users backfill page reads of a stored profile, and no more: its id,
+    ``created``, ``modified``, fields, membership and recorded times. Its next changes,
+    occurrences and field times are left out (reading any of them raises), so it is a view to
+    render from, never one to write back. Versions other than 2 are read whole (:func:`decode`).
+    """
+    if blob[0] == _JSON:
+        return legacy_decode(cls, user_id, blob)
+    d = _unpack(blob)
+    if d[0] != VERSION:
+        return decode(cls, user_id, blob, codes)
+    created: int = d[1]
+    fields: dict[str, Any] = d[3]
+    stored = d[6]
+    mem = codes.unpacked.get(stored) if type(stored) is bytes else None
+    if mem is None:
+        mem = codes.unpack(stored)
+    p = cls.__new__(cls)
+    p.user_id = user_id
+    p.created = created
+    p.modified = created + d[2]
+    p.membership = dict(zip(mem, d[7], strict=False))
+    # (often written empty: it is, whenever the field times are written whole)
+    p.recorded = dict(zip(codes.unpack(d[10]), d[11], strict=True)) if len(d) > 10 and d[10] else {}
+    if fields.get(USER_ID, 0) is None:
+        fields[USER_ID] = user_id
+    p.fields = fields
+    p.stored = None
+    return p
+
+
 def _field_times_v1(fields: dict[str, Any], later: list[int], created: int) -> dict[str, int]:
     """Version 1's field times: (position among the fields, ns after created) for the fields
     whose time is not ``created``."""

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import sys
+from array import array
 from collections.abc import Sequence
 from functools import lru_cache
 
 __all__ = [
     "MAX_PARTITION_KEY",
     "hash_code",
+    "hash_codes",
     "key_length",
     "partition_for_key",
     "partition_index",
@@ -105,6 +108,113 @@ def hash_code(key: str) -> int:
     c, b = _lookup3(key.encode("utf-8"))
     h = (c ^ b) & 0xFFFF
     return h - 0x10000 if h & 0x8000 else h
+
+
+BATCH_FROM = 32
+"""Keys of one byte length from which :func:`hash_codes` hashes them side by side."""
+
+
+def hash_codes(keys: Sequence[str]) -> list[int]:
+    """:func:`hash_code` of each key, in order, for a deliverer's round of messages.
+
+    Keys of a round are mostly distinct (an Existing Users backfill sends each user once, and
+    the per-key cache then misses every time, a few microseconds of Python integer arithmetic a
+    key). So keys of the same UTF-8 length, when there are many, are hashed together: each in a
+    64-bit lane of one Python integer, lookup3's 32-bit steps done on all the lanes at once
+    (:func:`_lookup3_lanes`). A few keys of a length, or a big-endian machine, use
+    :func:`hash_code` one by one.
+    """
+    if len(keys) < BATCH_FROM or sys.byteorder != "little":
+        return [hash_code(key) for key in keys]
+    encoded = [key.encode("utf-8") for key in keys]
+    by_length: dict[int, list[int]] = {}
+    for index, data in enumerate(encoded):
+        by_length.setdefault(len(data), []).append(index)
+    out = [0] * len(keys)
+    for size, indexes in by_length.items():
+        if len(indexes) < BATCH_FROM or size == 0:
+            for i in indexes:
+                out[i] = hash_code(keys[i])
+            continue
+        for i, h in zip(indexes, _lookup3_lanes([encoded[i] for i in indexes], size), strict=True):
+            out[i] = h
+    return out
+
+
+def _lookup3_lanes(keys: list[bytes], size: int) -> list[int]:
+    """The signed 16-bit ``(c ^ b)`` of :func:`_lookup3` for keys all ``size`` (> 0) bytes long.
+
+    Lane ``i`` (bits 64i .. 64i+63) of each integer holds key ``i``'s 32-bit value, always
+    reduced below 2**32, so a sum fits its lane and nothing carries into the next; a difference
+    is taken as ``x + (2**32 - y)``, which never borrows; the bits a rotation or a shift puts
+    above bit 32 of a lane (or into the top of the lane below) are masked off. Every step is
+    then one operation on all the keys.
+    """
+    count = len(keys)
+    blocks = -(-size // 12)
+    pad = bytes(blocks * 12 - size)
+    words = array("I")
+    words.frombytes(b"".join([k + pad for k in keys]) if pad else b"".join(keys))
+    per_key = blocks * 3
+    lane = array("I", bytes(8 * count))
+
+    def word(w: int) -> int:
+        lane[0::2] = words[w::per_key]
+        return int.from_bytes(lane.tobytes(), "little")
+
+    m = int.from_bytes(b"\xff\xff\xff\xff\0\0\0\0" * count, "little")
+    top = int.from_bytes(b"\0\0\0\0\x01\0\0\0" * count, "little")  # 2**32 in every lane
+
+    def sub(x: int, y: int) -> int:
+        return (x + (top - y)) & m
+
+    def rot(x: int, k: int) -> int:
+        return ((x << k) | (x >> (32 - k))) & m
+
+    a = b = c = ((0xDEADBEEF + size) & _M) * (m // _M)  # the same start in every lane
+    for block in range(blocks - 1):
+        a = (a + word(3 * block)) & m
+        b = (b + word(3 * block + 1)) & m
+        c = (c + word(3 * block + 2)) & m
+        # mix(a, b, c)
+        a = sub(a, c)
+        a ^= rot(c, 4)
+        c = (c + b) & m
+        b = sub(b, a)
+        b ^= rot(a, 6)
+        a = (a + c) & m
+        c = sub(c, b)
+        c ^= rot(b, 8)
+        b = (b + a) & m
+        a = sub(a, c)
+        a ^= rot(c, 16)
+        c = (c + b) & m
+        b = sub(b, a)
+        b ^= rot(a, 19)
+        a = (a + c) & m
+        c = sub(c, b)
+        c ^= rot(b, 4)
+        b = (b + a) & m
+    last = 3 * (blocks - 1)
+    a = (a + word(last)) & m
+    b = (b + word(last + 1)) & m
+    c = ((c + word(last + 2)) & m) ^ b
+    # final(a, b, c)
+    c = sub(c, rot(b, 14))
+    a ^= c
+    a = sub(a, rot(c, 11))
+    b ^= a
+    b = sub(b, rot(a, 25))
+    c ^= b
+    c = sub(c, rot(b, 16))
+    a ^= c
+    a = sub(a, rot(c, 4))
+    b ^= a
+    b = sub(b, rot(a, 14))
+    c ^= b
+    c = sub(c, rot(b, 24))
+    # The low 16 bits of each lane, read as a signed short: (short)(c ^ b).
+    return memoryview((c ^ b).to_bytes(8 * count, "little")).cast("h")[::4].tolist()
 
 
 def partition_index(key: str, count: int) -> int:

@@ -13,9 +13,10 @@ FATAL_KINDS = frozenset({"unauthorized", "not_found", "redirect"})
 """Answers no retry can fix: the job fails at once with the reason, its backlog kept."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OutMessage:
-    """One message for the hub: its JSON body, the user as partition key, and its dedup key."""
+    """One message for the hub: its JSON body, the user as partition key, and its dedup key.
+    Never changed once made; not frozen because one is made per message sent (see Pending)."""
 
     body: bytes
     partition_key: str
