@@ -25,10 +25,11 @@ import time
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from audiencehub.emulator.counts import Counts
 from audiencehub.emulator.hubs import Hub, UnknownHub, UnknownPartition
+from audiencehub.emulator.keyhash import key_codes
 from audiencehub.emulator.records import (
     IncomingEvent,
     PartitionInfo,
@@ -37,7 +38,6 @@ from audiencehub.emulator.records import (
     row_event,
 )
 from workers.delivery.eventhub.connstr import valid_hub_name
-from workers.delivery.eventhub.partitions import partition_for_key
 
 if TYPE_CHECKING:
     from audiencehub.emulator.journal import Journal
@@ -56,6 +56,8 @@ DEFAULT_MAX_EVENTS_PER_HUB = 1_000_000
 WHEN_FULL = ("refuse", "drop-oldest")
 # Offsets are byte positions, as in the service: each event takes its body plus this much.
 RECORD_OVERHEAD = 32
+KEY_CODES_HELD = 1 << 20
+"""Partition keys whose hash the store remembers (about 100 bytes each)."""
 log = logging.getLogger("audiencehub.emulator.store")
 
 
@@ -109,6 +111,7 @@ class EventStore:
             journal.snapshot = self._snapshot
         self._listeners: list[AppendListener] = []
         self._counts = Counts()
+        self._key_codes: dict[str, int] = {}
         self._started = time.time_ns()
 
     @property
@@ -199,10 +202,9 @@ class EventStore:
         ids = hub.partition_ids
         if partition_id is not None and partition_id not in ids:
             raise UnknownPartition(partition_id)
-        batch = events if isinstance(events, Sequence) else list(events)
+        batch = events if type(events) is list or isinstance(events, Sequence) else list(events)
         when = time.time_ns() if received_at is None else received_at
         name = hub.name
-        touched: set[str] = set()
         with self._lock:
             out = hub.events
             if self._when_full == "refuse" and len(out) + len(batch) > self._max:
@@ -212,52 +214,17 @@ class EventStore:
             hub.last_received = when
             self._accepted += 1
             request = self._accepted
-            seq = self._seq
-            first = seq + 1
-            counts = hub.per_partition
-            logs = hub.partitions
-            size = 0
-            mismatches = 0
-            written: list[tuple[int, int, Row]] = []
-            for body, user, broker, key in batch:
-                seq += 1
-                if partition_id is not None:
-                    pid = partition_id
-                    if key is not None and partition_for_key(key, ids) != pid:
-                        mismatches += 1
-                elif key is not None:
-                    pid = partition_for_key(key, ids)
-                else:
-                    pid = hub.next_round_robin()
-                row: Row = (
-                    seq,
-                    name,
-                    pid,
-                    key,
-                    body,
-                    tuple(user.items()) if user else (),
-                    tuple(broker.items()) if broker else (),
-                    when,
-                    face,
-                    request,
+            first = self._seq + 1
+            if partition_id is not None:
+                size, mismatches = self._append_whole(
+                    hub, batch, partition_id, (first, when, face, request)
                 )
-                out.append(row)
-                part = logs.get(pid) or hub.log(pid)
-                part.rows.append(row)
-                offset = part.next_offset
-                part.offsets.append(offset)
-                part.last_offset = offset
-                part.last_time = when
-                part.next_offset = offset + len(body) + RECORD_OVERHEAD
-                if self._journal is not None:
-                    written.append((part.next_sequence, offset, row))
-                part.next_sequence += 1
-                touched.add(pid)
-                counts[pid] += 1
-                size += len(body)
-            if self._journal is not None and written:
-                self._journal.events(name, written)
-            added = seq - self._seq
+                touched = {partition_id} if batch else set()
+            else:
+                size, touched = self._append_placed(hub, batch, (first, when, face, request))
+                mismatches = 0
+            seq = first + len(batch) - 1
+            added = len(batch)
             self._seq = seq
             hub.bytes_received += size
             hub.key_partition_mismatches += mismatches
@@ -271,6 +238,130 @@ class EventStore:
             for listener in self._listeners:
                 listener(name, pids)
         return first, seq
+
+    def _append_whole(
+        self,
+        hub: Hub,
+        batch: Sequence[IncomingEvent],
+        partition_id: str,
+        stamp: tuple[int, int, str, int],
+    ) -> tuple[int, int]:
+        """Keep a batch that goes whole to one partition (REST's /partitions/{id}, every send
+        placed whole), under the lock: its rows are made in one pass and numbered in bulk.
+        ``stamp`` is (first seq, enqueued time, face, request). Returns (bytes, events whose key
+        hashes to another partition)."""
+        first, when, face, request = stamp
+        ids = hub.partition_ids
+        count = len(ids)
+        codes = self._codes_for(batch)
+        mismatches = 0
+        for event in batch:
+            key = event[3]
+            if key is not None and ids[codes[key] % count] != partition_id:
+                mismatches += 1
+        name = hub.name
+        rows: list[Row] = [
+            (
+                number,
+                name,
+                partition_id,
+                key,
+                body,
+                (*user.items(),) if user else (),
+                (*broker.items(),) if broker else (),
+                when,
+                face,
+                request,
+            )
+            for number, (body, user, broker, key) in enumerate(batch, first)
+        ]
+        if not rows:
+            return 0, 0
+        hub.events += rows
+        part = hub.partitions.get(partition_id) or hub.log(partition_id)
+        part.rows += rows
+        sizes = [len(row[4]) for row in rows]
+        offsets = list(
+            itertools.accumulate([n + RECORD_OVERHEAD for n in sizes], initial=part.next_offset)
+        )
+        part.next_offset = offsets.pop()
+        part.offsets.fromlist(offsets)
+        part.last_offset = offsets[-1]
+        part.last_time = when
+        hub.per_partition[partition_id] += len(rows)
+        if self._journal is not None:
+            self._journal.events(
+                name, list(zip(itertools.count(part.next_sequence), offsets, rows, strict=False))
+            )
+        part.next_sequence += len(rows)
+        return sum(sizes), mismatches
+
+    def _append_placed(
+        self, hub: Hub, batch: Sequence[IncomingEvent], stamp: tuple[int, int, str, int]
+    ) -> tuple[int, set[str]]:
+        """Keep a batch placed event by event (by key, else round-robin), under the lock.
+        Returns (bytes, partitions touched)."""
+        seq, when, face, request = stamp
+        seq -= 1
+        ids = hub.partition_ids
+        count = len(ids)
+        codes = self._codes_for(batch)
+        name = hub.name
+        out = hub.events
+        touched: set[str] = set()
+        counts = hub.per_partition
+        logs = hub.partitions
+        size = 0
+        written: list[tuple[int, int, Row]] = []
+        for body, user, broker, key in batch:
+            seq += 1
+            pid = ids[codes[key] % count] if key is not None else hub.next_round_robin()
+            row: Row = (
+                seq,
+                name,
+                pid,
+                key,
+                body,
+                (*user.items(),) if user else (),
+                (*broker.items(),) if broker else (),
+                when,
+                face,
+                request,
+            )
+            out.append(row)
+            part = logs.get(pid) or hub.log(pid)
+            part.rows.append(row)
+            offset = part.next_offset
+            part.offsets.append(offset)
+            part.last_offset = offset
+            part.last_time = when
+            part.next_offset = offset + len(body) + RECORD_OVERHEAD
+            if self._journal is not None:
+                written.append((part.next_sequence, offset, row))
+            part.next_sequence += 1
+            touched.add(pid)
+            counts[pid] += 1
+            size += len(body)
+        if self._journal is not None and written:
+            self._journal.events(name, written)
+        return size, touched
+
+    def _codes_for(self, batch: Sequence[IncomingEvent]) -> dict[str, int]:
+        """The memo of ``abs`` of the service's hash per partition key (the partition of a key
+        among ``n`` is ``ids[code % n]``, as :func:`partition_for_key` computes), holding every
+        key of ``batch``. User ids repeat, and the keys it lacks are hashed together
+        (:func:`key_codes`). The memo is bounded; when full it starts over."""
+        codes = self._key_codes
+        found = {event[3] for event in batch}
+        found.discard(None)
+        keys = cast("set[str]", found)
+        missing = [key for key in keys if key not in codes]
+        if missing:
+            if len(codes) + len(missing) > KEY_CODES_HELD:
+                codes.clear()
+                missing = list(keys)
+            codes.update(zip(missing, key_codes(missing), strict=True))
+        return codes
 
     def _expire(self, hub: Hub, drop: int) -> None:
         """Forget a hub's ``drop`` oldest events, from every index (under the lock)."""
@@ -301,6 +392,18 @@ class EventStore:
         partition_id: str | None = None,
     ) -> tuple[list[StoredEvent], bool]:
         """Events of one hub with seq > ``after``, oldest first; also whether more remain."""
+        rows, more = self.event_rows(hub_name, after, limit, partition_id)
+        return [row_event(row, number, offset) for row, number, offset in rows], more
+
+    def event_rows(
+        self,
+        hub_name: str,
+        after: int = 0,
+        limit: int = 1000,
+        partition_id: str | None = None,
+    ) -> tuple[list[tuple[Row, int, int]], bool]:
+        """What :meth:`events` returns, as (row, sequence number, offset) without making
+        :class:`StoredEvent` objects (the readback page builds its JSON from the rows)."""
         hub = self.hub(hub_name)
         with self._lock:
             if partition_id is None:
@@ -313,11 +416,20 @@ class EventStore:
                 start = bisect_right(stored, after, key=_seq_of)
                 chunk = stored[start : start + limit + 1]
             more = len(chunk) > limit
-            out = []
+            out: list[tuple[Row, int, int]] = []
+            # A partition's rows in the chunk follow each other in its log: one search per
+            # partition finds the first, the next is checked to be the one after it.
+            found: dict[str, int] = {}
+            partitions = hub.partitions
             for row in chunk[:limit]:
-                part = hub.partitions[row[2]]
-                index = bisect_left(part.rows, row[0], key=_seq_of)
-                out.append(row_event(row, part.first_sequence + index, part.offsets[index]))
+                pid = row[2]
+                part = partitions[pid]
+                rows = part.rows
+                index = found.get(pid, -1) + 1
+                if not (0 < index < len(rows) and rows[index] is row):
+                    index = bisect_left(rows, row[0], key=_seq_of)
+                found[pid] = index
+                out.append((row, part.first_sequence + index, part.offsets[index]))
         return out, more
 
     def read(
