@@ -9,7 +9,14 @@ from typing import Any
 
 import orjson
 
-from audiencehub.emulator.records import IncomingEvent, Row, StoredEvent, plain_value
+from audiencehub.emulator.records import (
+    PROPS_AT,
+    IncomingEvent,
+    Row,
+    StoredEvent,
+    plain_value,
+    row_props,
+)
 from workers.timefmt import format_rfc3339
 
 __all__ = [
@@ -126,7 +133,8 @@ def rows_json(rows: list[tuple[Row, int, int]]) -> list[dict[str, Any]]:
     last_when = -1
     when_text = ""
     for row, sequence_number, offset in rows:
-        seq, _, pid, key, data, user, broker, when, face, request = row
+        seq, _, pid, key, data, _, _, when, face, request = row[:PROPS_AT]
+        user, broker = row_props(row)
         try:
             body = data.decode("utf-8")
             encoding = "utf-8"
@@ -142,8 +150,10 @@ def rows_json(rows: list[tuple[Row, int, int]]) -> list[dict[str, Any]]:
                 "partition_key": key,
                 "body": body,
                 "body_encoding": encoding,
-                "user_properties": {k: v if type(v) is str else plain(v) for k, v in user},
-                "broker_properties": {k: v if type(v) is str else plain(v) for k, v in broker},
+                "user_properties": {k: v if type(v) is str else plain(v) for k, v in user.items()},
+                "broker_properties": {
+                    k: v if type(v) is str else plain(v) for k, v in broker.items()
+                },
                 "received_at": when_text,
                 "face": face,
                 "request": request,

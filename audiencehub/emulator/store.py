@@ -267,11 +267,15 @@ class EventStore:
                 partition_id,
                 key,
                 body,
-                (*user.items(),) if user else (),
-                (*broker.items(),) if broker else (),
+                len(user),
+                len(broker),
                 when,
                 face,
                 request,
+                *user,
+                *user.values(),
+                *broker,
+                *broker.values(),
             )
             for number, (body, user, broker, key) in enumerate(batch, first)
         ]
@@ -322,11 +326,15 @@ class EventStore:
                 pid,
                 key,
                 body,
-                (*user.items(),) if user else (),
-                (*broker.items(),) if broker else (),
+                len(user),
+                len(broker),
                 when,
                 face,
                 request,
+                *user,
+                *user.values(),
+                *broker,
+                *broker.values(),
             )
             out.append(row)
             part = logs.get(pid) or hub.log(pid)
@@ -635,8 +643,10 @@ class EventStore:
 
 
 def _seq_of(row: Row) -> int:
-    return row[0]
+    seq: int = row[0]
+    return seq
 
 
 def _enqueued_ms(row: Row) -> int:
-    return row[7] // 1_000_000
+    when: int = row[7]
+    return when // 1_000_000
