@@ -133,8 +133,16 @@ def rows_json(rows: list[tuple[Row, int, int]]) -> list[dict[str, Any]]:
     last_when = -1
     when_text = ""
     for row, sequence_number, offset in rows:
-        seq, _, pid, key, data, _, _, when, face, request = row[:PROPS_AT]
-        user, broker = row_props(row)
+        seq, _, pid, key, data, users, brokers, when, face, request = row[:PROPS_AT]
+        if users == 1 and brokers == 1 and type(row[11]) is str and type(row[13]) is str:
+            # What a REST or SDK sender's event carries: an idempotency key and the partition
+            # key, both text (plain_value leaves text as it is).
+            user_json = {row[10]: row[11]}
+            broker_json = {row[12]: row[13]}
+        else:
+            user, broker = row_props(row)
+            user_json = {k: v if type(v) is str else plain(v) for k, v in user.items()}
+            broker_json = {k: v if type(v) is str else plain(v) for k, v in broker.items()}
         try:
             body = data.decode("utf-8")
             encoding = "utf-8"
@@ -150,10 +158,8 @@ def rows_json(rows: list[tuple[Row, int, int]]) -> list[dict[str, Any]]:
                 "partition_key": key,
                 "body": body,
                 "body_encoding": encoding,
-                "user_properties": {k: v if type(v) is str else plain(v) for k, v in user.items()},
-                "broker_properties": {
-                    k: v if type(v) is str else plain(v) for k, v in broker.items()
-                },
+                "user_properties": user_json,
+                "broker_properties": broker_json,
                 "received_at": when_text,
                 "face": face,
                 "request": request,
