@@ -56,8 +56,8 @@ DEFAULT_MAX_EVENTS_PER_HUB = 1_000_000
 WHEN_FULL = ("refuse", "drop-oldest")
 # Offsets are byte positions, as in the service: each event takes its body plus this much.
 RECORD_OVERHEAD = 32
-KEY_CODES_HELD = 1 << 20
-"""Partition keys whose hash the store remembers (about 100 bytes each)."""
+KEY_CODES_HELD = 1 << 18
+"""Partition keys whose hash the store remembers (about 120 bytes each: ~30 MB when full)."""
 log = logging.getLogger("audiencehub.emulator.store")
 
 
