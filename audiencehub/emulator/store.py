@@ -25,7 +25,7 @@ import time
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from audiencehub.emulator.counts import Counts
 from audiencehub.emulator.hubs import Hub, UnknownHub, UnknownPartition
@@ -56,8 +56,6 @@ DEFAULT_MAX_EVENTS_PER_HUB = 1_000_000
 WHEN_FULL = ("refuse", "drop-oldest")
 # Offsets are byte positions, as in the service: each event takes its body plus this much.
 RECORD_OVERHEAD = 32
-KEY_CODES_HELD = 1 << 18
-"""Partition keys whose hash the store remembers (about 120 bytes each: ~30 MB when full)."""
 log = logging.getLogger("audiencehub.emulator.store")
 
 
@@ -111,7 +109,6 @@ class EventStore:
             journal.snapshot = self._snapshot
         self._listeners: list[AppendListener] = []
         self._counts = Counts()
-        self._key_codes: dict[str, int] = {}
         self._started = time.time_ns()
 
     @property
@@ -253,12 +250,12 @@ class EventStore:
         first, when, face, request = stamp
         ids = hub.partition_ids
         count = len(ids)
-        codes = self._codes_for(batch)
+        named = [event[3] for event in batch if event[3] is not None]
         mismatches = 0
-        for event in batch:
-            key = event[3]
-            if key is not None and ids[codes[key] % count] != partition_id:
-                mismatches += 1
+        if named:
+            target = ids.index(partition_id)
+            places = [code % count for code in key_codes(named)]
+            mismatches = len(places) - places.count(target)
         name = hub.name
         rows: list[Row] = [
             (
@@ -309,7 +306,7 @@ class EventStore:
         seq -= 1
         ids = hub.partition_ids
         count = len(ids)
-        codes = self._codes_for(batch)
+        codes = iter(key_codes([event[3] for event in batch if event[3] is not None]))
         name = hub.name
         out = hub.events
         touched: set[str] = set()
@@ -319,7 +316,7 @@ class EventStore:
         written: list[tuple[int, int, Row]] = []
         for body, user, broker, key in batch:
             seq += 1
-            pid = ids[codes[key] % count] if key is not None else hub.next_round_robin()
+            pid = ids[next(codes) % count] if key is not None else hub.next_round_robin()
             row: Row = (
                 seq,
                 name,
@@ -353,23 +350,6 @@ class EventStore:
         if self._journal is not None and written:
             self._journal.events(name, written)
         return size, touched
-
-    def _codes_for(self, batch: Sequence[IncomingEvent]) -> dict[str, int]:
-        """The memo of ``abs`` of the service's hash per partition key (the partition of a key
-        among ``n`` is ``ids[code % n]``, as :func:`partition_for_key` computes), holding every
-        key of ``batch``. User ids repeat, and the keys it lacks are hashed together
-        (:func:`key_codes`). The memo is bounded; when full it starts over."""
-        codes = self._key_codes
-        found = {event[3] for event in batch}
-        found.discard(None)
-        keys = cast("set[str]", found)
-        missing = [key for key in keys if key not in codes]
-        if missing:
-            if len(codes) + len(missing) > KEY_CODES_HELD:
-                codes.clear()
-                missing = list(keys)
-            codes.update(zip(missing, key_codes(missing), strict=True))
-        return codes
 
     def _expire(self, hub: Hub, drop: int) -> None:
         """Forget a hub's ``drop`` oldest events, from every index (under the lock)."""
