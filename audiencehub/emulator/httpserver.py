@@ -21,9 +21,10 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
+from functools import lru_cache
 from http import HTTPStatus
 from time import time
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import parse_qsl
 
 __all__ = ["App", "HttpServer", "Request", "Response"]
@@ -72,6 +73,7 @@ class _BadRequest(Exception):
 
 
 _date_cache: tuple[int, bytes] = (0, b"")
+_plain_heads: dict[tuple[int, bool, bytes], bytes] = {}
 
 
 def _http_date() -> bytes:
@@ -87,6 +89,12 @@ def _reason(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Status"
+
+
+@lru_cache(maxsize=256)
+def _query_pairs(query: str) -> tuple[tuple[str, str], ...]:
+    """A query string's pairs (senders repeat the same one, ``?timeout=60&api-version=…``)."""
+    return tuple(parse_qsl(query, keep_blank_values=True))
 
 
 def _parse_head(raw: bytes) -> Request:
@@ -111,7 +119,7 @@ def _parse_head(raw: bytes) -> Request:
         method=method.upper(),
         target=target,
         path=path,
-        query=dict(parse_qsl(query, keep_blank_values=True)),
+        query=dict(_query_pairs(query)) if query else {},
         headers=headers,
         version=version,
     )
@@ -160,7 +168,9 @@ class _Connection(asyncio.Protocol):
     # ---- asyncio callbacks ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # A stream transport: asyncio's, or uvloop's (which has the same methods but does not
+        # subclass asyncio.Transport).
+        transport = cast(asyncio.Transport, transport)
         self._transport = transport
         self._server.connections.add(self)
 
@@ -279,7 +289,7 @@ class _Connection(asyncio.Protocol):
         except Exception:
             log.exception("handler failed for %s %s", request.method, request.path)
             result = Response(500, b"internal error in the hub stand-in", "text/plain")
-        if inspect.isawaitable(result):
+        if type(result) is not Response and inspect.isawaitable(result):
             self._busy = True
             task: asyncio.Task[Response] = asyncio.ensure_future(result)
             self._task = task
@@ -318,19 +328,27 @@ class _Connection(asyncio.Protocol):
             conn = request.headers.get("connection", "").lower()
             http10 = request.version == "HTTP/1.0"
             close = "keep-alive" not in conn if http10 else "close" in conn
-        lines = [
-            f"HTTP/1.1 {response.status} {_reason(response.status)}".encode("latin-1"),
-            b"Server: " + _SERVER,
-            b"Date: " + _http_date(),
-            b"Content-Length: " + str(len(response.body)).encode("ascii"),
-        ]
-        if response.content_type:
-            lines.append(b"Content-Type: " + response.content_type.encode("latin-1"))
-        for name, value in response.headers:
-            lines.append(f"{name}: {value}".encode("latin-1"))
-        if close:
-            lines.append(b"Connection: close")
-        head = b"\r\n".join(lines) + b"\r\n\r\n"
+        date = _http_date()
+        plain = not response.body and not response.content_type and not response.headers
+        head = _plain_heads.get((response.status, close, date)) if plain else None
+        if head is None:
+            lines = [
+                f"HTTP/1.1 {response.status} {_reason(response.status)}".encode("latin-1"),
+                b"Server: " + _SERVER,
+                b"Date: " + date,
+                b"Content-Length: " + str(len(response.body)).encode("ascii"),
+            ]
+            if response.content_type:
+                lines.append(b"Content-Type: " + response.content_type.encode("latin-1"))
+            for name, value in response.headers:
+                lines.append(f"{name}: {value}".encode("latin-1"))
+            if close:
+                lines.append(b"Connection: close")
+            head = b"\r\n".join(lines) + b"\r\n\r\n"
+            if plain:  # the accepted send's answer (201, no body), made once a second
+                if len(_plain_heads) >= 64:
+                    _plain_heads.clear()
+                _plain_heads[(response.status, close, date)] = head
         if len(response.body) < 65536:
             transport.write(head + response.body)
         else:

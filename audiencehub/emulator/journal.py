@@ -42,7 +42,7 @@ from audiencehub.emulator.amqp import (
     e_str,
     encode_value,
 )
-from audiencehub.emulator.records import Row, record_row
+from audiencehub.emulator.records import PROPS_AT, Row, record_row
 
 __all__ = ["Journal", "JournalError"]
 
@@ -251,14 +251,20 @@ def _e_events(written: Sequence[tuple[int, int, Row]]) -> bytes:
             done = cache[text] = e_str(text)
         return done
 
-    def props(pairs: tuple[tuple[str, Any], ...]) -> bytes:
+    def props(names: tuple[Any, ...], values: tuple[Any, ...]) -> bytes:
         return e_map(
-            [(short(k), e_str(v) if type(v) is str else encode_value(v)) for k, v in pairs]
+            [
+                (short(k), e_str(v) if type(v) is str else encode_value(v))
+                for k, v in zip(names, values, strict=True)
+            ]
         )
 
     entries = []
     for sequence, offset, row in written:
-        seq, hub, pid, key, body, user, broker, when, face, request = row
+        seq, hub, pid, key, body, users, brokers, when, face, request = row[:PROPS_AT]
+        at = PROPS_AT + 2 * users  # the row's property names and values (records.py)
+        user = props(row[PROPS_AT : PROPS_AT + users], row[PROPS_AT + users : at])
+        broker = props(row[at : at + brokers], row[at + brokers : at + 2 * brokers])
         fields = b"".join(
             (
                 long(0x81, seq),
@@ -266,8 +272,8 @@ def _e_events(written: Sequence[tuple[int, int, Row]]) -> bytes:
                 short(pid),
                 NULL if key is None else e_str(key),
                 e_bin(body),
-                props(user),
-                props(broker),
+                user,
+                broker,
                 long(0x81, when),
                 short(face),
                 long(0x81, request),

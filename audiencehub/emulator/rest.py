@@ -36,7 +36,7 @@ from audiencehub.emulator.rest_format import (
     BadBatch,
     check_properties,
     decode_batch,
-    event_json,
+    rows_json,
 )
 from audiencehub.emulator.store import EventStore, StoreFull
 from workers.delivery.eventhub.partitions import (
@@ -76,9 +76,10 @@ def placement_problem(
     (``key_partition_mismatches``), as the SDKs' buffered producers expect of the service
     while their partition list is stale.
     """
+    short = MAX_PARTITION_KEY // 2  # a character is at most 2 UTF-16 units: shorter keys fit
     for index, event in enumerate(events):
-        key = event.partition_key
-        if key is not None and key_length(key) > MAX_PARTITION_KEY:
+        key = event[3]
+        if key is not None and len(key) > short and key_length(key) > MAX_PARTITION_KEY:
             return (
                 f"PartitionKeyTooLong: event[{index}]'s PartitionKey is {key_length(key)} "
                 f"characters; the limit is {MAX_PARTITION_KEY}"
@@ -87,7 +88,7 @@ def placement_problem(
         return None
     first = events[0].partition_key
     for index, event in enumerate(events):
-        if event.partition_key != first:
+        if event[3] != first:
             return (
                 f"PartitionKeyMismatch: event[{index}] has PartitionKey "
                 f"{_shown(event.partition_key)} but event[0] has {_shown(first)}; one send "
@@ -408,11 +409,11 @@ class RestFace:
         return self._wait_page(args, int(wait_raw))
 
     def _page(self, hub: str, after: int, limit: int, partition: str | None) -> Response | None:
-        events, more = self.store.events(hub, after, limit, partition)
-        if not events:
+        rows, more = self.store.event_rows(hub, after, limit, partition)
+        if not rows:
             return None
-        last = events[-1].seq
-        return _json({"events": [event_json(e) for e in events], "last_seq": last, "more": more})
+        last = rows[-1][0][0]
+        return _json({"events": rows_json(rows), "last_seq": last, "more": more})
 
     async def _wait_page(self, args: tuple[str, int, int, str | None], wait_s: int) -> Response:
         """Hold a readback until an event arrives or ``wait_s`` passes (``tail`` follows this)."""

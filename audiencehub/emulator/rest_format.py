@@ -9,7 +9,14 @@ from typing import Any
 
 import orjson
 
-from audiencehub.emulator.records import IncomingEvent, StoredEvent, plain_value
+from audiencehub.emulator.records import (
+    PROPS_AT,
+    IncomingEvent,
+    Row,
+    StoredEvent,
+    plain_value,
+    row_props,
+)
 from workers.timefmt import format_rfc3339
 
 __all__ = [
@@ -19,12 +26,14 @@ __all__ = [
     "check_properties",
     "decode_batch",
     "event_json",
+    "rows_json",
 ]
 
 BATCH_CONTENT_TYPE = "application/vnd.microsoft.servicebus.json"
 SINGLE_CONTENT_TYPE = "application/atom+xml"
 _ITEM_FIELDS = frozenset({"Body", "UserProperties", "BrokerProperties", "IsBodyBase64"})
 _SCALARS = (str, int, float, bool, type(None))
+_SCALAR_TYPES = frozenset(_SCALARS)
 
 
 class BadBatch(ValueError):
@@ -59,6 +68,8 @@ def decode_batch(body: bytes) -> list[IncomingEvent]:
     out: list[IncomingEvent] = []
     append = out.append
     known = _ITEM_FIELDS
+    scalar = _SCALAR_TYPES
+    new_event = tuple.__new__
     for index, item in enumerate(items):
         if type(item) is not dict:
             raise BadBatch(f"event[{index}]: must be a JSON object with a Body")
@@ -74,27 +85,88 @@ def decode_batch(body: bytes) -> list[IncomingEvent]:
             )
         data = text.encode("utf-8")
         base64_flag = item.get("IsBodyBase64")
-        if base64_flag is not None and type(base64_flag) is not bool:
-            raise BadBatch(f"event[{index}].IsBodyBase64: must be true or false")
-        if base64_flag:
-            try:
-                data = base64.b64decode(data, validate=True)
-            except ValueError:
-                raise BadBatch(
-                    f"event[{index}].Body: IsBodyBase64 is true but Body is not base64"
-                ) from None
+        if base64_flag is not None:
+            if type(base64_flag) is not bool:
+                raise BadBatch(f"event[{index}].IsBodyBase64: must be true or false")
+            if base64_flag:
+                try:
+                    data = base64.b64decode(data, validate=True)
+                except ValueError:
+                    raise BadBatch(
+                        f"event[{index}].Body: IsBodyBase64 is true but Body is not base64"
+                    ) from None
+        # The two property maps are checked inline (what check_properties does, with the
+        # message built only on failure): this loop runs once per event received.
         user = item.get("UserProperties")
-        user = {} if user is None else check_properties(user, f"event[{index}].UserProperties")
+        if user is None:
+            user = {}
+        elif type(user) is not dict:
+            raise BadBatch(f"event[{index}].UserProperties: must be a JSON object")
+        else:
+            for value in user.values():
+                if type(value) not in scalar and not isinstance(value, _SCALARS):
+                    check_properties(user, f"event[{index}].UserProperties")
         broker = item.get("BrokerProperties")
         key: str | None = None
         if broker is None:
             broker = {}
+        elif type(broker) is not dict:
+            raise BadBatch(f"event[{index}].BrokerProperties: must be a JSON object")
         else:
-            broker = check_properties(broker, f"event[{index}].BrokerProperties")
+            for value in broker.values():
+                if type(value) not in scalar and not isinstance(value, _SCALARS):
+                    check_properties(broker, f"event[{index}].BrokerProperties")
             key = broker.get("PartitionKey")
             if key is not None and type(key) is not str:
                 raise BadBatch(f"event[{index}].BrokerProperties.PartitionKey: must be a string")
-        append(IncomingEvent(data, user, broker, key))
+        # tuple.__new__ is what IncomingEvent(...) runs, without the Python-level __new__.
+        append(new_event(IncomingEvent, (data, user, broker, key)))
+    return out
+
+
+def rows_json(rows: list[tuple[Row, int, int]]) -> list[dict[str, Any]]:
+    """:func:`event_json` of each ``row_event(row, sequence_number, offset)``, the same objects
+    made straight from the store's rows (a readback page holds up to 100,000 of them)."""
+    out: list[dict[str, Any]] = []
+    append = out.append
+    plain = plain_value
+    last_when = -1
+    when_text = ""
+    for row, sequence_number, offset in rows:
+        seq, _, pid, key, data, users, brokers, when, face, request = row[:PROPS_AT]
+        if users == 1 and brokers == 1 and type(row[11]) is str and type(row[13]) is str:
+            # What a REST or SDK sender's event carries: an idempotency key and the partition
+            # key, both text (plain_value leaves text as it is).
+            user_json = {row[10]: row[11]}
+            broker_json = {row[12]: row[13]}
+        else:
+            user, broker = row_props(row)
+            user_json = {k: v if type(v) is str else plain(v) for k, v in user.items()}
+            broker_json = {k: v if type(v) is str else plain(v) for k, v in broker.items()}
+        try:
+            body = data.decode("utf-8")
+            encoding = "utf-8"
+        except UnicodeDecodeError:
+            body = base64.b64encode(data).decode("ascii")
+            encoding = "base64"
+        if when != last_when:  # a request's events share their receipt time
+            last_when, when_text = when, format_rfc3339(when)
+        append(
+            {
+                "seq": seq,
+                "partition_id": pid,
+                "partition_key": key,
+                "body": body,
+                "body_encoding": encoding,
+                "user_properties": user_json,
+                "broker_properties": broker_json,
+                "received_at": when_text,
+                "face": face,
+                "request": request,
+                "sequence_number": sequence_number,
+                "offset": str(offset),
+            }
+        )
     return out
 
 

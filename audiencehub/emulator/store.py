@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from audiencehub.emulator.counts import Counts
 from audiencehub.emulator.hubs import Hub, UnknownHub, UnknownPartition
+from audiencehub.emulator.keyhash import key_codes
 from audiencehub.emulator.records import (
     IncomingEvent,
     PartitionInfo,
@@ -37,7 +38,6 @@ from audiencehub.emulator.records import (
     row_event,
 )
 from workers.delivery.eventhub.connstr import valid_hub_name
-from workers.delivery.eventhub.partitions import partition_for_key
 
 if TYPE_CHECKING:
     from audiencehub.emulator.journal import Journal
@@ -199,10 +199,9 @@ class EventStore:
         ids = hub.partition_ids
         if partition_id is not None and partition_id not in ids:
             raise UnknownPartition(partition_id)
-        batch = events if isinstance(events, Sequence) else list(events)
+        batch = events if type(events) is list or isinstance(events, Sequence) else list(events)
         when = time.time_ns() if received_at is None else received_at
         name = hub.name
-        touched: set[str] = set()
         with self._lock:
             out = hub.events
             if self._when_full == "refuse" and len(out) + len(batch) > self._max:
@@ -212,52 +211,17 @@ class EventStore:
             hub.last_received = when
             self._accepted += 1
             request = self._accepted
-            seq = self._seq
-            first = seq + 1
-            counts = hub.per_partition
-            logs = hub.partitions
-            size = 0
-            mismatches = 0
-            written: list[tuple[int, int, Row]] = []
-            for body, user, broker, key in batch:
-                seq += 1
-                if partition_id is not None:
-                    pid = partition_id
-                    if key is not None and partition_for_key(key, ids) != pid:
-                        mismatches += 1
-                elif key is not None:
-                    pid = partition_for_key(key, ids)
-                else:
-                    pid = hub.next_round_robin()
-                row: Row = (
-                    seq,
-                    name,
-                    pid,
-                    key,
-                    body,
-                    tuple(user.items()) if user else (),
-                    tuple(broker.items()) if broker else (),
-                    when,
-                    face,
-                    request,
+            first = self._seq + 1
+            if partition_id is not None:
+                size, mismatches = self._append_whole(
+                    hub, batch, partition_id, (first, when, face, request)
                 )
-                out.append(row)
-                part = logs.get(pid) or hub.log(pid)
-                part.rows.append(row)
-                offset = part.next_offset
-                part.offsets.append(offset)
-                part.last_offset = offset
-                part.last_time = when
-                part.next_offset = offset + len(body) + RECORD_OVERHEAD
-                if self._journal is not None:
-                    written.append((part.next_sequence, offset, row))
-                part.next_sequence += 1
-                touched.add(pid)
-                counts[pid] += 1
-                size += len(body)
-            if self._journal is not None and written:
-                self._journal.events(name, written)
-            added = seq - self._seq
+                touched = {partition_id} if batch else set()
+            else:
+                size, touched = self._append_placed(hub, batch, (first, when, face, request))
+                mismatches = 0
+            seq = first + len(batch) - 1
+            added = len(batch)
             self._seq = seq
             hub.bytes_received += size
             hub.key_partition_mismatches += mismatches
@@ -271,6 +235,121 @@ class EventStore:
             for listener in self._listeners:
                 listener(name, pids)
         return first, seq
+
+    def _append_whole(
+        self,
+        hub: Hub,
+        batch: Sequence[IncomingEvent],
+        partition_id: str,
+        stamp: tuple[int, int, str, int],
+    ) -> tuple[int, int]:
+        """Keep a batch that goes whole to one partition (REST's /partitions/{id}, every send
+        placed whole), under the lock: its rows are made in one pass and numbered in bulk.
+        ``stamp`` is (first seq, enqueued time, face, request). Returns (bytes, events whose key
+        hashes to another partition)."""
+        first, when, face, request = stamp
+        ids = hub.partition_ids
+        count = len(ids)
+        named = [event[3] for event in batch if event[3] is not None]
+        mismatches = 0
+        if named:
+            target = ids.index(partition_id)
+            places = [code % count for code in key_codes(named)]
+            mismatches = len(places) - places.count(target)
+        name = hub.name
+        rows: list[Row] = [
+            (
+                number,
+                name,
+                partition_id,
+                key,
+                body,
+                len(user),
+                len(broker),
+                when,
+                face,
+                request,
+                *user,
+                *user.values(),
+                *broker,
+                *broker.values(),
+            )
+            for number, (body, user, broker, key) in enumerate(batch, first)
+        ]
+        if not rows:
+            return 0, 0
+        hub.events += rows
+        part = hub.partitions.get(partition_id) or hub.log(partition_id)
+        part.rows += rows
+        sizes = [len(row[4]) for row in rows]
+        offsets = list(
+            itertools.accumulate([n + RECORD_OVERHEAD for n in sizes], initial=part.next_offset)
+        )
+        part.next_offset = offsets.pop()
+        part.offsets.fromlist(offsets)
+        part.last_offset = offsets[-1]
+        part.last_time = when
+        hub.per_partition[partition_id] += len(rows)
+        if self._journal is not None:
+            self._journal.events(
+                name, list(zip(itertools.count(part.next_sequence), offsets, rows, strict=False))
+            )
+        part.next_sequence += len(rows)
+        return sum(sizes), mismatches
+
+    def _append_placed(
+        self, hub: Hub, batch: Sequence[IncomingEvent], stamp: tuple[int, int, str, int]
+    ) -> tuple[int, set[str]]:
+        """Keep a batch placed event by event (by key, else round-robin), under the lock.
+        Returns (bytes, partitions touched)."""
+        seq, when, face, request = stamp
+        seq -= 1
+        ids = hub.partition_ids
+        count = len(ids)
+        codes = iter(key_codes([event[3] for event in batch if event[3] is not None]))
+        name = hub.name
+        out = hub.events
+        touched: set[str] = set()
+        counts = hub.per_partition
+        logs = hub.partitions
+        size = 0
+        written: list[tuple[int, int, Row]] = []
+        for body, user, broker, key in batch:
+            seq += 1
+            pid = ids[next(codes) % count] if key is not None else hub.next_round_robin()
+            row: Row = (
+                seq,
+                name,
+                pid,
+                key,
+                body,
+                len(user),
+                len(broker),
+                when,
+                face,
+                request,
+                *user,
+                *user.values(),
+                *broker,
+                *broker.values(),
+            )
+            out.append(row)
+            part = logs.get(pid) or hub.log(pid)
+            part.rows.append(row)
+            offset = part.next_offset
+            part.offsets.append(offset)
+            part.last_offset = offset
+            part.last_time = when
+            part.next_offset = offset + len(body) + RECORD_OVERHEAD
+            if self._journal is not None:
+                written.append((part.next_sequence, offset, row))
+            part.next_sequence += 1
+            touched.add(pid)
+            counts[pid] += 1
+            size += len(body)
+        if self._journal is not None and written:
+            self._journal.events(name, written)
+        return size, touched
 
     def _expire(self, hub: Hub, drop: int) -> None:
         """Forget a hub's ``drop`` oldest events, from every index (under the lock)."""
@@ -301,6 +380,18 @@ class EventStore:
         partition_id: str | None = None,
     ) -> tuple[list[StoredEvent], bool]:
         """Events of one hub with seq > ``after``, oldest first; also whether more remain."""
+        rows, more = self.event_rows(hub_name, after, limit, partition_id)
+        return [row_event(row, number, offset) for row, number, offset in rows], more
+
+    def event_rows(
+        self,
+        hub_name: str,
+        after: int = 0,
+        limit: int = 1000,
+        partition_id: str | None = None,
+    ) -> tuple[list[tuple[Row, int, int]], bool]:
+        """What :meth:`events` returns, as (row, sequence number, offset) without making
+        :class:`StoredEvent` objects (the readback page builds its JSON from the rows)."""
         hub = self.hub(hub_name)
         with self._lock:
             if partition_id is None:
@@ -313,11 +404,20 @@ class EventStore:
                 start = bisect_right(stored, after, key=_seq_of)
                 chunk = stored[start : start + limit + 1]
             more = len(chunk) > limit
-            out = []
+            out: list[tuple[Row, int, int]] = []
+            # A partition's rows in the chunk follow each other in its log: one search per
+            # partition finds the first, the next is checked to be the one after it.
+            found: dict[str, int] = {}
+            partitions = hub.partitions
             for row in chunk[:limit]:
-                part = hub.partitions[row[2]]
-                index = bisect_left(part.rows, row[0], key=_seq_of)
-                out.append(row_event(row, part.first_sequence + index, part.offsets[index]))
+                pid = row[2]
+                part = partitions[pid]
+                rows = part.rows
+                index = found.get(pid, -1) + 1
+                if not (0 < index < len(rows) and rows[index] is row):
+                    index = bisect_left(rows, row[0], key=_seq_of)
+                found[pid] = index
+                out.append((row, part.first_sequence + index, part.offsets[index]))
         return out, more
 
     def read(
@@ -523,8 +623,10 @@ class EventStore:
 
 
 def _seq_of(row: Row) -> int:
-    return row[0]
+    seq: int = row[0]
+    return seq
 
 
 def _enqueued_ms(row: Row) -> int:
-    return row[7] // 1_000_000
+    when: int = row[7]
+    return when // 1_000_000

@@ -13,7 +13,7 @@ import logging
 import struct
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from audiencehub.emulator.amqp.codec import (
     NULL,
@@ -120,7 +120,9 @@ class Connection(asyncio.Protocol):
     # ---- asyncio callbacks --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # A stream transport: asyncio's, or uvloop's (which has the same methods but does not
+        # subclass asyncio.Transport).
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         # Consumers stop being served while this much is unsent, so a slow reader costs a
         # bounded buffer (the link credit alone would allow credit × message size).
