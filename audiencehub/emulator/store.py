@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 
 from audiencehub.emulator.counts import Counts
 from audiencehub.emulator.hubs import Hub, UnknownHub, UnknownPartition
-from audiencehub.emulator.keyhash import key_codes
 from audiencehub.emulator.records import (
     IncomingEvent,
     PartitionInfo,
@@ -38,6 +37,7 @@ from audiencehub.emulator.records import (
     row_event,
 )
 from workers.delivery.eventhub.connstr import valid_hub_name
+from workers.delivery.eventhub.partitions import hash_codes
 
 if TYPE_CHECKING:
     from audiencehub.emulator.journal import Journal
@@ -254,7 +254,7 @@ class EventStore:
         mismatches = 0
         if named:
             target = ids.index(partition_id)
-            places = [code % count for code in key_codes(named)]
+            places = [abs(code) % count for code in hash_codes(named)]
             mismatches = len(places) - places.count(target)
         name = hub.name
         rows: list[Row] = [
@@ -306,7 +306,7 @@ class EventStore:
         seq -= 1
         ids = hub.partition_ids
         count = len(ids)
-        codes = iter(key_codes([event[3] for event in batch if event[3] is not None]))
+        codes = iter(abs(h) for h in hash_codes([e[3] for e in batch if e[3] is not None]))
         name = hub.name
         out = hub.events
         touched: set[str] = set()
