@@ -30,11 +30,14 @@ from workers.pipeline.profile import Profile
 
 def explain(filter: Filter, profile: Profile, now: int) -> Explanation:
     """Explain ``filter.matches(profile, now)``: the same closures, clause by clause."""
+    # The answer and the next change are asked exactly as the drain asks them, each in its own
+    # scope: inside the clauses' shared scope below, included audiences' answers already found
+    # would spare a re-check search some of its budget, and it would stop at a later instant.
+    matches = filter.matches(profile, now)
+    at = filter.next_change(profile, now)
     with one_evaluation():  # each included audience is asked once, however often it is named
         root = _Builder(profile, now).clause(filter.root, Source(filter.statement), True)
-        matches = filter.matches(profile, now)
         change: Change | None = None
-        at = filter.next_change(profile, now)
         if at is not None:
             change = next_change(filter, root, profile, now, at, matches)
     return Explanation(filter.text, now, matches, filter.time_dependent, root, change)
