@@ -98,7 +98,7 @@ def make_row(
     face: str,
     request: int,
 ) -> Row:
-    """A row (see above). The store builds the same tuple inline, where it makes thousands."""
+    """A row (see above): the one place its layout is written."""
     return (
         seq,
         hub,

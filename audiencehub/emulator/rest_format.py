@@ -51,6 +51,19 @@ def check_properties(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
+def _property_map(value: Any, index: int, field: str) -> dict[str, Any]:
+    """:func:`check_properties` for one event's map, its message built only on failure (this
+    runs twice for every event received)."""
+    if value is None:
+        return {}
+    if type(value) is not dict:
+        raise BadBatch(f"event[{index}].{field}: must be a JSON object")
+    for item in value.values():
+        if type(item) not in _SCALAR_TYPES and not isinstance(item, _SCALARS):
+            check_properties(value, f"event[{index}].{field}")
+    return value
+
+
 def decode_batch(body: bytes) -> list[IncomingEvent]:
     """Parse ``[{"Body": str, "UserProperties": {…}, "BrokerProperties": {…}}, …]`` strictly.
 
@@ -68,7 +81,6 @@ def decode_batch(body: bytes) -> list[IncomingEvent]:
     out: list[IncomingEvent] = []
     append = out.append
     known = _ITEM_FIELDS
-    scalar = _SCALAR_TYPES
     new_event = tuple.__new__
     for index, item in enumerate(items):
         if type(item) is not dict:
@@ -95,30 +107,11 @@ def decode_batch(body: bytes) -> list[IncomingEvent]:
                     raise BadBatch(
                         f"event[{index}].Body: IsBodyBase64 is true but Body is not base64"
                     ) from None
-        # The two property maps are checked inline (what check_properties does, with the
-        # message built only on failure): this loop runs once per event received.
-        user = item.get("UserProperties")
-        if user is None:
-            user = {}
-        elif type(user) is not dict:
-            raise BadBatch(f"event[{index}].UserProperties: must be a JSON object")
-        else:
-            for value in user.values():
-                if type(value) not in scalar and not isinstance(value, _SCALARS):
-                    check_properties(user, f"event[{index}].UserProperties")
-        broker = item.get("BrokerProperties")
-        key: str | None = None
-        if broker is None:
-            broker = {}
-        elif type(broker) is not dict:
-            raise BadBatch(f"event[{index}].BrokerProperties: must be a JSON object")
-        else:
-            for value in broker.values():
-                if type(value) not in scalar and not isinstance(value, _SCALARS):
-                    check_properties(broker, f"event[{index}].BrokerProperties")
-            key = broker.get("PartitionKey")
-            if key is not None and type(key) is not str:
-                raise BadBatch(f"event[{index}].BrokerProperties.PartitionKey: must be a string")
+        user = _property_map(item.get("UserProperties"), index, "UserProperties")
+        broker = _property_map(item.get("BrokerProperties"), index, "BrokerProperties")
+        key = broker.get("PartitionKey")
+        if key is not None and type(key) is not str:
+            raise BadBatch(f"event[{index}].BrokerProperties.PartitionKey: must be a string")
         # tuple.__new__ is what IncomingEvent(...) runs, without the Python-level __new__.
         append(new_event(IncomingEvent, (data, user, broker, key)))
     return out

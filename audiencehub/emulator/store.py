@@ -34,6 +34,7 @@ from audiencehub.emulator.records import (
     PartitionInfo,
     Row,
     StoredEvent,
+    make_row,
     row_event,
 )
 from workers.delivery.eventhub.connstr import valid_hub_name
@@ -258,22 +259,7 @@ class EventStore:
             mismatches = len(places) - places.count(target)
         name = hub.name
         rows: list[Row] = [
-            (
-                number,
-                name,
-                partition_id,
-                key,
-                body,
-                len(user),
-                len(broker),
-                when,
-                face,
-                request,
-                *user,
-                *user.values(),
-                *broker,
-                *broker.values(),
-            )
+            make_row(number, name, partition_id, key, body, user, broker, when, face, request)
             for number, (body, user, broker, key) in enumerate(batch, first)
         ]
         if not rows:
@@ -317,22 +303,7 @@ class EventStore:
         for body, user, broker, key in batch:
             seq += 1
             pid = ids[next(codes) % count] if key is not None else hub.next_round_robin()
-            row: Row = (
-                seq,
-                name,
-                pid,
-                key,
-                body,
-                len(user),
-                len(broker),
-                when,
-                face,
-                request,
-                *user,
-                *user.values(),
-                *broker,
-                *broker.values(),
-            )
+            row = make_row(seq, name, pid, key, body, user, broker, when, face, request)
             out.append(row)
             part = logs.get(pid) or hub.log(pid)
             part.rows.append(row)
