@@ -7,18 +7,14 @@ CPU per request of each step, from parsing the body to the group commit's answer
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 import orjson
-import redis
 import uvloop
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,8 +23,6 @@ if "--tree" in sys.argv:  # another checkout's code (say main's), this file's fi
 sys.path.insert(0, str(ROOT))
 
 from audiencehub.api.routes_collect import parse_body  # noqa: E402
-from audiencehub.processes import RedisServer  # noqa: E402
-from workers.config import Settings, load_settings  # noqa: E402
 from workers.engine import Engine  # noqa: E402
 from workers.keys import Keys  # noqa: E402
 from workers.pipeline import intake  # noqa: E402
@@ -37,33 +31,14 @@ from workers.redisconn import async_state_redis  # noqa: E402
 from workers.schedule.kicks import NoSender  # noqa: E402
 from workers.timefmt import NS_PER_MS  # noqa: E402
 
+# isort: split
+# After the tree's own modules above: these two put this checkout on sys.path, and anything of
+# the project they import is then already bound to --tree's.
+from _common import private_redis  # noqa: E402
+from collect import event  # noqa: E402
+
 SHARDS = 16
 JSON = "application/json"
-
-
-def event(i: int) -> dict[str, object]:
-    return {
-        "user_id": f"user{i % 50_000:06d}",
-        "event": "view",
-        "plan": "pro",
-        "email": f"u{i % 50_000}@example.com",
-    }
-
-
-@contextmanager
-def private_redis(shards: int) -> Iterator[tuple[Settings, redis.Redis]]:
-    """As _common's (not imported: it puts this tree ahead of --tree's)."""
-    server = RedisServer(
-        Path(tempfile.mkdtemp(prefix="audiencehub-bench-micro-")), appendonly=False
-    )
-    server.start()
-    try:
-        os.environ.update(
-            {"REDIS_URL": server.url, "AUDIENCEHUB_MODE": "demo", "AUDIENCEHUB_SHARDS": str(shards)}
-        )
-        yield load_settings(), redis.Redis.from_url(server.url)
-    finally:
-        server.stop()
 
 
 def cpu_us(fn: Callable[[], object], n: int) -> float:
@@ -85,7 +60,7 @@ def main() -> None:
     ]
     nd = [b"\n".join(orjson.dumps(e) for e in orjson.loads(b)) + b"\n" for b in bodies]
     print(f"tree {Path(sys.modules[Engine.__module__].__file__ or '').parent.parent}")
-    with private_redis(SHARDS) as (cfg, r):
+    with private_redis("micro", SHARDS) as (cfg, r):
         r.set(Keys(cfg.prefix).shards, SHARDS)
         engine = Engine.create(NoSender(), cfg=cfg, r=r)
         i = [0]
