@@ -67,11 +67,19 @@ def encode_change(
     kind: Kind, user_id: str, ts: int, name: str | None, fields: dict[str, Any] | None
 ) -> bytes:
     """A data or score entry's bytes, as ``Entry.encode`` writes them, without building the
-    Entry: validation encodes every incoming event this way."""
+    Entry."""
+    return orjson.dumps(change_dict(kind, user_id, ts, name, fields))
+
+
+def change_dict(
+    kind: Kind, user_id: str, ts: int, name: str | None, fields: dict[str, Any] | None
+) -> dict[str, Any]:
+    """What :func:`encode_change` encodes: validation builds it for each incoming event and
+    encodes a request's together in one call."""
     d: dict[str, Any] = {"k": kind, "u": user_id, "t": ts, "f": fields or {}}
     if name:
         d["n"] = name
-    return orjson.dumps(d)
+    return d
 
 
 def encode_page(user_ids: list[str], audiences: list[str]) -> bytes:

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple, cast
 
 import orjson
 
-from workers.pipeline.entries import DATA, Entry, Kind
+from workers.pipeline.entries import DATA, Entry, Kind, change_dict
 from workers.timefmt import NS_PER_MS, NS_PER_S, parse_rfc3339
 
 MAX_EVENT_BYTES = 64 * 1024
@@ -297,11 +297,8 @@ def _ready(
             f"event has {len(fields):,} fields; a profile holds at most {max_fields:,} "
             "(AUDIENCEHUB_MAX_PROFILE_FIELDS)",
         )
-    # The dict encode_change encodes (workers/pipeline/entries.py), built here: encoded below
-    # with the other events' in one call.
-    entry = {"k": kind, "u": user_id, "t": ts, "f": fields}
-    if name and kind == DATA:
-        entry["n"] = name
+    # Encoded later, with the other events' of the request in one call (validate_many).
+    entry = change_dict(kind, user_id, ts, name if kind == DATA else None, fields)
     return user_id, name, ts, fields, event_id, entry
 
 
