@@ -7,6 +7,7 @@ in-process drain of the same workload, profiled, says where a worker's time goes
 figures; asserts nothing.
 
     .venv/bin/python bench/realtime.py [--seconds 10] [--rates 2000,10000,20000] [--workers 1,2,4]
+        [--shards 16] [--shards-per-drain 4]
 
 The rates are issue 15's: p99 at 2,000/s and at 10,000/s, and what is sustained when 20,000/s
 is offered; each line also gives the CPU per event of the workers and of every process, and
@@ -211,8 +212,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rates", default="2000,10000,20000", help="events/s offered, in turn")
     parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--shards", type=int, default=16)
+    parser.add_argument(
+        "--shards-per-drain",
+        type=int,
+        default=4,
+        help="AUDIENCEHUB_SHARDS_PER_DRAIN (1: a drain task per shard, as before drain groups)",
+    )
     args = parser.parse_args()
-    stack = Stack(shards=16)
+    stack = Stack(shards=args.shards, AUDIENCEHUB_SHARDS_PER_DRAIN=str(args.shards_per_drain))
     rng = random.Random(7)
     try:
         hub = stack.start_hub()

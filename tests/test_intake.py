@@ -24,6 +24,7 @@ from workers.engine import Engine
 from workers.keys import Keys
 from workers.lua import source
 from workers.pipeline.drain import ShardDrainer
+from workers.pipeline.drain_groups import DrainGroups
 from workers.pipeline.ingest import Ingestor, IngestRefused, TooManyEvents, list_items
 from workers.pipeline.intake import SEEN_BUCKETS, Intake, IntakeItem
 from workers.pipeline.profiles import stored_profile
@@ -103,7 +104,9 @@ def test_a_read_only_replica_refuses_with_a_reason(
     replica.start()
     try:
         r = redis.Redis.from_url(replica.url)
-        e = Engine(cfg, r, Keys(cfg.prefix), SystemClock(), Kicker(r, Keys(cfg.prefix), NoSender()))
+        groups = DrainGroups(cfg.shards, cfg.shards_per_drain)
+        kicker = Kicker(r, Keys(cfg.prefix), NoSender(), groups)
+        e = Engine(cfg, r, Keys(cfg.prefix), SystemClock(), kicker)
         with pytest.raises(IngestRefused) as refused:
             Ingestor(e).ingest(list_items(events(3)))
         assert refused.value.kind == "unavailable"

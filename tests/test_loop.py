@@ -1,4 +1,5 @@
-"""The loop drain, deliver and backfill share: lease, work, clear the flag, last look, re-queue."""
+"""The loops drain, deliver and backfill share: lease, work, clear the flag, last look, re-queue
+(the drain's over a group of shards, in turns)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from workers.engine import Engine
 from workers.lease import Lease
-from workers.loop import LeasedLoop, StreamLength
+from workers.loop import LeasedGroupLoop, LeasedLoop
 
 
 def loop(engine: Engine, requeued: list[int]) -> LeasedLoop:
@@ -95,57 +96,115 @@ def test_a_lease_is_extended_only_once_a_fifth_of_its_ttl_has_passed(engine: Eng
     assert not lease.extend(), "past the first fifth, a lost lease is noticed"
 
 
-def test_a_stream_length_look_lets_go_clears_and_looks_in_one_round_trip(engine: Engine) -> None:
-    """The drain's last look: the lease let go, the flag cleared, then the stream's length, in
-    that order, also when the server has not loaded the release script (first use, a restart)."""
-    r, lease, kick = engine.r, engine.keys.drain_lease(0), engine.keys.drain_kick(0)
-    stream = engine.keys.events(0)
+def group_loop(
+    engine: Engine,
+    requeued: list[int],
+    reads: dict[int, list[object]] | None = None,
+    shards: range = range(3),
+) -> LeasedGroupLoop:
+    """A loop over ``shards`` with shard 0's kick flag; each shard's read ahead is its stream's
+    length and whether its lease is held, recorded in ``reads``."""
+    k = engine.keys
+    got = {} if reads is None else reads
+
+    def read_ahead(i: int, pipe: object) -> Callable[[list[object]], None]:
+        pipe.xlen(k.events(shards[i]))  # type: ignore[attr-defined]
+        pipe.exists(k.drain_lease(shards[i]))  # type: ignore[attr-defined]
+        return lambda results: got.__setitem__(i, results)
+
+    return LeasedGroupLoop(
+        engine.r,
+        [k.drain_lease(s) for s in shards],
+        [k.events(s) for s in shards],
+        5_000,
+        k.drain_kick(shards[0]),
+        lambda: requeued.append(1),
+        read_ahead,
+    )
+
+
+def test_a_group_works_its_shards_together_and_lets_go_in_one_round_trip(engine: Engine) -> None:
+    """Each step gets every shard held (one that ran dry may have work again); the leases are let go, the
+    flag cleared and every stream looked at in that order, also when the server has not loaded
+    the release script (first use, a restart)."""
+    r, k = engine.r, engine.keys
     for flushed in (False, True):
-        r.set(kick, 1)
+        r.set(k.drain_kick(0), 1)
         if flushed:
             r.script_flush()
-        r.xadd(stream, {"d": b"x"})
-        left = [2]  # the stream has entries on the first look, none on the second
+        left = {0: 3, 1: 1, 2: 2}
+        for shard, n in left.items():
+            for _ in range(n):
+                r.xadd(k.events(shard), {"d": b"x"})
+        steps: list[list[int]] = []
 
-        def step(_: str, __: Lease, left: list[int] = left) -> bool:
-            assert r.exists(lease)
-            left[0] -= 1
-            if left[0] == 0:
-                r.delete(stream)
-            return False
+        def step(
+            held: list[int], left: dict[int, int] = left, steps: list[list[int]] = steps
+        ) -> list[int]:
+            assert all(r.exists(k.drain_lease(i)) for i in held)
+            assert r.exists(k.drain_kick(0)), "the flag stays set while the group works"
+            steps.append(held)
+            worked = [i for i in held if left[i]]
+            for i in worked:
+                left[i] -= 1
+                r.xtrim(k.events(i), maxlen=left[i])
+            return worked
 
+        reads: dict[int, list[object]] = {}
         requeued: list[int] = []
-        assert not loop(engine, requeued).run(10, lambda: "x", step, StreamLength(stream))
-        assert left == [0] and requeued == []
-        assert not r.exists(lease) and not r.exists(kick)
+        assert not group_loop(engine, requeued, reads).run(10, step)
+        assert reads == {0: [3, 1], 1: [1, 1], 2: [2, 1]}, "each read ran under its lease"
+        assert steps == [[0, 1, 2]] * 4, "every step sees every shard held"
+        assert requeued == []
+        assert not any(r.exists(k.drain_lease(s)) for s in range(3))
+        assert not r.exists(k.drain_kick(0))
 
 
-def test_a_read_ahead_runs_with_the_lease_and_is_used_only_when_the_lease_was_taken(
-    engine: Engine,
-) -> None:
+def test_a_group_with_work_left_past_its_budget_re_queues_once(engine: Engine) -> None:
+    engine.r.xadd(engine.keys.events(1), {"d": b"x"})
+    requeued: list[int] = []
+    assert group_loop(engine, requeued).run(0.05, lambda held: held)
+    assert requeued == [1]
+
+
+def test_a_shard_whose_lease_another_holds_is_left_to_that_holder(engine: Engine) -> None:
+    """The holder looks at its shard again after it lets go: this loop neither works it nor
+    counts its entries as work left (else it would spin or re-queue for another's work)."""
     r, k = engine.r, engine.keys
-    stream = k.events(0)
-    r.xadd(stream, {"d": b"x"})
-    used: list[list[object]] = []
-
-    def read_ahead(pipe: object) -> Callable[[list[object]], None]:
-        pipe.xlen(stream)  # type: ignore[attr-defined]
-        pipe.exists(k.drain_lease(0))  # type: ignore[attr-defined]
-        return used.append
-
-    looped = LeasedLoop(r, k.drain_lease(0), 5_000, k.drain_kick(0), list, read_ahead)
-    holder = Lease(r, k.drain_lease(0), 5_000)
+    holder = Lease(r, k.drain_lease(1), 5_000)
     assert holder.acquire()
+    r.xadd(k.events(1), {"d": b"x"})
     r.set(k.drain_kick(0), 1)
-    steps: list[int] = []
+    worked: list[list[int]] = []
+    reads: dict[int, list[object]] = {}
+    requeued: list[int] = []
 
-    def step(_: str, __: Lease) -> bool:
-        steps.append(1)
-        return False
+    def step(held: list[int]) -> list[int]:
+        worked.append(held)
+        return []
 
-    assert not looped.run(10, lambda: "x", step, lambda: False)
-    assert used == [] and steps == [] and not r.exists(k.drain_kick(0))
-    holder.release()
-    assert not looped.run(10, lambda: "x", step, lambda: False)
-    assert used == [[1, 1]] and steps == [1]  # read after the lease was set, before the step
-    assert not r.exists(k.drain_lease(0))
+    assert not group_loop(engine, requeued, reads).run(10, step)
+    assert worked == [[0, 2]] and sorted(reads) == [0, 2] and requeued == []
+    assert r.exists(k.drain_lease(1)) and not r.exists(k.drain_kick(0))
+    for s in (0, 2):
+        r.set(k.drain_lease(s), "someone")
+    r.set(k.drain_kick(0), 1)
+
+    def never(held: list[int]) -> list[int]:
+        raise AssertionError("no lease held")
+
+    assert not group_loop(engine, requeued).run(10, never)
+    assert not r.exists(k.drain_kick(0)), "every lease taken: the flag cleared, nothing done"
+
+
+def test_a_group_step_that_raises_lets_every_lease_go_and_clears_the_flag(engine: Engine) -> None:
+    r, k = engine.r, engine.keys
+    r.set(k.drain_kick(0), 1)
+
+    def step(held: list[int]) -> list[int]:
+        raise ZeroDivisionError("a bug")
+
+    with pytest.raises(ZeroDivisionError):
+        group_loop(engine, []).run(10, step)
+    assert not any(r.exists(k.drain_lease(s)) for s in range(3))
+    assert not r.exists(k.drain_kick(0))  # the next kick queues a task that can work

@@ -54,6 +54,8 @@ class Settings:
     max_request_events: int = 10_000
     """Events stored by one all-or-nothing write (one /collect request, one ingest() call)."""
     metrics_host: str = "127.0.0.1"
+    shards_per_drain: int = 4
+    """Shards one drain task works in turns (``workers/pipeline/drain_groups.py``)."""
 
     @property
     def testing(self) -> bool:
@@ -128,6 +130,7 @@ def load_settings() -> Settings:
         dedup_window_s=_int("AUDIENCEHUB_DEDUP_WINDOW_S", 3600, 0, 7 * 86400),
         max_request_events=_int("AUDIENCEHUB_MAX_REQUEST_EVENTS", 10_000, 1, 100_000),
         metrics_host=os.environ.get("AUDIENCEHUB_METRICS_HOST") or "127.0.0.1",
+        shards_per_drain=_int("AUDIENCEHUB_SHARDS_PER_DRAIN", 4, 1, 4096),
     )
 
 

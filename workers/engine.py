@@ -11,6 +11,7 @@ from workers.audiences.store import AudienceStore
 from workers.config import Settings, settings
 from workers.jobs.store import JobStore
 from workers.keys import Keys
+from workers.pipeline.drain_groups import DrainGroups
 from workers.redisconn import Redis, check_shard_count, state_redis
 from workers.schedule.clock import Clock, clock_for
 from workers.schedule.kicks import Kicker, NoSender, TaskSender
@@ -30,6 +31,10 @@ class Engine:
 
     def __post_init__(self) -> None:
         self.registry = RegistryCache(self.r, self.keys)
+
+    @cached_property
+    def drain_groups(self) -> DrainGroups:
+        return self.kicker.groups
 
     # The definition stores, one way in for every interface (API, UI, CLI) and engine module.
     @cached_property
@@ -54,4 +59,6 @@ class Engine:
         r = r if r is not None else state_redis(cfg)
         check_shard_count(r, cfg)
         keys = Keys(cfg.prefix)
-        return cls(cfg, r, keys, clock_for(cfg, r), Kicker(r, keys, sender or NoSender()))
+        groups = DrainGroups(cfg.shards, min(cfg.shards_per_drain, cfg.shards))
+        kicker = Kicker(r, keys, sender or NoSender(), groups)
+        return cls(cfg, r, keys, clock_for(cfg, r), kicker)

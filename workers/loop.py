@@ -27,7 +27,7 @@ this module knows nothing of Celery.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -40,33 +40,19 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
-class StreamLength:
-    """A last look that is a stream's length (work is left while it holds entries), asked in the
-    round trip that lets the lease go and clears the kick flag, in that order, instead of three
-    round trips one after another (a drain task's fixed cost: most tasks drain one or two
-    batches at a moderate rate)."""
-
-    key: str
-
-
-@dataclass(frozen=True, slots=True)
 class LeasedLoop:
     r: Redis
     lease_key: str
     lease_ms: int
     kick_key: str
     requeue: Callable[[], object]
-    read_ahead: Callable[[Any], Callable[[list[Any]], None]] | None = None
-    """Commands sent in the round trip that takes the lease, after it (so they run under it):
-    called with the pipeline, it queues them and returns what takes their results, which is
-    called only when the lease was taken (the drain's first read: one round trip fewer)."""
 
     def run(
         self,
         budget_s: float,
         prepare: Callable[[], T | None],
         step: Callable[[T, Lease], bool],
-        more: Callable[[], bool] | StreamLength,
+        more: Callable[[], bool],
     ) -> bool:
         """Work until done or out of time; True when it re-queued itself.
 
@@ -75,8 +61,7 @@ class LeasedLoop:
             prepare: what the work needs, fetched before each lease (None: nothing to do now,
                 say the job is not running); slow set-up belongs here, not under the lease.
             step: one unit of work under the lease; False when nothing is left or it must stop.
-            more: the last look, after the flag is cleared: is there work left? (or the stream
-                whose length says so, asked in the same round trip)
+            more: the last look, after the flag is cleared: is there work left?
         """
         deadline = time.monotonic() + budget_s
         while True:
@@ -85,7 +70,7 @@ class LeasedLoop:
                 self._clear_kick()
                 return False
             lease = Lease(self.r, self.lease_key, self.lease_ms)
-            if not self._acquire(lease):
+            if not lease.acquire():
                 self._clear_kick()
                 return False  # the holder looks again after it lets go
             try:
@@ -97,45 +82,113 @@ class LeasedLoop:
                 lease.release()
                 self._clear_kick()  # a failed task leaves no flag up to swallow the next kicks
                 raise
-            if isinstance(more, StreamLength):
-                left = self._let_go(lease, more.key)
-            else:
-                lease.release()
-                self._clear_kick()
-                left = more()
-            if not left:
+            lease.release()
+            self._clear_kick()
+            if not more():
                 return False
             if time.monotonic() >= deadline:
                 self.requeue()
                 return True
 
-    def _acquire(self, lease: Lease) -> bool:
-        if self.read_ahead is None:
-            return lease.acquire()
-        pipe = self.r.pipeline(transaction=False)
-        lease.acquire(pipe)
-        use = self.read_ahead(pipe)
-        results = pipe.execute()
-        if not lease.taken(results[0]):
-            return False
-        use(results[1:])
-        return True
+    def _clear_kick(self) -> None:
+        self.r.delete(self.kick_key)
 
-    def _let_go(self, lease: Lease, stream: str) -> bool:
-        """Release, clear the flag, look at the stream's length: one pipeline, run in order."""
+
+@dataclass(frozen=True, slots=True)
+class LeasedGroupLoop:
+    """The same loop over a group of leased things under one kick flag (a drain group's shards:
+    ``workers/pipeline/drain_groups.py``), each step working all of them that have work. Work
+    is left while a thing's stream holds entries.
+
+    The invariant is ``LeasedLoop``'s, with the flag the group's: it stays set while any of the
+    group's leases is held; it is cleared after every lease is let go and before the last look at
+    every stream (one pipeline, run in that order); a thing whose lease another holds is left to
+    that holder's last look. One round trip takes every lease and reads ahead under each, and one
+    lets them all go, clears the flag and looks: a task's fixed cost is paid once per group.
+    """
+
+    r: Redis
+    lease_keys: Sequence[str]
+    streams: Sequence[str]
+    lease_ms: int
+    kick_key: str
+    requeue: Callable[[], object]
+    read_ahead: Callable[[int, Any], Callable[[list[Any]], None]]
+    """Called with a thing's index and the pipeline that takes the leases: queues that thing's
+    first read after its lease (so it runs under it) and returns what takes the results, called
+    only when the lease was taken."""
+
+    def run(self, budget_s: float, step: Callable[[list[int]], list[int]]) -> bool:
+        """Work until done or out of time; True when it re-queued itself.
+
+        ``step`` is one unit of work of the things at the indexes given (every one whose lease
+        is held, so one that runs dry and gets work again is not left waiting for the next
+        task), under their leases; it returns the indexes that had work (none: all done). A step that raises ends the task: every lease is let go and the flag
+        cleared before the error leaves (the caller kicks again if it wants a retry).
+        """
+        deadline = time.monotonic() + budget_s
+        while True:
+            leases = [Lease(self.r, key, self.lease_ms) for key in self.lease_keys]
+            held = self._acquire(leases)
+            if not held:
+                self._clear_kick()
+                return False  # each holder looks again after it lets go
+            try:
+                while time.monotonic() < deadline:
+                    if not step(held):
+                        break
+                    for i in held:
+                        leases[i].extend()
+            except BaseException:
+                for i in held:
+                    leases[i].release()
+                self._clear_kick()
+                raise
+            if not self._let_go([leases[i] for i in held], [self.streams[i] for i in held]):
+                return False
+            if time.monotonic() >= deadline:
+                self.requeue()
+                return True
+
+    def _acquire(self, leases: list[Lease]) -> list[int]:
+        """Take every lease and read ahead under each, in one round trip; the indexes taken."""
         pipe = self.r.pipeline(transaction=False)
-        lease.release(pipe)
+        spans: list[tuple[int, int, Callable[[list[Any]], None]]] = []
+        for i, lease in enumerate(leases):
+            lease.acquire(pipe)
+            start = len(pipe)
+            use = self.read_ahead(i, pipe)
+            spans.append((start, len(pipe), use))
+        results = pipe.execute()
+        held = []
+        for i, (lease, (start, end, use)) in enumerate(zip(leases, spans, strict=True)):
+            if lease.taken(results[start - 1]):
+                use(results[start:end])
+                held.append(i)
+        return held
+
+    def _let_go(self, leases: list[Lease], streams: list[str]) -> bool:
+        """Release every lease, clear the flag, look at every stream: one pipeline, in order;
+        True when any stream holds entries."""
+        pipe = self.r.pipeline(transaction=False)
+        for lease in leases:
+            lease.release(pipe)
         pipe.delete(self.kick_key)
-        pipe.xlen(stream)
+        for stream in streams:
+            pipe.xlen(stream)
         try:
-            length = pipe.execute()[-1]
+            lengths = pipe.execute()[len(leases) + 1 :]
         except NoScriptError:
             # The server did not know the release script (its first use, or after a restart),
-            # so the flag was cleared while the lease was still held: all three again, in order.
-            lease.release()
+            # so the flag was cleared while the leases were still held: all again, in order.
+            for lease in leases:
+                lease.release()
             self._clear_kick()
-            return bool(self.r.xlen(stream))
-        return bool(length)
+            pipe = self.r.pipeline(transaction=False)
+            for stream in streams:
+                pipe.xlen(stream)
+            lengths = pipe.execute()
+        return any(lengths)
 
     def _clear_kick(self) -> None:
         self.r.delete(self.kick_key)

@@ -85,6 +85,10 @@ class Tallies:
         if n:
             self.counts["|".join((name, *labels))] += n
 
+    def merge(self, other: Tallies) -> None:
+        """Add ``other``'s increments (a part of a step that turned out to count)."""
+        self.counts.update(other.counts)
+
     def lateness(self, ms: int) -> None:
         for bound in LATENESS_BUCKETS_MS:
             if ms <= bound:

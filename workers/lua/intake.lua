@@ -6,8 +6,9 @@
 -- then per shard group, in order:
 --   events          stream  the shard's input (KEYS[k])
 --   seen buckets    sets    digests of event ids per time bucket, newest first (0 or more)
--- then, when the kick TTL is given, per group its drain kick flag; then, when asked to count,
--- the metrics hash.
+-- then, when the kick TTL is given, per group its drain kick flag (its drain group's: groups of
+-- one drain group name the same flag, and only the first of them can find it free); then, when
+-- asked to count, the metrics hash.
 --
 -- ARGV: token TTL (ms), backlog limit per shard, seen-bucket TTL (ms), groups,
 -- then per group: number of seen-bucket keys, number of events, then per event its stream entry,

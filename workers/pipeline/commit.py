@@ -12,6 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from redis.commands.core import Script
+from redis.exceptions import NoScriptError
 
 from workers.delivery.outbox import RECORD_FIELDS, Outbox
 from workers.keys import Keys
@@ -83,9 +84,30 @@ class ShardCommit:
 
 class Committer:
     def __init__(self, r: Redis) -> None:
+        self._r = r
         self._script: Script = script(r, "commit")
 
     def run(self, commit: ShardCommit) -> bool:
         keys, args = commit.build()
         result = self._script(keys=keys, args=args)
         return bool(result == 1)
+
+    def run_all(self, commits: list[ShardCommit]) -> list[bool]:
+        """Each commit (each its own shard's atomic script) in one pipeline; whether each
+        committed. A commit the server refused for not knowing the script (its first use, or
+        after a restart) ran nothing and is sent again on its own, which loads it."""
+        if len(commits) < 2:
+            return [self.run(commit) for commit in commits]
+        pipe = self._r.pipeline(transaction=False)
+        built = [commit.build() for commit in commits]
+        for keys, args in built:
+            pipe.evalsha(self._script.sha, len(keys), *keys, *args)
+        answers = pipe.execute(raise_on_error=False)
+        done: list[bool] = []
+        for (keys, args), answer in zip(built, answers, strict=True):
+            if isinstance(answer, NoScriptError):
+                answer = self._script(keys=keys, args=args)
+            elif isinstance(answer, Exception):
+                raise answer
+            done.append(answer == 1)
+        return done

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from workers import faults
 from workers.audiences.registry import ALWAYS_CHANGED, LiveAudience, Snapshot
 from workers.engine import Engine
-from workers.loop import LeasedLoop, StreamLength
+from workers.loop import LeasedGroupLoop
 from workers.metrics import Tallies
 from workers.pipeline.commit import Committer, ShardCommit
 from workers.pipeline.entries import DATA, REEVALUATE, Entry
@@ -45,6 +45,29 @@ class DrainReport:
     conflicts: int = 0
     set_aside: int = 0
     more: bool = False
+
+
+@dataclass(slots=True)
+class _Part:
+    """One shard's share of a batch: its entries, and the commit they make."""
+
+    shard: int
+    snapshot: Snapshot
+    attempt: Attempt
+    entries: list[Entry] = field(default_factory=list)
+    entry_ids: list[str] = field(default_factory=list)
+    raw_sizes: list[int] = field(default_factory=list)
+    """Each entry's stored bytes: a bound on what it adds to its profile."""
+    commit: ShardCommit = field(init=False)
+    user_ids: list[str] = field(default_factory=list)
+    flips: list[int] = field(default_factory=list)
+    """Instants of time-driven flips applied (their lateness is recorded after the commit)."""
+    tallies: Tallies = field(default_factory=Tallies)
+    report: DrainReport = field(default_factory=lambda: DrainReport(-1))
+    """What the part did, added to the task's report once it is committed."""
+    alone: bool = False
+    """Its head entry failed before: it is drained alone, in a batch of its own."""
+    failed: bool = False
 
 
 def _stop_reason(exc: BaseException) -> str:
@@ -72,127 +95,196 @@ class ShardDrainer:
         self.e = engine
         self._committer = Committer(engine.r)
         self.attempts = DrainAttempts(engine)
-        self._working: Attempt | None = None
-        """The attempt being worked (written down before its entries, cleared by the commit)."""
         self._retry = False
-        """A failed attempt was counted: kick the shard again once the lease is let go."""
-        self._ahead: list[Any] | None = None
-        """The next batch's read, taken in the round trip after a commit (under the lease,
-        used by the next step of the same drain only)."""
+        """A failed attempt was counted: kick the group again once the leases are let go."""
+        self._ahead: dict[int, list[Any]] = {}
+        """Each shard's next batch's read, taken in the round trip after a commit (under the
+        shard's lease, used by the next step of the same drain only)."""
 
     def drain(self, shard: int, budget_s: float = 0.3) -> DrainReport:
-        """Drain until the shard is empty or the time budget is spent (then ask for another run).
+        """Drain ``shard``'s drain group (``workers/pipeline/drain_groups.py``) until its shards
+        are empty or the time budget is spent (then ask for another run).
 
-        The budget is short on purpose: a busy shard re-queues itself behind the other shards'
-        drains and the deliveries, instead of holding a worker process while entries keep coming.
+        The group's shards are drained together: each batch takes every shard that has entries,
+        in shared round trips (one read, one load of the users, one pipeline of the shards'
+        commit scripts, one for the counters and the next read), so a task's cost does not grow
+        with the number of shards. The budget is short on purpose: a busy group re-queues itself
+        behind the other groups' drains and the deliveries, instead of holding a worker process
+        while entries keep coming.
         """
         e = self.e
-        report = DrainReport(shard)
-        requeue = lambda: e.kicker.drains([shard])  # noqa: E731
-        loop = LeasedLoop(
+        k = e.keys
+        shards = e.drain_groups.members(shard)
+        report = DrainReport(shards[0])
+        requeue = lambda: e.kicker.drains([shards[0]])  # noqa: E731
+        loop = LeasedGroupLoop(
             e.r,
-            e.keys.drain_lease(shard),
+            [k.drain_lease(s) for s in shards],
+            [k.events(s) for s in shards],
             LEASE_MS,
-            e.keys.drain_kick(shard),
+            k.drain_kick(shards[0]),
             requeue,
-            read_ahead=lambda pipe: self._read_ahead(shard, pipe),
+            read_ahead=lambda i, pipe: self._read_ahead(shards[i], pipe),
         )
         self._retry = False
-        self._ahead = None
+        self._ahead.clear()
+
+        def step(held: list[int]) -> list[int]:
+            left = set(self._step([shards[i] for i in held], report))
+            return [i for i in held if shards[i] in left]
+
         try:
-            report.more = loop.run(
-                budget_s,
-                prepare=lambda: shard,
-                step=lambda _, __: self._step(shard, report),
-                more=StreamLength(e.keys.events(shard)),
-            )
+            report.more = loop.run(budget_s, step)
         except Exception:
-            if self._retry:  # after the loop let the lease go, so the new task can take it
-                e.kicker.drains([shard])
+            if self._retry:  # after the loop let the leases go, so the new task can take them
+                e.kicker.drains([shards[0]])
             raise
         finally:
-            self._ahead = None  # read under a lease now let go: never used by a later drain
+            self._ahead.clear()  # read under leases now let go: never used by a later drain
         return report
 
-    def _step(self, shard: int, report: DrainReport) -> bool:
-        """One batch under the lease, its failures counted against the head entry."""
-        try:
-            return self._batch(shard, report)
-        except RedisError:
-            self._working = None
-            self._forget_attempt(shard)  # the store failed, not the entry
-            raise
-        except Exception as exc:  # the entry's fault until proven otherwise: counted
-            working, self._working = self._working, None
-            if working is not None:
-                self.attempts.stopped(shard, working, _stop_reason(exc))
-                self._retry = True  # try again now: the entry alone, then set aside
-            raise
-
-    def _batch(self, shard: int, report: DrainReport) -> bool:
-        """Apply one batch; False when there was nothing to apply."""
+    def _step(self, shards: list[int], report: DrainReport) -> list[int]:
+        """One batch of the ``shards`` that have entries (a shard whose head entry failed
+        before takes that entry alone, first); returns the shards that had entries."""
         e = self.e
-        k = e.keys
-        read, self._ahead = self._ahead, None
-        if read is None:
+        reads = {s: self._ahead.pop(s) for s in shards if s in self._ahead}
+        missing = [s for s in shards if s not in reads]
+        if missing:
             pipe = e.r.pipeline(transaction=False)
-            self._queue_read(shard, pipe)
-            read = pipe.execute()
+            for s in missing:
+                self._queue_read(s, pipe)
+            got = pipe.execute()
+            width = len(got) // len(missing)
+            for j, s in enumerate(missing):
+                reads[s] = got[j * width : (j + 1) * width]
+        worked: list[int] = []
+        together: list[_Part] = []
+        alone: list[_Part] = []
+        for s in shards:
+            part = self._part(s, reads[s], report)
+            if part is None:
+                continue
+            worked.append(s)
+            if isinstance(part, _Part):
+                (alone if part.alone else together).append(part)
+        if len(together) > 1:
+            for part in together:
+                part.attempt = Attempt(part.attempt.entry_id, 0, shared=True)
+        failure: Exception | None = None
+        for parts in [[part] for part in alone] + ([together] if together else []):
+            try:
+                self._batch(parts, report)
+            except RedisError:
+                raise
+            except Exception as exc:  # counted against its entry: the other batches go on
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+        return worked
+
+    def _part(self, shard: int, read: list[Any], report: DrainReport) -> _Part | bool | None:
+        """What ``shard``'s read holds for the next batch: None when nothing, True when its
+        head entry was set aside instead (the shard has more to look at), else its part."""
+        e = self.e
         applied_raw, version_raw, raw_rows, attempt_raw = read
         applied = applied_raw.decode() if (applied_raw := as_bytes(applied_raw)) else ""
         rows = stream_rows(raw_rows)
         if not rows:
-            return False
+            return None
         head = rows[0][0].decode()
         last = Attempt.decode(attempt_raw)
         tries = last.count if last is not None and last.entry_id == head else 0
         if last is not None and tries >= e.cfg.max_attempts:
             return self._set_aside_head(shard, applied, rows[0][1][b"d"], last, report)
-        if tries:
+        part = _Part(shard, e.registry.get(int(version_raw or 0)), Attempt(head, tries + 1))
+        if last is not None and last.entry_id == head:
             rows = rows[:1]  # it failed before: this time the first entry alone
-        snapshot = e.registry.get(int(version_raw or 0))
-        now = e.clock.now_ns()
-        entries: list[Entry] = []
-        entry_ids: list[str] = []
-        raw_sizes: list[int] = []  # each entry's stored bytes: a bound on what it adds
+            part.alone = True
         for count, (row_id, fields) in enumerate(rows, start=1):
             raw = fields[b"d"]
             decoded = Entry.decode(raw)
-            entries += decoded
-            entry_ids += [row_id.decode()] * len(decoded)
-            raw_sizes += [len(raw)] * len(decoded)
-            if len(entries) >= e.cfg.drain_batch:  # pages expand to many users: cap the batch
+            part.entries += decoded
+            part.entry_ids += [row_id.decode()] * len(decoded)
+            part.raw_sizes += [len(raw)] * len(decoded)
+            if len(part.entries) >= e.cfg.drain_batch:  # pages expand to many users: cap it
                 rows = rows[:count]
                 break
         last_id = rows[-1][0].decode()
-        commit = ShardCommit(k, shard, applied, last_id, next_stream_id(last_id))
+        part.commit = ShardCommit(e.keys, shard, applied, last_id, next_stream_id(last_id))
+        return part
 
-        user_ids = list(dict.fromkeys(entry.user_id for entry in entries))
-        # The attempt is written down in the round trip that reads the users, before any entry
-        # is applied.
-        self._working = Attempt(head, tries + 1)
+    def _batch(self, parts: list[_Part], report: DrainReport) -> None:
+        """Apply one batch of each part, then commit each part's shard, all in shared round
+        trips. A part that fails is not committed and is counted against its head entry (then
+        raised, once the others are committed); a store that fails counts against nobody."""
+        e = self.e
+        k = e.keys
         pipe = e.r.pipeline(transaction=False)
-        pipe.hmget(k.users(shard), user_ids)
-        self.attempts.begin(shard, self._working, pipe)
-        blobs: list[bytes | None] = pipe.execute()[0]
+        for part in parts:
+            # The attempt is written down in the round trip that reads the users, before any
+            # entry is applied.
+            part.user_ids = list(dict.fromkeys(entry.user_id for entry in part.entries))
+            pipe.hmget(k.users(part.shard), part.user_ids)
+            self.attempts.begin(part.shard, part.attempt, pipe)
+        try:
+            loaded = pipe.execute()
+            faults.fire(e.cfg, e.r, "drain.stall")
+            failure: Exception | None = None
+            for part, blobs in zip(parts, loaded[::2], strict=True):
+                try:
+                    self._apply_part(part, blobs)
+                except RedisError:
+                    raise
+                except Exception as exc:  # the entry's fault until proven otherwise: counted
+                    self.attempts.stopped(part.shard, part.attempt, _stop_reason(exc))
+                    self._retry = True  # try again now: the entry alone, then set aside
+                    part.failed = True
+                    failure = failure or exc
+            ready = [part for part in parts if not part.failed]
+            faults.fire(e.cfg, e.r, "drain.before_commit")
+            committed_ok = self._committer.run_all([part.commit for part in ready])
+        except RedisError:
+            with contextlib.suppress(RedisError):  # still down: at worst one count too many
+                self.attempts.forget([part.shard for part in parts])
+            raise
+        except Exception as exc:  # outside any one part's entries: whose it was is unknown
+            for part in parts:
+                if not part.failed:
+                    with contextlib.suppress(RedisError):
+                        self.attempts.stopped(part.shard, part.attempt, _stop_reason(exc))
+            self._retry = True
+            raise
+        faults.fire(e.cfg, e.r, "drain.after_commit")
+        committed = [part for part, ok in zip(ready, committed_ok, strict=True) if ok]
+        report.conflicts += len(ready) - len(committed)  # another committed first: read again
+        if committed:
+            self._after_commit(committed, report)
+        if failure is not None:
+            raise failure
+
+    def _apply_part(self, part: _Part, blobs: list[bytes | None]) -> None:
+        """Apply a part's entries to its users' profiles in order, and fill its commit."""
+        e = self.e
+        snapshot, commit = part.snapshot, part.commit
         profiles = {
             uid: Profile.loads(uid, blob, snapshot.codes)
-            for uid, blob in zip(user_ids, blobs, strict=True)
+            for uid, blob in zip(part.user_ids, blobs, strict=True)
         }
-        sizes = {uid: len(blob or b"") for uid, blob in zip(user_ids, blobs, strict=True)}
-        faults.fire(e.cfg, e.r, "drain.stall")
+        sizes = {uid: len(blob or b"") for uid, blob in zip(part.user_ids, blobs, strict=True)}
         before = {uid: set(p.membership) for uid, p in profiles.items()}
         due_before = {uid: _due_ms(p) for uid, p in profiles.items()}
-        released = {entry.user_id for entry in entries if entry.kind == REEVALUATE}
+        released = {entry.user_id for entry in part.entries if entry.kind == REEVALUATE}
         for p in profiles.values():
             forget_unknown(p, snapshot)
 
-        flips: list[int] = []
-        tallies = Tallies()
+        now = e.clock.now_ns()
+        flips, tallies, report = part.flips, part.tallies, part.report
         offset = now - time.time_ns()  # the test clock's offset; zero in production
         at = now - 1
         evaluations = 0
-        for entry, entry_id, raw_size in zip(entries, entry_ids, raw_sizes, strict=True):
+        for entry, entry_id, raw_size in zip(
+            part.entries, part.entry_ids, part.raw_sizes, strict=True
+        ):
             # Each entry gets its own processing instant, strictly increasing, so an enter and
             # an exit applied in one batch keep distinct, ordered times.
             at = max(time.time_ns() + offset, at + 1)
@@ -240,33 +332,41 @@ class ShardDrainer:
                 if aid in snapshot.audiences:
                     commit.member_rem[aid].append(uid)
 
-        faults.fire(e.cfg, e.r, "drain.before_commit")
-        committed_ok = self._committer.run(commit)
-        self._working = None
-        if not committed_ok:
-            report.conflicts += 1
-            return True  # someone else committed first; re-read from their version
-        faults.fire(e.cfg, e.r, "drain.after_commit")
-        tallies.add("profiles_updated", len(profiles))
-        tallies.add("entries_drained", len(entries))
-        tallies.add("drain_batches", 1)
+    def _after_commit(self, committed: list[_Part], report: DrainReport) -> None:
+        """The committed parts' counters, each shard's next read and the kick flags of the jobs
+        given messages: one round trip (each read is the same as at the next step's start, a
+        moment earlier, under the same lease; the commit's fence guards it all the same)."""
+        e = self.e
         pipe = e.r.pipeline(transaction=False)
+        committed_at = e.clock.now_ns()
+        tallies = Tallies()
+        flips: list[int] = []
+        jobs: set[str] = set()
+        for part in committed:
+            tallies.merge(part.tallies)
+            tallies.add("profiles_updated", len(part.user_ids))
+            tallies.add("entries_drained", len(part.entries))
+            tallies.add("drain_batches", 1)
+            flips += part.flips
+            jobs.update(part.commit.outbox)
+            report.batches += 1
+            report.entries += len(part.entries)
+            report.transitions += part.report.transitions
+            report.messages += part.report.messages
+            report.set_aside += part.report.set_aside
         if flips:
-            committed = e.clock.now_ns()
-            record_lateness(e, [(committed - at) // NS_PER_MS for at in flips], pipe)
+            record_lateness(e, [(committed_at - at) // NS_PER_MS for at in flips], pipe)
             for flip in flips:
-                tallies.lateness((committed - flip) // NS_PER_MS)
+                tallies.lateness((committed_at - flip) // NS_PER_MS)
         tallies.flush(e, pipe)
-        # The counters, the next batch's read and the kick flags of the jobs given messages:
-        # one round trip (the read is the same as at the next step's start, a moment earlier,
-        # under the same lease; the commit's fence guards it all the same).
         first = len(pipe)
-        self._queue_read(shard, pipe)
+        for part in committed:
+            self._queue_read(part.shard, pipe)
         end = len(pipe)
-        self._ahead = e.kicker.delivers_after(commit.outbox, pipe)[first:end]
-        report.batches += 1
-        report.entries += len(entries)
-        return True
+        results = e.kicker.delivers_after(jobs, pipe)[first:end]
+        width = (end - first) // len(committed)
+        for j, part in enumerate(committed):
+            self._ahead[part.shard] = results[j * width : (j + 1) * width]
 
     def _queue_read(self, shard: int, pipe: Any) -> None:
         """A batch's read: the stream holds only unapplied entries (each commit trims what it
@@ -285,13 +385,9 @@ class ShardDrainer:
         self._queue_read(shard, pipe)
 
         def use(results: list[Any]) -> None:
-            self._ahead = results
+            self._ahead[shard] = results
 
         return use
-
-    def _forget_attempt(self, shard: int) -> None:
-        with contextlib.suppress(RedisError):  # still down: counted, at worst one time too many
-            self.attempts.forget(shard)
 
     def _set_aside_head(
         self, shard: int, applied: str, payload: bytes, last: Attempt, report: DrainReport

@@ -127,8 +127,9 @@ class Intake:
         self._script = script(engine.r, "intake")
         k, shards = engine.keys, engine.cfg.shards
         self._events = [k.events(shard) for shard in range(shards)]
-        self._kicks = [k.drain_kick(shard) for shard in range(shards)]
-        """Each shard's keys, made once rather than per request."""
+        lead = engine.drain_groups.lead
+        self._kicks = [k.drain_kick(lead(shard)) for shard in range(shards)]
+        """Each shard's keys (its kick flag is its drain group's), made once, not per request."""
 
     def shard_limit(self) -> int:
         """Each shard's share of ``AUDIENCEHUB_MAX_BACKLOG`` (at least 1)."""

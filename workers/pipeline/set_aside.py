@@ -9,7 +9,10 @@ shard on (nothing lost, nothing applied twice):
 - an entry whose drains failed or timed out ``max_attempts`` times in a row: before a batch is
   worked, its first entry's attempt is written down; any commit clears it, so an attempt still
   there on the next drain did not commit (an exception, a time limit, a killed worker). A repeat
-  attempt drains that entry alone, so a poison entry is told apart from a slow batch.
+  attempt drains that entry alone, so a poison entry is told apart from a slow batch. A batch
+  that takes several shards at once (a drain group's) writes its attempts down uncounted: a
+  worker killed during it cannot say whose entry it was, so each of those shards then drains
+  its first entry alone, counted, before any is set aside.
 
 The payload is kept so an operator can read the entry and send it again once the cause is fixed.
 """
@@ -37,16 +40,22 @@ class Attempt:
     entry_id: str
     count: int
     why: str = ""
+    shared: bool = False
+    """Begun in a batch with other shards' entries: not counted (``count`` is the attempts
+    before it), but the next drain of the shard takes the entry alone."""
 
     def encode(self) -> bytes:
-        return orjson.dumps({"id": self.entry_id, "n": self.count, "why": self.why})
+        d: dict[str, Any] = {"id": self.entry_id, "n": self.count, "why": self.why}
+        if self.shared:
+            d["shared"] = True
+        return orjson.dumps(d)
 
     @classmethod
     def decode(cls, raw: Any) -> Attempt | None:
         if not raw:
             return None
         d = orjson.loads(raw)
-        return cls(d["id"], int(d["n"]), d.get("why", ""))
+        return cls(d["id"], int(d["n"]), d.get("why", ""), bool(d.get("shared")))
 
 
 class DrainAttempts:
@@ -64,11 +73,15 @@ class DrainAttempts:
 
     def stopped(self, shard: int, attempt: Attempt, why: str) -> None:
         """Say why an attempt ended without a commit (best effort: it is already counted)."""
-        self.e.r.set(self.key(shard), Attempt(attempt.entry_id, attempt.count, why).encode())
+        stopped = Attempt(attempt.entry_id, attempt.count, why, attempt.shared)
+        self.e.r.set(self.key(shard), stopped.encode())
 
-    def forget(self, shard: int) -> None:
-        """The state store failed, not the entry: do not count this attempt against it."""
-        self.e.r.delete(self.key(shard))
+    def forget(self, shards: list[int]) -> None:
+        """The state store failed, not the entries: do not count these attempts against them."""
+        pipe = self.e.r.pipeline(transaction=False)  # one key per shard: each its own slot
+        for shard in shards:
+            pipe.delete(self.key(shard))
+        pipe.execute()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,7 @@
 """Waking drainers and deliverers without flooding the broker.
 
-A kick queues at most one task per shard (or per job): a short-lived flag is set with SET NX and
+A kick queues at most one task per drain group of shards (``workers/pipeline/drain_groups.py``;
+a flag and a task named by the group's lead shard) or per job: a short-lived flag is set with SET NX and
 the task is sent only when the flag was free. The task keeps the flag while it works, so arrivals
 meanwhile queue nothing, and clears it just before its last look for more work, so whatever
 arrives after that kicks a new task. Beat's sweep re-kicks anything left behind (a flag outlives
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TypeVar
 
 from workers.keys import Keys
+from workers.pipeline.drain_groups import DrainGroups
 from workers.redisconn import Redis
 
 KICK_TTL_S = 10
@@ -33,13 +35,15 @@ class TaskSender(Protocol):
 
 
 class Kicker:
-    def __init__(self, r: Redis, keys: Keys, sender: TaskSender) -> None:
+    def __init__(self, r: Redis, keys: Keys, sender: TaskSender, groups: DrainGroups) -> None:
         self._r = r
         self._keys = keys
         self._sender = sender
+        self.groups = groups
 
     def drains(self, shards: Iterable[int]) -> int:
-        return self._kick(set(shards), self._keys.drain_kick, self._sender.drain)
+        """Wake the drain groups holding ``shards``."""
+        return self._kick(set(self.groups.leads(shards)), self._keys.drain_kick, self._sender.drain)
 
     def delivers(self, jobs: Iterable[str]) -> int:
         return self._kick(set(jobs), self._keys.deliver_kick, self._sender.deliver)
@@ -66,9 +70,10 @@ class Kicker:
         )
 
     def send_drains(self, shards: list[int]) -> int:
-        """Queue a drain for each shard whose kick flag the caller has just set (the intake
-        script sets them in its own call, so a request costs one round trip)."""
-        return self._send(shards, self._keys.drain_kick, self._sender.drain)
+        """Queue a drain for each group whose kick flag the caller has just set, named by a
+        shard of it (the intake script sets them in its own call, so a request costs one round
+        trip; it sets a group's flag once however many of its shards the request wrote)."""
+        return self._send(self.groups.leads(shards), self._keys.drain_kick, self._sender.drain)
 
     def _kick(self, wanted: set[T], flag: Callable[[T], str], send: Callable[[T], None]) -> int:
         """SET NX each flag in one round trip; send a task for each flag that was free.
