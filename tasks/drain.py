@@ -1,4 +1,5 @@
-"""audiencehub.drain_shard: apply a shard's pending events (kicked on arrival, swept by beat)."""
+"""audiencehub.drain_shard: apply the pending events of a shard's drain group (kicked on arrival,
+swept by beat); the argument is the group's lead shard (any shard of it drains the same group)."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ class CeleryTaskSender:
         self._app = app
 
     def drain(self, shard: int) -> None:
+        """The drain of ``shard``'s drain group (the kicker passes the group's lead)."""
         self._app.send_task("audiencehub.drain_shard", args=[shard])
 
     def deliver(self, job: str) -> None:

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from audiencehub.processes import RedisServer
-from tests.helpers import SHARDS, RecordingSender
+from tests.helpers import SHARDS, SHARDS_PER_DRAIN, RecordingSender
 from workers.config import Settings, load_settings
 from workers.engine import Engine
 
@@ -41,6 +41,7 @@ def cfg(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("AUDIENCEHUB_MODE", "test")
     monkeypatch.setenv("AUDIENCEHUB_SHARDS", str(SHARDS))
+    monkeypatch.setenv("AUDIENCEHUB_SHARDS_PER_DRAIN", str(SHARDS_PER_DRAIN))
     return load_settings()
 
 
@@ -76,7 +77,12 @@ def hub(workdir: Path) -> Iterator[HubEmulator]:
 @pytest.fixture
 def proc_env(cfg: Settings) -> dict[str, str]:
     """Environment for worker and beat processes: same Redis, test mode, same shard count."""
-    return celery_env(cfg.redis_url, AUDIENCEHUB_MODE="test", AUDIENCEHUB_SHARDS=str(SHARDS))
+    return celery_env(
+        cfg.redis_url,
+        AUDIENCEHUB_MODE="test",
+        AUDIENCEHUB_SHARDS=str(SHARDS),
+        AUDIENCEHUB_SHARDS_PER_DRAIN=str(SHARDS_PER_DRAIN),
+    )
 
 
 @pytest.fixture

@@ -27,6 +27,8 @@ from workers.jobs.store import Job
 
 SHARDS = 4
 """Shards of every test engine and process (the ``cfg`` and ``proc_env`` fixtures)."""
+SHARDS_PER_DRAIN = 2
+"""Two drain groups of two shards, so every test crosses groups (kicks, sweeps, drains)."""
 
 SCHEMA = json.loads(
     (Path(__file__).resolve().parent.parent / "schemas" / "message.schema.json").read_text()

@@ -21,11 +21,17 @@ from workers.pipeline.set_aside import Attempt, DrainAttempts, ShardDeadLetters
 
 
 @pytest.fixture
-def pairs(cfg: Settings, sender: RecordingSender) -> Iterator[Engine]:
-    """An engine whose 4 shards drain in groups of 2: {0, 1} and {2, 3}."""
-    assert SHARDS == 4
+def pairs(engine: Engine) -> Engine:
+    """The test engine: its 4 shards drain in groups of 2, {0, 1} and {2, 3}."""
+    assert (SHARDS, engine.cfg.shards_per_drain) == (4, 2)
+    return engine
+
+
+@pytest.fixture
+def one_group(cfg: Settings, sender: RecordingSender) -> Iterator[Engine]:
+    """An engine whose 4 shards drain as one group."""
     r = redis.Redis.from_url(cfg.redis_url)
-    yield Engine.create(sender, cfg=with_settings(cfg, shards_per_drain=2), r=r)
+    yield Engine.create(sender, cfg=with_settings(cfg, shards_per_drain=4), r=r)
     r.close()
 
 
@@ -86,10 +92,11 @@ def test_a_drain_takes_its_whole_group_and_nothing_else(pairs: Engine) -> None:
 
 
 def test_a_failing_entry_does_not_hold_its_group_and_is_set_aside_alone(
-    engine: Engine, sender: RecordingSender, monkeypatch: pytest.MonkeyPatch
+    one_group: Engine, sender: RecordingSender, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The other shards' batches commit beside it; its attempt in the shared batch is not
     counted; then it is retried alone, counted, and set aside; nothing else is."""
+    engine = one_group
     by_shard = users_by_shard(engine, per_shard=1)
     bad = by_shard[2][0]
     events = [{"user_id": u, "ok": 1} for users in by_shard.values() for u in users]
@@ -123,9 +130,10 @@ def test_a_failing_entry_does_not_hold_its_group_and_is_set_aside_alone(
     assert sum(ShardDeadLetters(engine).counts().values()) == 1
 
 
-def test_a_worker_killed_in_a_shared_batch_gets_no_entry_set_aside(engine: Engine) -> None:
+def test_a_worker_killed_in_a_shared_batch_gets_no_entry_set_aside(one_group: Engine) -> None:
     """A kill says nothing of whose entry it was: every shard of the batch drains its head
     alone next, counted from there, so an innocent entry commits instead of being set aside."""
+    engine = one_group
     by_shard = users_by_shard(engine, per_shard=1)
     Ingestor(engine).ingest(
         list_items([{"user_id": u, "n": 1} for users in by_shard.values() for u in users])

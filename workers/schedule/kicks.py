@@ -27,7 +27,8 @@ T = TypeVar("T", int, str, tuple[str, int])
 class TaskSender(Protocol):
     """How the engine asks for work without knowing about Celery (``tasks`` implements it)."""
 
-    def drain(self, shard: int) -> None: ...
+    def drain(self, shard: int) -> None:
+        """Queue the drain of ``shard``'s drain group."""
 
     def deliver(self, job: str) -> None: ...
 
