@@ -466,7 +466,9 @@ class HubConnection(LinkConnection):
         if link.kind == "cbs":
             self.put_token(session, link.node, request, message_id)
         else:
-            code, text, body = management.read(request, self.face.auth, self.store, self.authorized)
+            code, text, body = management.read(
+                request, self.face.auth, self.store, self.authorized, self.hostname
+            )
             self.reply(session, link.node, message_id, management.status(code, text), body)
 
     def put_token(self, session: Session, node: str, request: Message, message_id: Any) -> None:

@@ -39,8 +39,13 @@ def read(
     auth: Authorizer,
     store: EventStore,
     authorized: Callable[[str], bool],
+    namespace: str | None = None,
 ) -> tuple[int, str, Any]:
-    """READ com.microsoft:eventhub / com.microsoft:partition: (status, text, body)."""
+    """READ com.microsoft:eventhub / com.microsoft:partition: (status, text, body).
+
+    A ``security_token`` in the request must be for ``namespace``, the host the connection's
+    open named (as a REST token must be for the Host addressed); an open that named no host
+    leaves it uncompared."""
     props = request.application_properties
     operation = props.get("operation")
     kind = props.get("type")
@@ -50,7 +55,7 @@ def read(
     token = props.get("security_token")
     try:
         if isinstance(token, str):
-            auth.check(token, name)
+            auth.check(token, name, namespace=namespace)
         elif not authorized(name):
             return 401, f"no valid token for event hub {name!r} on this connection", None
     except TokenError as exc:

@@ -64,7 +64,7 @@ class RawPeer:
     def send(self, channel: int, body: bytes, frame_type: int = 0) -> None:
         self.sock.sendall(frame(channel, body, frame_type))
 
-    def open(self) -> list[Any]:
+    def open(self, hostname: str = "localhost") -> list[Any]:
         self.sock.sendall(SASL_HEADER)
         assert self.read(8) == SASL_HEADER
         _, code, fields, _ = self.frame()
@@ -73,7 +73,7 @@ class RawPeer:
         _, code, fields, _ = self.frame()
         assert (code, fields) == (0x44, [0, None])
         self.sock.sendall(AMQP_HEADER)
-        self.send(0, performative(0x10, e_str("raw-peer"), e_str("localhost"), e_uint(512)))
+        self.send(0, performative(0x10, e_str("raw-peer"), e_str(hostname), e_uint(512)))
         assert self.read(8) == AMQP_HEADER
         _, code, fields, _ = self.frame()
         assert code == 0x10
@@ -118,9 +118,30 @@ class RawPeer:
 
     def put_token(self, token: str | None = None, audience: str | None = None) -> int:
         """Put a token on ``$cbs`` (by default one for ``HUB`` here); the answer's status code."""
-        self.attach("cbs-out", 0, False, "$cbs")
+        token = token or self.hub.token(HUB, key=KEY, key_name=KEY_NAME)
+        properties = {
+            "operation": "put-token",
+            "type": "servicebus.windows.net:sastoken",
+            "name": audience or f"sb://{self.hub.conn.namespace}/{HUB}",
+        }
+        status, _ = self.request("$cbs", properties, token)
+        return status
+
+    def read_hub(self, token: str) -> tuple[int, str]:
+        """``$management`` READ of ``HUB`` carrying its own ``security_token``: (status, text)."""
+        properties = {
+            "operation": "READ",
+            "type": "com.microsoft:eventhub",
+            "name": HUB,
+            "security_token": token,
+        }
+        return self.request("$management", properties, None)
+
+    def request(self, node: str, properties: dict[str, Any], body: Any) -> tuple[int, str]:
+        """One request on ``node`` (its two links attached first): the answer's status and text."""
+        self.attach(f"{node}-out", 0, False, node)
         self.frame()  # flow: credit for the request link
-        self.attach("cbs-in", 1, True, "$cbs")
+        self.attach(f"{node}-in", 1, True, node)
         self.send(
             1,
             performative(
@@ -134,26 +155,15 @@ class RawPeer:
                 e_uint(10),
             ),
         )
-        token = token or self.hub.token(HUB, key=KEY, key_name=KEY_NAME)
-        message = (
-            encode_value(Described(0x73, [uuid.uuid4()]))
-            + encode_value(
-                Described(
-                    0x74,
-                    {
-                        "operation": "put-token",
-                        "type": "servicebus.windows.net:sastoken",
-                        "name": audience or f"sb://{self.hub.conn.namespace}/{HUB}",
-                    },
-                )
-            )
-            + encode_value(Described(0x77, token))
+        message = encode_value(Described(0x73, [uuid.uuid4()])) + encode_value(
+            Described(0x74, properties)
         )
+        if body is not None:
+            message += encode_value(Described(0x77, body))
         self.transfer(0, 0, message)
         _, code, fields, _ = self.frame()
         assert code == 0x15 and len(fields) == 6  # disposition of the request
         _, code, fields, payload = self.frame()
         assert code == 0x14 and len(fields) == 11
-        status = int(decode_message(payload).application_properties["status-code"])
-        assert token is not None or status == 202, status
-        return status
+        answer = decode_message(payload).application_properties
+        return int(answer["status-code"]), str(answer["status-description"])

@@ -386,6 +386,30 @@ def test_a_put_token_for_another_namespace_is_refused(hub: HubProcess, scheme: s
             peer.close()
 
 
+def test_a_management_token_must_be_for_the_namespace_the_open_named(hub: HubProcess) -> None:
+    """``$management`` READ carrying its own ``security_token``: refused when the token names
+    another namespace than the host the connection's open named (the SDK names the endpoint's),
+    answered when it names that one; an open that names no host leaves it uncompared."""
+    other = hub.token(HUB, uri=f"sb://elsewhere.servicebus.windows.net/{HUB}", key=KEY)
+    here = hub.token(HUB, key=KEY, key_name=KEY_NAME)
+    host = hub.conn.namespace.partition(":")[0]  # the port is compared only when both name one
+    cases = [
+        (host, other, 401, "another namespace"),
+        ("elsewhere.servicebus.windows.net", here, 401, "another namespace"),
+        (host, here, 200, "OK"),
+        (hub.conn.namespace, here, 200, "OK"),
+    ]
+    for hostname, token, status, text in cases:
+        peer = RawPeer(hub)
+        try:
+            peer.open(hostname)
+            peer.begin()
+            got, description = peer.read_hub(token)
+            assert (got, text in description) == (status, True), (hostname, description)
+        finally:
+            peer.close()
+
+
 def test_a_delivery_split_over_bare_continuation_frames(hub: HubProcess) -> None:
     inner = [
         encode_value(Described(0x72, {Symbol("x-opt-partition-key"): "user-3"}))

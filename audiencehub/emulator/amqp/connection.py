@@ -84,6 +84,8 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.paused = False
         self.remote_max_frame = 512
+        self.hostname: str | None = None
+        """The host the client's open named (the namespace it addressed; AMQP lets it name none)."""
         self.resume_timer: asyncio.TimerHandle | None = None  # a fault's delay
         self.beat_timer: asyncio.TimerHandle | None = None  # heartbeats
         self.peer = "?"
@@ -333,6 +335,8 @@ class Connection(asyncio.Protocol):
             raise DecodeError(f"unknown performative 0x{code:02x}")
 
     def on_open(self, fields: list[Any]) -> None:
+        hostname = get_field(fields, 1, None)
+        self.hostname = hostname if isinstance(hostname, str) else None
         self.remote_max_frame = max(512, int(get_field(fields, 2, 4294967295)))
         channel_max = int(get_field(fields, 3, 65535))
         idle_ms = int(get_field(fields, 4, 0))
