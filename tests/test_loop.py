@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+import redis
 
 from workers.engine import Engine
 from workers.lease import Lease
@@ -208,3 +209,30 @@ def test_a_group_step_that_raises_lets_every_lease_go_and_clears_the_flag(engine
         group_loop(engine, []).run(10, step)
     assert not any(r.exists(k.drain_lease(s)) for s in range(3))
     assert not r.exists(k.drain_kick(0))  # the next kick queues a task that can work
+
+
+def test_a_failed_round_trip_taking_the_leases_lets_them_go(engine: Engine) -> None:
+    """The leases were taken in the round trip that raised: they go again with the flag, so the
+    next kick's task can work at once, not a lease's TTL later; another holder's lease stays."""
+    r, k = engine.r, engine.keys
+    r.set(k.drain_kick(0), 1)
+    r.set(k.drain_lease(2), "another holder")
+    r.set("not-a-number", "x")
+
+    def read_ahead(i: int, pipe: object) -> Callable[[list[object]], None]:
+        pipe.incr("not-a-number")  # type: ignore[attr-defined]
+        return lambda results: None
+
+    looped = LeasedGroupLoop(
+        r,
+        [k.drain_lease(s) for s in range(3)],
+        [k.events(s) for s in range(3)],
+        5_000,
+        k.drain_kick(0),
+        list,
+        read_ahead,
+    )
+    with pytest.raises(redis.ResponseError):
+        looped.run(10, lambda held: pytest.fail("no step after a failed acquire"))
+    assert [r.get(k.drain_lease(s)) for s in range(3)] == [None, None, b"another holder"]
+    assert not r.exists(k.drain_kick(0))

@@ -26,6 +26,7 @@ this module knows nothing of Celery.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -159,7 +160,16 @@ class LeasedGroupLoop:
             start = len(pipe)
             use = self.read_ahead(i, pipe)
             spans.append((start, len(pipe), use))
-        results = pipe.execute()
+        try:
+            results = pipe.execute()
+        except BaseException:
+            # Which leases were taken is unknown: let go of any that is ours (a release checks
+            # the token, so another holder's stays), and of the flag, as a failed step does.
+            with contextlib.suppress(Exception):
+                for lease in leases:
+                    lease.release()
+                self._clear_kick()
+            raise
         held = []
         for i, (lease, (start, end, use)) in enumerate(zip(leases, spans, strict=True)):
             if lease.taken(results[start - 1]):
