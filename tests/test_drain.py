@@ -99,6 +99,26 @@ def test_the_commit_is_fenced_by_the_shard_version(engine: Engine) -> None:
     assert engine.r.get(engine.keys.applied(0)) == b"5-0"
 
 
+def test_shard_commits_run_together_each_fenced_also_after_a_script_flush(engine: Engine) -> None:
+    """A drain group's commits go in one pipeline: each shard's stays its own fenced script, and
+    a server that lost its scripts (a restart) runs each again on its own, loading it."""
+    committer = Committer(engine.r)
+    for flushed in (False, True):
+        if flushed:
+            engine.r.script_flush()
+        expected = "" if not flushed else "5-0"
+        commits = [ShardCommit(engine.keys, s, expected, f"{5 + flushed}-0") for s in (0, 1)]
+        commits.append(ShardCommit(engine.keys, 2, "9-9", "7-0"))  # stale: refused alone
+        for c in commits:
+            c.users["u"] = f"v{flushed}".encode()
+        assert committer.run_all(commits) == [True, True, False]
+        assert [engine.r.hget(engine.keys.users(s), "u") for s in (0, 1, 2)] == [
+            f"v{flushed}".encode(),
+            f"v{flushed}".encode(),
+            None,
+        ]
+
+
 def test_a_time_window_exit_carries_the_instant_it_happened(engine: Engine) -> None:
     AudienceStore(engine.r, engine.keys).create("recent", 'FILTER last_seen > "now-7d"')
     job = job_for(engine, "recent")
