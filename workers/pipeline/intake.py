@@ -28,6 +28,8 @@ import secrets
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain, repeat
+from operator import attrgetter, is_, mod
 from typing import Any, Literal, NamedTuple, Protocol
 
 import redis
@@ -121,6 +123,11 @@ def id_digest(user_id: str, event_id: str) -> bytes:
     return hashlib.blake2b(raw, digest_size=DIGEST_BYTES).digest()
 
 
+_user_id = attrgetter("user_id")
+_entry = attrgetter("entry")
+_event_id = attrgetter("event_id")
+
+
 class Intake:
     def __init__(self, engine: Engine) -> None:
         self.e = engine
@@ -207,10 +214,9 @@ class Intake:
     def _groups(self, items: Sequence[Row]) -> dict[int, list[Row]]:
         """The items by shard (``shard_of``, inlined: once per event), in their order."""
         groups: dict[int, list[Row]] = {}
-        shards = self.e.cfg.shards
-        crc32 = zlib.crc32
-        for item in items:
-            shard = crc32(item.user_id.encode("utf-8")) % shards
+        users = map(_user_id, items)  # each step a C loop over the items, not a Python one
+        of = map(mod, map(zlib.crc32, map(str.encode, users)), repeat(self.e.cfg.shards))
+        for shard, item in zip(of, items):  # noqa: B905 (both are items, one to one)
             group = groups.get(shard)
             if group is None:
                 groups[shard] = [item]
@@ -257,14 +263,13 @@ class Intake:
         args: list[str | bytes | int] = [ttl_ms, self.shard_limit(), window_ms + 2 * bucket_ms]
         args.append(len(shards))
         events = self._events
-        if window_ms <= 0 or all(
-            item.event_id is None for group in groups.values() for item in group
-        ):
+        ids = map(_event_id, chain.from_iterable(groups.values()))
+        if window_ms <= 0 or all(map(is_, ids, repeat(None))):
             for shard in shards:  # no ids to remember: no seen buckets, each entry alone
                 items = groups[shard]
                 keys.append(events[shard])
                 args += (0, len(items))
-                args += [item.entry for item in items]
+                args += map(_entry, items)
             return keys, args
         for shard in shards:
             items = groups[shard]
