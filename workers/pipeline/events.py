@@ -151,8 +151,7 @@ def validate(
     an event with more can never be applied; ``kind``: the stream entry it becomes (a score
     update keeps no event name), encoded here so the bytes checked are the bytes stored.
     """
-    sizes = None if size is None else [size]
-    (checked,) = validate_many([raw], now, sizes, user_field, max_ahead_s, max_fields, kind)
+    (checked,) = validate_many([raw], now, [size], user_field, max_ahead_s, max_fields, kind)
     if isinstance(checked, Invalid):
         raise checked
     return checked
