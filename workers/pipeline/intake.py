@@ -29,7 +29,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain, repeat
-from operator import attrgetter, is_, mod
+from operator import attrgetter, is_
 from typing import Any, Literal, NamedTuple, Protocol
 
 import redis
@@ -123,7 +123,6 @@ def id_digest(user_id: str, event_id: str) -> bytes:
     return hashlib.blake2b(raw, digest_size=DIGEST_BYTES).digest()
 
 
-_user_id = attrgetter("user_id")
 _entry = attrgetter("entry")
 _event_id = attrgetter("event_id")
 
@@ -214,9 +213,10 @@ class Intake:
     def _groups(self, items: Sequence[Row]) -> dict[int, list[Row]]:
         """The items by shard (``shard_of``, inlined: once per event), in their order."""
         groups: dict[int, list[Row]] = {}
-        users = map(_user_id, items)  # each step a C loop over the items, not a Python one
-        of = map(mod, map(zlib.crc32, map(str.encode, users)), repeat(self.e.cfg.shards))
-        for shard, item in zip(of, items):  # noqa: B905 (both are items, one to one)
+        shards = self.e.cfg.shards
+        crc32 = zlib.crc32
+        for item in items:
+            shard = crc32(item.user_id.encode("utf-8")) % shards
             group = groups.get(shard)
             if group is None:
                 groups[shard] = [item]
