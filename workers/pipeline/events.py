@@ -8,7 +8,9 @@ duplicate, and any other fields, which are merged into the user's profile.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from itertools import repeat
 from typing import Any, NamedTuple, cast
 
 import orjson
@@ -193,29 +195,39 @@ def validate_many(
             encoded = whole[1 : -len(_CUT_TAIL)].split(_CUT_BYTES)
             if len(encoded) != len(ready):  # a caller's own orjson.Fragment holding the cut
                 encoded = None
-    return _finished(out, encoded)
+    return _finished(out, ready, encoded)
 
 
-def _finished(out: list[Invalid | _Ready], encoded: list[bytes] | None) -> list[Event | Invalid]:
-    """validate_many's results: each ready event with its entry (``encoded``, or encoded now
-    alone), checked as ``_stored`` checks it."""
+def _finished(
+    out: list[Invalid | _Ready], ready: list[_Ready], encoded: list[bytes] | None
+) -> list[Event | Invalid]:
+    """validate_many's results: each of ``ready`` (the _Readys of ``out``) with its entry
+    (``encoded``, or encoded now alone), checked as ``_stored`` checks it, in its place among
+    the Invalids of ``out``."""
+    done = _events(ready, encoded)
+    if len(done) == len(out):  # nothing refused before encoding: nothing to put back in order
+        return done
+    made = iter(done)
+    return [cast(Invalid, item) if type(item) is not tuple else next(made) for item in out]
+
+
+def _events(ready: list[_Ready], encoded: list[bytes] | None) -> list[Event | Invalid]:
+    """Each of ``ready`` as its Event, or the Invalid its entry got (``encoded``: the entries in
+    order, or None to encode each alone)."""
     done: list[Event | Invalid] = []
     append = done.append
-    k = 0
-    for item in out:
-        if type(item) is not tuple:  # an Invalid
-            append(cast(Invalid, item))
-            continue
+    entries: Iterable[bytes | None] = repeat(None) if encoded is None else encoded
+    for item, stored in zip(ready, entries):  # noqa: B905 (repeat has no end)
+        user_id, name, ts, fields, event_id, _ = item
         try:
-            stored = _encoded(item) if encoded is None else encoded[k]
-            fields = item[3]
+            if stored is None:
+                stored = _encoded(item)
             if len(stored) > _LONG_NAME_BYTES or "" in fields:  # _stored's checks have work
                 append(_stored(item, stored))
             else:  # within every limit _stored checks: made here, without a call
-                append(_new_tuple(Event, (item[0], item[1], item[2], fields, item[4], stored)))
+                append(_new_tuple(Event, (user_id, name, ts, fields, event_id, stored)))
         except Invalid as exc:
             append(exc)
-        k += 1
     return done
 
 
