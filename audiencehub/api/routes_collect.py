@@ -139,7 +139,7 @@ def parse_body(body: bytes, media: str) -> Iterable[Item]:
     if isinstance(value, list):
         if not value:
             raise ApiError(400, "the JSON array is empty; put events in it", field="body")
-        return list_items(value)
+        return list_items(value, owned=True)  # decoded here: validation may keep its dicts
     return [("index 0", value, len(stripped))]
 
 

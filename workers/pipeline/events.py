@@ -8,7 +8,9 @@ duplicate, and any other fields, which are merged into the user's profile.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from itertools import repeat
 from typing import Any, NamedTuple, cast
 
 import orjson
@@ -82,9 +84,9 @@ def _user_id(raw: dict[str, Any], field: str) -> str:
     return text
 
 
-def _event_id(raw: dict[str, Any]) -> str | None:
-    for name in ID_FIELDS:
-        value = raw.get(name)
+def _event_id(first: Any, second: Any) -> str | None:
+    """The event's id: the first of its ID_FIELDS present (``first``, ``second``), checked."""
+    for name, value in zip(ID_FIELDS, (first, second), strict=True):
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, str | int):
@@ -151,8 +153,10 @@ def validate(
     an event with more can never be applied; ``kind``: the stream entry it becomes (a score
     update keeps no event name), encoded here so the bytes checked are the bytes stored.
     """
-    ready = _ready(raw, now, size, user_field, max_ahead_s, max_fields, kind)
-    return _stored(ready, _encoded(ready))
+    (checked,) = validate_many([raw], now, [size], user_field, max_ahead_s, max_fields, kind)
+    if isinstance(checked, Invalid):
+        raise checked
+    return checked
 
 
 def validate_many(
@@ -163,10 +167,12 @@ def validate_many(
     max_ahead_s: int | None = None,
     max_fields: int | None = None,
     kind: Kind = DATA,
+    owned: bool = False,
 ) -> list[Event | Invalid]:
     """``validate`` of each value (``sizes``: each one's encoded size, when known): its Event,
     or the Invalid that ``validate`` would have raised, in the same order (a value that already
-    is an Invalid stands for itself).
+    is an Invalid stands for itself). ``owned``: the values are the caller's to give away (just
+    decoded): an event's fields are its own dict, emptied of the control fields, not a copy.
 
     The same checks in the same order; only the encoding is shared: every valid event's entry
     in one ``orjson.dumps`` call, cut apart where a separator stands that orjson never writes
@@ -174,27 +180,7 @@ def validate_many(
     took about 0.6 us; in one call with the others, 0.1-0.2 us and the cut. When that one call
     refuses a value (deep nesting, a huge integer: one level deeper inside the list) each event
     is encoded alone, to say which."""
-    out: list[Invalid | _Ready] = []
-    ready: list[_Ready] = []
-    for i, raw in enumerate(values):
-        if type(raw) is Invalid:  # refused before validation (a line that is not JSON)
-            out.append(raw)
-            continue
-        try:
-            r = _ready(
-                raw,
-                now,
-                None if sizes is None else sizes[i],
-                user_field,
-                max_ahead_s,
-                max_fields,
-                kind,
-            )
-        except Invalid as exc:
-            out.append(exc)
-            continue
-        out.append(r)
-        ready.append(r)
+    out, ready = _checked(values, now, sizes, user_field, max_ahead_s, max_fields, kind, owned)
     if not ready:
         return cast(list[Event | Invalid], out)
     encoded: list[bytes] | None = None
@@ -209,28 +195,39 @@ def validate_many(
             encoded = whole[1 : -len(_CUT_TAIL)].split(_CUT_BYTES)
             if len(encoded) != len(ready):  # a caller's own orjson.Fragment holding the cut
                 encoded = None
-    return _finished(out, encoded)
+    return _finished(out, ready, encoded)
 
 
-def _finished(out: list[Invalid | _Ready], encoded: list[bytes] | None) -> list[Event | Invalid]:
-    """validate_many's results: each ready event with its entry (``encoded``, or encoded now
-    alone), checked as ``_stored`` checks it."""
+def _finished(
+    out: list[Invalid | _Ready], ready: list[_Ready], encoded: list[bytes] | None
+) -> list[Event | Invalid]:
+    """validate_many's results: each of ``ready`` (the _Readys of ``out``) with its entry
+    (``encoded``, or encoded now alone), checked as ``_stored`` checks it, in its place among
+    the Invalids of ``out``."""
+    done = _events(ready, encoded)
+    if len(done) == len(out):  # nothing refused before encoding: nothing to put back in order
+        return done
+    made = iter(done)
+    return [cast(Invalid, item) if type(item) is not tuple else next(made) for item in out]
+
+
+def _events(ready: list[_Ready], encoded: list[bytes] | None) -> list[Event | Invalid]:
+    """Each of ``ready`` as its Event, or the Invalid its entry got (``encoded``: the entries in
+    order, or None to encode each alone)."""
     done: list[Event | Invalid] = []
-    k = 0
-    for item in out:
-        if isinstance(item, Invalid):
-            done.append(item)
-            continue
+    append = done.append
+    entries: Iterable[bytes | None] = repeat(None) if encoded is None else encoded
+    for item, stored in zip(ready, entries):  # noqa: B905 (repeat has no end)
+        user_id, name, ts, fields, event_id, _ = item
         try:
-            stored = _encoded(item) if encoded is None else encoded[k]
-            fields = item[3]
+            if stored is None:
+                stored = _encoded(item)
             if len(stored) > _LONG_NAME_BYTES or "" in fields:  # _stored's checks have work
-                done.append(_stored(item, stored))
+                append(_stored(item, stored))
             else:  # within every limit _stored checks: made here, without a call
-                done.append(_new_tuple(Event, (item[0], item[1], item[2], fields, item[4], stored)))
+                append(_new_tuple(Event, (user_id, name, ts, fields, event_id, stored)))
         except Invalid as exc:
-            done.append(exc)
-        k += 1
+            append(exc)
     return done
 
 
@@ -247,59 +244,88 @@ _Ready = tuple[str, str | None, int, dict[str, Any], str | None, dict[str, Any]]
 id, its entry to encode). A plain tuple: one per incoming event."""
 
 
-def _ready(
-    raw: Any,
+def _checked(
+    values: list[Any],
     now: int,
-    size: int | None,
+    sizes: list[int | None] | None,
     user_field: str,
     max_ahead_s: int | None,
     max_fields: int | None,
     kind: Kind,
-) -> _Ready:
-    """Every check of ``validate`` made before encoding, in its order.
+    owned: bool,
+) -> tuple[list[Invalid | _Ready], list[_Ready]]:
+    """Every check of ``validate`` made before encoding, of each value in order: its _Ready or
+    its Invalid, and the _Readys alone.
 
-    Run once per incoming event (a 100-event request runs it 100 times), so the common case
-    takes the short way: a plain string user id, no ``_ts`` or id. Every other case goes
-    through the same checks as the helpers above, in the same order, with the same words.
+    One loop for all the values, not a call per value (a 100-event request is 100 values), and
+    the common case takes the short way: a plain string user id, no ``_ts`` or id. Every other
+    case goes through the same checks as the helpers above, in the same order, with the same
+    words.
     """
-    if not isinstance(raw, dict):
-        raise Invalid(None, f"an event must be a JSON object, not {type(raw).__name__}")
-    if size is not None and size > MAX_EVENT_BYTES:  # known from the input line: no parsing
-        raise Invalid(None, f"event is {size:,} bytes; the limit is {MAX_EVENT_BYTES:,}")
-    user_id = raw.get(user_field)
-    if type(user_id) is not str:
-        user_id = _user_id(raw, user_field)
-    elif not user_id or len(user_id) > 256 or user_id.isspace():  # as _user_id words it
-        raise Invalid(user_field, "must be 1 to 256 characters and not blank")
-    # The fields are the event less its control fields, the user id last: popped from a copy
-    # rather than filtered key by key; what a pop returns is what raw.get would have.
-    fields = dict(raw)
-    pop = fields.pop
-    name = pop(EVENT_FIELD, None)
-    ts_value = pop(TS_FIELD, None)
-    first_id = pop(ID_FIELDS[0], None)
-    second_id = pop(ID_FIELDS[1], None)
-    if name is not None and (not isinstance(name, str) or not name):
-        raise Invalid(EVENT_FIELD, "must be a non-empty string naming what happened")
-    ts = now if ts_value is None else parse_ts(ts_value, now)
-    if max_ahead_s is not None and ts > now + max_ahead_s * NS_PER_S:
-        raise Invalid(
-            TS_FIELD,
-            f"is {_ahead(ts - now)} ahead of the server clock; at most {_ahead(max_ahead_s * NS_PER_S)}"
-            " ahead is accepted (AUDIENCEHUB_MAX_FUTURE_SKEW)",
-        )
-    event_id = None if first_id is None and second_id is None else _event_id(raw)
-    pop(user_field, None)
-    fields[USER_ID_FIELD] = user_id
-    if max_fields is not None and len(fields) > max_fields:
-        raise Invalid(
-            None,
-            f"event has {len(fields):,} fields; a profile holds at most {max_fields:,} "
-            "(AUDIENCEHUB_MAX_PROFILE_FIELDS)",
-        )
-    # Encoded later, with the other events' of the request in one call (validate_many).
-    entry = change_dict(kind, user_id, ts, name if kind == DATA else None, fields)
-    return user_id, name, ts, fields, event_id, entry
+    out: list[Invalid | _Ready] = []
+    ready: list[_Ready] = []
+    latest = None if max_ahead_s is None else now + max_ahead_s * NS_PER_S
+    keep_name = kind == DATA
+    for i, raw in enumerate(values):
+        if type(raw) is not dict and not isinstance(raw, dict):
+            # an Invalid was refused before validation (a line that is not JSON)
+            out.append(raw if type(raw) is Invalid else _not_an_object(raw))
+            continue
+        try:
+            if sizes is not None:  # known from the input line: no parsing
+                size = sizes[i]
+                if size is not None and size > MAX_EVENT_BYTES:
+                    raise Invalid(
+                        None, f"event is {size:,} bytes; the limit is {MAX_EVENT_BYTES:,}"
+                    )
+            user_id = raw.get(user_field)
+            if type(user_id) is not str:
+                user_id = _user_id(raw, user_field)
+            elif not user_id or len(user_id) > 256 or user_id.isspace():  # as _user_id words it
+                raise Invalid(user_field, "must be 1 to 256 characters and not blank")
+            # The fields are the event less its control fields, the user id last: popped from
+            # the event itself when it is ours, else from a copy; what a pop returns is what
+            # raw.get would have.
+            fields = raw if owned else dict(raw)
+            pop = fields.pop
+            name = pop(EVENT_FIELD, None)
+            ts_value = pop(TS_FIELD, None)
+            first_id = pop(ID_FIELDS[0], None)
+            second_id = pop(ID_FIELDS[1], None)
+            if name is not None and (not isinstance(name, str) or not name):
+                raise Invalid(EVENT_FIELD, "must be a non-empty string naming what happened")
+            ts = now if ts_value is None else parse_ts(ts_value, now)
+            if latest is not None and ts > latest:
+                raise Invalid(
+                    TS_FIELD,
+                    f"is {_ahead(ts - now)} ahead of the server clock; at most "
+                    f"{_ahead(latest - now)} ahead is accepted (AUDIENCEHUB_MAX_FUTURE_SKEW)",
+                )
+            event_id = (
+                None if first_id is None and second_id is None else _event_id(first_id, second_id)
+            )
+            pop(user_field, None)
+            fields[USER_ID_FIELD] = user_id
+            if max_fields is not None and len(fields) > max_fields:
+                raise Invalid(
+                    None,
+                    f"event has {len(fields):,} fields; a profile holds at most {max_fields:,} "
+                    "(AUDIENCEHUB_MAX_PROFILE_FIELDS)",
+                )
+        except Invalid as exc:
+            out.append(exc)
+            continue
+        # Encoded later, with the other events' of the request in one call (validate_many).
+        entry = change_dict(kind, user_id, ts, name if keep_name else None, fields)
+        r = (user_id, name, ts, fields, event_id, entry)
+        out.append(r)
+        ready.append(r)
+    return out, ready
+
+
+def _not_an_object(raw: Any) -> Invalid:
+    """Why a value that is not an object is refused."""
+    return Invalid(None, f"an event must be a JSON object, not {type(raw).__name__}")
 
 
 def _encoded(ready: _Ready) -> bytes:

@@ -56,7 +56,7 @@ class Lines:
     """NDJSON lines decoded one by one: what ``ndjson_items`` gives. A bad line becomes an error
     item, not an exception; blank lines are skipped. Iterated, it yields items ("line N");
     ``Ingestor.check`` takes the values from it as they are and names a line only when it is
-    refused."""
+    refused. The values are its own, decoded here: validation keeps their dicts as fields."""
 
     __slots__ = ("_lines",)
 
@@ -112,11 +112,14 @@ class Indexed:
     it yields them as any items; ``Ingestor.check`` takes the values from it as they are and
     names a value's index only when it is refused (a 100-event request names none)."""
 
-    __slots__ = ("_index", "values")
+    __slots__ = ("_index", "owned", "values")
 
-    def __init__(self, values: Iterable[Any]) -> None:
+    def __init__(self, values: Iterable[Any], owned: bool = False) -> None:
         self.values = iter(values)
         self._index = 0
+        self.owned = owned
+        """The values are ours to give away (just decoded): validation keeps each event's dict
+        as its fields instead of a copy, so the caller must not use them afterwards."""
 
     def __iter__(self) -> Iterator[Item]:
         return self
@@ -134,8 +137,9 @@ class Indexed:
         return first, values
 
 
-def list_items(values: Iterable[Any]) -> Indexed:
-    return Indexed(values)
+def list_items(values: Iterable[Any], owned: bool = False) -> Indexed:
+    """The items of ``values``; ``owned``: see ``Indexed.owned``."""
+    return Indexed(values, owned)
 
 
 class Ingestor:
@@ -172,6 +176,7 @@ class Ingestor:
         cfg = self.e.cfg
         limit = cfg.max_request_events
         errors = result.errors
+        owned = isinstance(items, Lines) or (isinstance(items, Indexed) and items.owned)
         for where, values, sizes in _slices(items):
             checked = validate_many(
                 values,
@@ -180,13 +185,15 @@ class Ingestor:
                 max_ahead_s=cfg.max_future_skew_s,
                 max_fields=cfg.max_profile_fields,
                 kind=kind,
+                owned=owned,
             )
-            for i, ev in enumerate(checked):
-                if type(ev) is Event:
-                    valid.append(ev)
-                else:
-                    assert isinstance(ev, Invalid)
-                    errors.append(EventError(where(i), ev.field, ev.reason))
+            events = [ev for ev in checked if type(ev) is Event]
+            valid += events
+            if len(events) < len(checked):
+                for i, ev in enumerate(checked):
+                    if type(ev) is not Event:
+                        assert isinstance(ev, Invalid)
+                        errors.append(EventError(where(i), ev.field, ev.reason))
             if len(valid) > limit:
                 raise TooManyEvents(limit)
         return result, valid

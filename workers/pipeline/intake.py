@@ -28,6 +28,8 @@ import secrets
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain, repeat
+from operator import attrgetter, is_
 from typing import Any, Literal, NamedTuple, Protocol
 
 import redis
@@ -119,6 +121,10 @@ def id_digest(user_id: str, event_id: str) -> bytes:
     """What is remembered of an event id: fixed size, scoped to its user."""
     raw = f"{user_id}\x00{event_id}".encode()
     return hashlib.blake2b(raw, digest_size=DIGEST_BYTES).digest()
+
+
+_entry = attrgetter("entry")
+_event_id = attrgetter("event_id")
 
 
 class Intake:
@@ -257,14 +263,13 @@ class Intake:
         args: list[str | bytes | int] = [ttl_ms, self.shard_limit(), window_ms + 2 * bucket_ms]
         args.append(len(shards))
         events = self._events
-        if window_ms <= 0 or all(
-            item.event_id is None for group in groups.values() for item in group
-        ):
+        ids = map(_event_id, chain.from_iterable(groups.values()))
+        if window_ms <= 0 or all(map(is_, ids, repeat(None))):
             for shard in shards:  # no ids to remember: no seen buckets, each entry alone
                 items = groups[shard]
                 keys.append(events[shard])
                 args += (0, len(items))
-                args += [item.entry for item in items]
+                args += map(_entry, items)
             return keys, args
         for shard in shards:
             items = groups[shard]
