@@ -31,18 +31,21 @@ def populate(stack: Stack, members: int) -> tuple[str, str]:
     vip = store.create("vip", 'FILTER tier == "vip"')
     active = store.create("active", "FILTER visits >= 3")
     now = e.clock.now_ns()
+    codes = e.registry.get().codes  # audiences stored as numbers, as a drain writes them
     pipe = e.r.pipeline(transaction=False)
     for i in range(members):
         uid = f"user{i:07d}"
         shard = shard_of(uid, e.cfg.shards)
-        p = Profile(uid, created=now - 10**12, modified=now - 10**9)
+        # Times of its own for each user, as drains record them (strictly increasing instants):
+        # one shared time would let every time-formatting cache hit, which no real state does.
+        p = Profile(uid, created=now - 10**12 + 7919 * i, modified=now - 10**9 + 31 * i)
         p.fields = {"user_id": uid, "email": f"{uid}@example.com", "tier": "vip", "visits": i % 7}
-        p.membership[vip.id] = now - 10**12
+        p.membership[vip.id] = now - 10**12 + 7919 * i + 13
         MemberIndex(e.keys, shard, vip.id).add(pipe, [uid])
         if i % 7 >= 3:
-            p.membership[active.id] = now - 10**11
+            p.membership[active.id] = now - 10**11 + 17 * i
             MemberIndex(e.keys, shard, active.id).add(pipe, [uid])
-        pipe.hset(e.keys.users(shard), uid, p.dumps())
+        pipe.hset(e.keys.users(shard), uid, p.dumps(codes))
         if i % 5000 == 4999:
             pipe.execute()
     pipe.execute()

@@ -18,7 +18,7 @@ from celery.signals import (
 
 from tasks.ingest import shown_args
 from tasks.runtime import runtime
-from workers import gc_tuning
+from workers import gc_tuning, malloc_tuning
 from workers.config import ConfigError, settings
 from workers.jobs.secrets import secret_box
 from workers.logs import use_json
@@ -54,8 +54,10 @@ def _refuse_pools_without_time_limits(sender: Any = None, **_: Any) -> None:
 
 @worker_process_init.connect
 def _tune_gc(**_: Any) -> None:
-    """Each pool process, once forked: the collector tuned for batch work (workers/gc_tuning.py)."""
+    """Each pool process, once forked: the collector tuned for batch work (workers/gc_tuning.py)
+    and the allocator for large buffers (workers/malloc_tuning.py)."""
     gc_tuning.tune(settings())
+    malloc_tuning.tune()
 
 
 @before_task_publish.connect

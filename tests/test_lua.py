@@ -6,7 +6,7 @@ import re
 from importlib.resources import files
 from pathlib import Path
 
-from workers.delivery.outbox import RECORD_FIELDS, Outbox, OutboxRecord, records
+from workers.delivery.outbox import RECORD_FIELDS, Outbox, OutboxRecord, packed_values, records
 from workers.engine import Engine
 from workers.keys import Keys
 from workers.lua import script, source
@@ -54,7 +54,10 @@ def test_records_written_by_the_commit_and_a_backfill_page_read_back(engine: Eng
     assert Committer(e.r).run(commit)
     page = script(e.r, "backfill_page")
     keys = [e.keys.applied(0), e.keys.backfill_cursor(0, "job"), Outbox(e.keys, 0, "job").key]
-    assert page(keys=keys, args=["1-0", "u:u2", *RECORD_FIELDS, "u2", "e" * 32, b"{}"]) == 1
+    written = [OutboxRecord("u2", "e" * 32, b"{}"), OutboxRecord("\u00fc3", "d" * 32, b"")]
+    values = [v for r in written for v in (r.user.encode(), r.key.encode(), r.body)]
+    args: list[str | bytes] = ["1-0", "u:u2", *RECORD_FIELDS, *packed_values(values)]
+    assert page(keys=keys, args=args) == 1
     read = [r for _, r in records(Outbox(e.keys, 0, "job").all(e.r))]
-    assert read == [record, OutboxRecord("u2", "e" * 32, b"{}")]
+    assert read == [record, *written]
     assert DueIndex(e.keys, 0).entries(e.r) == {"u1": 5 * BUCKET_MS + 7}

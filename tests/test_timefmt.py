@@ -63,3 +63,21 @@ def test_the_second_text_is_strftimes_across_datetimes_range() -> None:
     for s in (lo - 1, hi + 1):
         with pytest.raises((ValueError, OverflowError, OSError)):
             _second_text.__wrapped__(s)
+
+
+def test_the_fraction_is_every_nanosecond_digit_with_trailing_zeros_trimmed() -> None:
+    """Nine digits, zero-padded in front, zeros trimmed behind, none at all for a whole second:
+    the same text as ``f"{frac:09d}".rstrip("0")``, around every power of ten."""
+    import random
+
+    rng = random.Random(9)
+    fracs = [1, 9, 10, 100_000_000, 999_999_999, 500_000_000, 120_000_000, 1_000]
+    fracs += [10**k + d for k in range(9) for d in (-1, 0, 1) if 0 < 10**k + d < 10**9]
+    fracs += [rng.randrange(1, 10**9) for _ in range(20_000)]
+    fracs += [rng.randrange(1, 10**4) * 10 ** rng.randrange(0, 6) for _ in range(20_000)]
+    base = 1_467_226_216 * 10**9
+    for frac in fracs:
+        digits = f"{frac:09d}".rstrip("0")
+        assert format_rfc3339(base + frac) == f"2016-06-29T18:50:16.{digits}Z", frac
+        assert far_future(base + frac) == f"2099-06-29T18:50:16.{digits}Z", frac
+    assert format_rfc3339(base) == "2016-06-29T18:50:16Z"

@@ -68,11 +68,18 @@ def _second_text(seconds: int) -> str:
     return f"{_day_text(days)}{two[hours]}:{two[minutes]}:{two[secs]}"
 
 
+def _fraction(frac: int) -> str:
+    """``frac`` (1 .. 10**9 - 1 ns) as the digits after the point, trailing zeros trimmed.
+    ``str`` of the number past 10**9, not ``f"{frac:09d}"``: a quarter of the cost of a whole
+    format_rfc3339, called several times for every message rendered."""
+    return str(frac + NS_PER_S)[1:].rstrip("0")
+
+
 def format_rfc3339(ns: int) -> str:
     """Format ns as UTC RFC 3339 with ``Z``, trailing fraction zeros trimmed (Go's RFC3339Nano)."""
     seconds, frac = divmod(ns, NS_PER_S)
     if frac:
-        return f"{_second_text(seconds)}.{frac:09d}".rstrip("0") + "Z"
+        return f"{_second_text(seconds)}.{_fraction(frac)}Z"
     return _second_text(seconds) + "Z"
 
 
@@ -87,7 +94,7 @@ def far_future(ns: int) -> str:
     """The exit of a current member: the trigger time moved to 2099, as the seed's example shows."""
     seconds, frac = divmod(ns, NS_PER_S)
     if frac:
-        return f"{_far_future_second(seconds)}.{frac:09d}".rstrip("0") + "Z"
+        return f"{_far_future_second(seconds)}.{_fraction(frac)}Z"
     return _far_future_second(seconds) + "Z"
 
 
@@ -100,5 +107,5 @@ def rfc3339_and_far_future(ns: int) -> tuple[str, str]:
     """``(format_rfc3339(ns), far_future(ns))``, splitting ``ns`` and formatting its fraction once
     (a drain needs both for every message it renders)."""
     seconds, frac = divmod(ns, NS_PER_S)
-    tail = f".{frac:09d}".rstrip("0") + "Z" if frac else "Z"
+    tail = f".{_fraction(frac)}Z" if frac else "Z"
     return _second_text(seconds) + tail, _far_future_second(seconds) + tail

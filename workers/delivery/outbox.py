@@ -9,6 +9,7 @@ Delivery removes records only after the hub accepted them (:meth:`Outbox.ack_thr
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
@@ -38,6 +39,17 @@ class OutboxRecord(NamedTuple):
 
 
 _U, _K, _B = (name.encode() for name in RECORD_FIELDS)
+
+
+def packed_values(values: list[bytes]) -> list[bytes]:
+    """Records' values (user id, idempotency key, body per record, in RECORD_FIELDS order) as
+    ``backfill_page.lua`` takes them: their lengths (unsigned 32-bit little-endian) and the
+    values end to end. Two arguments instead of three per record: the client packs every
+    argument of a command one by one (about 0.2 us each), the bytes of one at memory speed.
+    Nothing (no argument) for no records."""
+    if not values:
+        return []
+    return [struct.pack(f"<{len(values)}I", *map(len, values)), b"".join(values)]
 
 
 class Outbox:

@@ -32,7 +32,7 @@ import orjson
 
 from workers.audiences.registry import Snapshot
 from workers.audiences.registry_store import Conflict
-from workers.delivery.outbox import RECORD_FIELDS, Outbox
+from workers.delivery.outbox import RECORD_FIELDS, Outbox, packed_values
 from workers.engine import Engine
 from workers.jobs.control import JobControl
 from workers.jobs.store import Job
@@ -247,8 +247,7 @@ class Backfills:
             job, e.clock.now_ns(), snapshot.slugs, {a: snapshot.audiences[a].slug for a in wanted}
         )
         render, codes, started = renderer.render, snapshot.codes, state.started
-        args: list[str | bytes] = [version, "u:" + users[-1], *RECORD_FIELDS]
-        written = 0
+        values: list[bytes] = []  # an OutboxRecord's values per message, in RECORD_FIELDS order
         for uid, blob in zip(users, blobs, strict=True):
             # Only what a message needs: no next changes, occurrences or field times.
             profile = decode_members(Profile, uid, blob, codes) if blob else Profile(uid)
@@ -260,8 +259,9 @@ class Backfills:
             ]
             if moved:
                 body, key = render(profile, moved)
-                args += (uid, key, body)  # an OutboxRecord's values, in RECORD_FIELDS order
-                written += 1
+                values += (uid.encode(), key.encode(), body)
+        written = len(values) // 3
+        args = [version, "u:" + users[-1], *RECORD_FIELDS, *packed_values(values)]
         if not self._commit(keys=self._keys(shard, job_id), args=args):
             return PageReport(conflict=True)  # a drain committed meanwhile: redo from its version
         pipe = e.r.pipeline(transaction=False)

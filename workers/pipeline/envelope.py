@@ -239,10 +239,14 @@ class Renderer:
         )
 
 
-@lru_cache(maxsize=65_536)
 def _enter_json(ns: int) -> bytes:
-    """An enter time as orjson writes the string (cached like :data:`_enter_text`)."""
-    return orjson.dumps(_enter_text(ns))
+    """An enter time as orjson writes the string (RFC 3339 text holds nothing to escape).
+
+    Not cached, unlike :data:`_enter_text`: a backfilled member's enter time is nearly always
+    its own (drains record strictly increasing instants), so a cache missed on almost every
+    member, and a full 65,536-entry one cost more per miss (two caches deep) than the
+    formatting: a backfill page's CPU per member 14.1 -> 10.2-10.7 us."""
+    return b'"' + format_rfc3339(ns).encode() + b'"'
 
 
 class EnterRenderer:
