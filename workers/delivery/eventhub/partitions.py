@@ -39,6 +39,10 @@ _WORDS = struct.Struct("<III")
 
 
 _PAD = tuple(bytes(12 - n) for n in range(13))
+_MIX_ROTATIONS = (4, 6, 8, 16, 19, 4)
+_FINAL_ROTATIONS = (14, 11, 25, 16, 4, 14, 24)
+"""lookup3's rotations, in order: ``_lookup3`` writes them out (once per key, for speed),
+``_lookup3_lanes`` loops over them (once per round of many keys)."""
 
 
 def _lookup3(data: bytes) -> tuple[int, int]:
@@ -172,47 +176,23 @@ def _lookup3_lanes(keys: list[bytes], size: int) -> list[int]:
         return ((x << k) | (x >> (32 - k))) & m
 
     a = b = c = ((0xDEADBEEF + size) & _M) * (m // _M)  # the same start in every lane
-    for block in range(blocks - 1):
+    for block in range(blocks):
         a = (a + word(3 * block)) & m
         b = (b + word(3 * block + 1)) & m
         c = (c + word(3 * block + 2)) & m
-        # mix(a, b, c)
-        a = sub(a, c)
-        a ^= rot(c, 4)
-        c = (c + b) & m
-        b = sub(b, a)
-        b ^= rot(a, 6)
-        a = (a + c) & m
-        c = sub(c, b)
-        c ^= rot(b, 8)
-        b = (b + a) & m
-        a = sub(a, c)
-        a ^= rot(c, 16)
-        c = (c + b) & m
-        b = sub(b, a)
-        b ^= rot(a, 19)
-        a = (a + c) & m
-        c = sub(c, b)
-        c ^= rot(b, 4)
-        b = (b + a) & m
-    last = 3 * (blocks - 1)
-    a = (a + word(last)) & m
-    b = (b + word(last + 1)) & m
-    c = ((c + word(last + 2)) & m) ^ b
-    # final(a, b, c)
-    c = sub(c, rot(b, 14))
-    a ^= c
-    a = sub(a, rot(c, 11))
-    b ^= a
-    b = sub(b, rot(a, 25))
-    c ^= b
-    c = sub(c, rot(b, 16))
-    a ^= c
-    a = sub(a, rot(c, 4))
-    b ^= a
-    b = sub(b, rot(a, 14))
-    c ^= b
-    c = sub(c, rot(b, 24))
+        # mix(a, b, c) between blocks, final(a, b, c) after the last: each step is "x -= y,
+        # x ^= rot(y, r), y += z" (mix) or "x ^= y, x -= rot(y, r)" (final) on the roles
+        # (x, y, z) = (a, c, b), then the roles move on by one: (b, a, c), (c, b, a), ...
+        if block < blocks - 1:
+            for r in _MIX_ROTATIONS:
+                a = sub(a, c) ^ rot(c, r)
+                c = (c + b) & m
+                a, b, c = b, c, a  # 6 steps: the roles are back where they started
+        else:
+            for r in _FINAL_ROTATIONS:
+                c = sub(c ^ b, rot(b, r))
+                a, b, c = b, c, a
+            a, b, c = c, a, b  # 7 steps left the roles one on: put them back
     # The low 16 bits of each lane, read as a signed short: (short)(c ^ b).
     return memoryview((c ^ b).to_bytes(8 * count, "little")).cast("h")[::4].tolist()
 
