@@ -63,6 +63,8 @@ def test_groups_are_consecutive_shards_named_by_their_lead() -> None:
     assert list(groups.members(5)) == [4, 5, 6, 7]
     assert list(groups.members(9)) == [8, 9]  # the last group holds what is left
     assert groups.leads([9, 1, 2, 8]) == [0, 8]
+    wide = DrainGroups(shards=4, size=16)  # larger than the shard count: one group of all
+    assert [wide.lead(s) for s in range(4)] == [0] * 4 and list(wide.members(3)) == [0, 1, 2, 3]
 
 
 def test_a_request_kicks_each_group_it_wrote_once(pairs: Engine, sender: RecordingSender) -> None:

@@ -32,7 +32,7 @@ class Engine:
     def __post_init__(self) -> None:
         self.registry = RegistryCache(self.r, self.keys)
 
-    @cached_property
+    @property
     def drain_groups(self) -> DrainGroups:
         return self.kicker.groups
 
@@ -59,6 +59,7 @@ class Engine:
         r = r if r is not None else state_redis(cfg)
         check_shard_count(r, cfg)
         keys = Keys(cfg.prefix)
-        groups = DrainGroups(cfg.shards, min(cfg.shards_per_drain, cfg.shards))
-        kicker = Kicker(r, keys, sender or NoSender(), groups)
+        kicker = Kicker(
+            r, keys, sender or NoSender(), DrainGroups(cfg.shards, cfg.shards_per_drain)
+        )
         return cls(cfg, r, keys, clock_for(cfg, r), kicker)

@@ -124,8 +124,9 @@ class LeasedGroupLoop:
 
         ``step`` is one unit of work of the things at the indexes given (every one whose lease
         is held, so one that runs dry and gets work again is not left waiting for the next
-        task), under their leases; it returns the indexes that had work (none: all done). A step that raises ends the task: every lease is let go and the flag
-        cleared before the error leaves (the caller kicks again if it wants a retry).
+        task), under their leases; it returns the indexes that had work (none: all done). A
+        step that raises ends the task: every lease is let go and the flag cleared before the
+        error leaves (the caller kicks again if it wants a retry).
         """
         deadline = time.monotonic() + budget_s
         while True:
@@ -141,9 +142,7 @@ class LeasedGroupLoop:
                     for i in held:
                         leases[i].extend()
             except BaseException:
-                for i in held:
-                    leases[i].release()
-                self._clear_kick()
+                self._release([leases[i] for i in held])
                 raise
             if not self._let_go([leases[i] for i in held], [self.streams[i] for i in held]):
                 return False
@@ -166,9 +165,7 @@ class LeasedGroupLoop:
             # Which leases were taken is unknown: let go of any that is ours (a release checks
             # the token, so another holder's stays), and of the flag, as a failed step does.
             with contextlib.suppress(Exception):
-                for lease in leases:
-                    lease.release()
-                self._clear_kick()
+                self._release(leases)
             raise
         held = []
         for i, (lease, (start, end, use)) in enumerate(zip(leases, spans, strict=True)):
@@ -191,14 +188,19 @@ class LeasedGroupLoop:
         except NoScriptError:
             # The server did not know the release script (its first use, or after a restart),
             # so the flag was cleared while the leases were still held: all again, in order.
-            for lease in leases:
-                lease.release()
-            self._clear_kick()
+            self._release(leases)
             pipe = self.r.pipeline(transaction=False)
             for stream in streams:
                 pipe.xlen(stream)
             lengths = pipe.execute()
         return any(lengths)
+
+    def _release(self, leases: list[Lease]) -> None:
+        """Let every lease go, then clear the flag: a round trip each, for the ways out that
+        cannot take ``_let_go``'s one pipeline."""
+        for lease in leases:
+            lease.release()
+        self._clear_kick()
 
     def _clear_kick(self) -> None:
         self.r.delete(self.kick_key)
