@@ -67,5 +67,9 @@ def runtime() -> Runtime:
 
 @worker_process_shutdown.connect
 def _close(**_: object) -> None:
-    if _runtime is not None and "senders" in _runtime.__dict__:
+    if _runtime is None:
+        return
+    if "engine" in _runtime.__dict__ and _runtime.engine.kicker.pacer is not None:
+        _runtime.engine.kicker.pacer.flush()  # the ingest_events task's held-back kicks
+    if "senders" in _runtime.__dict__:
         _runtime.senders.close()

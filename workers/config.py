@@ -56,6 +56,9 @@ class Settings:
     metrics_host: str = "127.0.0.1"
     shards_per_drain: int = 4
     """Shards one drain task works in turns (``workers/pipeline/drain_groups.py``)."""
+    drain_kick_interval_ms: int = 50
+    """The intake kicks a drain group at most once per this many ms per process (0: at once;
+    ``workers/schedule/pacing.py``)."""
 
     @property
     def testing(self) -> bool:
@@ -131,6 +134,7 @@ def load_settings() -> Settings:
         max_request_events=_int("AUDIENCEHUB_MAX_REQUEST_EVENTS", 10_000, 1, 100_000),
         metrics_host=os.environ.get("AUDIENCEHUB_METRICS_HOST") or "127.0.0.1",
         shards_per_drain=_int("AUDIENCEHUB_SHARDS_PER_DRAIN", 4, 1, 4096),
+        drain_kick_interval_ms=_int("AUDIENCEHUB_DRAIN_KICK_INTERVAL_MS", 50, 0, 1000),
     )
 
 

@@ -60,6 +60,10 @@ class Engine:
         check_shard_count(r, cfg)
         keys = Keys(cfg.prefix)
         kicker = Kicker(
-            r, keys, sender or NoSender(), DrainGroups(cfg.shards, cfg.shards_per_drain)
+            r,
+            keys,
+            sender or NoSender(),
+            DrainGroups(cfg.shards, cfg.shards_per_drain),
+            cfg.drain_kick_interval_ms / 1000,
         )
         return cls(cfg, r, keys, clock_for(cfg, r), kicker)

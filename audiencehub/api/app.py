@@ -170,6 +170,8 @@ def create_app(
         try:
             yield
         finally:
+            if e.kicker.pacer is not None:  # hand held-back drain kicks on, not to the sweep
+                e.kicker.pacer.flush()
             app.state.health_redis.close()
             if app.state.group_commit is not None:
                 await app.state.group_commit.r.aclose()

@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 from workers.keys import Keys
 from workers.pipeline.drain_groups import DrainGroups
 from workers.redisconn import Redis
+from workers.schedule.pacing import KickPacer
 
 KICK_TTL_S = 10
 log = logging.getLogger("audiencehub.kicks")
@@ -36,11 +37,24 @@ class TaskSender(Protocol):
 
 
 class Kicker:
-    def __init__(self, r: Redis, keys: Keys, sender: TaskSender, groups: DrainGroups) -> None:
+    def __init__(
+        self,
+        r: Redis,
+        keys: Keys,
+        sender: TaskSender,
+        groups: DrainGroups,
+        drain_kick_interval_s: float = 0.0,
+    ) -> None:
         self._r = r
         self._keys = keys
         self._sender = sender
         self.groups = groups
+        self.pacer = (
+            KickPacer(drain_kick_interval_s, self._send_drain_tasks)
+            if drain_kick_interval_s > 0
+            else None
+        )
+        """Paces the intake's drain kicks (``send_drains``), when an interval is set."""
 
     def drains(self, shards: Iterable[int]) -> int:
         """Wake the drain groups holding ``shards``."""
@@ -73,8 +87,17 @@ class Kicker:
     def send_drains(self, shards: list[int]) -> int:
         """Queue a drain for each group whose kick flag the caller has just set, named by a
         shard of it (the intake script sets them in its own call, so a request costs one round
-        trip; it sets a group's flag once however many of its shards the request wrote)."""
-        return self._send(self.groups.leads(shards), self._keys.drain_kick, self._sender.drain)
+        trip; it sets a group's flag once however many of its shards the request wrote).
+        Paced (``workers/schedule/pacing.py``) when an interval is set: then what returns is
+        the number of groups kicked or held back."""
+        leads = self.groups.leads(shards)
+        if self.pacer is None:
+            return self._send_drain_tasks(leads)
+        self.pacer.submit(leads)
+        return len(leads)
+
+    def _send_drain_tasks(self, leads: list[int]) -> int:
+        return self._send(leads, self._keys.drain_kick, self._sender.drain)
 
     def _kick(self, wanted: set[T], flag: Callable[[T], str], send: Callable[[T], None]) -> int:
         """SET NX each flag in one round trip; send a task for each flag that was free.
