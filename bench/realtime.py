@@ -84,10 +84,11 @@ def make_event(rng: random.Random, now: int) -> dict[str, Any]:
     return event
 
 
-def generate(stack: Stack, rate: int, seconds: float, rng: random.Random) -> int:
-    """Ingest at ``rate`` events/s in 20 ms steps; returns events sent."""
+def generate(
+    stack: Stack, rate: int, seconds: float, rng: random.Random, step: float = 0.02
+) -> int:
+    """Ingest at ``rate`` events/s in ``step`` s steps (a write each); returns events sent."""
     ingestor = Ingestor(stack.engine)
-    step = 0.02
     sent = 0
     start = time.perf_counter()
     while (elapsed := time.perf_counter() - start) < seconds:
@@ -138,12 +139,14 @@ def latencies(stack: Stack, after_seq: int) -> tuple[list[float], list[float]]:
         seq = page[-1]["seq"]
 
 
-def measure(stack: Stack, rate: int, seconds: float, rng: random.Random) -> dict[str, float]:
+def measure(
+    stack: Stack, rate: int, seconds: float, rng: random.Random, step: float
+) -> dict[str, float]:
     hub_before = requests.get(f"{stack.hub.base_url}/_emulator/stats", timeout=10).json()  # type: ignore[union-attr]
     meter = CpuMeter(stack.pids())
     counted = drain_counters(stack)
     start = time.perf_counter()
-    sent = generate(stack, rate, seconds, rng)
+    sent = generate(stack, rate, seconds, rng, step)
     backlog_at_end = pending(stack)
     while pending(stack) and time.perf_counter() - start < seconds + 120:
         time.sleep(0.05)
@@ -227,8 +230,26 @@ def main() -> None:
         default=4,
         help="AUDIENCEHUB_SHARDS_PER_DRAIN (1: a drain task per shard, as before drain groups)",
     )
+    parser.add_argument(
+        "--step-ms",
+        type=float,
+        default=20,
+        help="ms between writes (2: events arriving a request at a time, as single-event "
+        "clients send them)",
+    )
+    parser.add_argument(
+        "--kick-interval-ms",
+        type=int,
+        default=None,
+        help="AUDIENCEHUB_DRAIN_KICK_INTERVAL_MS (default: the project's)",
+    )
     args = parser.parse_args()
-    stack = Stack(shards=args.shards, AUDIENCEHUB_SHARDS_PER_DRAIN=str(args.shards_per_drain))
+    paced = {}
+    if args.kick_interval_ms is not None:
+        paced["AUDIENCEHUB_DRAIN_KICK_INTERVAL_MS"] = str(args.kick_interval_ms)
+    stack = Stack(
+        shards=args.shards, AUDIENCEHUB_SHARDS_PER_DRAIN=str(args.shards_per_drain), **paced
+    )
     rng = random.Random(7)
     try:
         hub = stack.start_hub()
@@ -244,7 +265,12 @@ def main() -> None:
             [f"a{i:02d}" for i in range(20)],
             fields=("_created", "_modified", "email", "user_id", "probe"),
         )
-        print(f"{len(AUDIENCES)} audiences, {USERS:,} users, job fields include the accept time")
+        pacer = e.kicker.pacer
+        print(
+            f"{len(AUDIENCES)} audiences, {USERS:,} users, job fields include the accept time; "
+            f"a write every {args.step_ms:g} ms; drain kicks paced to "
+            f"{pacer.interval_s * 1000 if pacer else 0:g} ms"
+        )
         for processes in (int(x) for x in args.workers.split(",")):
             stack.start_workers(processes)
             # Warm up: each worker process compiles the audiences and opens its hub session on
@@ -252,7 +278,7 @@ def main() -> None:
             generate(stack, 500, 3, rng)
             time.sleep(1)
             for rate in (int(x) for x in args.rates.split(",")):
-                r = measure(stack, rate, args.seconds, rng)
+                r = measure(stack, rate, args.seconds, rng, args.step_ms / 1000)
                 print(
                     f"{processes} worker process(es) @ {rate:>6,}/s offered: "
                     f"sustained {r['sustained']:>8,.0f} events/s, backlog at end {r['backlog_at_end']:>6,.0f}, "
