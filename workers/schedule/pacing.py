@@ -52,6 +52,7 @@ class KickPacer:
         now = self._clock()
         due: list[int] = []
         with self._wake:
+            held = False
             for lead in leads:
                 if lead in self._waiting:
                     continue  # already on its way: its flag is held until then
@@ -61,8 +62,10 @@ class KickPacer:
                     due.append(lead)
                 else:
                     self._waiting[lead] = last + self.interval_s
-                    self._ensure_thread()
-                    self._wake.notify()
+                    held = True
+            if held:
+                self._ensure_thread()
+                self._wake.notify()
         if due:
             self._send(due)
 
@@ -74,13 +77,17 @@ class KickPacer:
     def flush(self) -> None:
         """Send every held-back kick now (a process shutting down hands its kicks on)."""
         with self._wake:
-            due = sorted(self._waiting)
-            self._waiting.clear()
-            now = self._clock()
-            for lead in due:
-                self._last[lead] = now
+            due = self._take(sorted(self._waiting), self._clock())
         if due:
             self._send(due)
+
+    def _take(self, leads: list[int], now: float) -> list[int]:
+        """``leads`` off the waiting list, their kicks counted as sent at ``now`` (under the
+        lock)."""
+        for lead in leads:
+            del self._waiting[lead]
+            self._last[lead] = now
+        return leads
 
     def _ensure_thread(self) -> None:
         """Start the sender thread (again after a fork, which keeps only the forking thread).
@@ -104,10 +111,9 @@ class KickPacer:
                 if first > now:
                     self._wake.wait(first - now)
                     continue
-                due = sorted(lead for lead, at in self._waiting.items() if at <= now)
-                for lead in due:
-                    del self._waiting[lead]
-                    self._last[lead] = now
+                due = self._take(
+                    sorted(lead for lead, at in self._waiting.items() if at <= now), now
+                )
             try:
                 self._send(due)
             except Exception:  # the sender logs its own refusals; a bug must not end pacing
